@@ -1,0 +1,180 @@
+"""Job control: start a run as a detached process group, stop it, tell its live status.
+
+One training job runs at a time per workspace: the pipeline process holds an exclusive `flock`
+on `<workspace>/job.lock` for its whole life. The kernel drops the lock when the process dies,
+however it dies, so a killed trainer never leaves a stale lock behind.
+
+Stop sends SIGTERM to the run's process group; the trainer finishes its step, saves a checkpoint
+and marks the run `stopped`. If it is still alive after the grace period, the next stop or
+status call sends SIGKILL and marks the run stopped itself. A run whose process is gone while
+progress.json says running is shown `failed (lost)`."""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.errors import JobError
+from core.fileio import read_json, write_json
+from core.progress import PROGRESS_FILE, initial_progress, read_progress
+from core.runs import PROJECT_ROOT, RunIndex, workspace_of
+from core.stages import stage_names
+
+LOCK_FILE = "job.lock"
+STOP_FILE = "stop_requested.json"
+GRACE_S = 30.0
+HEARTBEAT_STALE_S = 120.0  # a heartbeat this old means the writer is gone (pid reuse guard)
+LIVE_STATES = ("starting", "running")
+
+
+class JobLock:
+    """Held by the pipeline process while it runs; released by the kernel when it exits."""
+
+    def __init__(self, ws: Path, run_id: str):
+        self.path = Path(ws) / LOCK_FILE
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            other = active_run_id(ws) or "another run"
+            raise JobError(f"a training job is already running in {ws} ({other}); "
+                           "stop it or wait for it to finish") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(run_id)
+        self._file.flush()
+
+    def release(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def active_run_id(ws: Path) -> str | None:
+    """The run id holding the workspace's job lock, or None when no job runs."""
+    path = Path(ws) / LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "unknown"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def start(run_dir: Path, resume: bool = False) -> int:
+    """Spawn `python -m core.pipeline run RUN_DIR` in its own session; returns its pid.
+
+    The run folder must hold run.yaml. progress.json is written at once (status `starting`) so
+    every reader sees the run before the child has imported torch."""
+    run_dir, ws = Path(run_dir), workspace_of(run_dir)
+    if not (run_dir / "run.yaml").exists():
+        raise JobError(f"{run_dir}: no run.yaml; prepare the run folder first")
+    other = active_run_id(ws)
+    if other:
+        raise JobError(f"a training job is already running in {ws} ({other}); "
+                       "stop it or wait for it to finish")
+    cmd = [sys.executable, "-m", "core.pipeline", "resume" if resume else "run", str(run_dir)]
+    with open(run_dir / "stdout.log", "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    if not resume or read_progress(run_dir) is None:
+        write_json(run_dir / PROGRESS_FILE,
+                   initial_progress(run_dir.name, stage_names(), "starting", proc.pid))
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    RunIndex(ws).update(run_dir)
+    return proc.pid
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """True while `pid` runs; reaps it first if it is our exited child (no zombie counts)."""
+    if not pid:
+        return False
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie of another parent still answers kill(0)
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _signal(progress: dict, sig: int) -> None:
+    pid, pgid = progress.get("pid"), progress.get("pgid")
+    try:
+        if pgid and pgid == pid:  # started detached: the whole group (DataLoader workers too)
+            os.killpg(pgid, sig)
+        elif pid:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _mark_ended(run_dir: Path, progress: dict, status: str, error: str) -> dict:
+    """Finish a run on behalf of a pipeline process that can no longer do it."""
+    now = time.time()
+    for stage in progress["stages"]:
+        if stage["status"] == "running":
+            stage.update(status="failed" if status == "failed" else "stopped", ended=now)
+    progress.update(status=status, error=error, finished=now, active=None)
+    write_json(Path(run_dir) / PROGRESS_FILE, progress)
+    RunIndex(workspace_of(run_dir)).update(run_dir)
+    return progress
+
+
+def run_status(run_dir: Path) -> dict:
+    """progress.json as a reader should see it, with `label` for display. A live status whose
+    process is gone becomes `failed` with `lost: true` (label `failed (lost)`), persisted; a stop
+    whose grace period has passed is finished with SIGKILL."""
+    run_dir = Path(run_dir)
+    progress = read_progress(run_dir)
+    if progress is None:
+        raise JobError(f"{run_dir}: no progress.json; is this a run folder?")
+    if progress["status"] in LIVE_STATES:
+        stop = read_json(run_dir / STOP_FILE)
+        alive = _pid_alive(progress.get("pid")) and \
+            time.time() - progress.get("heartbeat", 0) < HEARTBEAT_STALE_S
+        if alive and stop and time.time() - stop["time"] > stop["grace_s"]:
+            _signal(progress, signal.SIGKILL)
+            progress = _mark_ended(run_dir, progress, "stopped",
+                                   f"killed: no clean stop within {stop['grace_s']:.0f} s")
+        elif not alive and read_progress(run_dir)["status"] in LIVE_STATES:
+            progress = _mark_ended(
+                run_dir, progress, "failed",
+                f"lost: the pipeline process (pid {progress.get('pid')}) ended without "
+                "finishing the run; see pipeline.log and stdout.log")
+            progress["lost"] = True
+    progress["lost"] = progress.get("lost") or (progress.get("error") or "").startswith("lost:")
+    progress["label"] = "failed (lost)" if progress["lost"] else progress["status"]
+    return progress
+
+
+def stop(run_dir: Path, grace_s: float = GRACE_S, wait: bool = True) -> dict:
+    """Ask a run to stop (SIGTERM). With `wait`, block until it ends, escalating to SIGKILL
+    after `grace_s`; without, return at once (later `run_status` calls escalate)."""
+    run_dir = Path(run_dir)
+    progress = run_status(run_dir)
+    if progress["status"] not in LIVE_STATES:
+        return progress
+    write_json(run_dir / STOP_FILE, {"time": time.time(), "grace_s": grace_s})
+    _signal(progress, signal.SIGTERM)
+    while wait:
+        progress = run_status(run_dir)
+        if progress["status"] not in LIVE_STATES:
+            break
+        time.sleep(0.2)
+    return progress

@@ -1,0 +1,232 @@
+"""The pipeline's command line: `python -m core.pipeline COMMAND ...`.
+
+  run      [RUN_DIR] --ts-data PATH [--ts-test PATH] [--set key=value ...] [--dry-run] [--detach]
+  resume   RUN_DIR [--detach]     continue a stopped or failed run from its last checkpoint
+  stop     RUN_DIR [--grace S]    SIGTERM, then SIGKILL after the grace period
+  status   RUN_DIR [--json]
+  index    [--rebuild]            print (or rebuild) the runs index
+
+`run` with data options creates a new run folder under `<workspace>/runs/`; `run RUN_DIR` runs a
+folder that already holds run.yaml (what `core.jobs.start` spawns). Exit status: 0 done,
+1 failed, 2 bad usage or input, 3 stopped."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from core import jobs
+from core.config import load_config, read_config
+from core.errors import AtcError, StopRequested
+from core.progress import MetricsLog, ProgressWriter, initial_progress
+from core.fileio import write_json
+from core.runs import RunIndex, create_run, workspace, workspace_of
+from core.stages import STAGES, Context, run_stages, stage_names, stream_module, streams_with_data
+
+EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
+
+
+def _logger(run_dir: Path) -> logging.Logger:
+    log = logging.getLogger(f"atc.{run_dir.name}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+    for handler in (logging.FileHandler(run_dir / "pipeline.log", encoding="utf-8"),
+                    logging.StreamHandler(sys.stdout)):
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+    return log
+
+
+def execute(run_dir: Path, resume: bool = False) -> str:
+    """Run every stage of a prepared run folder in this process; returns the final status."""
+    run_dir = Path(run_dir).resolve()
+    lock = jobs.JobLock(workspace_of(run_dir), run_dir.name)
+    try:
+        progress = ProgressWriter(run_dir, run_dir.name, stage_names())
+        log = _logger(run_dir)
+        log.info("%s run %s", "resuming" if resume else "starting", run_dir.name)
+        ctx = Context(run_dir, None, progress, MetricsLog(run_dir), log, resume=resume)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: (ctx.stop_event.set(),
+                                           log.warning("stop requested: finishing the step")))
+        progress.start_heartbeat()
+        status, error = _run(ctx)
+        progress.finish(status, error)
+        RunIndex(workspace_of(run_dir)).update(run_dir)
+        log.info("run %s: %s", status, run_dir)
+        return status
+    finally:
+        lock.release()
+
+
+def _run(ctx: Context) -> tuple[str, str | None]:
+    """Config, device, stages; any failure becomes (status, error) for progress.json."""
+    from core.devices import describe, resolve_device
+    try:
+        ctx.cfg = read_config(ctx.run_dir / "run.yaml")
+        ctx.progress.set(device=describe(resolve_device(ctx.cfg.pipeline.device)))
+        RunIndex(workspace_of(ctx.run_dir)).update(ctx.run_dir)
+        run_stages(ctx)
+        return "done", None
+    except StopRequested as e:
+        ctx.log.warning("stopped: %s", e)
+        return "stopped", str(e)
+    except AtcError as e:
+        ctx.log.error("failed: %s", e)
+        return "failed", str(e)
+    except Exception as e:  # an unexpected crash: keep the traceback in the log
+        ctx.log.exception("failed with an unexpected error")
+        return "failed", f"{type(e).__name__}: {e}"
+
+
+def dry_run(run_dir: Path) -> None:
+    """Print the stage plan and check the data; nothing is trained or scored."""
+    cfg = read_config(run_dir / "run.yaml")
+    with_data = streams_with_data(cfg)
+    print(f"dry run: {run_dir}")
+    for i, stage in enumerate(STAGES, 1):
+        skip = stage.stream and stage.stream not in with_data
+        print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
+    for stream in with_data:
+        for line in stream_module(stream).check_data(cfg):
+            print(f"  {stream}: {line}")
+    progress = initial_progress(run_dir.name, stage_names(), "planned")
+    for stage in progress["stages"]:
+        if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in STAGES):
+            stage["status"] = "skipped"
+    write_json(run_dir / "progress.json", progress)
+    RunIndex(workspace_of(run_dir)).update(run_dir)
+    print(f"runtime config written to {run_dir / 'run.yaml'}; nothing was trained")
+
+
+def _new_run(args) -> Path:
+    overrides = list(args.set)
+    for key, value in (("ts_data", args.ts_data), ("ts_test", args.ts_test), ("name", args.name)):
+        if value:
+            overrides.append(f"pipeline.{key}={value}")
+    cfg = load_config(overrides)
+    if not streams_with_data(cfg):
+        raise AtcError("no data given: pass --ts-data FOLDER_OR_CSV (or set pipeline.ts_data)")
+    for key in ("ts_data", "ts_test"):
+        if getattr(cfg.pipeline, key):
+            path = Path(getattr(cfg.pipeline, key)).expanduser().resolve()
+            if not path.exists():
+                raise AtcError(f"--{key.replace('_', '-')} {path}: no such file or folder")
+            setattr(cfg.pipeline, key, str(path))
+    return create_run(workspace(args.workdir), cfg)
+
+
+def cmd_run(args) -> int:
+    if args.run_dir:
+        run_dir = Path(args.run_dir).resolve()
+        if args.ts_data or args.ts_test or args.set:
+            raise AtcError("give either RUN_DIR (a prepared run folder) or data options, not both")
+        if not (run_dir / "run.yaml").exists():
+            raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass --ts-data instead")
+    else:
+        run_dir = _new_run(args)
+    if args.dry_run:
+        dry_run(run_dir)
+        return 0
+    return _launch(run_dir, args.detach, resume=False)
+
+
+def _launch(run_dir: Path, detach: bool, resume: bool) -> int:
+    if detach:
+        pid = jobs.start(run_dir, resume=resume)
+        print(f"started run {run_dir.name} (pid {pid}); follow it with: "
+              f"python -m core.pipeline status {run_dir}")
+        return 0
+    status = execute(run_dir, resume=resume)
+    print(f"{status}: {run_dir}")
+    return EXIT[status]
+
+
+def cmd_resume(args) -> int:
+    run_dir = Path(args.run_dir).resolve()
+    if not (run_dir / "run.yaml").exists():
+        raise AtcError(f"{run_dir}: not a run folder (no run.yaml)")
+    return _launch(run_dir, args.detach, resume=True)
+
+
+def cmd_stop(args) -> int:
+    progress = jobs.stop(Path(args.run_dir), grace_s=args.grace)
+    print(progress["label"] + (f": {progress['error']}" if progress.get("error") else ""))
+    return 0
+
+
+def cmd_status(args) -> int:
+    progress = jobs.run_status(Path(args.run_dir))
+    if args.json:
+        print(json.dumps(progress, indent=2))
+        return 0
+    print(f"{progress['run_id']}: {progress['label']}"
+          + (f" ({progress['error']})" if progress.get("error") else ""))
+    for stage in progress["stages"]:
+        took = f"{stage['ended'] - stage['started']:.1f} s" if stage["ended"] and stage["started"] \
+            else ""
+        print(f"  {stage['status']:<8} {stage['name']:<20} {took}")
+    if progress.get("active"):
+        print("  active:", json.dumps(progress["active"]))
+    if progress["status"] in jobs.LIVE_STATES:
+        print(f"  heartbeat {time.time() - progress['heartbeat']:.0f} s ago")
+    return 0
+
+
+def cmd_index(args) -> int:
+    index = RunIndex(workspace(args.workdir))
+    for e in index.rebuild() if args.rebuild else index.entries():
+        print(f"{e['run_id']}  {e['status']:<8} {','.join(e['streams']):<10} "
+              f"{json.dumps(e['metrics'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.pipeline", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a run (new, or a prepared RUN_DIR)")
+    run.add_argument("run_dir", nargs="?")
+    run.add_argument("--ts-data", help="time-series dataset: a folder or one CSV file")
+    run.add_argument("--ts-test", help="a test CSV (overrides the folder's test.csv)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. patchtst.train.epochs=3 (repeatable)")
+    run.add_argument("--name", help="a name for the runs index")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, check the data, "
+                     "write run.yaml; train nothing")
+    run.add_argument("--workdir", help="workspace folder (default $ATC_WORKDIR or artifacts/)")
+    resume = sub.add_parser("resume", help="continue a stopped or failed run from last.pt")
+    resume.add_argument("run_dir")
+    for parser in (run, resume):
+        parser.add_argument("--detach", action="store_true",
+                            help="start in the background and return at once")
+    stop = sub.add_parser("stop", help="stop a running run")
+    stop.add_argument("run_dir")
+    stop.add_argument("--grace", type=float, default=jobs.GRACE_S,
+                      help="seconds to wait for a clean stop before SIGKILL")
+    status = sub.add_parser("status", help="show a run's status")
+    status.add_argument("run_dir")
+    status.add_argument("--json", action="store_true")
+    index = sub.add_parser("index", help="list the runs index")
+    index.add_argument("--rebuild", action="store_true", help="rebuild it from the run folders")
+    index.add_argument("--workdir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"run": cmd_run, "resume": cmd_resume, "stop": cmd_stop, "status": cmd_status,
+               "index": cmd_index}[args.command]
+    try:
+        return command(args)
+    except AtcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT["usage"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The progress protocol: what a running pipeline tells the world, through files only.
+
+- `progress.json` (atomic rewrite): run status, pid/pgid, heartbeat time, one entry per stage
+  with its state and times, the active stage with epoch/step counts and ETA.
+- `metrics.jsonl` (append-only): one JSON object per logged training step and per epoch.
+
+Stage states: idle, running, done, failed, stopped, skipped. Run states: planned (dry run),
+starting (spawned, not yet running), running, done, failed, stopped. A reader that finds
+`running` while the process is gone reports `failed (lost)` (see `core.jobs.run_status`)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from core.fileio import append_jsonl, read_json, read_jsonl, write_json
+
+PROGRESS_FILE = "progress.json"
+METRICS_FILE = "metrics.jsonl"
+STAGE_STATES = ("idle", "running", "done", "failed", "stopped", "skipped")
+FINAL_STATES = ("done", "failed", "stopped")
+HEARTBEAT_S = 2.0
+
+
+def initial_progress(run_id: str, stages: list[str], status: str, pid: int | None = None) -> dict:
+    """A progress record with every stage idle (also what `core.jobs.start` writes at spawn)."""
+    now = time.time()
+    return {"run_id": run_id, "status": status, "pid": pid, "pgid": pid, "started": now,
+            "heartbeat": now, "finished": None, "error": None, "device": None, "active": None,
+            "stages": [{"name": s, "status": "idle", "started": None, "ended": None,
+                        "message": None} for s in stages]}
+
+
+class ProgressWriter:
+    """Owned by the pipeline process: every change rewrites progress.json atomically, and a
+    daemon thread refreshes the heartbeat so readers can tell a live run from a lost one."""
+
+    def __init__(self, run_dir: Path, run_id: str, stages: list[str]):
+        self.path = Path(run_dir) / PROGRESS_FILE
+        self._lock = threading.Lock()
+        self.state = initial_progress(run_id, stages, "running", os.getpid())
+        self.state["pgid"] = os.getpgrp()
+        self._beat = threading.Event()
+        self._write()
+
+    def _write(self) -> None:
+        self.state["heartbeat"] = time.time()
+        write_json(self.path, self.state)
+
+    def _stage(self, name: str) -> dict:
+        return next(s for s in self.state["stages"] if s["name"] == name)
+
+    def set(self, **fields) -> None:
+        """Top-level fields, e.g. device='cuda:0 (NVIDIA H200)'."""
+        with self._lock:
+            self.state.update(fields)
+            self._write()
+
+    def stage_started(self, name: str) -> None:
+        with self._lock:
+            stage = self._stage(name)
+            stage.update(status="running", started=time.time())
+            index = self.state["stages"].index(stage) + 1
+            self.state["active"] = {"stage": name, "index": index, "n": len(self.state["stages"])}
+            self._write()
+
+    def stage_ended(self, name: str, status: str, message: str | None = None) -> None:
+        assert status in STAGE_STATES, status
+        with self._lock:
+            stage = self._stage(name)
+            stage.update(status=status, ended=time.time(), message=message)
+            if status == "skipped":
+                stage["started"] = stage["started"] or stage["ended"]
+            self.state["active"] = None
+            self._write()
+
+    def update_active(self, **fields) -> None:
+        """Epoch/step counts, ETA and throughput of the active stage."""
+        with self._lock:
+            if self.state["active"] is not None:
+                self.state["active"].update(fields)
+                self._write()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        assert status in FINAL_STATES, status
+        with self._lock:
+            self.state.update(status=status, error=error, finished=time.time(), active=None)
+            self._write()
+        self._beat.set()
+
+    def start_heartbeat(self, interval: float = HEARTBEAT_S) -> None:
+        def beat():
+            while not self._beat.wait(interval):
+                with self._lock:
+                    self._write()
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step or epoch to metrics.jsonl."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / METRICS_FILE
+
+    def log(self, **fields) -> None:
+        append_jsonl(self.path, {"time": round(time.time(), 3), **fields})
+
+
+def read_progress(run_dir: Path) -> dict | None:
+    return read_json(Path(run_dir) / PROGRESS_FILE)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return read_jsonl(Path(run_dir) / METRICS_FILE)

@@ -1,0 +1,139 @@
+"""The workspace, run folders and the runs index.
+
+Workspace (default `artifacts/` at the project root; `--workdir` or `ATC_WORKDIR` override):
+`uploads/`, `runs/<run_id>/` (one folder per run), `runs/index.json`. The index holds one entry
+per run, derived only from that run's folder (`summarize_run`), so it can always be rebuilt; it
+is rewritten atomically under a file lock, so the pipeline and the console can both update it."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import time
+from pathlib import Path
+
+from core.config import RunConfig, read_yaml, save_config
+from core.fileio import read_json, write_json
+from core.progress import read_progress
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INDEX_FILE = "index.json"
+
+
+def workspace(workdir: str | Path | None = None) -> Path:
+    """The workspace folder, created if needed: `workdir`, else $ATC_WORKDIR, else artifacts/."""
+    path = Path(workdir or os.environ.get("ATC_WORKDIR") or PROJECT_ROOT / "artifacts")
+    (path / "runs").mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def runs_dir(ws: Path) -> Path:
+    return Path(ws) / "runs"
+
+
+def workspace_of(run_dir: Path) -> Path:
+    """The workspace a run folder belongs to (`<workspace>/runs/<run_id>`)."""
+    return Path(run_dir).resolve().parent.parent
+
+
+def new_run_dir(ws: Path) -> Path:
+    """A fresh, empty run folder named by start time plus a random suffix (sortable, unique)."""
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    path = runs_dir(ws) / run_id
+    path.mkdir(parents=True)
+    return path
+
+
+def create_run(ws: Path, cfg: RunConfig) -> Path:
+    """A new run folder holding the runtime config (run.yaml) the run will use."""
+    run_dir = new_run_dir(ws)
+    save_config(cfg, run_dir / "run.yaml")
+    return run_dir
+
+
+def summarize_run(run_dir: Path) -> dict:
+    """The index entry of one run, from its run.yaml, progress.json and metrics files."""
+    run_dir = Path(run_dir)
+    cfg = read_yaml(run_dir / "run.yaml") if (run_dir / "run.yaml").exists() else {}
+    pipe, ts = (cfg or {}).get("pipeline", {}), (cfg or {}).get("patchtst", {})
+    progress = read_progress(run_dir) or {}
+    started, finished = progress.get("started"), progress.get("finished")
+    streams, metrics = [], {}
+    if pipe.get("ts_data"):
+        streams.append("patchtst")
+        m = read_json(run_dir / "patchtst" / "metrics.json") or {}
+        metrics["patchtst"] = {k: m.get(k) for k in ("auroc", "auprc", "best_f1", "f1", "pa_f1")
+                               if k in m}
+    return {
+        "run_id": run_dir.name,
+        "name": pipe.get("name", ""),
+        "status": progress.get("status", "unknown"),
+        "error": progress.get("error"),
+        "started": started,
+        "finished": finished,
+        "duration_s": round(finished - started, 1) if started and finished else None,
+        "streams": streams,
+        "data": {"timeseries": pipe.get("ts_data")},
+        "params": _key_params(pipe, ts),
+        "metrics": metrics,
+    }
+
+
+def _key_params(pipe: dict, ts: dict) -> dict:
+    if not ts:
+        return {}
+    get = lambda section, key: (ts.get(section) or {}).get(key)  # noqa: E731
+    return {"device": pipe.get("device"), "preset": ts.get("preset"),
+            "epochs": get("train", "epochs"), "batch_size": get("train", "batch_size"),
+            "lr": get("train", "lr"), "window": get("data", "window"),
+            "patch_len": get("model", "patch_len"), "mask_ratio": get("model", "mask_ratio"),
+            "score_mode": get("score", "mode")}
+
+
+class RunIndex:
+    """`runs/index.json`: a list of run entries, newest first."""
+
+    def __init__(self, ws: Path):
+        self.dir = runs_dir(ws)
+        self.path = self.dir / INDEX_FILE
+
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.dir / ".index.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def entries(self) -> list[dict]:
+        """The index; rebuilt from the run folders when it is missing or unreadable."""
+        data = read_json(self.path)
+        return data if isinstance(data, list) else self.rebuild()
+
+    def _write(self, entries: list[dict]) -> None:
+        entries.sort(key=lambda e: e["run_id"], reverse=True)
+        write_json(self.path, entries)
+
+    def update(self, run_dir: Path) -> dict:
+        """Recompute the entry of `run_dir` and put it in the index."""
+        entry = summarize_run(run_dir)
+        with self._locked():
+            data = read_json(self.path)
+            entries = [e for e in (data if isinstance(data, list) else [])
+                       if e.get("run_id") != entry["run_id"]]
+            self._write(entries + [entry])
+        return entry
+
+    def remove(self, run_id: str) -> None:
+        with self._locked():
+            data = read_json(self.path)
+            self._write([e for e in (data if isinstance(data, list) else [])
+                         if e.get("run_id") != run_id])
+
+    def rebuild(self) -> list[dict]:
+        """Scan every run folder and rewrite the index from scratch."""
+        with self._locked():
+            entries = [summarize_run(p) for p in sorted(self.dir.iterdir())
+                       if p.is_dir() and (p / "run.yaml").exists()]
+            self._write(entries)
+        return entries
+

@@ -1,0 +1,157 @@
+"""The pipeline's stages, in order, and the runner that walks them.
+
+Each stage is a function `stage(ctx) -> None` named by "module:function" and imported only when
+it runs, so readers of the stage list (the console's stage graph, `core.jobs`) never load torch.
+A stage bound to a stream is `skipped` when the run has no data for that stream; a stage may
+also skip itself by raising `Skip` (e.g. evaluation without labels)."""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import RunConfig
+from core.errors import StopRequested
+from core.progress import MetricsLog, ProgressWriter
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str  # "module:function"
+    stream: str | None = None  # None: runs whenever the pipeline runs
+
+
+STAGES = [
+    Stage("prepare_data", "core.stages:prepare_data"),
+    Stage("train_patchtst", "core.timeseries.stages:train", "patchtst"),
+    Stage("score_patchtst", "core.timeseries.stages:score", "patchtst"),
+    Stage("evaluate_patchtst", "core.timeseries.stages:evaluate", "patchtst"),
+    Stage("validate_outputs", "core.validation:validate_outputs"),
+    Stage("publish", "core.publish:publish"),
+]
+
+
+@dataclass(frozen=True)
+class Stream:
+    data_key: str  # the pipeline config key naming its data
+    module: str  # holds prepare(ctx) and check_data(cfg) -> list[str] (the dry run's report)
+
+
+STREAMS = {"patchtst": Stream("ts_data", "core.timeseries.stages")}
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+def streams_with_data(cfg: RunConfig) -> list[str]:
+    return [name for name, s in STREAMS.items() if getattr(cfg.pipeline, s.data_key)]
+
+
+class Skip(Exception):
+    """Raised by a stage that has nothing to do; its message is shown on the stage."""
+
+
+@dataclass
+class Context:
+    """What every stage gets: the run folder, its config and the run's channels to the world."""
+    run_dir: Path
+    cfg: RunConfig
+    progress: ProgressWriter
+    metrics: MetricsLog
+    log: logging.Logger
+    resume: bool = False
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    state: dict[str, Any] = field(default_factory=dict)  # handed from stage to stage in-process
+
+    def stream_dir(self, stream: str) -> Path:
+        path = self.run_dir / stream
+        path.mkdir(exist_ok=True)
+        return path
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set()
+
+
+def _resolve(target: str):
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_stages(ctx: Context) -> None:
+    """Run every stage in order; a stage's exception marks it failed/stopped and propagates."""
+    with_data = streams_with_data(ctx.cfg)
+    for i, stage in enumerate(STAGES, 1):
+        ctx.log.info("[%d/%d] %s", i, len(STAGES), stage.name)
+        if ctx.should_stop():
+            ctx.progress.stage_ended(stage.name, "stopped", "stop requested")
+            raise StopRequested(f"stopped before {stage.name}")
+        if stage.stream and stage.stream not in with_data:
+            ctx.progress.stage_ended(stage.name, "skipped", f"no {stage.stream} data")
+            ctx.log.info("    skipped: no data for the %s stream", stage.stream)
+            continue
+        _run_one(ctx, stage)
+
+
+def _run_one(ctx: Context, stage: Stage) -> None:
+    ctx.progress.stage_started(stage.name)
+    t0 = time.time()
+    try:
+        _resolve(stage.target)(ctx)
+    except Skip as e:
+        ctx.progress.stage_ended(stage.name, "skipped", str(e))
+        ctx.log.info("    skipped: %s", e)
+        return
+    except StopRequested as e:
+        ctx.progress.stage_ended(stage.name, "stopped", str(e))
+        raise
+    except BaseException as e:
+        ctx.progress.stage_ended(stage.name, "failed", str(e) or type(e).__name__)
+        raise
+    ctx.progress.stage_ended(stage.name, "done")
+    ctx.log.info("    done in %.1f s", time.time() - t0)
+
+
+def stream_module(stream: str):
+    return importlib.import_module(STREAMS[stream].module)
+
+
+def prepare_data(ctx: Context) -> None:
+    """Load and check every stream's data before any training starts."""
+    for stream in streams_with_data(ctx.cfg):
+        stream_module(stream).prepare(ctx)
+
+
+class TrainReporter:
+    """The training loop's reporter: metrics.jsonl lines, progress counts and ETA, log lines."""
+
+    def __init__(self, ctx: Context, stage: str, stream: str):
+        self.ctx, self.stage, self.stream = ctx, stage, stream
+        self.t0, self.first_step = time.time(), None
+
+    def step(self, *, epoch, step, n_steps, loss, lr, samples_per_s) -> None:
+        if self.first_step is None:
+            self.first_step, self.t0 = step - 1, time.time()  # a resumed run starts mid-way
+        done = step - self.first_step
+        eta = (time.time() - self.t0) / done * (n_steps - step) if done else None
+        self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="step", epoch=epoch,
+                             step=step, train_loss=loss, lr=lr,
+                             samples_per_s=round(samples_per_s, 1))
+        self.ctx.progress.update_active(epoch=epoch, step=step, n_steps=n_steps,
+                                        eta_s=round(eta, 1) if eta is not None else None,
+                                        samples_per_s=round(samples_per_s, 1))
+
+    def epoch(self, *, epoch, n_epochs, train_loss, val_loss, best) -> None:
+        self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="epoch", epoch=epoch,
+                             train_loss=train_loss, val_loss=val_loss, best=best)
+        self.ctx.progress.update_active(epoch=epoch, n_epochs=n_epochs)
+        self.ctx.log.info("    epoch %d/%d  train %.4f  val %.4f%s", epoch, n_epochs, train_loss,
+                          val_loss, "  (best)" if best else "")
+
+    def should_stop(self) -> bool:
+        return self.ctx.should_stop()

@@ -1,0 +1,365 @@
+"""Loading and validating multivariate time-series CSV datasets.
+
+A dataset is a train split and an optional test split, each a `Series` of T rows by C channels.
+`load_ts_dataset` accepts a folder (`train.csv[.gz]`, optional `test.csv[.gz]` and
+`test_label.csv[.gz]`) or a single CSV file taken as train data. Every problem the user can fix
+is a `DataError` naming the file and, where it can, the column and the data row (1-based, as a
+person counts data rows: the header is not a row). Fixable-by-us issues (NaN gaps, constant
+columns) become warnings instead.
+
+Column roles, in order of precedence:
+  - label-like (`label`, `anomaly`, `changepoint`, any case): never channels; `label` (else
+    `anomaly`) gives the 0/1 labels of that file;
+  - one timestamp (named `timestamp`/`time`/`datetime`/`date`, or else the first non-numeric
+    column that parses fully as datetimes): kept as strings for display;
+  - everything else must be numeric: the channels, in file order.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataError
+
+LABEL_COLUMNS = ("label", "anomaly", "changepoint")  # never channels; the first two give labels
+TIME_NAMES = ("timestamp", "time", "datetime", "date")
+DELIMITERS = ",;\t"
+MISSING = ["", "nan", "NaN", "NAN"]  # the only cell texts read as missing ('n/a' is an error)
+SNIFF_BYTES = 8192
+
+
+@dataclass
+class Series:
+    """One split. `values` is (T, C) float32 with gaps already filled; labels are 0/1 or None."""
+
+    values: np.ndarray  # (T, C) float32
+    channels: list[str]  # C names, in file order
+    timestamps: np.ndarray | None  # (T,) str, e.g. "2020-03-09 10:14:33"
+    labels: np.ndarray | None  # (T,) int8 0/1, None when unknown
+    source: str  # the file it came from
+
+
+@dataclass
+class TSDataset:
+    """A train split, an optional test split, and what was fixed while loading them."""
+
+    train: Series
+    test: Series | None
+    warnings: list[str]  # one human-readable line per issue
+    nan_filled: int  # cells forward/back-filled over train + test
+
+
+# ---------------------------------------------------------------- reading one file
+
+def _row(i: int) -> str:
+    """'row 1,204' for the 0-based data index 1203."""
+    return f"row {i + 1:,}"
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: gunzipped if `.gz`, decoded as UTF-8 (a BOM is dropped)."""
+    name = path.name
+    if not path.is_file():
+        raise DataError(f"{name}: expected a CSV file at {path}, found none")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{name}: expected gzip-compressed CSV, found unreadable data ({e})")
+    if not raw.strip():
+        raise DataError(f"{name}: the file is empty; expected a header line and data rows")
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = bom + e.start  # offset in the file's (decompressed) bytes, BOM included
+        line = raw[:at].count(b"\n") + 1
+        raise DataError(
+            f"{name}: expected UTF-8 text, found byte 0x{raw[at]:02x} at byte offset "
+            f"{at:,} (line {line:,}); save the file as UTF-8"
+        ) from None
+
+
+def _sniff_delimiter(text: str) -> str:
+    """`,`, `;` or tab, guessed from the first few KB; `,` when the sniffer cannot tell."""
+    sample = text[:SNIFF_BYTES]
+    if len(text) > SNIFF_BYTES and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Parse one CSV (`.csv` or `.csv.gz`, `,`/`;`/tab) into a DataFrame of raw columns.
+
+    Only empty cells and 'nan' read as missing; column names are stripped of surrounding spaces.
+    Raises DataError for a missing, empty, header-only, non-UTF-8 or malformed file.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        df = pd.read_csv(
+            io.StringIO(text), sep=_sniff_delimiter(text), keep_default_na=False, na_values=MISSING
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path.name}: expected a well-formed CSV table, found: {e}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise DataError(f"{path.name}: found a header but no data rows")
+    return df
+
+
+# ---------------------------------------------------------------- column roles
+
+def _is_datetime_column(col: pd.Series) -> bool:
+    """True when every non-empty cell of a text column parses as a datetime."""
+    cells = col.dropna()
+    if cells.empty:
+        return False
+    with warnings.catch_warnings():  # pandas warns when it falls back to dateutil
+        warnings.simplefilter("ignore")
+        if pd.to_datetime(cells.head(20), errors="coerce").isna().any():
+            return False  # cheap screen before parsing a long text column
+        return not pd.to_datetime(cells, errors="coerce").isna().any()
+
+
+def _find_timestamp(df: pd.DataFrame, candidates: list[str]) -> str | None:
+    """The timestamp column among `candidates`: the first one named like a time, else the first
+    text column that parses fully as datetimes, else None."""
+    for c in candidates:
+        if c.lower() in TIME_NAMES:
+            return c
+    for c in candidates:
+        if df[c].dtype == object and _is_datetime_column(df[c]):
+            return c
+    return None
+
+
+def _format_timestamps(col: pd.Series) -> np.ndarray:
+    """(T,) strings: ISO form from pandas when the whole column parses, else the cells as read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(col, errors="coerce") if col.dtype == object else None
+    if parsed is not None and not parsed.isna().any():
+        return parsed.astype(str).to_numpy(dtype=str)
+    return col.fillna("").astype(str).to_numpy(dtype=str)
+
+
+def _first_non_number(col: pd.Series) -> tuple[int, str] | None:
+    """(0-based row, cell) of the first non-empty cell that is not a number, or None."""
+    if col.dtype != object:
+        return None  # pandas already read the whole column as numbers
+    parsed = pd.to_numeric(col, errors="coerce")
+    bad = parsed.isna() & col.notna() & (col.astype(str).str.strip() != "")
+    if not bad.any():
+        return None
+    i = int(np.flatnonzero(bad.to_numpy())[0])
+    return i, str(col.iloc[i])
+
+
+def _check_numeric(df: pd.DataFrame, columns: list[str], stamp: str | None, name: str) -> None:
+    """Raise one DataError listing every non-numeric column with its first offending cell."""
+    bad = []
+    for c in columns:
+        hit = _first_non_number(df[c])
+        if hit is not None:
+            bad.append(f"column '{c}' {_row(hit[0])}: expected a number, found '{hit[1]}'")
+    if not bad:
+        return
+    kept = f" ('{stamp}' is the timestamp column; only one is kept)" if stamp else ""
+    if len(bad) == 1:
+        raise DataError(f"{name}: {bad[0]}{kept}")
+    raise DataError(f"{name}: expected numeric channels and at most one timestamp column{kept}, "
+                    f"found {len(bad)} text columns: " + "; ".join(bad))
+
+
+def _parse_labels(col: pd.Series, name: str) -> np.ndarray:
+    """(T,) int8 labels from a 0/1 column (0.0/1.0 accepted); anything else is a DataError."""
+    numbers = pd.to_numeric(col, errors="coerce")
+    bad = ~numbers.isin([0, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        cell = "an empty cell" if pd.isna(col.iloc[i]) else f"'{col.iloc[i]}'"
+        raise DataError(f"{name}: column '{col.name}' {_row(i)}: expected 0 or 1, found {cell}")
+    return numbers.to_numpy().astype(np.int8)
+
+
+def _label_column(columns: list[str]) -> str | None:
+    """The column holding labels: `label` wins over `anomaly` (any case); None if neither."""
+    by_lower = {c.lower(): c for c in columns}
+    return by_lower.get("label") or by_lower.get("anomaly")
+
+
+# ---------------------------------------------------------------- values and gaps
+
+def _fill_gaps(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, int, list[str]]:
+    """Forward- then back-fill NaN per column. Returns ((T, C) float32, cells filled, warnings)."""
+    missing = frame.isna().sum()
+    notes = []
+    for c, n in missing[missing > 0].items():
+        if n == len(frame):
+            raise DataError(f"{name}: column '{c}' has no values (all {n:,} rows empty); "
+                            "expected at least one number to fill the gaps from")
+        leading = int(frame[c].notna().to_numpy().argmax())
+        tail = f" ({leading:,} leading ones back-filled)" if leading else ""
+        notes.append(f"{name}: column '{c}': {n:,} missing values forward-filled{tail}")
+    values = frame.ffill().bfill().to_numpy(dtype=np.float64)
+    _check_finite(values, list(frame.columns), name)
+    return values.astype(np.float32), int(missing.sum()), notes
+
+
+def _check_finite(values: np.ndarray, channels: list[str], name: str) -> None:
+    """Raise a DataError at the first infinite (or float32-overflowing) cell."""
+    big = ~(np.abs(values) <= np.finfo(np.float32).max)
+    if big.any():
+        i, j = np.argwhere(big)[0]
+        raise DataError(f"{name}: column '{channels[j]}' {_row(int(i))}: "
+                        f"expected a finite number, found {values[i, j]!r}")
+
+
+def _constant_warnings(series: Series, name: str) -> list[str]:
+    """One warning per channel whose values never change."""
+    flat = np.ptp(series.values, axis=0) == 0  # (C,)
+    return [f"column '{c}' is constant in {name}; it carries no signal"
+            for c, is_flat in zip(series.channels, flat) if is_flat]
+
+
+def _load_series(path: Path) -> tuple[Series, int, list[str]]:
+    """Read one file into a Series. Returns (series, cells filled, warnings)."""
+    name = path.name
+    df = read_table(path)
+    columns = list(df.columns)
+    labels_from = _label_column(columns)
+    others = [c for c in columns if c.lower() not in LABEL_COLUMNS]
+    stamp = _find_timestamp(df, others)
+    channels = [c for c in others if c != stamp]
+    if not channels:
+        raise DataError(f"{name}: expected at least one numeric channel column, "
+                        f"found only {columns}")
+    _check_numeric(df, channels, stamp, name)
+    numbers = df[channels].apply(pd.to_numeric, errors="coerce")
+    values, filled, notes = _fill_gaps(numbers, name)
+    series = Series(
+        values=values,
+        channels=channels,
+        timestamps=_format_timestamps(df[stamp]) if stamp else None,
+        labels=_parse_labels(df[labels_from], name) if labels_from else None,
+        source=str(path),
+    )
+    return series, filled, notes
+
+
+# ---------------------------------------------------------------- the dataset
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    """`folder/stem.csv` or `folder/stem.csv.gz`, whichever exists (plain first)."""
+    candidates = (folder / f"{stem}.csv", folder / f"{stem}.csv.gz")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _resolve_paths(path: Path, test_path: Path | None) -> tuple[Path, Path | None]:
+    """(train file, test file or None) from a folder or a single file."""
+    if path.is_file():
+        return path, test_path
+    if not path.is_dir():
+        raise DataError(f"{path}: expected a CSV file or a dataset folder, found nothing there")
+    train = _find_file(path, "train")
+    if train is None:
+        found = sorted(p.name for p in path.iterdir()) or ["nothing"]
+        raise DataError(f"{path.name}: expected train.csv or train.csv.gz in the folder, "
+                        f"found: {', '.join(found)}")
+    return train, test_path or _find_file(path, "test")
+
+
+def _label_file_for(test: Path) -> Path | None:
+    """`test_label.csv[.gz]` beside a file named `test.csv[.gz]`; None otherwise."""
+    if test.name not in ("test.csv", "test.csv.gz"):
+        return None
+    return _find_file(test.parent, "test_label")
+
+
+def _attach_label_file(test: Series, label_path: Path, notes: list[str]) -> None:
+    """Replace `test.labels` with the `label` column of a separate labels file."""
+    table = read_table(label_path)
+    column = _label_column(list(table.columns))
+    if column is None:
+        raise DataError(f"{label_path.name}: expected a 'label' column, "
+                        f"found {list(table.columns)}")
+    test_name = Path(test.source).name
+    if len(table) != len(test.values):
+        raise DataError(f"{label_path.name} has {len(table):,} rows but {test_name} has "
+                        f"{len(test.values):,}; expected one label per test row")
+    if test.labels is not None:
+        notes.append(f"{test_name}: its own label column is ignored; "
+                     f"labels come from {label_path.name}")
+    test.labels = _parse_labels(table[column], label_path.name)
+
+
+def _check_same_channels(train: Series, test: Series) -> None:
+    """Test channels must equal train channels, names and order."""
+    if test.channels == train.channels:
+        return
+    tr, te = Path(train.source).name, Path(test.source).name
+    missing = [c for c in train.channels if c not in test.channels]
+    extra = [c for c in test.channels if c not in train.channels]
+    if missing or extra:
+        raise DataError(f"{te}: expected the same channel columns as {tr}; "
+                        f"missing: {missing or 'none'}; extra: {extra or 'none'}")
+    k = next(k for k, (a, b) in enumerate(zip(train.channels, test.channels)) if a != b)
+    raise DataError(f"{te}: expected the channel columns in the order of {tr}; "
+                    f"channel {k + 1} is '{test.channels[k]}', expected '{train.channels[k]}'")
+
+
+def load_ts_dataset(path: str | Path, test_path: str | Path | None = None) -> TSDataset:
+    """Load and validate a dataset from a folder or a single train CSV (+ optional test CSV).
+
+    Raises DataError naming the file (and column and row where it can) for anything unusable.
+    """
+    train_path, test_file = _resolve_paths(Path(path), Path(test_path) if test_path else None)
+    train, filled, notes = _load_series(train_path)
+    if len(train.values) < 2:
+        raise DataError(f"{train_path.name}: expected at least 2 data rows, found 1")
+    notes += _constant_warnings(train, train_path.name)
+    test = None
+    if test_file is not None:
+        test, test_filled, test_notes = _load_series(test_file)
+        _check_same_channels(train, test)
+        filled += test_filled
+        notes += test_notes
+        label_path = _label_file_for(test_file)
+        if label_path is not None:
+            _attach_label_file(test, label_path, notes)
+    return TSDataset(train=train, test=test, warnings=notes, nan_filled=filled)
+
+
+def _split_summary(s: Series) -> dict:
+    """Rows, source, time span and label ratio of one split (JSON-able)."""
+    span = None
+    if s.timestamps is not None:
+        span = {"first": str(s.timestamps[0]), "last": str(s.timestamps[-1])}
+    ratio = None if s.labels is None else float(s.labels.mean())
+    return {"source": s.source, "rows": int(len(s.values)), "time_span": span,
+            "label_ratio": ratio}
+
+
+def summarize(ds: TSDataset) -> dict:
+    """JSON-able overview: channels (count, names), per split rows / time span / label ratio
+    (test None when absent), cells filled and warnings."""
+    return {
+        "channels": {"count": len(ds.train.channels), "names": list(ds.train.channels)},
+        "train": _split_summary(ds.train),
+        "test": _split_summary(ds.test) if ds.test is not None else None,
+        "nan_filled": ds.nan_filled,
+        "warnings": list(ds.warnings),
+    }

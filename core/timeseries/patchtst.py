@@ -1,0 +1,141 @@
+"""PatchTST for self-supervised pretraining (Nie et al., ICLR 2023, "A Time Series is Worth 64
+Words"): RevIN instance normalisation, channel independence (each channel is its own sequence,
+folded into the batch), non-overlapping patches, linear patch embedding + learned positions, a
+Transformer encoder, and a linear head that reconstructs every patch. Training hides random
+patches (set to zero) and takes the MSE on the hidden ones only.
+
+Dimension names: B batch, L window length, C channels, N patches per window, P patch length,
+D model width, H heads.
+
+Differences from the paper, on purpose: pre-LayerNorm blocks instead of post-BatchNorm (BatchNorm
+and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; LayerNorm trains as
+well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import PatchTSTModelConfig
+
+
+def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
+    """(B, L, C) → (B*C, N, P) with N = L // P; channels folded into the batch."""
+    B, L, C = x.shape
+    return x.permute(0, 2, 1).reshape(B * C, L // patch_len, patch_len)
+
+
+def unpatchify(p: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """(B*C, N, P) → (B, L, C); the exact inverse of `patchify`."""
+    BC, N, P = p.shape
+    return p.reshape(BC // n_channels, n_channels, N * P).permute(0, 2, 1)
+
+
+def random_patch_mask(n_series: int, n_patches: int, ratio: float,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool mask (n_series, n_patches), True = hidden. Each series hides exactly
+    round(ratio * n_patches) patches (at least 1), chosen uniformly at random."""
+    n_hidden = max(1, round(ratio * n_patches))
+    noise = torch.rand(n_series, n_patches, device=device)
+    ranks = noise.argsort(dim=1).argsort(dim=1)  # a random permutation per row
+    return ranks < n_hidden
+
+
+def complementary_masks(n_patches: int, ratio: float) -> torch.Tensor:
+    """Bool masks (K, N), True = hidden, K = ceil(1 / ratio): patch i is hidden in mask i % K
+    only, so over the K masks every patch is predicted exactly once from its visible context."""
+    k = max(2, -(-100 // round(ratio * 100)))  # ceil(1 / ratio) without float surprises
+    k = min(k, n_patches)
+    return torch.arange(n_patches)[None, :] % k == torch.arange(k)[:, None]
+
+
+class RevIN(nn.Module):
+    """Reversible instance normalisation (Kim et al., ICLR 2022): each window and channel is
+    standardised by its own mean and std. No learned affine map: the reconstruction target is
+    the normalised input, and a learned scale could shrink it to zero (a trivial loss)."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(B, L, C) → normalised (B, L, C) and the (mean, std) to undo it, each (B, 1, C)."""
+        mean = x.mean(dim=1, keepdim=True)
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps)
+        return (x - mean) / std, (mean, std)
+
+    @staticmethod
+    def inverse(y: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mean, std = stats
+        return y * std + mean
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S, N, D = x.shape  # S sequences (B*C), N patches
+        q, k, v = self.qkv(x).view(S, N, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(  # q, k, v: (S, H, N, D/H)
+            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(S, N, D))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(d_ff, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x)))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class PatchTST(nn.Module):
+    """Masked patch reconstruction. `forward(x, mask)` returns the reconstructed window in the
+    input's scale; `loss(x, mask)` the training objective."""
+
+    def __init__(self, cfg: PatchTSTModelConfig, n_channels: int, window: int):
+        super().__init__()
+        self.cfg, self.n_channels = cfg, n_channels
+        self.n_patches = window // cfg.patch_len
+        self.revin = RevIN()
+        self.embed = nn.Linear(cfg.patch_len, cfg.d_model)
+        self.pos = nn.Parameter(torch.randn(self.n_patches, cfg.d_model) * 0.02)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+                                    for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.patch_len)
+
+    def reconstruct_patches(self, patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(S, N, P) normalised patches, mask (S, N) True = hidden or None → predictions (S, N, P)."""
+        if mask is not None:
+            patches = patches.masked_fill(mask[..., None], 0.0)  # hidden patches are zeros
+        h = self.drop(self.embed(patches) + self.pos)  # (S, N, D)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h))  # (S, N, P)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, C), mask (B*C, N) or None → reconstruction (B, L, C) in x's scale."""
+        z, stats = self.revin(x)
+        pred = self.reconstruct_patches(patchify(z, self.cfg.patch_len), mask)
+        return self.revin.inverse(unpatchify(pred, self.n_channels), stats)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only."""
+        z, _ = self.revin(x)
+        target = patchify(z, self.cfg.patch_len)  # (S, N, P)
+        mask = random_patch_mask(target.shape[0], self.n_patches, self.cfg.mask_ratio, x.device)
+        pred = self.reconstruct_patches(target, mask)
+        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (S, N)
+        return (per_patch * mask).sum() / mask.sum()

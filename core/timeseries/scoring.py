@@ -1,0 +1,65 @@
+"""Anomaly scores per time step from PatchTST reconstruction error.
+
+Windows slide over the (normalised) series every `stride` rows; each window's squared error per
+time step and channel is added into a (T, C) accumulator and divided by how many windows covered
+that step. Memory stays bounded by one batch of windows plus the (T, C) result.
+
+Modes: `masked` reconstructs each window K times with complementary masks, so every patch is
+predicted from its visible context and counted once; `full` reconstructs with nothing hidden."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.config import TSScoreConfig
+from core.devices import autocast
+from core.errors import StopRequested
+from core.timeseries.patchtst import PatchTST, complementary_masks
+from core.timeseries.windows import gather_windows, window_starts
+
+
+def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Squared reconstruction error (B, L, C) of windows x (B, L, C)."""
+    if mode == "full":
+        return (model(x).float() - x).pow(2)
+    B, L, C = x.shape
+    masks = complementary_masks(model.n_patches, model.cfg.mask_ratio).to(x.device)  # (K, N)
+    err = torch.zeros_like(x)
+    for mask in masks:
+        hidden_steps = mask.repeat_interleave(model.cfg.patch_len)  # (L,)
+        pred = model(x, mask.expand(B * C, -1))  # the same patches hidden in every series
+        err += (pred.float() - x).pow(2) * hidden_steps[None, :, None]
+    return err
+
+
+@torch.no_grad()
+def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
+                   device: torch.device,
+                   should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+    """Per-step, per-channel reconstruction error (T, C) float32 of a normalised series (T, C),
+    averaged over the windows that cover each step."""
+    model.eval().to(device)
+    window = model.n_patches * model.cfg.patch_len
+    series = torch.from_numpy(values)
+    starts = torch.from_numpy(window_starts(len(values), window, cfg.stride))
+    total = torch.zeros(series.shape, dtype=torch.float64)  # (T, C)
+    count = torch.zeros(len(values), dtype=torch.float64)  # (T,)
+    offsets = torch.arange(window)
+    for i in range(0, len(starts), cfg.batch_size):
+        if should_stop():
+            raise StopRequested("stopped while scoring")
+        batch = starts[i:i + cfg.batch_size]
+        x = gather_windows(series, batch, window).to(device, non_blocking=True)
+        with autocast(device):
+            err = window_errors(model, x, cfg.mode).cpu().double()  # (B, L, C)
+        rows = (batch[:, None] + offsets).reshape(-1)  # (B*L,)
+        total.index_add_(0, rows, err.reshape(-1, err.shape[-1]))
+        count.index_add_(0, rows, torch.ones(len(rows), dtype=torch.float64))
+    return (total / count[:, None]).float().numpy()
+
+
+def step_scores(errors: np.ndarray) -> np.ndarray:
+    """(T, C) channel errors → (T,) anomaly score: the mean over channels."""
+    return errors.mean(axis=1)

@@ -1,0 +1,166 @@
+"""The training loop, shared by both streams: AdamW, linear warm-up then cosine decay, gradient
+clipping, validation each epoch, early stopping on validation loss, best and last checkpoints,
+resume from last, stop on a non-finite loss, and a clean stop at a step boundary on request.
+
+A model trains if it has `loss(batch) -> scalar tensor`. Batches come from two callables so the
+loop does not care what a sample is: `train_batches(epoch)` and `val_batches()`, each yielding
+tensors on the CPU; the loop moves them to the device."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import torch
+from torch import nn
+
+from core.config import TrainConfig
+from core.devices import autocast
+from core.errors import StopRequested, TrainingError
+from core.fileio import atomic_path
+
+BEST, LAST = "best.pt", "last.pt"
+
+
+class Reporter(Protocol):
+    """What the loop tells the pipeline (progress.json, metrics.jsonl) and asks it."""
+
+    def step(self, *, epoch: int, step: int, n_steps: int, loss: float, lr: float,
+             samples_per_s: float) -> None: ...
+
+    def epoch(self, *, epoch: int, n_epochs: int, train_loss: float, val_loss: float,
+              best: bool) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+@dataclass
+class FitResult:
+    epochs_done: int
+    best_val_loss: float
+    best_epoch: int
+    early_stopped: bool
+
+
+def lr_at(step: int, total: int, base_lr: float, warmup_frac: float, min_lr_frac: float) -> float:
+    """Linear warm-up over `warmup_frac` of `total` steps, then cosine down to
+    `min_lr_frac * base_lr` at the last step."""
+    warmup = int(warmup_frac * total)
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = min_lr_frac * base_lr
+    return floor + (base_lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """torch.save to a temp file, then rename: a kill mid-write never corrupts a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False  # training ended (all epochs or early stop): resume skips it
+
+
+def _evaluate(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad(), autocast(device):
+        for x in batches:
+            total += model.loss(x.to(device, non_blocking=True)).item() * len(x)
+            n += len(x)
+    model.train()
+    return total / max(n, 1)
+
+
+def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]],
+        n_batches: int, val_batches: Callable[[], Iterable[torch.Tensor]], cfg: TrainConfig,
+        device: torch.device, out_dir: Path, extra: dict, reporter: Reporter,
+        resume: bool = False) -> FitResult:
+    """Train `model` for `cfg.epochs` epochs of `n_batches` steps; checkpoints go to `out_dir`
+    (`best.pt`: lowest validation loss, `last.pt`: latest state, for resume). `extra` (config,
+    normalisation statistics...) is saved in both so a checkpoint is self-contained."""
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = _State()
+    if resume and (out_dir / LAST).exists():
+        state = _restore(out_dir / LAST, model, opt, device)
+    total_steps = cfg.epochs * n_batches
+
+    def checkpoint(name: str) -> None:
+        payload = {"model": model.state_dict(), "extra": extra, "epoch": state.epoch,
+                   "val_loss": state.best_val}
+        if name == LAST:
+            payload |= {"optimizer": opt.state_dict(), "state": vars(state).copy()}
+        save_checkpoint(out_dir / name, payload)
+
+    while state.epoch < cfg.epochs and not state.finished:
+        losses = []
+        for x in train_batches(state.epoch):
+            t0 = time.perf_counter()
+            lr = lr_at(state.step, total_steps, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss = _train_step(model, opt, x.to(device, non_blocking=True), cfg.grad_clip, device)
+            if not math.isfinite(loss):
+                raise TrainingError(f"non-finite training loss ({loss}) at epoch "
+                                    f"{state.epoch + 1}, step {state.step + 1}; try a lower "
+                                    f"learning rate (now {cfg.lr})")
+            state.step += 1
+            losses.append(loss)
+            if state.step % cfg.log_every == 0 or len(losses) == n_batches:
+                reporter.step(epoch=state.epoch + 1, step=state.step, n_steps=total_steps,
+                              loss=loss, lr=lr, samples_per_s=len(x) / (time.perf_counter() - t0))
+            if reporter.should_stop():
+                checkpoint(LAST)
+                raise StopRequested(f"stopped at epoch {state.epoch + 1}, step {state.step}; "
+                                    f"checkpoint saved to {out_dir / LAST}")
+        state.epoch += 1
+        val_loss = _evaluate(model, val_batches(), device)
+        improved = val_loss < state.best_val
+        if improved:
+            state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+            checkpoint(BEST)
+        else:
+            state.bad_epochs += 1
+        checkpoint(LAST)
+        reporter.epoch(epoch=state.epoch, n_epochs=cfg.epochs, train_loss=sum(losses) / len(losses),
+                       val_loss=val_loss, best=improved)
+        if cfg.patience and state.bad_epochs >= cfg.patience:
+            break
+    early_stopped = state.epoch < cfg.epochs
+    state.finished = True
+    checkpoint(LAST)
+    return FitResult(state.epoch, state.best_val, state.best_epoch, early_stopped)
+
+
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, grad_clip: float,
+                device: torch.device) -> float:
+    with autocast(device):
+        loss = model.loss(x)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item()
+
+
+def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, device) -> _State:
+    ckpt = load_checkpoint(path, device)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    return _State(**ckpt["state"])

@@ -1,0 +1,83 @@
+"""The `validate_outputs` stage: check what the run produced before calling it done.
+
+Per stream that ran: files present, the checkpoint loads with `weights_only=True`, one score
+per scored row, no NaN, metrics finite. The findings go to `validation.json`; any failed check
+fails the run (`ValidationFailed`), naming what is wrong."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ValidationFailed
+from core.fileio import read_json, write_json
+from core.stages import Context, streams_with_data
+from core.training import BEST, load_checkpoint
+
+
+class Checks:
+    def __init__(self):
+        self.items: list[dict] = []
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.items.append({"check": name, "ok": bool(ok), "detail": detail})
+        return ok
+
+    @property
+    def failed(self) -> list[dict]:
+        return [c for c in self.items if not c["ok"]]
+
+
+def _finite_numbers(obj) -> bool:
+    """True when every number in a nested JSON value is finite (None is allowed: 'n/a')."""
+    if isinstance(obj, dict):
+        return all(_finite_numbers(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_finite_numbers(v) for v in obj)
+    return not isinstance(obj, float) or math.isfinite(obj)
+
+
+def check_patchtst(out: Path, checks: Checks) -> None:
+    for name in ("data_summary.json", BEST, "scores.csv", "channel_scores.npz", "scoring.json"):
+        checks.add(f"patchtst/{name} exists", (out / name).exists())
+    try:
+        ckpt = load_checkpoint(out / BEST)
+        checks.add("checkpoint loads (weights_only=True)", "model" in ckpt)
+    except Exception as e:  # any failure to load is the finding itself
+        checks.add("checkpoint loads (weights_only=True)", False, f"{type(e).__name__}: {e}")
+    scoring = read_json(out / "scoring.json", {})
+    if (out / "scores.csv").exists():
+        scores = pd.read_csv(out / "scores.csv")
+        checks.add("one score per scored row", len(scores) == scoring.get("rows"),
+                   f"{len(scores)} scores, {scoring.get('rows')} rows scored")
+        checks.add("no NaN scores", bool(scores["score"].notna().all()),
+                   f"{int(scores['score'].isna().sum())} NaN")
+    if (out / "channel_scores.npz").exists():
+        with np.load(out / "channel_scores.npz") as z:
+            errors = z["errors"]
+        checks.add("channel scores finite, one row per scored row",
+                   len(errors) == scoring.get("rows") and bool(np.isfinite(errors).all()),
+                   f"shape {errors.shape}")
+    summary = read_json(out / "data_summary.json", {})
+    labelled = (summary.get(summary.get("scored", "test")) or {}).get("label_ratio") is not None
+    if labelled:
+        m = read_json(out / "metrics.json")
+        checks.add("patchtst/metrics.json exists", m is not None)
+        checks.add("metrics finite", m is not None and _finite_numbers(m))
+
+
+STREAM_CHECKS = {"patchtst": check_patchtst}
+
+
+def validate_outputs(ctx: Context) -> None:
+    checks = Checks()
+    for stream in streams_with_data(ctx.cfg):
+        STREAM_CHECKS[stream](ctx.run_dir / stream, checks)
+    write_json(ctx.run_dir / "validation.json",
+               {"ok": not checks.failed, "checks": checks.items})
+    if checks.failed:
+        raise ValidationFailed("output checks failed: " + "; ".join(
+            f"{c['check']} ({c['detail']})" if c["detail"] else c["check"] for c in checks.failed))
+    ctx.log.info("    %d checks passed", len(checks.items))
