@@ -1,0 +1,53 @@
+"""Shared fixtures: small generated datasets, the real-data path, and a CLI runner."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+TINY = ["--set", "patchtst.preset=tiny"]
+
+
+def make_series(rows: int, seed: int, start: str = "2026-01-01") -> pd.DataFrame:
+    """Three smooth periodic channels with a little noise and a timestamp column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    frame = pd.DataFrame({
+        "timestamp": pd.date_range(start, periods=rows, freq="min").astype(str),
+        "a": np.sin(2 * np.pi * t / 40) + 0.05 * rng.standard_normal(rows),
+        "b": np.cos(2 * np.pi * t / 25) + 0.05 * rng.standard_normal(rows),
+        "c": 0.5 * np.sin(2 * np.pi * t / 60) + 0.05 * rng.standard_normal(rows),
+    })
+    return frame.round(5)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """train.csv (800 rows) and test.csv (400 rows, `label`, a spike at rows 200-202)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    make_series(800, 0).to_csv(folder / "train.csv", index=False)
+    test = make_series(400, 1, "2026-01-02")
+    test.loc[200:202, "b"] += 6.0
+    test["label"] = 0
+    test.loc[200:202, "label"] = 1
+    test.to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m core.pipeline ARGS` from the project root, as a user would type it."""
+    return subprocess.run([sys.executable, "-m", "core.pipeline", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def only_run_dir(workdir: Path) -> Path:
+    runs = [p for p in (workdir / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
