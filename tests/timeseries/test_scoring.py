@@ -1,0 +1,242 @@
+"""Tests of core/timeseries/windows.py and core/timeseries/scoring.py: window positions and
+batches, the normaliser, the train/validation split, per-step errors averaged over overlapping
+windows (checked against a slow reference), and a trained tiny PatchTST that finds a spike."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import PatchTSTModelConfig, TSScoreConfig
+from core.errors import DataError, StopRequested
+from core.timeseries.patchtst import PatchTST
+from core.timeseries.scoring import channel_errors, step_scores, window_errors
+from core.timeseries.windows import (STD_FLOOR, Normalizer, n_batches_of, split_train_val,
+                                     window_batches, window_starts)
+
+CPU = torch.device("cpu")
+WINDOW, PATCH = 32, 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is much faster than two on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def sine_series(n_rows: int, n_channels: int = 2, seed: int = 0) -> np.ndarray:
+    """(T, C) float32 sines with per-channel periods and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_rows)[:, None]
+    periods = np.array([8.0, 12.0, 16.0])[:n_channels]
+    x = np.sin(2 * np.pi * t / periods + rng.uniform(0, 2 * np.pi, n_channels))
+    return (x + 0.02 * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+def tiny_model(seed: int = 0, n_channels: int = 2) -> PatchTST:
+    torch.manual_seed(seed)
+    cfg = PatchTSTModelConfig(patch_len=PATCH, d_model=16, n_heads=2, n_layers=1, d_ff=32,
+                              mask_ratio=0.25)
+    return PatchTST(cfg, n_channels, WINDOW)
+
+
+@pytest.fixture(scope="module")
+def trained() -> PatchTST:
+    """A tiny PatchTST trained briefly (well under a second) on clean sine windows."""
+    model = tiny_model(seed=0)
+    series = torch.from_numpy(sine_series(2000, seed=1))
+    starts = window_starts(len(series), WINDOW, 7)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for epoch in range(2):
+        for x in window_batches(series, starts, WINDOW, 64, shuffle=True, generator=g):
+            loss = model.loss(x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+# ---------------------------------------------------------------- window_starts / batches
+
+
+@pytest.mark.parametrize("n_rows, window, stride", [
+    (100, 10, 10), (101, 10, 10), (95, 10, 7), (10, 10, 3), (37, 8, 1), (50, 20, 100)])
+def test_window_starts_cover_every_row_and_end_at_the_last(n_rows, window, stride):
+    starts = window_starts(n_rows, window, stride)
+    assert starts[0] == 0 and starts[-1] == n_rows - window
+    assert (np.diff(starts) > 0).all()
+    assert (np.diff(starts)[:-1] == stride).all()  # stride respected, bar the last, added one
+    assert np.diff(starts)[-1] <= stride if len(starts) > 1 else True
+    covered = np.zeros(n_rows, bool)
+    for s in starts:
+        covered[s:s + window] = True
+    assert covered.all()
+
+
+def test_window_starts_exact_values():
+    assert window_starts(25, 10, 5).tolist() == [0, 5, 10, 15]
+    assert window_starts(27, 10, 5).tolist() == [0, 5, 10, 15, 17]
+    with pytest.raises(ValueError, match="9 rows"):
+        window_starts(9, 10, 1)
+
+
+def test_window_batches_shapes_and_content():
+    series = torch.arange(50 * 3, dtype=torch.float32).reshape(50, 3)
+    starts = window_starts(50, 10, 4)  # 11 windows
+    batches = list(window_batches(series, starts, 10, 4))
+    assert [b.shape for b in batches] == [(4, 10, 3), (4, 10, 3), (len(starts) - 8, 10, 3)]
+    assert len(batches) == n_batches_of(len(starts), 4)
+    windows = torch.cat(batches)
+    for s, w in zip(starts, windows):
+        assert torch.equal(w, series[s:s + 10])
+
+
+def test_window_batches_shuffle_and_limit():
+    series = torch.arange(60, dtype=torch.float32)[:, None]
+    starts = window_starts(60, 5, 1)
+    g = torch.Generator().manual_seed(0)
+    shuffled = torch.cat(list(window_batches(series, starts, 5, 8, shuffle=True, generator=g)))
+    firsts = shuffled[:, 0, 0].long().tolist()
+    assert sorted(firsts) == starts.tolist() and firsts != starts.tolist()
+    limited = list(window_batches(series, starts, 5, 8, limit=2))
+    assert len(limited) == 2 == n_batches_of(len(starts), 8, 2)
+
+
+# ---------------------------------------------------------------- Normalizer
+
+
+def test_normalizer_fit_apply_and_std_floor():
+    values = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 10.0], [5.0, 5.0, 20.0]], np.float64)
+    norm = Normalizer.fit(values)
+    assert norm.mean.dtype == norm.std.dtype == np.float32
+    np.testing.assert_allclose(norm.mean, [3.0, 5.0, 10.0])
+    np.testing.assert_allclose(norm.std, [np.sqrt(8 / 3), STD_FLOOR, np.sqrt(200 / 3)], rtol=1e-6)
+    out = norm(values)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(out[:, 0].std(), 1.0, rtol=1e-5)
+    assert (out[:, 1] == 0).all()  # the constant column maps to zero ...
+    # ... and a later deviation in it is large but finite (divided by the floor, not by 0)
+    np.testing.assert_allclose(norm(np.array([[3.0, 5.01, 10.0]]))[0, 1], 0.01 / STD_FLOOR,
+                               rtol=1e-3)
+
+
+def test_normalizer_dict_round_trip_through_a_checkpoint(tmp_path):
+    norm = Normalizer.fit(np.random.default_rng(0).normal(3, 2, (40, 4)).astype(np.float32))
+    d = norm.to_dict()
+    assert all(isinstance(v, torch.Tensor) for v in d.values())
+    torch.save({"normalizer": d}, tmp_path / "n.pt")
+    again = Normalizer.from_dict(torch.load(tmp_path / "n.pt", weights_only=True)["normalizer"])
+    np.testing.assert_array_equal(again.mean, norm.mean)
+    np.testing.assert_array_equal(again.std, norm.std)
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_array_equal(again(x), norm(x))
+
+
+# ---------------------------------------------------------------- split_train_val
+
+
+def test_split_train_val_sizes_and_order():
+    values = np.arange(100, dtype=np.float32).reshape(100, 1)
+    train, val = split_train_val(values, 0.2, 10, "train.csv")
+    assert train.shape == (80, 1) and val.shape == (20, 1)
+    assert train[0, 0] == 0 and train[-1, 0] == 79 and val[0, 0] == 80 and val[-1, 0] == 99
+
+
+def test_split_train_val_too_few_rows_names_file_and_needed_rows():
+    values = np.zeros((40, 2), np.float32)
+    with pytest.raises(DataError) as e:
+        split_train_val(values, 0.2, 10, "machine.csv")
+    msg = str(e.value)
+    assert "machine.csv" in msg and "40 rows" in msg and "window 10" in msg
+    assert "at least 50 rows" in msg
+    train, val = split_train_val(np.zeros((50, 2), np.float32), 0.2, 10, "machine.csv")
+    assert len(train) == 40 and len(val) == 10  # the needed rows are indeed enough
+
+
+# ---------------------------------------------------------------- channel_errors
+
+
+def reference_errors(model: PatchTST, values: np.ndarray, mode: str, stride: int) -> np.ndarray:
+    """One window at a time: sum each window's error into its rows, divide by the count."""
+    T, C = values.shape
+    total, count = np.zeros((T, C)), np.zeros(T)
+    for s in window_starts(T, WINDOW, stride):
+        x = torch.from_numpy(values[s:s + WINDOW])[None]
+        with torch.no_grad():
+            total[s:s + WINDOW] += window_errors(model, x, mode)[0].double().numpy()
+        count[s:s + WINDOW] += 1
+    return total / count[:, None]
+
+
+@pytest.mark.parametrize("mode", ["masked", "full"])
+def test_channel_errors_shape_and_overlap_average(mode):
+    model = tiny_model(seed=3).eval()
+    values = sine_series(101, seed=4)  # 101: the last window is an extra, overlapping one
+    cfg = TSScoreConfig(mode=mode, stride=5, batch_size=3)
+    errors = channel_errors(model, values, cfg, CPU)
+    assert errors.shape == (101, 2) and errors.dtype == np.float32
+    assert np.isfinite(errors).all() and (errors >= 0).all() and errors.max() > 0
+    np.testing.assert_allclose(errors, reference_errors(model, values, mode, 5),
+                               rtol=1e-4, atol=1e-6)
+    scores = step_scores(errors)
+    assert scores.shape == (101,)
+    np.testing.assert_allclose(scores, errors.mean(axis=1), rtol=1e-6)
+
+
+def test_channel_errors_do_not_depend_on_batch_size():
+    model = tiny_model(seed=5).eval()
+    values = sine_series(90, seed=6)
+    a = channel_errors(model, values, TSScoreConfig(stride=3, batch_size=1), CPU)
+    b = channel_errors(model, values, TSScoreConfig(stride=3, batch_size=256), CPU)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_masked_window_errors_count_each_step_once():
+    """In masked mode a step's error comes from the one mask that hides its patch, so it equals
+    the error of a forward pass with that mask."""
+    model = tiny_model(seed=7).eval()
+    x = torch.from_numpy(sine_series(WINDOW, seed=8))[None]  # (1, L, C)
+    with torch.no_grad():
+        err = window_errors(model, x, "masked")
+        n = model.n_patches
+        k = math.ceil(1 / model.cfg.mask_ratio)
+        for i in range(n):
+            mask = torch.zeros(2, n, dtype=torch.bool)
+            mask[:, torch.arange(n) % k == i % k] = True
+            pred = model(x, mask)
+            rows = slice(i * PATCH, (i + 1) * PATCH)
+            torch.testing.assert_close(err[0, rows], (pred - x).pow(2)[0, rows])
+
+
+def test_channel_errors_stop_request():
+    model = tiny_model().eval()
+    with pytest.raises(StopRequested):
+        channel_errors(model, sine_series(64), TSScoreConfig(), CPU, should_stop=lambda: True)
+
+
+@pytest.mark.parametrize("mode", ["masked", "full"])
+@pytest.mark.parametrize("k, channel", [(157, 0), (300, 1)])
+def test_trained_model_scores_a_spike_highest(trained, mode, k, channel):
+    values = sine_series(400, seed=9)
+    values[k, channel] += 4.0
+    errors = channel_errors(trained, values, TSScoreConfig(mode=mode, stride=4), CPU)
+    scores = step_scores(errors)
+    peak = int(scores.argmax())
+    assert abs(peak - k) <= PATCH, (peak, k)
+    # the spiked channel carries the error at the peak
+    assert errors[peak, channel] > errors[peak, 1 - channel]
+
+
+def test_trained_model_fits_clean_data_better_than_untrained(trained):
+    """The training in the fixture did something: clean sines reconstruct much better."""
+    values = sine_series(200, seed=10)
+    cfg = TSScoreConfig(mode="masked", stride=8)
+    assert channel_errors(trained, values, cfg, CPU).mean() < \
+        0.5 * channel_errors(tiny_model(seed=0).eval(), values, cfg, CPU).mean()
