@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -135,6 +136,8 @@ def _check_value(key: str, value: Any, tp, meta) -> Any:
         raise ConfigError(f"{key}: expected {inner.__name__}, found null")
     if inner is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if inner is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, found {value!r}")
     if inner is bool and not isinstance(value, bool) or inner is not bool and isinstance(value, bool) \
             or not isinstance(value, inner):
         raise ConfigError(f"{key}: expected {inner.__name__}, found {value!r}")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from core.config import RunConfig, read_yaml, save_config
+from core.errors import ConfigError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
 
@@ -55,8 +56,12 @@ def create_run(ws: Path, cfg: RunConfig) -> Path:
 def summarize_run(run_dir: Path) -> dict:
     """The index entry of one run, from its run.yaml, progress.json and metrics files."""
     run_dir = Path(run_dir)
-    cfg = read_yaml(run_dir / "run.yaml") if (run_dir / "run.yaml").exists() else {}
-    pipe, ts = (cfg or {}).get("pipeline", {}), (cfg or {}).get("patchtst", {})
+    try:
+        cfg = read_yaml(run_dir / "run.yaml")
+    except (ConfigError, OSError):
+        cfg = None  # one unreadable run must not hide the others: it shows with no params
+    cfg = cfg if isinstance(cfg, dict) else {}
+    pipe, ts = cfg.get("pipeline") or {}, cfg.get("patchtst") or {}
     progress = read_progress(run_dir) or {}
     started, finished = progress.get("started"), progress.get("finished")
     streams, metrics = [], {}
@@ -113,27 +118,32 @@ class RunIndex:
         entries.sort(key=lambda e: e["run_id"], reverse=True)
         write_json(self.path, entries)
 
+    def _scan(self) -> list[dict]:
+        return [summarize_run(p) for p in sorted(self.dir.iterdir())
+                if p.is_dir() and (p / "run.yaml").exists()]
+
+    def _current(self) -> list[dict]:
+        """The stored entries, or a fresh scan when index.json is missing or unreadable (so an
+        update never drops the other runs). Call with the lock held."""
+        data = read_json(self.path)
+        return data if isinstance(data, list) else self._scan()
+
     def update(self, run_dir: Path) -> dict:
         """Recompute the entry of `run_dir` and put it in the index."""
         entry = summarize_run(run_dir)
         with self._locked():
-            data = read_json(self.path)
-            entries = [e for e in (data if isinstance(data, list) else [])
-                       if e.get("run_id") != entry["run_id"]]
+            entries = [e for e in self._current() if e.get("run_id") != entry["run_id"]]
             self._write(entries + [entry])
         return entry
 
     def remove(self, run_id: str) -> None:
         with self._locked():
-            data = read_json(self.path)
-            self._write([e for e in (data if isinstance(data, list) else [])
-                         if e.get("run_id") != run_id])
+            self._write([e for e in self._current() if e.get("run_id") != run_id])
 
     def rebuild(self) -> list[dict]:
         """Scan every run folder and rewrite the index from scratch."""
         with self._locked():
-            entries = [summarize_run(p) for p in sorted(self.dir.iterdir())
-                       if p.is_dir() and (p / "run.yaml").exists()]
+            entries = self._scan()
             self._write(entries)
         return entries
 

@@ -7,6 +7,7 @@ loop does not care what a sample is: `train_batches(epoch)` and `val_batches()`,
 tensors on the CPU; the loop moves them to the device."""
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def lr_at(step: int, total: int, base_lr: float, warmup_frac: float, min_lr_frac
     warmup = int(warmup_frac * total)
     if step < warmup:
         return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = (step - warmup) / max(1, total - warmup - 1)
     floor = min_lr_frac * base_lr
     return floor + (base_lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -76,9 +77,13 @@ class _State:
 
 
 def _evaluate(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> float:
+    """Mean validation loss. The random masks are seeded the same way every epoch, so epochs
+    are compared on the same task (early stopping, best.pt), whatever the training RNG did."""
     model.eval()
     total, n = 0.0, 0
-    with torch.no_grad(), autocast(device):
+    cuda = [device] if device.type == "cuda" else []
+    with torch.no_grad(), autocast(device), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(0)
         for x in batches:
             total += model.loss(x.to(device, non_blocking=True)).item() * len(x)
             n += len(x)
@@ -109,7 +114,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
 
     while state.epoch < cfg.epochs and not state.finished:
         losses = []
-        for x in train_batches(state.epoch):
+        left = n_batches * (state.epoch + 1) - state.step  # < n_batches when resumed mid-epoch
+        for x in itertools.islice(train_batches(state.epoch), left):
             t0 = time.perf_counter()
             lr = lr_at(state.step, total_steps, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
             for group in opt.param_groups:
@@ -121,7 +127,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
                                     f"learning rate (now {cfg.lr})")
             state.step += 1
             losses.append(loss)
-            if state.step % cfg.log_every == 0 or len(losses) == n_batches:
+            if state.step % cfg.log_every == 0 or len(losses) == left:
                 reporter.step(epoch=state.epoch + 1, step=state.step, n_steps=total_steps,
                               loss=loss, lr=lr, samples_per_s=len(x) / (time.perf_counter() - t0))
             if reporter.should_stop():
@@ -130,6 +136,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
                                     f"checkpoint saved to {out_dir / LAST}")
         state.epoch += 1
         val_loss = _evaluate(model, val_batches(), device)
+        if not math.isfinite(val_loss):
+            raise TrainingError(f"non-finite validation loss ({val_loss}) after epoch "
+                                f"{state.epoch}; try a lower learning rate (now {cfg.lr})")
         improved = val_loss < state.best_val
         if improved:
             state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0

@@ -212,6 +212,17 @@ def test_out_of_range_names_key_and_bound(override, bound):
     assert bound in msg
 
 
+@pytest.mark.parametrize("override", [
+    "patchtst.train.lr=nan", "patchtst.data.val_fraction=nan", "patchtst.model.mask_ratio=nan",
+    "patchtst.model.dropout=nan", "patchtst.train.lr=inf"])
+def test_non_finite_float_is_out_of_range(override):
+    """NaN compares False with every bound, so a plain `<`/`>` check lets it through; a NaN
+    learning rate or validation fraction only fails later, far from the config."""
+    key = override.split("=")[0]
+    msg = config_error([override])
+    assert msg.startswith(key + ":")
+
+
 def test_bounds_are_inclusive_where_documented():
     cfg = load_config(["patchtst.data.val_fraction=0.5", "patchtst.train.patience=0",
                        "patchtst.score.threshold_percentile=100"])
@@ -301,11 +312,19 @@ def test_unknown_key_inside_a_yaml_preset_names_the_key(config_dir):
     assert "patchtst.train.epoks" in msg
 
 
-def test_wrong_type_in_a_yaml_file_names_the_key(config_dir):
-    path = config_dir / "pipeline.yaml"
-    path.write_text(path.read_text().replace("seed: 0", "seed: zero"))
+@pytest.mark.parametrize("file, old, new, key, found", [
+    ("pipeline.yaml", "seed: 0", "seed: zero", "pipeline.seed", "'zero'"),
+    ("patchtst.yaml", "epochs: 10", "epochs: 10.0", "patchtst.train.epochs", "10.0"),
+    ("patchtst.yaml", "epochs: 10", "epochs: true", "patchtst.train.epochs", "True"),
+    ("patchtst.yaml", "lr: 0.001", "lr: yes", "patchtst.train.lr", "True"),
+    ("patchtst.yaml", "mode: masked", "mode: 3", "patchtst.score.mode", "3"),
+])
+def test_wrong_type_in_a_yaml_file_names_the_key(config_dir, file, old, new, key, found):
+    path = config_dir / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
     msg = config_error((), config_dir=config_dir)
-    assert msg.startswith("pipeline.seed:") and "'zero'" in msg
+    assert msg.startswith(key + ":") and "expected" in msg and found in msg
 
 
 def test_invalid_yaml_names_the_file(config_dir):

@@ -12,6 +12,8 @@ and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; L
 well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,8 +46,7 @@ def random_patch_mask(n_series: int, n_patches: int, ratio: float,
 def complementary_masks(n_patches: int, ratio: float) -> torch.Tensor:
     """Bool masks (K, N), True = hidden, K = ceil(1 / ratio): patch i is hidden in mask i % K
     only, so over the K masks every patch is predicted exactly once from its visible context."""
-    k = max(2, -(-100 // round(ratio * 100)))  # ceil(1 / ratio) without float surprises
-    k = min(k, n_patches)
+    k = min(max(2, math.ceil(1 / ratio - 1e-9)), n_patches)  # 1e-9: 1 / 0.2 may be 5.000001
     return torch.arange(n_patches)[None, :] % k == torch.arange(k)[:, None]
 
 

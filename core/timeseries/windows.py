@@ -50,11 +50,11 @@ def split_train_val(values: np.ndarray, val_fraction: float, window: int,
 
 
 def window_starts(n_rows: int, window: int, stride: int) -> np.ndarray:
-    """Start rows of windows every `stride` rows; the last window always ends at the last row,
-    so every row is covered."""
+    """Start rows of windows every `stride` rows (at most `window`, so no row falls between two
+    windows); the last window always ends at the last row, so every row is covered."""
     if n_rows < window:
         raise ValueError(f"{n_rows} rows are fewer than one window of {window}")
-    starts = np.arange(0, n_rows - window + 1, stride)
+    starts = np.arange(0, n_rows - window + 1, min(stride, window))
     if starts[-1] != n_rows - window:
         starts = np.append(starts, n_rows - window)
     return starts
