@@ -1,12 +1,40 @@
-"""The console's entry point. For now a single page that says what is coming; the Data, Train,
-Results and Runs pages arrive with the console issue. The headless pipeline works today:
-`python -m core.pipeline run --ts-data data/samples/timeseries`."""
+"""The console's entry point: page navigation and the sidebar (device, running job).
+
+`streamlit run app.py`. Pages live in pages/ and stay thin: they read state from `core` and
+draw; training runs in a separate process started through `core.jobs`."""
 import streamlit as st
 
-st.set_page_config(page_title="Anomaly training console", layout="wide")
-st.title("Anomaly training console")
-st.info("The console pages (upload data, train with a live stage graph, explore anomaly "
-        "scores, compare runs) are coming next. The training pipeline already runs from the "
-        "command line; see the README.")
-st.code("python -m core.pipeline run --ts-data data/samples/timeseries --set patchtst.preset=tiny",
-        language="bash")
+from core import jobs
+from core.runs import workspace
+
+st.set_page_config(page_title="Anomaly training console", page_icon="🔎", layout="wide")
+
+
+@st.cache_resource(show_spinner="Looking at the hardware…")
+def device_facts() -> dict:
+    from core.devices import device_facts as facts  # imports torch: once per server, lazily
+    return facts()
+
+
+def sidebar() -> None:
+    facts = device_facts()
+    with st.sidebar:
+        if facts["gpus"]:
+            for gpu in facts["gpus"]:
+                st.caption(f"GPU {gpu['index']}: {gpu['name']} ({gpu['memory_total_gb']} GB)")
+        else:
+            st.caption(f"CPU only ({facts['cpu_threads']} threads), torch {facts['torch']}")
+        running = jobs.active_run_id(workspace())
+        st.caption(f"Training: **{running}**" if running else "No training job running")
+
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/data.py", title="Data", icon="📁"),
+    st.Page("pages/train.py", title="Train", icon="🚀"),
+    st.Page("pages/results.py", title="Results", icon="📈"),
+    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+]
+nav = st.navigation(pages)
+sidebar()
+nav.run()

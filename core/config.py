@@ -59,6 +59,7 @@ class PatchTSTModelConfig:
     d_ff: int = _range(256, min=4)
     dropout: float = _range(0.0, min=0.0, max=0.9)
     mask_ratio: float = _range(0.4, gt=0.0, max=0.9)
+    revin: bool = True  # per-window normalisation; off: the model sees levels (level shifts)
 
 
 @dataclass

@@ -38,3 +38,18 @@ def describe(device: torch.device) -> str:
 def seed_everything(seed: int | None) -> None:
     if seed is not None:
         torch.manual_seed(seed)
+
+
+def device_facts() -> dict:
+    """What the console's device panel shows: torch and CUDA versions, and per GPU its name and
+    memory (total, and in use by this process)."""
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            gpus.append({"index": i, "name": props.name,
+                         "memory_total_gb": round(props.total_memory / 2**30, 1),
+                         "memory_used_gb": round(torch.cuda.memory_allocated(i) / 2**30, 2)})
+    return {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
+            "cuda_version": torch.version.cuda, "gpus": gpus,
+            "cpu_threads": torch.get_num_threads()}

@@ -21,6 +21,7 @@ from pathlib import Path
 from core.errors import JobError
 from core.fileio import read_json, write_json
 from core.progress import PROGRESS_FILE, initial_progress, read_progress
+from core import runs
 from core.runs import PROJECT_ROOT, RunIndex, workspace_of
 from core.stages import stage_names
 
@@ -178,3 +179,12 @@ def stop(run_dir: Path, grace_s: float = GRACE_S, wait: bool = True) -> dict:
             break
         time.sleep(0.2)
     return progress
+
+
+def delete_run(ws: Path, run_id: str) -> None:
+    """Delete a run that is not running (JobError otherwise)."""
+    run_dir = Path(ws) / "runs" / run_id
+    if active_run_id(ws) == run_id or \
+            (run_dir / PROGRESS_FILE).exists() and run_status(run_dir)["status"] in LIVE_STATES:
+        raise JobError(f"run {run_id} is running; stop it before deleting it")
+    runs.delete_run(ws, run_id)

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -147,3 +148,13 @@ class RunIndex:
             self._write(entries)
         return entries
 
+
+
+def delete_run(ws: Path, run_id: str) -> None:
+    """Remove a run folder and its index entry. The caller checks that it is not running
+    (`core.jobs.delete_run` does)."""
+    path = runs_dir(ws) / run_id
+    if path.resolve().parent != runs_dir(ws).resolve() or not path.is_dir():
+        raise FileNotFoundError(f"no run {run_id!r} in {runs_dir(ws)}")
+    shutil.rmtree(path)
+    RunIndex(ws).remove(run_id)

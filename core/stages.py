@@ -38,11 +38,16 @@ STAGES = [
 
 @dataclass(frozen=True)
 class Stream:
+    """One data stream: the pipeline and the console treat every stream alike through this."""
+    name: str  # the model: its output folder, config section and stage suffix
+    kind: str  # the data: uploads/<kind>/<dataset>/ and data/samples/<kind>/
+    title: str  # for people
     data_key: str  # the pipeline config key naming its data
     module: str  # holds prepare(ctx) and check_data(cfg) -> list[str] (the dry run's report)
 
 
-STREAMS = {"patchtst": Stream("ts_data", "core.timeseries.stages")}
+STREAMS = {"patchtst": Stream("patchtst", "timeseries", "Time series (PatchTST)", "ts_data",
+                              "core.timeseries.stages")}
 
 
 def stage_names() -> list[str]:

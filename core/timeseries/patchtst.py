@@ -55,12 +55,15 @@ class RevIN(nn.Module):
     standardised by its own mean and std. No learned affine map: the reconstruction target is
     the normalised input, and a learned scale could shrink it to zero (a trivial loss)."""
 
-    def __init__(self, eps: float = 1e-5):
+    def __init__(self, enabled: bool = True, eps: float = 1e-5):
         super().__init__()
-        self.eps = eps
+        self.enabled, self.eps = enabled, eps
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """(B, L, C) → normalised (B, L, C) and the (mean, std) to undo it, each (B, 1, C)."""
+        """(B, L, C) → normalised (B, L, C) and the (mean, std) to undo it, each (B, 1, C).
+        Disabled, it passes x through (mean 0, std 1)."""
+        if not self.enabled:
+            return x, (torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1]))
         mean = x.mean(dim=1, keepdim=True)
         std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps)
         return (x - mean) / std, (mean, std)
@@ -108,7 +111,7 @@ class PatchTST(nn.Module):
         super().__init__()
         self.cfg, self.n_channels = cfg, n_channels
         self.n_patches = window // cfg.patch_len
-        self.revin = RevIN()
+        self.revin = RevIN(cfg.revin)
         self.embed = nn.Linear(cfg.patch_len, cfg.d_model)
         self.pos = nn.Parameter(torch.randn(self.n_patches, cfg.d_model) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)

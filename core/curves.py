@@ -1,0 +1,54 @@
+"""Loss curves from metrics.jsonl, ready to draw: per stream, training loss by step (optionally
+smoothed) and validation loss by epoch, downsampled so a long run stays fast to draw."""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_MAX_POINTS = 1500
+
+
+def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_points` points: bucket means over equal slices of the (x, y) series, so the
+    shape survives (no aliasing from taking every k-th point)."""
+    if len(x) <= max_points:
+        return x, y
+    edges = np.linspace(0, len(x), max_points + 1).astype(int)
+    sums_x, sums_y = np.add.reduceat(x, edges[:-1]), np.add.reduceat(y, edges[:-1])
+    counts = np.diff(edges)
+    return sums_x / counts, sums_y / counts
+
+
+def ema(y: np.ndarray, smoothing: float) -> np.ndarray:
+    """Exponential moving average with weight `smoothing` in [0, 1) on the past (0: unchanged),
+    bias-corrected so the curve does not start at zero."""
+    if smoothing <= 0 or len(y) == 0:
+        return y
+    out, acc, weight = np.empty_like(y, dtype=float), 0.0, 0.0
+    for i, value in enumerate(y):
+        acc = smoothing * acc + (1 - smoothing) * value
+        weight = smoothing * weight + (1 - smoothing)
+        out[i] = acc / weight
+    return out
+
+
+def loss_curves(lines: list[dict], smoothing: float = 0.0,
+                max_points: int = DEFAULT_MAX_POINTS) -> dict[str, dict[str, np.ndarray]]:
+    """metrics.jsonl lines → {stream: {"step", "train_loss", "epoch", "val_loss",
+    "epoch_train_loss"}} as float arrays; steps are the optimizer steps of the stream."""
+    out: dict[str, dict[str, list]] = {}
+    for line in lines:
+        curve = out.setdefault(line.get("stream", "?"), {k: [] for k in (
+            "step", "train_loss", "epoch", "val_loss", "epoch_train_loss")})
+        if line.get("kind") == "step":
+            curve["step"].append(line["step"])
+            curve["train_loss"].append(line["train_loss"])
+        elif line.get("kind") == "epoch":
+            curve["epoch"].append(line["epoch"])
+            curve["val_loss"].append(line["val_loss"])
+            curve["epoch_train_loss"].append(line["train_loss"])
+    result = {}
+    for stream, curve in out.items():
+        arrays = {k: np.asarray(v, dtype=float) for k, v in curve.items()}
+        step, train = downsample(arrays["step"], ema(arrays["train_loss"], smoothing), max_points)
+        result[stream] = arrays | {"step": step, "train_loss": train}
+    return result

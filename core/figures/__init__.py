@@ -1,0 +1,1 @@
+"""Plotly figure builders for the console pages: pure functions of core data, testable without a browser."""
