@@ -1,0 +1,376 @@
+"""What the Train page shows, computed from run files only, and the one call that starts a run.
+
+- `live_view(run_dir)`: everything the live panel draws (status, stage states and durations,
+  the active stage `i/n`, epoch and step progress, ETA, throughput, device, loss curves, the end
+  of the log), read from progress.json, metrics.jsonl, run.yaml and pipeline.log. Nothing here
+  talks to the training process, so a reload, a second tab or a restarted server sees the same.
+- `latest_run(ws)`: the run the page follows (the running job, else the newest run).
+- `training_overrides`, `preview_config`, `start_training`: the form's values → the merged
+  runtime config → a run folder and a started job.
+
+No torch here (the console imports this at page load)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core import jobs
+from core.config import load_config, read_yaml, to_dict
+from core.curves import DEFAULT_MAX_POINTS, loss_curves
+from core.errors import DataError, JobError
+from core.progress import METRICS_FILE, PROGRESS_FILE
+from core.runs import RunIndex, create_run, delete_run, runs_dir
+from core.stages import STAGES, STREAMS, Stream, streams_with_data
+
+LOG_FILE = "pipeline.log"
+FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it dies before logging
+
+
+# --- the form: fields a user may override, per stream kind ---------------------------------
+
+@dataclass(frozen=True)
+class FormField:
+    """One hyperparameter in the Train form; `key` is dotted inside the stream's config section."""
+    key: str
+    label: str
+    kind: type  # int or float
+    help: str = ""
+
+
+_TRAIN_FIELDS = (
+    FormField("train.epochs", "Epochs", int, "passes over the training windows"),
+    FormField("train.batch_size", "Batch size", int, "windows per optimizer step"),
+    FormField("train.lr", "Learning rate", float, "peak AdamW rate (warm-up, then cosine)"),
+)
+FORM_FIELDS: dict[str, tuple[FormField, ...]] = {  # by stream kind; images add image size later
+    "timeseries": _TRAIN_FIELDS + (
+        FormField("data.window", "Window (time steps)", int, "a multiple of the patch length"),
+        FormField("model.patch_len", "Patch length (time steps)", int),
+        FormField("model.mask_ratio", "Mask ratio", float, "share of patches hidden in training"),
+    ),
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def form_fields(stream: Stream) -> tuple[FormField, ...]:
+    return FORM_FIELDS.get(stream.kind, _TRAIN_FIELDS)
+
+
+def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
+    """The form's starting values: {field key: value} of `stream` under `preset`."""
+    section = to_dict(load_config({f"{stream.name}.preset": preset}))[stream.name]
+    values = {}
+    for f in form_fields(stream):
+        node = section
+        for part in f.key.split("."):
+            node = node[part]
+        values[f.key] = node
+    return values
+
+
+def training_overrides(data: dict[str, Path | str | None], presets: dict[str, str],
+                       values: dict[str, dict[str, Any]], device: str) -> dict[str, Any]:
+    """The form → dotted overrides for `load_config`. `data`, `presets`, `values` are keyed by
+    stream name (`values[stream][field key]`); a stream whose data is None is not trained."""
+    overrides: dict[str, Any] = {"pipeline.device": device}
+    for name, stream in STREAMS.items():
+        path = data.get(name)
+        overrides[f"pipeline.{stream.data_key}"] = str(path) if path else None
+        if name in presets:
+            overrides[f"{name}.preset"] = presets[name]
+        for key, value in (values.get(name) or {}).items():
+            overrides[f"{name}.{key}"] = value
+    return overrides
+
+
+def preview_config(overrides: dict[str, Any]) -> str:
+    """The merged runtime config as YAML, exactly what run.yaml will hold (ConfigError names
+    the bad key)."""
+    return yaml.safe_dump(to_dict(load_config(overrides)), sort_keys=False)
+
+
+def start_training(ws: Path, overrides: dict[str, Any]) -> Path:
+    """Merge the config, create the run folder, start the pipeline job; returns the run folder.
+    Raises ConfigError (bad value), DataError (missing data), JobError (a job is running)."""
+    cfg = load_config(overrides)
+    if not streams_with_data(cfg):
+        raise DataError("no data chosen: pick a dataset for at least one stream")
+    for stream in STREAMS.values():
+        value = getattr(cfg.pipeline, stream.data_key)
+        if value:
+            path = Path(value).expanduser().resolve()
+            if not path.exists():
+                raise DataError(f"pipeline.{stream.data_key}: {path}: no such file or folder")
+            setattr(cfg.pipeline, stream.data_key, str(path))
+    running = jobs.active_run_id(ws) or _starting_run(ws)
+    if running:  # the lock is taken only once the child runs: also refuse a run still starting
+        raise JobError(f"a training job is already running ({running}); stop it or wait")
+    run_dir = create_run(ws, cfg)
+    try:
+        jobs.start(run_dir)
+    except BaseException:
+        delete_run(ws, run_dir.name)
+        raise
+    return run_dir
+
+
+def _starting_run(ws: Path) -> str | None:
+    run = latest_run(ws)
+    if run is not None and jobs.run_status(run)["status"] in jobs.LIVE_STATES:
+        return run.name
+    return None
+
+
+def latest_run(ws: Path) -> Path | None:
+    """The run the Train page follows: the one holding the job lock, else the newest run in the
+    index (so a reload, a new tab or a restarted server lands on the same run)."""
+    active = jobs.active_run_id(ws)
+    if active and (runs_dir(ws) / active).is_dir():
+        return runs_dir(ws) / active
+    for entry in RunIndex(ws).entries():  # newest first
+        path = runs_dir(ws) / entry["run_id"]
+        if (path / PROGRESS_FILE).exists():  # a folder never started has nothing to show
+            return path
+    return None
+
+
+# --- the live view ----------------------------------------------------------------------------
+
+@dataclass
+class StageView:
+    name: str
+    status: str  # idle, running, done, failed, stopped, skipped
+    seconds: float | None  # time spent (so far, when running)
+    message: str | None = None
+    stream: str | None = None
+
+
+@dataclass
+class LiveView:
+    run_id: str
+    status: str  # starting, running, done, failed, stopped (planned for a dry run)
+    label: str  # status for display: "failed (lost)" for a run whose process vanished
+    live: bool  # starting or running
+    error: str | None
+    stages: list[StageView]
+    active: StageView | None
+    active_index: int | None  # 1-based `i` of `i/n`
+    n_stages: int
+    stage_text: str  # "2/6 train_patchtst", "2/6 train_patchtst (stopped)", "6/6 done"
+    epoch: int | None
+    n_epochs: int | None
+    step: int | None
+    n_steps: int | None
+    fraction: float | None  # training progress in [0, 1]; None outside training
+    eta_s: float | None
+    eta_text: str
+    samples_per_s: float | None
+    device: str  # "cuda:0 NVIDIA H200 (bf16) · 3.1 GB in use", "cpu (2 threads)", "—"
+    curves: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log_tail: list[str] = field(default_factory=list)
+    elapsed_s: float | None = None
+
+
+def format_eta(seconds: float | None) -> str:
+    """'—' when unknown, '45 s', '3 min 05 s', '2 h 04 min'."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_MAX_POINTS,
+              log_lines: int = 30, now: float | None = None) -> LiveView:
+    """Everything the live panel draws for one run, from its files. `smoothing` (EMA weight in
+    [0, 1)) and `max_points` shape the training-loss curves; `log_lines` lines of the log tail."""
+    run_dir = Path(run_dir)
+    now = time.time() if now is None else now
+    progress = jobs.run_status(run_dir)  # also marks lost runs and finishes overdue stops
+    stream_of = {s.name: s.stream for s in STAGES}
+    stages = [StageView(s["name"], s["status"], _duration(s, now), s.get("message"),
+                        stream_of.get(s["name"])) for s in progress["stages"]]
+    active = progress.get("active") or {}
+    current = next((s for s in stages if s.name == active.get("stage")), None)
+    lines = read_metrics_cached(run_dir / METRICS_FILE)
+    curves = loss_curves(lines, smoothing, max_points)
+    for stream, curve in curves.items():
+        curve["val_step"] = _epoch_end_steps(lines, stream)
+    step, n_steps = active.get("step"), active.get("n_steps")
+    status = progress["status"]
+    fraction = min(1.0, step / n_steps) if step and n_steps else 1.0 if status == "done" else None
+    stream = current.stream if current else next(iter(curves), None)
+    epoch, n_epochs = _epochs(run_dir, stream, active, curves)
+    eta = active.get("eta_s")
+    return LiveView(
+        run_id=progress.get("run_id", run_dir.name), status=status, label=progress["label"],
+        live=status in jobs.LIVE_STATES, error=progress.get("error"), stages=stages,
+        active=current, active_index=active.get("index"), n_stages=len(stages),
+        stage_text=_stage_text(stages, current, active.get("index"), status),
+        epoch=epoch, n_epochs=n_epochs, step=step, n_steps=n_steps, fraction=fraction,
+        eta_s=eta, eta_text=format_eta(eta) if current and n_steps else "—",
+        samples_per_s=active.get("samples_per_s") or _last_throughput(lines),
+        device=_device_text(progress, active), curves=curves,
+        log_tail=tail_log(run_dir, log_lines),
+        elapsed_s=((progress.get("finished") or now) - progress["started"])
+        if progress.get("started") else None)
+
+
+def _stage_text(stages: list[StageView], current: StageView | None, index: int | None,
+                status: str) -> str:
+    """'2/6 train_patchtst' while a stage runs; where a run ended otherwise."""
+    n = len(stages)
+    if current is not None and index:
+        return f"{index}/{n} {current.name}"
+    for i, stage in enumerate(stages, 1):
+        if stage.status in ("failed", "stopped"):
+            return f"{i}/{n} {stage.name} ({stage.status})"
+    return f"{n}/{n} done" if status == "done" else "—"
+
+
+def _epochs(run_dir: Path, stream: str | None, active: dict,
+            curves: dict) -> tuple[int | None, int | None]:
+    """(epoch, n_epochs): the active stage's counts; for an ended run, the last epoch logged.
+    Before the first epoch ends progress.json has no n_epochs: it comes from run.yaml."""
+    epoch = active.get("epoch")
+    if epoch is None and stream in curves and len(curves[stream]["epoch"]):
+        epoch = int(curves[stream]["epoch"][-1])
+    return epoch, active.get("n_epochs") or _config_epochs(run_dir, stream)
+
+
+def _duration(stage: dict, now: float) -> float | None:
+    if not stage.get("started"):
+        return None
+    return (stage.get("ended") or now) - stage["started"]
+
+
+def _epoch_end_steps(lines: list[dict], stream: str) -> list[float]:
+    """The optimizer step at which each epoch ended (the last step line before its epoch line:
+    the loop always logs an epoch's last step), so validation points share the step axis."""
+    out, last = [], 0.0
+    for line in lines:
+        if line.get("stream") != stream:
+            continue
+        if line.get("kind") == "step":
+            last = float(line["step"])
+        elif line.get("kind") == "epoch":
+            out.append(last)
+    return out
+
+
+def _last_throughput(lines: list[dict]) -> float | None:
+    for line in reversed(lines):
+        if line.get("kind") == "step" and line.get("samples_per_s") is not None:
+            return line["samples_per_s"]
+    return None
+
+
+def _device_text(progress: dict, active: dict) -> str:
+    """The device the run reported; GPU memory in use when the trainer reports `gpu_mem_gb`."""
+    device = progress.get("device") or "—"
+    memory = active.get("gpu_mem_gb")
+    return f"{device} · {memory:.1f} GB in use" if memory is not None else device
+
+
+def _config_epochs(run_dir: Path, stream: str | None) -> int | None:
+    """`<stream>.train.epochs` of the run's run.yaml (parsed once per change of the file)."""
+    if stream is None:
+        return None
+    path = run_dir / "run.yaml"
+    try:
+        cfg = _yaml_cached(str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    return ((cfg or {}).get(stream) or {}).get("train", {}).get("epochs")
+
+
+@functools.lru_cache(maxsize=32)
+def _yaml_cached(path: str, mtime_ns: int) -> Any:
+    return read_yaml(Path(path))
+
+
+# --- reading the growing files cheaply --------------------------------------------------------
+
+class _JsonlTail:
+    """Parsed lines of one append-only JSON-lines file; each read parses only the new bytes."""
+
+    def __init__(self):
+        self.lock, self.inode, self.offset, self.lines = threading.Lock(), None, 0, []
+
+    def read(self, path: Path) -> list[dict]:
+        with self.lock:
+            try:
+                with open(path, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if st.st_ino != self.inode or st.st_size < self.offset:  # new or truncated
+                        self.inode, self.offset, self.lines = st.st_ino, 0, []
+                    f.seek(self.offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                self.inode, self.offset, self.lines = None, 0, []
+                return []
+            end = chunk.rfind(b"\n") + 1  # a partial last line waits for its newline
+            for raw in chunk[:end].splitlines():
+                try:
+                    self.lines.append(json.loads(raw))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+            self.offset += end
+            return list(self.lines)
+
+
+_TAILS: dict[str, _JsonlTail] = {}
+_TAILS_LOCK = threading.Lock()
+
+
+def read_metrics_cached(path: Path) -> list[dict]:
+    """Like `core.fileio.read_jsonl`, but incremental across calls (one cache per file, shared
+    by every browser session of this server): a live panel polling a long run parses each line
+    once instead of every second."""
+    key = str(Path(path).resolve())
+    with _TAILS_LOCK:
+        if key not in _TAILS:
+            if len(_TAILS) >= 16:  # a few runs at a time are watched; forget the oldest
+                _TAILS.pop(next(iter(_TAILS)))
+            _TAILS[key] = _JsonlTail()
+        tail = _TAILS[key]
+    return tail.read(Path(path))
+
+
+def tail_lines(path: Path, n: int, block: int = 8192) -> list[str]:
+    """The last `n` lines of a text file, reading backwards from its end in blocks (never the
+    whole file); [] when it is missing."""
+    if n <= 0:
+        return []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        pos = f.seek(0, os.SEEK_END)
+        data = b""
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[-n:]
+
+
+def tail_log(run_dir: Path, n: int) -> list[str]:
+    """The end of pipeline.log, or of stdout.log when the pipeline never got to start its log."""
+    run_dir = Path(run_dir)
+    log = run_dir / LOG_FILE
+    return tail_lines(log if log.exists() else run_dir / FALLBACK_LOG, n)

@@ -1,0 +1,296 @@
+"""Uploaded datasets: safe names, the dataset store, safe zip extraction.
+
+Store layout: `<workspace>/uploads/<kind>/<dataset>/` with `kind` a stream's data kind
+("timeseries"). A time-series dataset folder holds `train.csv[.gz]`, optional `test.csv[.gz]` and
+`test_label.csv[.gz]` (the layout `core.timeseries.data.load_ts_dataset` reads) and `upload.json`
+(the names the files had on the user's machine). The bundled sample, `data/samples/<kind>/`,
+is listed first as the read-only dataset "sample".
+
+A dataset appears at once or not at all: its files are written to a hidden staging folder that is
+renamed into place, and deletion renames it away before removing it, so a reader (the Train page,
+another tab) never sees half a dataset. Files are kept even when they do not validate: nothing a
+user uploads is lost; `dataset_summary` reports the problem and the user may delete it.
+
+No streamlit and no torch here: pages and the pipeline both import this module."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from core.errors import DataError
+from core.fileio import read_json, write_json
+from core.runs import PROJECT_ROOT
+from core.timeseries.data import TSDataset, load_ts_dataset, summarize
+
+MAX_NAME = 100
+SAMPLE = "sample"  # the bundled dataset's name; reserved, so an upload cannot shadow it
+META_FILE = "upload.json"
+MAX_ZIP_BYTES = 2 * 1024**3  # uncompressed total an archive may expand to
+MAX_ZIP_FILES = 100_000
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+Upload = tuple[str, "bytes | BinaryIO"]  # (the user's file name, its content)
+
+
+@dataclass
+class Dataset:
+    """One stored dataset of a kind: an upload, or the bundled sample (read-only)."""
+
+    name: str
+    path: Path
+    sample: bool
+
+
+# ---------------------------------------------------------------- names
+
+def sanitize_name(name: str) -> str:
+    """A safe file or folder name from a user-supplied one.
+
+    Keeps the base name only (`/` and `\\` both separate folders), drops accents ('é' → 'e'),
+    replaces every other character outside `[A-Za-z0-9._-]` by `_` (runs collapse to one),
+    strips leading dots and dashes and trailing dots, caps the length at 100. Raises DataError
+    when no letter or digit is left (so never '', '.', '..' or '___').
+
+    >>> sanitize_name("../../etc/passwd"), sanitize_name("C:\\\\x\\\\Données été.csv")
+    ('passwd', 'Donnees_ete.csv')
+    """
+    base = re.split(r"[/\\]", str(name))[-1].strip()
+    plain = "".join(c for c in unicodedata.normalize("NFKD", base)
+                    if not unicodedata.combining(c))
+    safe = _UNSAFE.sub("_", plain).lstrip(".-")[:MAX_NAME].rstrip(".")
+    if not re.search(r"[A-Za-z0-9]", safe):
+        raise DataError(f"name {name!r}: expected at least one letter (A-Z) or digit in it, "
+                        f"found none after removing unsafe characters")
+    return safe
+
+
+def _check_kind(kind: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_]+", kind):
+        raise ValueError(f"data kind {kind!r}: expected lowercase letters, digits or '_'")
+    return kind
+
+
+def uploads_dir(ws: Path, kind: str) -> Path:
+    """`<workspace>/uploads/<kind>` (not created)."""
+    return Path(ws) / "uploads" / _check_kind(kind)
+
+
+def sample_dir(kind: str) -> Path:
+    """The bundled sample of a kind (`data/samples/<kind>/` in the project); may not exist."""
+    return PROJECT_ROOT / "data" / "samples" / _check_kind(kind)
+
+
+# ---------------------------------------------------------------- the store
+
+def list_datasets(ws: Path, kind: str) -> list[Dataset]:
+    """The bundled sample first (when the project has one), then uploads sorted by name."""
+    out = [Dataset(SAMPLE, sample_dir(kind), True)] if sample_dir(kind).is_dir() else []
+    root = uploads_dir(ws, kind)
+    if root.is_dir():
+        folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        out += [Dataset(p.name, p, False) for p in sorted(folders, key=lambda p: p.name.lower())]
+    return out
+
+
+def _csv_suffix(filename: str, role: str) -> str:
+    """'.csv' or '.csv.gz' for an upload named `filename`; DataError for other file types."""
+    lower = filename.lower()
+    if lower.endswith(".csv"):
+        return ".csv"
+    if lower.endswith(".gz"):  # 'x.csv.gz' and 'x.gz' both hold gzipped CSV
+        return ".csv.gz"
+    raise DataError(f"{filename} ({role}): expected a .csv or .csv.gz file")
+
+
+def _write_upload(content: bytes | BinaryIO, path: Path) -> None:
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        path.write_bytes(content)
+        return
+    content.seek(0)  # an UploadedFile may have been read already
+    with open(path, "wb") as f:
+        shutil.copyfileobj(content, f, 1024 * 1024)  # no second copy of a large upload
+
+
+def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload | None = None,
+                            labels: Upload | None = None) -> Path:
+    """Store uploaded CSVs as a new dataset `<ws>/uploads/timeseries/<dataset>/` and return it.
+
+    Files become `train.csv`, `test.csv`, `test_label.csv` (`.csv.gz` kept); the original names
+    go to `upload.json`. The content is not validated here (see `dataset_summary`): an invalid
+    upload is kept so the user can see why and delete it. Raises DataError for a bad name or
+    file type, labels without a test file, or an existing dataset of that name.
+    """
+    name = sanitize_name(dataset)
+    if name == SAMPLE:
+        raise DataError(f"dataset name '{SAMPLE}' is reserved for the bundled sample; "
+                        f"expected another name")
+    if labels is not None and test is None:
+        raise DataError(f"{labels[0]} (labels): expected a test CSV too; "
+                        f"labels give one 0/1 per test row")
+    roles = (("train", "training data", train), ("test", "test data", test),
+             ("test_label", "labels", labels))
+    files = {stem: (up[0], up[1], _csv_suffix(up[0], role)) for stem, role, up in roles if up}
+    root = uploads_dir(ws, "timeseries")
+    target = root / name
+    if target.exists():
+        raise DataError(f"dataset '{name}' already exists; expected a new name "
+                        f"(or delete the old one first)")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".staging-{name}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        for stem, (_, content, suffix) in files.items():
+            _write_upload(content, staging / f"{stem}{suffix}")
+        write_json(staging / META_FILE, {
+            "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "files": {f"{stem}{suffix}": original for stem, (original, _, suffix) in files.items()},
+        })
+        try:
+            os.rename(staging, target)  # atomic; fails if another save took the name meanwhile
+        except OSError:
+            raise DataError(f"dataset '{name}' already exists; expected a new name") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def delete_dataset(ws: Path, kind: str, name: str) -> None:
+    """Remove an uploaded dataset. DataError for the sample, a missing one, or a name that is not
+    a plain dataset name (no path tricks)."""
+    if name == SAMPLE:
+        raise DataError(f"'{SAMPLE}' is the bundled sample dataset; it is read-only")
+    root = uploads_dir(ws, kind)
+    path = root / name
+    plain = name and not name.startswith(".") and "/" not in name and "\\" not in name
+    if not plain or path.resolve().parent != root.resolve() or not path.is_dir():
+        raise DataError(f"no dataset {name!r} in {root}")
+    trash = root / f".deleting-{name}-{secrets.token_hex(4)}"
+    os.rename(path, trash)  # gone from listings at once, even if removal takes a while
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def stored_files(path: Path) -> list[dict]:
+    """The data files of a dataset folder: name, size in bytes, and the uploaded name if known."""
+    path = Path(path)
+    originals = (read_json(path / META_FILE) or {}).get("files", {})
+    return [{"name": p.name, "bytes": p.stat().st_size, "uploaded_as": originals.get(p.name)}
+            for p in sorted(path.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.name != META_FILE]
+
+
+def dataset_stamp(path: Path) -> tuple:
+    """Changes whenever a file of the dataset changes: ((name, size, mtime_ns), ...); a cache
+    key beside the path."""
+    path = Path(path)
+    if not path.is_dir():
+        return ()
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                 for p in sorted(path.iterdir()) if p.is_file())
+
+
+# ---------------------------------------------------------------- validation
+
+def check_dataset(path: Path) -> tuple[dict, TSDataset | None]:
+    """(`dataset_summary(path)`, the loaded dataset or None when it does not validate)."""
+    try:
+        ds = load_ts_dataset(path)
+    except DataError as e:
+        return {"channels": None, "train": None, "test": None, "nan_filled": None,
+                "warnings": [], "error": str(e)}, None
+    return summarize(ds) | {"error": None}, ds
+
+
+def dataset_summary(path: Path) -> dict:
+    """`core.timeseries.data.summarize` of the dataset plus `error`: None when it loads, else
+    the core's message (naming file, column and row). On error the other keys are None/[]."""
+    return check_dataset(path)[0]
+
+
+# ---------------------------------------------------------------- zip archives
+
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
+    """The member's relative path, None for a folder entry; DataError for an unsafe one."""
+    name = info.filename.replace("\\", "/")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise DataError(f"zip member '{info.filename}': expected a regular file, found a link")
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        raise DataError(f"zip member '{info.filename}': expected a relative path, "
+                        f"found an absolute one")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DataError(f"zip member '{info.filename}': expected a path inside the archive, "
+                        f"found '..'")
+    if info.is_dir() or not parts:
+        return None
+    return PurePosixPath(*parts)
+
+
+def _copy_capped(src: BinaryIO, path: Path, budget: int, limit: int, member: str) -> int:
+    """Copy until EOF; DataError once more than `budget` bytes came out (`limit` is the
+    archive's cap, for the message). Returns the bytes copied."""
+    written = 0
+    with open(path, "wb") as out:
+        while chunk := src.read(1024 * 1024):
+            written += len(chunk)
+            if written > budget:  # the header's size can lie (zip bombs): count what comes out
+                raise DataError(f"zip member '{member}': expected the archive to expand to at "
+                                f"most {limit:,} bytes, found more")
+            out.write(chunk)
+    return written
+
+
+def extract_zip(data: bytes | BinaryIO, dest: Path, max_bytes: int = MAX_ZIP_BYTES,
+                max_files: int = MAX_ZIP_FILES) -> list[Path]:
+    """Extract a zip archive under `dest` (created) and return the files written.
+
+    Every member is checked before anything is written: absolute paths, `..` components and
+    symbolic links are DataErrors, as are more than `max_files` files or a declared total over
+    `max_bytes`; the real decompressed size is counted too. On any error, the files written so
+    far are removed. Folder structure inside the archive is kept.
+    """
+    dest = Path(dest)
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"expected a zip archive, found unreadable data ({e})") from None
+    with archive:
+        members = [(info, _member_path(info)) for info in archive.infolist()]
+        members = [(info, rel) for info, rel in members if rel is not None]
+        if len(members) > max_files:
+            raise DataError(f"zip archive: expected at most {max_files:,} files, "
+                            f"found {len(members):,}")
+        declared = sum(info.file_size for info, _ in members)
+        if declared > max_bytes:
+            raise DataError(f"zip archive: expected at most {max_bytes:,} bytes uncompressed, "
+                            f"found {declared:,}")
+        dest.mkdir(parents=True, exist_ok=True)
+        root, written, budget = dest.resolve(), [], max_bytes
+        try:
+            for info, rel in members:
+                target = dest / rel
+                if not target.resolve().is_relative_to(root):  # belt and braces
+                    raise DataError(f"zip member '{info.filename}': leaves the target folder")
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    written.append(target)
+                    with archive.open(info) as src:
+                        budget -= _copy_capped(src, target, budget, max_bytes, info.filename)
+                except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as e:
+                    raise DataError(f"zip member '{info.filename}': cannot be read ({e})") from None
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+    return written

@@ -1,0 +1,191 @@
+"""Train: pick data and a preset per stream, set the hyperparameters that matter, start and stop
+a run, and watch it live.
+
+Everything below the controls is drawn from the run's files (`core.live`), so a second tab, a
+reload or a restarted server shows the same run. While a job runs, the panel is a fragment that
+reruns every second; when the run starts or ends, the whole page reruns once so the buttons
+follow."""
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.config import presets
+from core.errors import AtcError, ConfigError
+from core.figures.live import loss_figure, stage_graph
+from core.live import (DEVICES, form_fields, latest_run, live_view, preset_values, preview_config,
+                       start_training, training_overrides)
+from core.runs import workspace
+from core.stages import STREAMS
+from core.uploads import list_datasets
+
+NONE = "none"  # the dataset choice that leaves a stream out of the run
+BADGE = {"starting": "yellow", "running": "blue", "done": "green", "failed": "red",
+         "stopped": "orange", "planned": "gray"}
+TOAST, SEEN = "train_toast", "train_seen"  # session keys: next toast; (run id, live) shown
+
+
+def field_key(stream, key: str) -> str:
+    return f"train_{stream.name}_{key.replace('.', '_')}"
+
+
+def prefill(stream) -> None:
+    """Put the chosen preset's values into the form (on first load and when the preset changes)."""
+    preset = st.session_state[f"train_preset_{stream.name}"]
+    for key, value in preset_values(stream, preset).items():
+        st.session_state[field_key(stream, key)] = value
+
+
+def choose_data(ws: Path) -> tuple[dict, dict]:
+    """Dataset and preset per stream → ({stream: path or None}, {stream: preset})."""
+    data, chosen = {}, {}
+    for stream in STREAMS.values():
+        datasets = {d.name: d for d in list_datasets(ws, stream.kind)}
+        left, right = st.columns(2)
+        name = left.selectbox(f"{stream.title}: dataset", [*datasets, NONE],
+                              key=f"train_data_{stream.name}",
+                              format_func=lambda n: f"{n} (bundled)"
+                              if n in datasets and datasets[n].sample else n,
+                              help="upload more on the Data page; 'none' leaves this stream out")
+        chosen[stream.name] = right.selectbox(f"{stream.title}: preset", presets(stream.name),
+                                              key=f"train_preset_{stream.name}",
+                                              on_change=prefill, args=(stream,))
+        if field_key(stream, form_fields(stream)[0].key) not in st.session_state:
+            prefill(stream)
+        data[stream.name] = datasets[name].path if name in datasets else None
+    return data, chosen
+
+
+def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, str, bool]:
+    """The form: ({stream: {key: value}}, device, Train clicked). Values apply on submit."""
+    values = {}
+    with st.form("train_form"):
+        for stream in STREAMS.values():
+            st.markdown(f"**{stream.title}**")
+            cols = st.columns(3)
+            for i, f in enumerate(form_fields(stream)):
+                step, fmt = (1, "%d") if f.kind is int else \
+                    (0.05, "%.2f") if f.key.endswith("ratio") else (1e-4, "%.1e")
+                cols[i % 3].number_input(f.label, step=step, format=fmt, help=f.help,
+                                         key=field_key(stream, f.key))
+            values[stream.name] = {f.key: st.session_state[field_key(stream, f.key)]
+                                   for f in form_fields(stream)}
+        device = st.selectbox("Device", DEVICES, key="train_device",
+                              help="auto: CUDA when the trainer sees a GPU, else CPU")
+        left, right, _ = st.columns([1, 1, 4])
+        left.form_submit_button("Check config", key="train_check")
+        train = right.form_submit_button("Train", key="train_start", type="primary",
+                                         disabled=busy or not any_data)
+    return values, device, train
+
+
+def draw_panel(run_dir: Path) -> None:
+    """The run's status, stage graph, progress, loss curves and log tail."""
+    status_box, loss_box, log_box = st.container(), st.container(), st.container()
+    with loss_box:
+        left, right, _ = st.columns([1, 2, 3])
+        log_y = left.toggle("Log scale", key="train_log_y")
+        smoothing = right.slider("Smoothing (EMA of training loss)", 0.0, 0.99, 0.0, 0.01,
+                                 key="train_smoothing")
+    view = live_view(run_dir, smoothing=smoothing)
+    with status_box:
+        took = f" · {view.elapsed_s:.0f} s" if view.elapsed_s else ""
+        st.markdown(f"#### Run {view.run_id} :{BADGE.get(view.status, 'gray')}-badge[{view.label}]"
+                    f"{took}")
+        if view.error:
+            (st.warning if view.status == "stopped" else st.error)(view.error)
+        st.plotly_chart(stage_graph(view.stages), key="train_stage_graph",
+                        config={"displayModeBar": False})
+        c = st.columns([3, 1, 1, 3])
+        c[0].metric("Stage", view.stage_text)
+        c[1].metric("Epoch" if view.live else "Epochs done",
+                    f"{view.epoch or 0}/{view.n_epochs}" if view.n_epochs else "—")
+        c[2].metric("Samples/s", f"{view.samples_per_s:,.0f}" if view.samples_per_s else "—")
+        c[3].metric("Device", view.device)
+        if view.fraction is not None:
+            text = f"step {view.step}/{view.n_steps} · ETA {view.eta_text}" if view.n_steps \
+                else "training finished"
+            st.progress(view.fraction, text=text)
+    with loss_box:
+        st.plotly_chart(loss_figure(view.curves, log_y), key="train_loss_chart",
+                        config={"displayModeBar": False})
+    with log_box:
+        st.caption("pipeline.log (end)")
+        st.code("\n".join(view.log_tail) or "(no log yet)", language=None, height=300,
+                wrap_lines=True)
+
+
+def rerun_on_change(ws: Path) -> Path | None:
+    """Rerun the whole page once when the followed run or its liveness changed (buttons)."""
+    run_dir = latest_run(ws)
+    now = (run_dir.name, jobs.run_status(run_dir)["status"] in jobs.LIVE_STATES) \
+        if run_dir else None
+    if now != st.session_state.get(SEEN):
+        st.rerun()
+    return run_dir
+
+
+@st.fragment(run_every=1.0)
+def live_panel(ws: Path) -> None:
+    run_dir = rerun_on_change(ws)
+    draw_panel(run_dir)
+
+
+@st.fragment(run_every=5.0)
+def watch(ws: Path) -> None:
+    """Idle: notice a run started elsewhere (another tab, the CLI) without redrawing charts."""
+    rerun_on_change(ws)
+
+
+def main() -> None:
+    st.title("Train")
+    if TOAST in st.session_state:
+        st.toast(st.session_state.pop(TOAST))
+    ws = workspace()
+    run_dir = latest_run(ws)
+    status = jobs.run_status(run_dir) if run_dir else None
+    busy = bool(status and status["status"] in jobs.LIVE_STATES)
+    st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
+
+    data, chosen = choose_data(ws)
+    values, device, train = hyperparameters(busy, any(data.values()))
+    if busy:
+        st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
+                "or you stop it.")
+    elif not any(data.values()):
+        st.info("Choose a dataset for at least one stream to train.")
+    overrides = training_overrides(data, chosen, values, device)
+    try:
+        config_text = preview_config(overrides)
+    except ConfigError as e:
+        st.error(str(e))
+        config_text = None
+    with st.expander("Runtime config (defaults ← preset ← your values)"):
+        st.code(config_text or "fix the error above", language="yaml")
+    if train and config_text is not None:  # a bad config is already shown above
+        try:
+            run = start_training(ws, overrides)
+        except AtcError as e:
+            st.error(str(e))
+        else:
+            st.session_state[TOAST] = f"Started run {run.name}"
+            st.rerun()
+
+    left, right, _ = st.columns([1, 1, 6])
+    left.button("Refresh", key="train_refresh")  # any click reruns the page: files re-read
+    if busy and right.button("Stop", key="train_stop", type="primary"):
+        jobs.stop(run_dir, wait=False)
+        st.session_state[TOAST] = "Stop requested: the trainer saves a checkpoint, then stops"
+        st.rerun()
+    st.divider()
+    if run_dir is None:
+        st.info("No run yet: choose data above and click Train.")
+        watch(ws)
+    elif busy:
+        live_panel(ws)
+    else:
+        draw_panel(run_dir)
+        watch(ws)
+
+
+main()

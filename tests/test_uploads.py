@@ -1,0 +1,286 @@
+"""core.uploads: safe names, the dataset store (save, list, delete), summaries, zip extraction."""
+from __future__ import annotations
+
+import io
+import json
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_series
+from core import uploads
+from core.errors import DataError
+from core.figures.data import minmax_rows, preview_figure, thin_split
+from core.uploads import (Dataset, dataset_summary, delete_dataset, extract_zip, list_datasets,
+                          sanitize_name, save_timeseries_dataset)
+
+SAMPLE_DIR = REPO / "data" / "samples" / "timeseries"
+
+
+def csv_bytes(rows: int = 300, seed: int = 0, **extra) -> bytes:
+    frame = make_series(rows, seed)
+    for column, values in extra.items():
+        frame[column] = values
+    return frame.to_csv(index=False).encode()
+
+
+# ---------------------------------------------------------------- sanitize_name
+
+@pytest.mark.parametrize("raw, expected", [
+    ("../../etc/passwd", "passwd"),
+    ("C:\\x\\y.csv", "y.csv"),
+    (".hidden", "hidden"),
+    ("..secret..", "secret"),
+    ("Données été.csv", "Donnees_ete.csv"),
+    ("my  data (v2).csv", "my_data_v2_.csv"),
+    ("-rf", "rf"),
+    ("machine-1-1", "machine-1-1"),
+    ("dir/file.csv.gz", "file.csv.gz"),
+    ("数据2", "_2"),
+])
+def test_sanitize_name(raw, expected):
+    assert sanitize_name(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "   ", ".", "..", "../..", "a/", "数据", "___", "..."])
+def test_sanitize_name_refuses_names_with_nothing_left(raw):
+    with pytest.raises(DataError, match="expected at least one letter"):
+        sanitize_name(raw)
+
+
+def test_sanitize_name_caps_length_and_is_idempotent():
+    name = sanitize_name("x" * 300 + ".csv")
+    assert len(name) == uploads.MAX_NAME and set(name) == {"x"}
+    for raw in ("../../etc/passwd", "Données été.csv", ".hidden", "a" * 150):
+        once = sanitize_name(raw)
+        assert sanitize_name(once) == once
+
+
+# ---------------------------------------------------------------- save / list / delete
+
+def test_save_list_delete_round_trip(tmp_path):
+    labels = ("labels.csv", b"label\n" + b"0\n" * 299 + b"1\n")
+    path = save_timeseries_dataset(tmp_path, "../My Data", ("m1.csv", csv_bytes()),
+                                   ("m1_test.csv", csv_bytes(300, 1)), labels)
+    assert path == tmp_path / "uploads" / "timeseries" / "My_Data"
+    assert sorted(p.name for p in path.iterdir()) == [
+        "test.csv", "test_label.csv", "train.csv", "upload.json"]
+    meta = json.loads((path / "upload.json").read_text())
+    assert meta["files"] == {"train.csv": "m1.csv", "test.csv": "m1_test.csv",
+                             "test_label.csv": "labels.csv"}
+    assert (path / "train.csv").read_bytes() == csv_bytes()
+    assert [f["uploaded_as"] for f in uploads.stored_files(path)] == [
+        "m1_test.csv", "labels.csv", "m1.csv"]
+    summary = dataset_summary(path)
+    assert summary["error"] is None
+    assert summary["train"]["rows"] == 300 and summary["channels"]["count"] == 3
+    assert summary["test"]["label_ratio"] == pytest.approx(1 / 300)
+
+    save_timeseries_dataset(tmp_path, "alpha", ("a.csv", csv_bytes()))
+    names = [d.name for d in list_datasets(tmp_path, "timeseries")]
+    assert names == ["sample", "alpha", "My_Data"]  # sample first, then by name (any case)
+
+    delete_dataset(tmp_path, "timeseries", "My_Data")
+    assert not path.exists()
+    assert [d.name for d in list_datasets(tmp_path, "timeseries")] == ["sample", "alpha"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["alpha"]  # no staging/trash left
+
+
+def test_sample_is_listed_first_and_read_only(tmp_path):
+    datasets = list_datasets(tmp_path, "timeseries")  # no uploads folder yet
+    assert datasets == [Dataset("sample", SAMPLE_DIR, True)]
+    assert dataset_summary(SAMPLE_DIR)["error"] is None
+    with pytest.raises(DataError, match="read-only"):
+        delete_dataset(tmp_path, "timeseries", "sample")
+    assert (SAMPLE_DIR / "train.csv").is_file()
+    with pytest.raises(DataError, match="reserved"):
+        save_timeseries_dataset(tmp_path, "sample", ("train.csv", csv_bytes()))
+
+
+def test_save_keeps_gzip_and_takes_file_objects(tmp_path):
+    import gzip
+    upload = io.BytesIO(gzip.compress(csv_bytes()))
+    upload.read()  # a stream already read to the end is rewound
+    path = save_timeseries_dataset(tmp_path, "zipped", ("m1.csv.gz", upload),
+                                   ("t.GZ", gzip.compress(csv_bytes(100, 2))))
+    assert sorted(p.name for p in path.iterdir()) == ["test.csv.gz", "train.csv.gz", "upload.json"]
+    summary = dataset_summary(path)
+    assert summary["error"] is None and summary["test"]["rows"] == 100
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train": ("train.txt", b"a\n1\n")}, r"train.txt \(training data\): expected a .csv"),
+    ({"train": ("train.csv", b"a\n1\n"), "labels": ("l.csv", b"label\n0\n")},
+     "expected a test CSV too"),
+    ({"train": ("train.csv", b"a\n1\n"), "dataset": "???"}, "expected at least one letter"),
+])
+def test_save_refuses_bad_requests_and_writes_nothing(tmp_path, kwargs, message):
+    kwargs = {"dataset": "d"} | kwargs
+    with pytest.raises(DataError, match=message):
+        save_timeseries_dataset(tmp_path, **kwargs)
+    folder = tmp_path / "uploads" / "timeseries"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_save_refuses_an_existing_name(tmp_path):
+    first = save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes()))
+    with pytest.raises(DataError, match="'d' already exists"):
+        save_timeseries_dataset(tmp_path, "d", ("b.csv", b"x\n1\n2\n"))
+    assert (first / "train.csv").read_bytes() == csv_bytes()  # the old one is untouched
+    assert [p.name for p in first.parent.iterdir()] == ["d"]
+
+
+@pytest.mark.parametrize("name", ["../timeseries", "..", ".", "", "a/../../b", "/etc",
+                                  "missing", ".staging-x"])
+def test_delete_guards_against_traversal_and_missing(tmp_path, name):
+    save_timeseries_dataset(tmp_path, "keep", ("a.csv", csv_bytes()))
+    (tmp_path / "uploads" / "timeseries" / ".staging-x").mkdir()
+    with pytest.raises(DataError, match="no dataset"):
+        delete_dataset(tmp_path, "timeseries", name)
+    assert (tmp_path / "uploads" / "timeseries" / "keep" / "train.csv").is_file()
+
+
+def test_bad_csv_summary_names_the_column_and_keeps_the_files(tmp_path):
+    bad = csv_bytes(50, status=["ok"] * 49 + ["bad"])
+    path = save_timeseries_dataset(tmp_path, "bad", ("sensors.csv", bad))
+    summary = dataset_summary(path)
+    assert summary["error"] == (
+        "train.csv: column 'status' row 1: expected a number, found 'ok' "
+        "('timestamp' is the timestamp column; only one is kept)")
+    assert summary["train"] is None and summary["channels"] is None
+    assert (path / "train.csv").read_bytes() == bad  # kept: the user decides to delete
+    assert [d.name for d in list_datasets(tmp_path, "timeseries")] == ["sample", "bad"]
+
+
+def test_dataset_stamp_changes_with_the_files(tmp_path):
+    path = save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes()))
+    before = uploads.dataset_stamp(path)
+    (path / "train.csv").write_bytes(csv_bytes(301))
+    assert uploads.dataset_stamp(path) != before
+    assert uploads.dataset_stamp(tmp_path / "nothing") == ()
+
+
+def test_no_torch_on_the_data_page_path():
+    code = ("import sys, core.uploads, core.figures.data; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------- zip archives
+
+def make_zip(*members: tuple[str | zipfile.ZipInfo, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_extract_zip_keeps_the_folder_structure(tmp_path):
+    data = make_zip(("good/a.png", b"A" * 10), ("good/sub/b.png", b"B"), ("top.txt", b"t"),
+                    ("empty/", b""), ("./dot/c.png", b"C"))
+    written = extract_zip(data, tmp_path / "out")
+    out = tmp_path / "out"
+    assert sorted(p.relative_to(out).as_posix() for p in written) == [
+        "dot/c.png", "good/a.png", "good/sub/b.png", "top.txt"]
+    assert (out / "good" / "a.png").read_bytes() == b"A" * 10
+    assert (out / "good" / "sub" / "b.png").read_bytes() == b"B"
+
+
+def symlink(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info, target.encode()
+
+
+@pytest.mark.parametrize("member, message", [
+    (("../evil.txt", b"x"), "found '..'"),
+    (("ok/../../evil.txt", b"x"), "found '..'"),
+    (("..\\evil.txt", b"x"), "found '..'"),
+    (("/etc/evil.txt", b"x"), "found an absolute one"),
+    (("C:/evil.txt", b"x"), "found an absolute one"),
+    (symlink("link", "/etc/passwd"), "found a link"),
+])
+def test_extract_zip_rejects_escapes_before_writing_anything(tmp_path, member, message):
+    data = make_zip(("first.txt", b"written first?"), member)
+    with pytest.raises(DataError, match=message):
+        extract_zip(data, tmp_path / "out")
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "first.txt").exists()
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
+
+
+def test_extract_zip_caps_size_and_count(tmp_path):
+    bomb = make_zip(("zeros.bin", b"\0" * 100_000))  # compresses to ~100 bytes
+    assert len(bomb) < 1000
+    with pytest.raises(DataError, match="at most 50,000 bytes uncompressed, found 100,000"):
+        extract_zip(bomb, tmp_path / "a", max_bytes=50_000)
+    with pytest.raises(DataError, match="at most 2 files, found 3"):
+        extract_zip(make_zip(("1", b""), ("2", b""), ("3", b"")), tmp_path / "b", max_files=2)
+    assert not list((tmp_path).rglob("*.bin"))
+
+
+def test_extract_zip_header_that_lies_about_size_is_an_error(tmp_path):
+    data = bytearray(make_zip(("keep.txt", b"k"), ("zeros.bin", b"\0" * 100_000)))
+    # patch the declared size in the central directory (offset 24 of its entry) down to 10:
+    # zipfile then stops at 10 bytes and the CRC check fails (our own byte count is a backstop)
+    at = data.rfind(b"PK\x01\x02")
+    data[at + 24:at + 28] = (10).to_bytes(4, "little")
+    with pytest.raises(DataError, match="zip member 'zeros.bin': cannot be read .*CRC"):
+        extract_zip(bytes(data), tmp_path / "out", max_bytes=50_000)
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # all removed
+
+
+def test_copy_capped_counts_the_bytes_that_come_out(tmp_path):
+    with pytest.raises(DataError, match="at most 100 bytes, found more"):
+        uploads._copy_capped(io.BytesIO(b"x" * 101), tmp_path / "f", 100, 100, "f")
+    assert uploads._copy_capped(io.BytesIO(b"x" * 100), tmp_path / "g", 100, 100, "g") == 100
+
+
+def test_extract_zip_refuses_non_zip(tmp_path):
+    with pytest.raises(DataError, match="expected a zip archive"):
+        extract_zip(b"not a zip", tmp_path / "out")
+
+
+# ---------------------------------------------------------------- preview figure
+
+def test_minmax_thinning_keeps_a_short_spike():
+    values = np.zeros((100_000, 2))
+    values[54_321, 1] = 9.0  # one-row anomaly
+    rows = minmax_rows(values, max_points=2000)
+    assert rows.shape[0] <= 2000 and np.all(np.diff(rows, axis=0) >= 0)
+    assert 54_321 in rows[:, 1]
+    assert minmax_rows(values[:10], 2000).shape == (10, 2)
+
+
+def test_preview_figure_axes_legend_and_labels():
+    frame = make_series(5000, 0)
+    labels = np.zeros(5000, dtype=np.int8)
+    labels[4000:4003] = 1
+    fig = preview_figure(frame[["a", "b", "c"]].to_numpy(), ["a", "b", "c"],
+                         frame["timestamp"].to_numpy(), max_channels=2, max_points=1000,
+                         labels=labels)
+    names = [t.name for t in fig.data]
+    assert names == ["a", "b", "anomaly (label)"]
+    assert all(len(t.x) <= 1000 for t in fig.data)
+    assert fig.data[2].y.max() == 1  # the 3-row anomaly survives thinning
+    assert fig.layout.showlegend and fig.layout.height >= 300
+    assert fig.layout.xaxis3.title.text == "time"
+    assert str(fig.data[0].x[0]).startswith("2026-01-01")
+
+    plain = preview_figure(np.arange(20.0)[:, None], ["only"])
+    assert plain.layout.xaxis.title.text == "row" and list(plain.data[0].x) == list(range(20))
+
+
+def test_thin_split_without_timestamps_and_choosing_channels():
+    from core.figures.data import draw_preview
+    preview = thin_split(np.random.default_rng(0).normal(size=(3000, 5)), list("vwxyz"),
+                         max_points=500)
+    assert preview.x_title == "row" and preview.n_rows == 3000 and preview.x.shape[0] <= 500
+    fig = draw_preview(preview, ["z", "v", "not a channel"])
+    assert [t.name for t in fig.data] == ["z", "v"]

@@ -1,0 +1,143 @@
+"""The Train page under AppTest: choices and the merged config, a bad override, a real run
+started from the page (Train disabled while it runs, `done` with the stage graph after), and
+Stop. AppTest never fires `run_every`, so each `at.run()` stands for one refresh."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from core import jobs
+from core.runs import PROJECT_ROOT, workspace
+
+PAGE = str(REPO / "pages" / "train.py")
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("ATC_WORKDIR", str(tmp_path / "ws"))
+    path = workspace()
+    yield path
+    for run in (path / "runs").iterdir():  # never leave a trainer behind a failed test
+        if (run / "progress.json").exists() and \
+                jobs.run_status(run)["status"] in jobs.LIVE_STATES:
+            jobs.stop(run, grace_s=5)
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def runs_of(ws: Path) -> list[Path]:
+    return [p for p in (ws / "runs").iterdir() if p.is_dir()]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def markdown_text(at: AppTest) -> str:
+    return " ".join(m.value for m in at.markdown)
+
+
+def plotly_charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def start_from_page(at: AppTest, epochs: int) -> Path:
+    at.selectbox(key="train_preset_patchtst").set_value("tiny").run()
+    at.number_input(key="train_patchtst_train_epochs").set_value(epochs)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return wait_for(lambda: runs_of(workspace()), 10, "a run folder")[0]
+
+
+def test_page_shows_datasets_presets_and_the_merged_config(ws):
+    at = page()
+    data = at.selectbox(key="train_data_patchtst")
+    assert data.options == ["sample (bundled)", "none"] and data.value == "sample"
+    assert at.selectbox(key="train_preset_patchtst").options == ["default", "tiny", "fast"]
+    assert at.number_input(key="train_patchtst_data_window").value == 100
+    config = at.expander[0].code[0].value
+    assert f"ts_data: {PROJECT_ROOT / 'data' / 'samples' / 'timeseries'}" in config
+    assert "preset: default" in config and "epochs: 10" in config
+    assert "No run yet" in at.info[0].value
+    assert not at.button(key="train_start").disabled
+
+    at.selectbox(key="train_preset_patchtst").set_value("tiny").run()  # the form follows
+    assert at.number_input(key="train_patchtst_data_window").value == 40
+    assert at.number_input(key="train_patchtst_model_patch_len").value == 8
+    assert "preset: tiny" in at.expander[0].code[0].value
+
+    at.selectbox(key="train_data_patchtst").set_value("none").run()
+    assert at.button(key="train_start").disabled
+    assert any("Choose a dataset" in i.value for i in at.info)
+    assert "ts_data: null" in at.expander[0].code[0].value
+
+
+def test_a_bad_override_shows_the_config_error(ws):
+    at = page()
+    at.number_input(key="train_patchtst_data_window").set_value(105)
+    at.button(key="train_check").click().run()
+    assert [e.value for e in at.error] == [
+        "patchtst.data.window (105) must be a multiple of patchtst.model.patch_len (10)"]
+    at.number_input(key="train_patchtst_train_lr").set_value(0.0)
+    at.button(key="train_start").click().run()  # Train with a bad config starts nothing
+    assert "patchtst.train.lr: expected a value > 0.0, found 0.0" in at.error[0].value
+    assert not runs_of(ws)
+
+
+@pytest.mark.slow
+def test_train_starts_a_run_disables_train_and_ends_done(ws):
+    at = page()
+    run = start_from_page(at, epochs=2)
+    assert (run / "progress.json").exists() and "epochs: 2" in (run / "run.yaml").read_text()
+    # the child is still importing torch: the page shows the run as live
+    assert at.button(key="train_start").disabled
+    assert any("Train is disabled" in i.value and run.name in i.value for i in at.info)
+    assert at.button(key="train_stop")  # Stop is offered while it runs
+    assert "Started run" in at.toast[0].value
+
+    wait_for(lambda: jobs.run_status(run)["status"] not in jobs.LIVE_STATES, 120, "the run")
+    at.run()
+    assert not at.exception, at.exception
+    assert ":green-badge[done]" in markdown_text(at), markdown_text(at)
+    graph, loss = plotly_charts(at)
+    assert "train_patchtst" in graph.proto.spec and "patchtst validation" in loss.proto.spec
+    assert not at.button(key="train_start").disabled
+    assert not any(b.key == "train_stop" for b in at.button)
+    assert "[6/6] publish" in at.code[-1].value  # the log tail
+
+    again = page()  # a new tab (or a restarted server) shows the same run
+    assert f"Run {run.name} :green-badge[done]" in markdown_text(again)
+
+
+@pytest.mark.slow
+def test_stop_stops_the_run_within_the_grace_period(ws):
+    at = page()
+    run = start_from_page(at, epochs=300)
+    wait_for(lambda: ((jobs.run_status(run).get("active") or {}).get("step") or 0) >= 1, 60,
+             "training steps")
+    at.run()
+    assert at.button(key="train_start").disabled and ":blue-badge[running]" in markdown_text(at)
+    at.button(key="train_stop").click().run()
+    assert not at.exception, at.exception
+    status = wait_for(lambda: (s := jobs.run_status(run))["status"] not in jobs.LIVE_STATES
+                      and s, jobs.GRACE_S, "the run to stop")
+    assert status["status"] == "stopped", status
+    at.run()
+    assert ":orange-badge[stopped]" in markdown_text(at) and not at.button(key="train_start").disabled
+    assert any("stopped at epoch" in w.value for w in at.warning)
