@@ -43,6 +43,9 @@ class PipelineConfig:
     name: str = ""  # free text shown in the runs index
 
 
+PATH_KEYS = ("ts_data", "ts_test")  # PipelineConfig fields that name files or folders
+
+
 @dataclass
 class TSDataConfig:
     window: int = _range(100, min=2)  # time steps per window

@@ -26,9 +26,12 @@ from core.runs import PROJECT_ROOT, RunIndex, workspace_of
 from core.stages import stage_names
 
 LOCK_FILE = "job.lock"
+START_LOCK_FILE = ".start.lock"
+STARTING_FILE = "starting.json"  # the child just spawned, before it holds the job lock
 STOP_FILE = "stop_requested.json"
 GRACE_S = 30.0
 HEARTBEAT_STALE_S = 120.0  # a heartbeat this old means the writer is gone (pid reuse guard)
+SPAWN_GRACE_S = 10.0
 LIVE_STATES = ("starting", "running")
 
 
@@ -69,28 +72,50 @@ def active_run_id(ws: Path) -> str | None:
     return None
 
 
+def running_run_id(ws: Path) -> str | None:
+    """The run that holds the job lock, or one spawned so recently that it does not hold it
+    yet (its child is still importing torch); None when the workspace is free."""
+    active = active_run_id(ws)
+    if active:
+        return active
+    starting = read_json(Path(ws) / STARTING_FILE)
+    if starting and _pid_alive(starting["pid"]) and time.time() - starting["time"] < 120:
+        return starting["run_id"]
+    return None
+
+
 def start(run_dir: Path, resume: bool = False) -> int:
     """Spawn `python -m core.pipeline run RUN_DIR` in its own session; returns its pid.
 
     The run folder must hold run.yaml. progress.json is written at once (status `starting`) so
-    every reader sees the run before the child has imported torch."""
+    every reader sees the run before the child has imported torch. Two starts at the same
+    moment (two tabs) are serialised by a start lock; the second is refused."""
     run_dir, ws = Path(run_dir), workspace_of(run_dir)
     if not (run_dir / "run.yaml").exists():
         raise JobError(f"{run_dir}: no run.yaml; prepare the run folder first")
-    other = active_run_id(ws)
-    if other:
-        raise JobError(f"a training job is already running in {ws} ({other}); "
-                       "stop it or wait for it to finish")
-    cmd = [sys.executable, "-m", "core.pipeline", "resume" if resume else "run", str(run_dir)]
-    with open(run_dir / "stdout.log", "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    if not resume or read_progress(run_dir) is None:
-        write_json(run_dir / PROGRESS_FILE,
-                   initial_progress(run_dir.name, stage_names(), "starting", proc.pid))
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    with open(ws / START_LOCK_FILE, "w") as start_lock:
+        fcntl.flock(start_lock, fcntl.LOCK_EX)
+        other = running_run_id(ws)
+        if other:
+            raise JobError(f"a training job is already running in {ws} ({other}); "
+                           "stop it or wait for it to finish")
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        progress = initial_progress(run_dir.name, stage_names(), "starting")
+        write_json(run_dir / PROGRESS_FILE, progress)  # before the child can write its own
+        proc = _spawn(run_dir, resume)
+        write_json(ws / STARTING_FILE, {"run_id": run_dir.name, "pid": proc.pid,
+                                        "time": time.time()})
+    if read_progress(run_dir)["pid"] is None:  # the child (seconds to import) has not written
+        write_json(run_dir / PROGRESS_FILE, progress | {"pid": proc.pid, "pgid": proc.pid})
     RunIndex(ws).update(run_dir)
     return proc.pid
+
+
+def _spawn(run_dir: Path, resume: bool) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "core.pipeline", "resume" if resume else "run", str(run_dir)]
+    with open(run_dir / "stdout.log", "ab") as out:
+        return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -137,6 +162,15 @@ def _mark_ended(run_dir: Path, progress: dict, status: str, error: str) -> dict:
     return progress
 
 
+def _writer_alive(progress: dict) -> bool:
+    """Is the process behind a live progress.json still there? (A pid not yet recorded counts
+    as alive for a few seconds: `start` writes it right after spawning.)"""
+    if progress.get("pid") is None:
+        return time.time() - progress["started"] < SPAWN_GRACE_S
+    return _pid_alive(progress["pid"]) and \
+        time.time() - progress.get("heartbeat", 0) < HEARTBEAT_STALE_S
+
+
 def run_status(run_dir: Path) -> dict:
     """progress.json as a reader should see it, with `label` for display. A live status whose
     process is gone becomes `failed` with `lost: true` (label `failed (lost)`), persisted; a stop
@@ -147,12 +181,14 @@ def run_status(run_dir: Path) -> dict:
         raise JobError(f"{run_dir}: no progress.json; is this a run folder?")
     if progress["status"] in LIVE_STATES:
         stop = read_json(run_dir / STOP_FILE)
-        alive = _pid_alive(progress.get("pid")) and \
-            time.time() - progress.get("heartbeat", 0) < HEARTBEAT_STALE_S
+        alive = _writer_alive(progress)
         if alive and stop and time.time() - stop["time"] > stop["grace_s"]:
             _signal(progress, signal.SIGKILL)
             progress = _mark_ended(run_dir, progress, "stopped",
                                    f"killed: no clean stop within {stop['grace_s']:.0f} s")
+        elif not alive and stop and read_progress(run_dir)["status"] in LIVE_STATES:
+            # stopped before the pipeline installed its SIGTERM handler (while importing)
+            progress = _mark_ended(run_dir, progress, "stopped", "stopped before training began")
         elif not alive and read_progress(run_dir)["status"] in LIVE_STATES:
             progress = _mark_ended(
                 run_dir, progress, "failed",

@@ -27,7 +27,7 @@ from core.config import load_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves
 from core.errors import DataError, JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
-from core.runs import RunIndex, create_run, delete_run, runs_dir
+from core.runs import RunIndex, delete_run, new_run, runs_dir
 from core.stages import STAGES, STREAMS, Stream, streams_with_data
 
 LOG_FILE = "pipeline.log"
@@ -100,33 +100,16 @@ def preview_config(overrides: dict[str, Any]) -> str:
 def start_training(ws: Path, overrides: dict[str, Any]) -> Path:
     """Merge the config, create the run folder, start the pipeline job; returns the run folder.
     Raises ConfigError (bad value), DataError (missing data), JobError (a job is running)."""
-    cfg = load_config(overrides)
-    if not streams_with_data(cfg):
-        raise DataError("no data chosen: pick a dataset for at least one stream")
-    for stream in STREAMS.values():
-        value = getattr(cfg.pipeline, stream.data_key)
-        if value:
-            path = Path(value).expanduser().resolve()
-            if not path.exists():
-                raise DataError(f"pipeline.{stream.data_key}: {path}: no such file or folder")
-            setattr(cfg.pipeline, stream.data_key, str(path))
-    running = jobs.active_run_id(ws) or _starting_run(ws)
-    if running:  # the lock is taken only once the child runs: also refuse a run still starting
+    running = jobs.running_run_id(ws)
+    if running:
         raise JobError(f"a training job is already running ({running}); stop it or wait")
-    run_dir = create_run(ws, cfg)
+    run_dir = new_run(ws, overrides)
     try:
         jobs.start(run_dir)
     except BaseException:
         delete_run(ws, run_dir.name)
         raise
     return run_dir
-
-
-def _starting_run(ws: Path) -> str | None:
-    run = latest_run(ws)
-    if run is not None and jobs.run_status(run)["status"] in jobs.LIVE_STATES:
-        return run.name
-    return None
 
 
 def latest_run(ws: Path) -> Path | None:

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from core import jobs
-from core.config import load_config, read_config
+from core.config import read_config
 from core.errors import AtcError, StopRequested
 from core.progress import MetricsLog, ProgressWriter, initial_progress
 from core.fileio import write_json
-from core.runs import RunIndex, create_run, workspace, workspace_of
+from core.runs import RunIndex, new_run, workspace, workspace_of
 from core.stages import STAGES, Context, run_stages, stage_names, stream_module, streams_with_data
 
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
@@ -109,16 +109,7 @@ def _new_run(args) -> Path:
     for key, value in (("ts_data", args.ts_data), ("ts_test", args.ts_test), ("name", args.name)):
         if value:
             overrides.append(f"pipeline.{key}={value}")
-    cfg = load_config(overrides)
-    if not streams_with_data(cfg):
-        raise AtcError("no data given: pass --ts-data FOLDER_OR_CSV (or set pipeline.ts_data)")
-    for key in ("ts_data", "ts_test"):
-        if getattr(cfg.pipeline, key):
-            path = Path(getattr(cfg.pipeline, key)).expanduser().resolve()
-            if not path.exists():
-                raise AtcError(f"--{key.replace('_', '-')} {path}: no such file or folder")
-            setattr(cfg.pipeline, key, str(path))
-    return create_run(workspace(args.workdir), cfg)
+    return new_run(args.workdir, overrides)
 
 
 def cmd_run(args) -> int:

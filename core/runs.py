@@ -14,10 +14,11 @@ import shutil
 import time
 from pathlib import Path
 
-from core.config import RunConfig, read_yaml, save_config
-from core.errors import ConfigError
+from core.config import PATH_KEYS, RunConfig, load_config, read_yaml, save_config
+from core.errors import ConfigError, DataError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
+from core.stages import streams_with_data
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INDEX_FILE = "index.json"
@@ -45,6 +46,24 @@ def new_run_dir(ws: Path) -> Path:
     path = runs_dir(ws) / run_id
     path.mkdir(parents=True)
     return path
+
+
+def new_run(ws: Path | str | None, overrides: list[str] | dict) -> Path:
+    """Merge the config with `overrides`, check that every named data path exists (stored
+    absolute, so the run does not depend on the working directory), then create the run
+    folder in workspace `ws` (nothing is created when a check fails)."""
+    cfg = load_config(overrides)
+    if not streams_with_data(cfg):
+        raise DataError("no data given: choose a dataset for at least one stream "
+                        "(CLI: --ts-data FOLDER_OR_CSV)")
+    for key in PATH_KEYS:
+        value = getattr(cfg.pipeline, key)
+        if value:
+            path = Path(value).expanduser().resolve()
+            if not path.exists():
+                raise DataError(f"pipeline.{key}: {path}: no such file or folder")
+            setattr(cfg.pipeline, key, str(path))
+    return create_run(workspace(ws), cfg)
 
 
 def create_run(ws: Path, cfg: RunConfig) -> Path:

@@ -139,7 +139,8 @@ class TrainReporter:
         self.ctx, self.stage, self.stream = ctx, stage, stream
         self.t0, self.first_step = time.time(), None
 
-    def step(self, *, epoch, step, n_steps, loss, lr, samples_per_s) -> None:
+    def step(self, *, epoch, n_epochs, step, n_steps, loss, lr, samples_per_s,
+             gpu_mem_gb) -> None:
         if self.first_step is None:
             self.first_step, self.t0 = step - 1, time.time()  # a resumed run starts mid-way
         done = step - self.first_step
@@ -147,7 +148,8 @@ class TrainReporter:
         self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="step", epoch=epoch,
                              step=step, train_loss=loss, lr=lr,
                              samples_per_s=round(samples_per_s, 1))
-        self.ctx.progress.update_active(epoch=epoch, step=step, n_steps=n_steps,
+        self.ctx.progress.update_active(epoch=epoch, n_epochs=n_epochs, step=step,
+                                        n_steps=n_steps, gpu_mem_gb=gpu_mem_gb,
                                         eta_s=round(eta, 1) if eta is not None else None,
                                         samples_per_s=round(samples_per_s, 1))
 

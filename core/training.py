@@ -28,8 +28,8 @@ BEST, LAST = "best.pt", "last.pt"
 class Reporter(Protocol):
     """What the loop tells the pipeline (progress.json, metrics.jsonl) and asks it."""
 
-    def step(self, *, epoch: int, step: int, n_steps: int, loss: float, lr: float,
-             samples_per_s: float) -> None: ...
+    def step(self, *, epoch: int, n_epochs: int, step: int, n_steps: int, loss: float, lr: float,
+             samples_per_s: float, gpu_mem_gb: float | None) -> None: ...
 
     def epoch(self, *, epoch: int, n_epochs: int, train_loss: float, val_loss: float,
               best: bool) -> None: ...
@@ -128,8 +128,10 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
             state.step += 1
             losses.append(loss)
             if state.step % cfg.log_every == 0 or len(losses) == left:
-                reporter.step(epoch=state.epoch + 1, step=state.step, n_steps=total_steps,
-                              loss=loss, lr=lr, samples_per_s=len(x) / (time.perf_counter() - t0))
+                reporter.step(epoch=state.epoch + 1, n_epochs=cfg.epochs, step=state.step,
+                              n_steps=total_steps, loss=loss, lr=lr,
+                              samples_per_s=len(x) / (time.perf_counter() - t0),
+                              gpu_mem_gb=_gpu_memory_gb(device))
             if reporter.should_stop():
                 checkpoint(LAST)
                 raise StopRequested(f"stopped at epoch {state.epoch + 1}, step {state.step}; "
@@ -154,6 +156,13 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
     state.finished = True
     checkpoint(LAST)
     return FitResult(state.epoch, state.best_val, state.best_epoch, early_stopped)
+
+
+def _gpu_memory_gb(device: torch.device) -> float | None:
+    """Peak GPU memory this process allocated, for the console's device panel."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
 
 
 def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, grad_clip: float,

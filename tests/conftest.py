@@ -1,6 +1,7 @@
 """Shared fixtures: small generated datasets, the real-data path, and a CLI runner."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+# Tiny models run fastest on one thread, and two torch threads spin-wait badly when another
+# process holds the second core (10x slower seen here); every pipeline the tests spawn inherits it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "datasets"

@@ -262,7 +262,7 @@ def test_form_values_overrides_and_preview():
 
 
 def test_start_training_refuses_no_or_missing_data(ws):
-    with pytest.raises(DataError, match="no data chosen"):
+    with pytest.raises(DataError, match="choose a dataset for at least one stream"):
         start_training(ws, {"pipeline.ts_data": None})
     with pytest.raises(DataError, match="no such file"):
         start_training(ws, {"pipeline.ts_data": str(ws / "nope")})
