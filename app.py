@@ -7,7 +7,8 @@ import streamlit as st
 from core import jobs
 from core.runs import workspace
 
-st.set_page_config(page_title="Anomaly training console", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="Anomaly training console", page_icon=":material/troubleshoot:",
+                   layout="wide")
 
 
 @st.cache_resource(show_spinner="Looking at the hardware…")
@@ -29,11 +30,11 @@ def sidebar() -> None:
 
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/data.py", title="Data", icon="📁"),
-    st.Page("pages/train.py", title="Train", icon="🚀"),
-    st.Page("pages/results.py", title="Results", icon="📈"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/folder_open:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/monitoring:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
 ]
 nav = st.navigation(pages)
 sidebar()

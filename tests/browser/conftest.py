@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from conftest import REPO
-
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "tests" / "output"
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run",
@@ -84,10 +83,16 @@ def page(browser, console) -> Page:
     p.set_default_timeout(30_000)
     p.goto(console)
     expect(p.locator("[data-testid=stApp][data-test-connection-state=CONNECTED]")).to_be_visible()
+    # app.py's navigation replaces Streamlit's automatic pages/ list once its first run ends
+    expect(p.get_by_test_id("stSidebarNavLink").filter(has_text="Home")).to_be_visible()
     yield p
     context.close()
 
 
-def screenshot(page: Page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+@pytest.fixture
+def screenshot():
+    """screenshot(page, name): save tests/output/<name>.png for a person to look at."""
+    def take(page: Page, name: str) -> None:
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"))
+    return take
