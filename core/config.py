@@ -84,6 +84,9 @@ class TSScoreConfig:
     mode: str = _choice("masked", ("masked", "full"))  # masked: complementary masks; full: no mask
     stride: int = _range(10, min=1)  # step between scored windows (errors averaged over overlaps)
     batch_size: int = _range(256, min=1)
+    # divide each channel's error by its mean error on the validation split, so a noisy or
+    # hard-to-predict channel does not drown the others (and near-constant ones cannot explode)
+    normalize_channels: bool = True
     threshold_percentile: float = _range(99.0, gt=0.0, max=100.0)  # of validation-split scores
 
 

@@ -60,6 +60,13 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
     return (total / count[:, None]).float().numpy()
 
 
+def channel_scale(val_errors: np.ndarray, normalize: bool) -> np.ndarray:
+    """(C,) divisor of each channel's error: its mean error on normal validation data, or ones."""
+    if not normalize:
+        return np.ones(val_errors.shape[1], dtype=np.float32)
+    return (val_errors.mean(axis=0) + 1e-8).astype(np.float32)
+
+
 def step_scores(errors: np.ndarray) -> np.ndarray:
     """(T, C) channel errors → (T,) anomaly score: the mean over channels."""
     return errors.mean(axis=1)

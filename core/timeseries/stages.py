@@ -21,7 +21,7 @@ from core.stages import Context, Skip, TrainReporter
 from core.timeseries.baselines import pca_scores, random_scores
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import channel_errors, step_scores
+from core.timeseries.scoring import channel_errors, channel_scale, step_scores
 from core.timeseries.windows import (Normalizer, n_batches_of, split_train_val, window_batches,
                                      window_starts)
 from core.training import BEST, fit, load_checkpoint
@@ -121,8 +121,10 @@ def score(ctx: Context) -> None:
     cfg, data, out = ctx.cfg.patchtst, ctx.state[STREAM], ctx.stream_dir(STREAM)
     device = resolve_device(ctx.cfg.pipeline.device)
     model, _ = load_model(out, device)
-    val_scores = step_scores(channel_errors(model, data.val, cfg.score, device, ctx.should_stop))
-    errors = channel_errors(model, data.target_values, cfg.score, device, ctx.should_stop)
+    val_errors = channel_errors(model, data.val, cfg.score, device, ctx.should_stop)  # (T_val, C)
+    scale = channel_scale(val_errors, cfg.score.normalize_channels)  # (C,)
+    val_scores = step_scores(val_errors / scale)
+    errors = channel_errors(model, data.target_values, cfg.score, device, ctx.should_stop) / scale
     scores = step_scores(errors)  # (T,)
     threshold = metrics.threshold_from_normal(val_scores, cfg.score.threshold_percentile)
     _write_scores(out, data.target, scores, threshold)
@@ -132,6 +134,7 @@ def score(ctx: Context) -> None:
     write_json(out / "scoring.json", {
         "threshold": threshold, "percentile": cfg.score.threshold_percentile,
         "mode": cfg.score.mode, "rows": len(scores), "flagged": int((scores > threshold).sum()),
+        "channel_scale": dict(zip(data.target.channels, scale.tolist())),
         "scored_file": data.target.source,
         "val_score_quantiles": {str(q): float(np.quantile(val_scores, q / 100))
                                 for q in (50, 90, 99, 100)}})
