@@ -62,7 +62,7 @@ class PatchTSTModelConfig:
     d_ff: int = _range(256, min=4)
     dropout: float = _range(0.0, min=0.0, max=0.9)
     mask_ratio: float = _range(0.4, gt=0.0, max=0.9)
-    revin: bool = True  # per-window normalisation; off: the model sees levels (level shifts)
+    revin: bool = False  # per-window normalisation; off: the model sees levels (level shifts)
 
 
 @dataclass
@@ -81,7 +81,7 @@ class TrainConfig:
 
 @dataclass
 class TSScoreConfig:
-    mode: str = _choice("masked", ("masked", "full"))  # masked: complementary masks; full: no mask
+    mode: str = _choice("full", ("full", "masked"))  # full: no mask; masked: complementary masks
     stride: int = _range(10, min=1)  # step between scored windows (errors averaged over overlaps)
     batch_size: int = _range(256, min=1)
     # divide each channel's error by its mean error on the validation split, so a noisy or

@@ -226,7 +226,7 @@ def test_summarize_run_fields(ws):
                                          "f1": 0.55, "pa_f1": 0.8}}
     assert s["params"] == {"device": "cpu", "preset": "tiny", "epochs": 3, "batch_size": 32,
                            "lr": 0.001, "window": 40, "patch_len": 8, "mask_ratio": 0.4,
-                           "score_mode": "masked"}
+                           "score_mode": "full"}
     json.dumps(s, allow_nan=False)  # an index entry must be plain JSON
 
 

@@ -254,7 +254,8 @@ def test_trained_model_scores_a_small_spike_highest(trained, k, channel):
     """A spike of 1.5 (normalised units, the sines' amplitude is 1) is found only after training
     (the untrained model's peak lands elsewhere for most of these): the masked score peaks
     within a patch of it and clearly stands out from every row farther away."""
-    errors = channel_errors(trained, spiked(k, channel, 1.5), TSScoreConfig(stride=4), CPU)
+    errors = channel_errors(trained, spiked(k, channel, 1.5), TSScoreConfig(mode="masked", stride=4),
+                            CPU)
     scores = step_scores(errors)
     peak = int(scores.argmax())
     assert abs(peak - k) <= PATCH, (peak, k)

@@ -1,0 +1,136 @@
+"""The Results page's chart: the signal over the anomaly score, flagged and labelled segments
+shaded across both, downsampled so a long series stays fast to draw (peaks kept)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.results import SCORE_TITLE, segments
+
+MAX_POINTS = 3000  # per trace
+MAX_BANDS = 300  # shaded segments per kind (flagged, labelled)
+FLAG_COLOUR, LABEL_COLOUR = "rgba(214, 39, 40, 0.22)", "rgba(117, 60, 170, 0.22)"
+SCORE_COLOUR, THRESHOLD_COLOUR = "#1f3b5c", "#d62728"
+
+
+def minmax_indices(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Sorted indices of at most `max_points` points of y (T,) that keep its shape: the first
+    and last points, and the minimum and maximum of each of ~max_points/2 equal buckets, so a
+    one-row spike survives any zoom level (a mean per bucket would flatten it)."""
+    y = np.asarray(y, dtype=float)
+    T = len(y)
+    if T <= max_points:
+        return np.arange(T)
+    per = -(-T // max(1, (max_points - 2) // 2))  # rows per bucket (ceil)
+    n = -(-T // per)
+    buckets = np.pad(y, (0, n * per - T), mode="edge").reshape(n, per)  # (n, per)
+    base = np.arange(n) * per
+    picks = np.concatenate(([0, T - 1], base + buckets.argmin(1), base + buckets.argmax(1)))
+    return np.unique(np.minimum(picks, T - 1))  # edge padding ties resolve to real rows
+
+
+def time_axis(timestamps: np.ndarray | None, n: int) -> tuple[np.ndarray, str]:
+    """(x values, axis title): parsed datetimes when every timestamp parses, else row numbers."""
+    if timestamps is not None:
+        parsed = pd.to_datetime(pd.Series(timestamps), errors="coerce")
+        if len(parsed) == n and not parsed.isna().any():
+            return parsed.to_numpy(), "time"
+    return np.arange(n), "row"
+
+
+def display_segments(mask: np.ndarray, max_points: int = MAX_POINTS,
+                     max_bands: int = MAX_BANDS) -> list[tuple[int, int]]:
+    """`segments(mask)` as bands to draw: segments closer than one display bucket merge (on a
+    long series they would draw as one band anyway), then, while more than `max_bands` remain,
+    the closest neighbours merge (thousands of shapes make the chart crawl). A short series
+    with few segments keeps them all."""
+    segs = np.array(segments(mask), dtype=int).reshape(-1, 2)  # (S, 2) half-open
+    if len(segs) < 2:
+        return [tuple(s) for s in segs.tolist()]
+    gaps = segs[1:, 0] - segs[:-1, 1]  # (S-1,) rows between neighbours, >= 1
+    min_gap = len(mask) // max_points  # 0 for short series
+    if len(segs) > max_bands:  # keep only the max_bands - 1 widest gaps as splits
+        min_gap = max(min_gap, int(np.sort(gaps)[::-1][max_bands - 1]))
+    first = np.flatnonzero(np.concatenate(([True], gaps > min_gap)))  # a band starts here
+    stops = np.maximum.reduceat(segs[:, 1], first)  # per band: the last segment's stop
+    return list(zip(segs[first, 0].tolist(), stops.tolist()))
+
+
+def _bands(x: np.ndarray, segs: list[tuple[int, int]], colour: str, name: str) -> list[dict]:
+    """One rectangle per segment spanning both subplots; the first carries the legend entry."""
+    half = pd.Series(x).diff().median() / 2 if len(x) > 1 else 0
+    return [dict(type="rect", xref="x", yref="paper", x0=x[start] - half, x1=x[stop - 1] + half,
+                 y0=0, y1=1, fillcolor=colour, line_width=0, layer="below", name=name,
+                 legendgroup=name, showlegend=i == 0) for i, (start, stop) in enumerate(segs)]
+
+
+def ranges_differ(values: list[np.ndarray], ratio: float = 10.0) -> bool:
+    """True when the channels' value ranges (peak to peak) differ by more than `ratio`: on one
+    raw-unit axis the small ones would look flat, so the page standardises them by default."""
+    spans = [float(np.ptp(v)) for v in values if len(v)]
+    return len(spans) > 1 and max(spans) > ratio * max(min(spans), 1e-12)
+
+
+def _standardise(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    std = values.std()
+    return (values - values.mean()) / (std if std > 0 else 1.0)
+
+
+def signal_score_figure(score: np.ndarray, threshold: float,
+                        signal: dict[str, np.ndarray] | None = None,
+                        labels: np.ndarray | None = None,
+                        timestamps: np.ndarray | None = None,
+                        standardise: bool = False, log_score: bool = False,
+                        score_title: str = SCORE_TITLE,
+                        max_points: int = MAX_POINTS) -> go.Figure:
+    """Two stacked subplots sharing x: the selected channels of the raw signal (top; omitted
+    when `signal` is None or empty; z-scored per channel with `standardise`) and the score (T,)
+    with the threshold line (bottom; log axis with `log_score`). Rows with score > threshold are
+    shaded in one colour, true-label rows (T,) in another."""
+    score = np.asarray(score, dtype=float)
+    x, x_title = time_axis(timestamps, len(score))
+    two = bool(signal)
+    fig = make_subplots(rows=2 if two else 1, cols=1, shared_xaxes=True,
+                        vertical_spacing=0.06, row_heights=[0.55, 0.45] if two else None)
+    score_row = 2 if two else 1
+    for name, values in (signal or {}).items():
+        values = _standardise(values) if standardise else np.asarray(values)
+        keep = minmax_indices(values, max_points)
+        fig.add_trace(go.Scattergl(x=x[keep], y=values[keep], name=name,
+                                   mode="lines", line_width=1), row=1, col=1)
+    keep = minmax_indices(score, max_points)
+    fig.add_trace(go.Scattergl(x=x[keep], y=score[keep], name="anomaly score", mode="lines",
+                               line=dict(color=SCORE_COLOUR, width=1)), row=score_row, col=1)
+    fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[threshold, threshold], mode="lines",
+                             name=f"threshold {threshold:.4g}",
+                             line=dict(color=THRESHOLD_COLOUR, dash="dash", width=1.5)),
+                  row=score_row, col=1)
+    shapes = _bands(x, display_segments(score > threshold, max_points), FLAG_COLOUR,
+                    "flagged (score > threshold)")
+    if labels is not None:
+        shapes += _bands(x, display_segments(np.asarray(labels) == 1, max_points),
+                         LABEL_COLOUR, "true anomaly (label)")
+    fig.update_layout(shapes=shapes)  # at once: add_shape one by one is quadratic
+    if two:
+        fig.update_yaxes(title_text="value (z-score per channel)" if standardise
+                         else "value (raw units)", row=1, col=1)
+    fig.update_yaxes(title_text=score_title, type="log" if log_score else "linear",
+                     row=score_row, col=1)
+    fig.update_xaxes(title_text=x_title, row=score_row, col=1)
+    fig.update_layout(height=580 if two else 380, margin=dict(l=10, r=10, t=30, b=10),
+                      hovermode="x unified", legend=dict(orientation="h", y=1.08, x=0))
+    return fig
+
+
+def score_histogram(score: np.ndarray, threshold: float, bins: int = 80) -> go.Figure:
+    """Distribution of the scores (T,) with the threshold marked."""
+    fig = go.Figure(go.Histogram(x=np.asarray(score, dtype=float), nbinsx=bins,
+                                 marker_color=SCORE_COLOUR, name="scores"))
+    fig.add_vline(x=threshold, line_dash="dash", line_color=THRESHOLD_COLOUR,
+                  annotation_text=f"threshold {threshold:.4g}")
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      xaxis_title=SCORE_TITLE, yaxis_title="rows")
+    return fig

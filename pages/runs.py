@@ -1,0 +1,75 @@
+"""Runs: every run of the workspace as a table; compare several (loss curves, metrics, config
+differences); open one in Results; delete one that is not running."""
+import streamlit as st
+
+from core import jobs, results
+from core.errors import AtcError
+from core.figures.runs import overlay_loss_figure
+from core.runs import runs_dir, workspace
+
+CONFIRM, COMPARE, MESSAGE = "runs_confirm_delete", "runs_compare", "runs_message"
+
+
+def compare(ws, entries: list[dict]) -> None:
+    ids = [e["run_id"] for e in entries]
+    # Keep the selection valid (a run may be gone); first visit: the two newest runs.
+    st.session_state[COMPARE] = [r for r in st.session_state.get(COMPARE, ids[:2]) if r in ids]
+    picked = st.multiselect("Runs to compare", ids, key=COMPARE)
+    if not picked:
+        return
+    log_y = st.toggle("Log-scale loss", key="runs_log_y")
+    st.plotly_chart(overlay_loss_figure(results.run_curves(ws, picked), log_y), key="runs_loss")
+    chosen = [e for e in entries if e["run_id"] in picked]
+    st.dataframe(results.compare_metrics(chosen), width="stretch",
+                 column_config={r: st.column_config.NumberColumn(format="%.3f") for r in picked})
+    if len(picked) > 1:
+        diff = results.compare_configs([runs_dir(ws) / r for r in picked])
+        st.markdown("**Config differences**")
+        st.dataframe(diff, width="stretch") if len(diff) else st.caption("Same config.")
+
+
+def actions(ws, entries: list[dict]) -> None:
+    status = {e["run_id"]: e.get("status") for e in entries}
+    run_id = st.selectbox("Run", list(status), key="runs_action_pick")
+    left, right = st.columns(2)
+    if left.button("Open in Results", key="runs_open", disabled=status[run_id] != "done"):
+        st.session_state["results_run"] = run_id
+        st.switch_page("pages/results.py")
+    if right.button("Delete…", key="runs_delete"):
+        if status[run_id] in jobs.LIVE_STATES:
+            st.error(f"Run {run_id} is running; stop it on the Train page before deleting it.")
+        else:
+            st.session_state[CONFIRM] = run_id
+    target = st.session_state.get(CONFIRM)
+    if target:
+        st.warning(f"Delete run **{target}** and its folder? This cannot be undone.")
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete it", key="runs_delete_confirm", type="primary"):
+            del st.session_state[CONFIRM]
+            try:
+                jobs.delete_run(ws, target)
+            except (AtcError, FileNotFoundError) as e:
+                st.error(str(e))
+            else:
+                st.session_state[MESSAGE] = f"Deleted run {target}."
+                st.rerun()
+        if no.button("Cancel", key="runs_delete_cancel"):
+            del st.session_state[CONFIRM]
+            st.rerun()
+
+
+st.title("Runs")
+ws = workspace()
+if message := st.session_state.pop(MESSAGE, None):
+    st.success(message)
+entries = results.index_entries(ws)
+if not entries:
+    st.info("No runs yet. Start one on the **Train** page.")
+    st.stop()
+table = results.runs_table(entries)
+st.dataframe(table, width="stretch", column_config={
+    c: st.column_config.NumberColumn(format="%.3f") for c in table.select_dtypes("number")})
+st.subheader("Compare runs")
+compare(ws, entries)
+st.subheader("Open or delete a run")
+actions(ws, entries)

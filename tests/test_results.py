@@ -1,0 +1,269 @@
+"""core/results.py and the results/runs figures: segments, metrics at a threshold and the top
+anomalies on hand-computed cases; a real tiny run (one per module) for loading results, the
+planted spike and the runs tables; figure traces, shading and downsampling."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
+from core import jobs, results
+from core.curves import loss_curves
+from core.figures.results import (MAX_BANDS, display_segments, minmax_indices,
+                                  ranges_differ, signal_score_figure)
+from core.figures.runs import overlay_loss_figure
+from core.progress import read_metrics
+from core.runs import RunIndex
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished tiny run on conftest's tiny dataset (spike in channel b, rows 200-202)."""
+    root = tmp_path_factory.mktemp("results")
+    data = tiny_dataset.__wrapped__(root)  # the fixture's body: a module-scoped copy of it
+    proc = run_cli("run", "--ts-data", str(data), *TINY, "--workdir", str(root / "ws"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return only_run_dir(root / "ws")
+
+
+# ---------------------------------------------------------------- hand cases
+
+@pytest.mark.parametrize("mask, expected", [
+    ([0, 1, 1, 0, 1], [(1, 3), (4, 5)]),
+    ([1, 1, 1], [(0, 3)]),
+    ([0, 0], []),
+    ([], []),
+    ([True, False, True, True], [(0, 1), (2, 4)]),
+])
+def test_segments_are_half_open_runs(mask, expected):
+    assert results.segments(np.array(mask, dtype=bool)) == expected
+
+
+def test_at_threshold_matches_hand_computation():
+    scores = np.array([0.1, 0.9, 0.8, 0.2, 0.7, 0.3])
+    labels = np.array([0, 1, 1, 0, 0, 1])
+    got = results.at_threshold(scores, labels, 0.5)
+    # flagged rows 1, 2, 4: TP 2 (rows 1, 2), FP 1 (row 4), FN 1 (row 5)
+    assert (got["flagged"], got["segments"]) == (3, 2)
+    assert got["precision"] == pytest.approx(2 / 3) and got["recall"] == pytest.approx(2 / 3)
+    assert got["f1"] == pytest.approx(2 / 3)
+    # above 0.85 only row 1: precision 1, recall 1/3, F1 = 2 * 1 * (1/3) / (1 + 1/3) = 0.5
+    assert results.at_threshold(scores, labels, 0.85)["f1"] == pytest.approx(0.5)
+    unlabelled = results.at_threshold(scores, None, 0.5)
+    assert unlabelled["flagged"] == 3 and "f1" not in unlabelled
+
+
+def test_top_anomalies_ranks_by_peak_and_names_channels():
+    scores = np.array([0, 0, 5, 6, 0, 0, 9, 0, 0, 0], dtype=float)
+    errors = np.zeros((10, 2))
+    errors[2:4] = [3.0, 1.0]  # segment rows 2-3: x 75 %, y 25 %
+    errors[6] = [0.0, 4.0]  # segment row 6: y 100 %
+    table = results.top_anomalies(scores, errors, ["x", "y"], threshold=1.0)
+    assert table["start"].tolist() == [6, 2] and table["end"].tolist() == [6, 3]
+    assert table["length (rows)"].tolist() == [1, 2]
+    assert table["peak score"].tolist() == [9.0, 6.0]
+    assert table["top channels"].tolist() == ["y 100% · x 0%", "x 75% · y 25%"]
+    stamps = np.array([f"t{i}" for i in range(10)])
+    assert results.top_anomalies(scores, errors, ["x", "y"], 1.0, k=1,
+                                 timestamps=stamps)["start"].tolist() == ["t6"]
+    assert results.top_anomalies(scores, errors, ["x", "y"], threshold=10.0).empty
+
+
+def test_metrics_table_and_verdict():
+    m = {"auroc": 0.9, "auprc": 0.6, "best_f1": 0.7, "f1": 0.5, "pa_f1": 0.8,
+         "baselines": {"pca": {"auroc": 0.8, "auprc": 0.4, "best_f1": 0.5, "f1": 0.4,
+                               "pa_f1": 0.7},
+                       "random": {"auroc": 0.5, "auprc": None, "best_f1": 0.1, "f1": 0.0,
+                                  "pa_f1": 0.6}}}
+    table = results.metrics_table(m)
+    assert table.index.tolist() == ["model", "pca", "random"]
+    assert "PA-F1 (point-adjusted)" in table.columns
+    assert table.loc["pca", "AUPRC"] == 0.4 and np.isnan(table.loc["random", "AUPRC"])
+    assert "beats the PCA baseline" in results.baseline_verdict(m)
+    m["auprc"] = 0.3
+    assert "does not beat" in results.baseline_verdict(m)
+
+
+def test_threshold_range_puts_the_threshold_on_the_step_grid():
+    scores = np.linspace(0.0, 10.0, 1001)
+    lo, hi, step = results.threshold_range(scores, 6.123)
+    assert lo <= 5.0 and hi == 10.0 and step == pytest.approx(0.025, rel=0.01)
+    assert (6.123 - lo) / step == pytest.approx(round((6.123 - lo) / step), abs=1e-6)
+    lo, hi, step = results.threshold_range(scores, 12.0)  # above every score: still in range
+    assert lo <= 12.0 <= hi
+
+
+def test_human_duration():
+    assert [results.human_duration(s) for s in (None, 19.4, 185, 7440)] == \
+        ["", "19 s", "3 min 05 s", "2 h 04 min"]
+
+
+def test_compare_configs_shows_only_differing_keys(tmp_path):
+    cfgs = {"r1": {"patchtst": {"train": {"epochs": 3, "lr": 0.001}}, "pipeline": {"seed": 0}},
+            "r2": {"patchtst": {"train": {"epochs": 5, "lr": 0.001}}, "pipeline": {"seed": 0,
+                                                                               "name": "x"}}}
+    for name, cfg in cfgs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.yaml").write_text(yaml.safe_dump(cfg))
+    diff = results.compare_configs([tmp_path / "r1", tmp_path / "r2"])
+    assert diff.index.tolist() == ["patchtst.train.epochs", "pipeline.name"]
+    assert diff.loc["patchtst.train.epochs"].tolist() == ["3", "5"]
+    assert diff.loc["pipeline.name"].tolist() == ["(absent)", "x"]
+    assert results.compare_configs([tmp_path / "r1"]).empty
+
+
+# ---------------------------------------------------------------- a real run
+
+def test_load_ts_results(run_dir):
+    res = results.load_ts_results(run_dir)
+    assert res.channels == ["a", "b", "c"] and res.errors.shape == (400, 3)
+    assert res.signal is not None and res.signal.shape == (400, 3) and res.signal_note is None
+    assert res.signal[201, 1] > 4  # the raw spike, in raw units
+    assert res.labels is not None and res.labels.sum() == 3
+    assert res.metrics["baselines"]["pca"] and res.checkpoint.name == "best.pt"
+    assert res.timestamps[0] == "2026-01-02 00:00:00"
+    assert [s.name for s in results.result_streams(run_dir)] == ["patchtst"]
+    assert set(res.channel_scale) == {"a", "b", "c"}  # per-channel scaling is the default
+    assert res.score_title == results.SCALED_SCORE_TITLE
+
+
+def test_missing_scored_file_still_shows_scores(run_dir, tmp_path):
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    scoring = json.loads((copy / "patchtst" / "scoring.json").read_text())
+    scoring["scored_file"] = str(tmp_path / "gone.csv")
+    (copy / "patchtst" / "scoring.json").write_text(json.dumps(scoring))
+    res = results.load_ts_results(copy)
+    assert res.signal is None and "gone" in res.signal_note
+    assert len(res.score) == 400
+    with pytest.raises(results.ResultsError, match="scores.csv"):
+        results.load_ts_results(tmp_path / "nothing-here")
+
+
+def test_top_anomalies_finds_the_planted_spike(run_dir):
+    res = results.load_ts_results(run_dir)
+    top = results.top_anomalies(res.score, res.errors, res.channels, res.threshold)
+    first = top.iloc[0]
+    assert first["start"] <= 202 and first["end"] >= 200, top
+    assert first["top channels"].split(" ")[0] == "b", top
+    assert results.top_channels(res.errors, res.channels, res.score > res.threshold)[0] == "b"
+
+
+def test_runs_tables_and_finished_runs(run_dir):
+    ws = run_dir.parent.parent
+    entries = results.finished_runs(ws)
+    assert [e["run_id"] for e in entries] == [run_dir.name]
+    table = results.runs_table(entries)
+    row = table.loc[run_dir.name]
+    assert row["status"] == "done" and "preset=tiny" in row["params"]
+    assert row["duration"].endswith("s") and 0 <= row["AUPRC"] <= 1
+    metrics = results.compare_metrics(entries)
+    assert metrics.loc["patchtst: AUPRC", run_dir.name] == pytest.approx(row["AUPRC"])
+    curves = results.run_curves(ws, [run_dir.name])
+    assert len(curves[run_dir.name]["patchtst"]["val_loss"]) >= 1
+    assert results.job_summary(ws) is None
+
+
+def test_finished_runs_skips_unfinished(run_dir, tmp_path):
+    ws = tmp_path / "ws"
+    copy = ws / "runs" / "20990101-000000-beef"
+    shutil.copytree(run_dir, copy)
+    progress = json.loads((copy / "progress.json").read_text())
+    (copy / "progress.json").write_text(json.dumps(progress | {"status": "failed"}))
+    RunIndex(ws).rebuild()
+    assert results.finished_runs(ws) == []
+    assert results.index_entries(ws)[0]["status"] == "failed"
+
+
+def test_job_summary_of_a_running_job(run_dir, tmp_path):
+    ws = tmp_path / "ws"
+    live = ws / "runs" / "20990101-000000-cafe"
+    shutil.copytree(run_dir, live)
+    progress = json.loads((live / "progress.json").read_text())
+    active = {"stage": "train_patchtst", "index": 2, "n": 6, "epoch": 2, "n_epochs": 3,
+              "step": 40, "n_steps": 120, "eta_s": 12.0}
+    (live / "progress.json").write_text(json.dumps(progress | {
+        "status": "running", "pid": os.getpid(), "heartbeat": time.time(), "active": active}))
+    lock = jobs.JobLock(ws, live.name)  # held here, as the pipeline process holds it
+    try:
+        job = results.job_summary(ws)
+    finally:
+        lock.release()
+    assert job == {"run_id": live.name, "status": "running",
+                   "text": "train_patchtst (2/6), epoch 2/3, step 40/120, ETA 12 s"}
+    assert results.job_summary(ws) is None
+
+
+# ---------------------------------------------------------------- figures
+
+def test_signal_score_figure_traces_and_shading(run_dir):
+    res = results.load_ts_results(run_dir)
+    signal = {"b": res.signal[:, 1], "a": res.signal[:, 0]}
+    fig = signal_score_figure(res.score, res.threshold, signal, res.labels, res.timestamps)
+    names = [t.name for t in fig.data]
+    assert names[:3] == ["b", "a", "anomaly score"] and names[3].startswith("threshold")
+    n_flagged = len(results.segments(res.score > res.threshold))
+    n_labelled = len(results.segments(res.labels == 1))
+    assert len(fig.layout.shapes) == n_flagged + n_labelled
+    legend = [s.name for s in fig.layout.shapes if s.showlegend]
+    assert legend == ["flagged (score > threshold)", "true anomaly (label)"]
+    assert fig.layout.yaxis.title.text == "value (raw units)"
+    assert fig.layout.yaxis2.title.text == results.SCORE_TITLE
+    titled = signal_score_figure(res.score, res.threshold, score_title=res.score_title)
+    assert titled.layout.yaxis.title.text == results.SCALED_SCORE_TITLE
+    assert fig.layout.xaxis2.title.text == "time"
+    assert ranges_differ([res.signal[:, 1], 1000 * res.signal[:, 0]])
+    assert not ranges_differ([res.signal[:, 1], res.signal[:, 0]])
+    z = signal_score_figure(res.score, res.threshold, signal, standardise=True, log_score=True)
+    assert abs(float(np.mean(z.data[0].y))) < 0.5 and z.layout.yaxis2.type == "log"
+    assert z.layout.yaxis.title.text == "value (z-score per channel)"
+    scores_only = signal_score_figure(res.score, res.threshold)
+    assert [t.name for t in scores_only.data][0] == "anomaly score"
+    assert scores_only.layout.xaxis.title.text == "row"
+
+
+def test_downsampling_bounds_points_and_keeps_peaks():
+    rng = np.random.default_rng(0)
+    T = 50_000
+    score = rng.random(T)
+    score[31_337] = 40.0  # a one-row spike must survive
+    idx = minmax_indices(score, 3000)
+    assert len(idx) <= 3000 and np.all(np.diff(idx) > 0) and 31_337 in idx
+    fig = signal_score_figure(score, 0.999, {"x": score.copy()})
+    assert all(len(t.x) <= 3000 for t in fig.data)
+    assert max(fig.data[1].y) == 40.0
+    merged = display_segments(score > 0.999)
+    assert len(merged) <= len(results.segments(score > 0.999))
+    assert len(fig.layout.shapes) == len(merged)
+    many = display_segments(score > 0.9)  # ~4,500 segments: capped, closest ones merged
+    assert len(results.segments(score > 0.9)) > MAX_BANDS >= len(many)
+    assert many[0][0] == results.segments(score > 0.9)[0][0]
+
+
+def test_display_segments_merges_closest_first():
+    mask = np.array([1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1], dtype=bool)  # gaps 1, 2, 3
+    assert display_segments(mask) == [(0, 1), (2, 3), (5, 7), (10, 11)]
+    assert display_segments(mask, max_bands=3) == [(0, 3), (5, 7), (10, 11)]
+    assert display_segments(mask, max_bands=2) == [(0, 7), (10, 11)]
+
+
+def test_overlay_loss_figure(run_dir):
+    curves = loss_curves(read_metrics(run_dir))
+    fig = overlay_loss_figure({"r1": curves, "r2": curves}, log_y=True)
+    assert [t.name for t in fig.data] == ["r1 · train", "r1 · val", "r2 · train", "r2 · val"]
+    assert fig.data[0].line.color != fig.data[2].line.color
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.title.text == "epoch"
+
+
+def test_modules_do_not_import_torch():
+    code = ("import core.results, core.figures.results, core.figures.runs, sys; "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

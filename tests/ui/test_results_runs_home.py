@@ -1,0 +1,179 @@
+"""The Results, Runs and Home pages under AppTest, on a workspace holding one finished tiny run
+(made once per module by the real pipeline) plus copies of it where a test needs more runs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
+from core.runs import RunIndex
+
+PAGES = REPO / "pages"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The run folder of a finished tiny run in its own workspace."""
+    root = tmp_path_factory.mktemp("ui-results")
+    data = tiny_dataset.__wrapped__(root)  # the fixture's body: a module-scoped copy of it
+    proc = run_cli("run", "--ts-data", str(data), *TINY, "--workdir", str(root / "ws"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return only_run_dir(root / "ws")
+
+
+@pytest.fixture
+def ws(finished, monkeypatch) -> Path:
+    path = finished.parent.parent
+    monkeypatch.setenv("ATC_WORKDIR", str(path))
+    return path
+
+
+def copy_run(ws: Path, source: Path, run_id: str, **progress) -> Path:
+    """A copy of `source` named `run_id`, with progress.json fields replaced, in the index."""
+    copy = ws / "runs" / run_id
+    shutil.copytree(source, copy)
+    state = json.loads((copy / "progress.json").read_text()) | {"run_id": run_id, **progress}
+    (copy / "progress.json").write_text(json.dumps(state))
+    RunIndex(ws).update(copy)
+    return copy
+
+
+def page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_results_page_chart_and_live_threshold(ws, finished):
+    at = page("results.py")
+    assert at.selectbox(key="results_pick").value == finished.name
+    assert len(at.get("plotly_chart")) == 1
+    assert "AUPRC" in at.markdown[0].value  # the sentence beside the baselines
+    assert at.dataframe[0].value.index.tolist() == ["model", "pca", "random"]
+    assert {d.proto.label for d in at.get("download_button")} == {
+        "Download scores.csv", "Download model checkpoint (best.pt)"}
+    slider = at.slider(key=f"results_{finished.name}_patchtst_threshold")
+    assert slider.value == pytest.approx(json.loads(
+        (finished / "patchtst" / "scoring.json").read_text())["threshold"])
+    before, f1_before = metric(at, "Flagged rows"), metric(at, "F1")
+    slider.set_value(slider.min).run()  # the median score: about half the rows flag
+    assert not at.exception, at.exception
+    assert metric(at, "Flagged rows") != before and metric(at, "F1") != f1_before
+    assert int(metric(at, "Flagged rows").replace(",", "")) >= 190
+    channels = at.multiselect(key=f"results_{finished.name}_patchtst_channels")
+    assert channels.value[0] == "b"  # the spiked channel contributes most
+
+
+def test_results_page_opens_the_run_other_pages_ask_for(ws, finished):
+    older = copy_run(ws, finished, "20000101-000000-0001")
+    try:
+        at = page("results.py", results_run=older.name)
+        assert at.selectbox(key="results_pick").value == older.name
+        at.selectbox(key="results_pick").set_value(finished.name).run()
+        assert not at.exception and at.session_state["results_run"] == finished.name
+    finally:
+        shutil.rmtree(older)
+        RunIndex(ws).remove(older.name)
+
+
+def test_results_page_without_labels_or_signal(ws, finished):
+    bare = copy_run(ws, finished, "20000101-000000-0004")
+    try:
+        scores = bare / "patchtst" / "scores.csv"
+        scores.write_text("\n".join(",".join(line.split(",")[:3])
+                                    for line in scores.read_text().splitlines()) + "\n")
+        (bare / "patchtst" / "metrics.json").unlink()
+        scoring = json.loads((bare / "patchtst" / "scoring.json").read_text())
+        (bare / "patchtst" / "scoring.json").write_text(
+            json.dumps(scoring | {"scored_file": str(bare / "gone.csv")}))
+        at = page("results.py", results_run=bare.name)
+        assert "no labels" in at.info[0].value and "gone" in at.warning[0].value
+        assert [m.label for m in at.metric] == ["Flagged rows", "Share flagged",
+                                                "Flagged segments"]
+        assert len(at.get("plotly_chart")) == 1
+    finally:
+        shutil.rmtree(bare)
+        RunIndex(ws).remove(bare.name)
+
+
+def test_runs_page_lists_compares_and_deletes(ws, finished):
+    copy = copy_run(ws, finished, "20000101-000000-0002")
+    at = page("runs.py")
+    table = at.dataframe[0].value
+    assert {finished.name, copy.name} <= set(table.index)
+    assert table.loc[finished.name, "status"] == "done"
+    assert len(at.get("plotly_chart")) == 1  # the two newest runs, compared by default
+    at.selectbox(key="runs_action_pick").set_value(copy.name).run()
+    at.button(key="runs_delete").click().run()
+    assert copy.name in at.warning[0].value  # the confirmation, before anything is deleted
+    assert copy.exists()
+    at.button(key="runs_delete_confirm").click().run()
+    assert not at.exception, at.exception
+    assert not copy.exists()
+    assert at.success[0].value == f"Deleted run {copy.name}."
+    assert copy.name not in at.dataframe[0].value.index
+
+
+def test_runs_page_refuses_to_delete_a_running_run(ws, finished):
+    running = copy_run(ws, finished, "20000101-000000-0003", status="running",
+                       pid=os.getpid(), heartbeat=time.time(), finished=None)
+    try:
+        at = page("runs.py")
+        at.selectbox(key="runs_action_pick").set_value(running.name).run()
+        at.button(key="runs_delete").click().run()
+        assert not at.exception, at.exception
+        assert "running" in at.error[0].value and running.exists()
+        assert not at.warning  # no confirmation offered
+    finally:
+        shutil.rmtree(running)
+        RunIndex(ws).remove(running.name)
+
+
+def test_home_shows_device_and_latest_run(ws, finished):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()  # page links need
+    assert not at.exception, at.exception  # the router: Home is its default page
+    import torch  # the test may import it; the pages only do so inside a cached function
+    assert metric(at, "torch") == torch.__version__
+    assert metric(at, "CUDA available") in ("yes", "no")
+    assert finished.name in at.dataframe[-1].value.index
+    assert any("No training job running" in c.value for c in at.caption)
+
+
+def test_home_lists_gpus(ws, monkeypatch):
+    import streamlit as st
+    import core.devices
+    fake = {"torch": "9.9.9", "cuda_available": True, "cuda_version": "12.8", "cpu_threads": 16,
+            "gpus": [{"index": 0, "name": "NVIDIA H200", "memory_total_gb": 139.8,
+                      "memory_used_gb": 0.0}]}
+    monkeypatch.setattr(core.devices, "device_facts", lambda: fake)
+    st.cache_resource.clear()  # the pages cache the facts once per server
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+        assert not at.exception, at.exception
+        assert metric(at, "CUDA available") == "yes" and metric(at, "CUDA version") == "12.8"
+        gpus = at.dataframe[0].value
+        assert gpus["GPU"].tolist() == ["NVIDIA H200"] and gpus["memory (GB)"].tolist() == [139.8]
+    finally:
+        st.cache_resource.clear()
+
+
+def test_pages_with_no_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATC_WORKDIR", str(tmp_path / "empty"))
+    at = page("results.py")
+    assert "No finished run yet" in at.info[0].value and not at.get("plotly_chart")
+    assert "No runs yet" in page("runs.py").info[0].value
+    home = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not home.exception and any(c.value == "No runs yet." for c in home.caption)
