@@ -177,3 +177,11 @@ def test_killed_run_is_shown_lost_and_frees_the_workspace(tiny_dataset, tmp_path
     assert jobs.active_run_id(workspace(ws)) is None
     entry = next(e for e in read_json(ws / "runs" / "index.json") if e["run_id"] == run.name)
     assert entry["status"] == "failed"
+
+
+def test_too_few_rows_for_a_window_is_named_before_training(tiny_dataset, tmp_path):
+    res = run_cli("run", "--ts-data", str(tiny_dataset), "--workdir", str(tmp_path), "--dry-run",
+                  "--set", "patchtst.data.window=500", "--set", "patchtst.score.stride=10")
+    assert res.returncode == 2
+    assert "train.csv: 800 rows are too few for window 500" in res.stderr
+    assert "expected at least 2500 rows" in res.stderr
