@@ -24,6 +24,7 @@ from core.config import read_yaml
 from core.curves import loss_curves
 from core.errors import AtcError, ConfigError, DataError, JobError
 from core.fileio import read_json
+from core.live import format_eta
 from core.progress import read_metrics
 from core.runs import RunIndex, runs_dir
 from core.stages import STREAMS, Stream
@@ -283,12 +284,7 @@ def human_duration(seconds: float | None) -> str:
     """'19 s', '3 min 05 s', '2 h 04 min'; '' when unknown."""
     if seconds is None or not math.isfinite(seconds):
         return ""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return format_eta(seconds)
 
 
 def _short_path(path: str) -> str:

@@ -19,6 +19,16 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 TINY = ["--set", "patchtst.preset=tiny"]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors in-process: one thread is much faster than two on a shared 2-core machine."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_series(rows: int, seed: int, start: str = "2026-01-01") -> pd.DataFrame:
     """Three smooth periodic channels with a little noise and a timestamp column."""
     rng = np.random.default_rng(seed)

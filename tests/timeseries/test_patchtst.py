@@ -16,13 +16,7 @@ TINY = PatchTSTModelConfig(patch_len=4, d_model=16, n_heads=2, n_layers=1, d_ff=
                            dropout=0.0, mask_ratio=0.4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is ~15x faster than two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(n_channels: int = 3, window: int = 32, **changes) -> PatchTST:

@@ -20,13 +20,7 @@ CPU = torch.device("cpu")
 WINDOW, PATCH = 32, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is much faster than two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sine_series(n_rows: int, n_channels: int = 2, seed: int = 0) -> np.ndarray:
