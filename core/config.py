@@ -38,12 +38,13 @@ def _range(default, **bounds):
 class PipelineConfig:
     ts_data: str | None = None  # time-series dataset: a folder (train.csv, ...) or one CSV file
     ts_test: str | None = None  # optional test CSV that overrides the folder's test.csv
+    img_data: str | None = None  # image dataset: an MVTec-style folder, a zip, or a flat folder
     device: str = _choice("auto", ("auto", "cpu", "cuda"))
     seed: int | None = 0  # None: not reproducible, but no determinism cost
     name: str = ""  # free text shown in the runs index
 
 
-PATH_KEYS = ("ts_data", "ts_test")  # PipelineConfig fields that name files or folders
+PATH_KEYS = ("ts_data", "ts_test", "img_data")  # PipelineConfig fields naming files or folders
 
 
 @dataclass
@@ -113,12 +114,114 @@ class PatchTSTConfig:
 
 
 @dataclass
+class SwinMAEModelConfig:
+    image_size: int = _range(128, min=8)  # side of the square input, in pixels
+    in_chans: int = _choice(3, (1, 3))  # set from the data by the pipeline
+    patch_size: int = _range(4, min=1)  # pixels per patch side; patches do not overlap
+    window_size: int = _range(8, min=1)  # tokens per window side; a stage whose grid is <= it
+    # uses one window of the whole grid and no shift (as Swin does)
+    embed_dim: int = _range(48, min=4)  # stage-0 width; stage s has embed_dim * 2**s
+    depths: tuple[int, ...] = (2, 2, 2)  # Swin blocks per stage; patch merging between stages
+    num_heads: tuple[int, ...] = (3, 6, 12)  # one entry per stage
+    mlp_ratio: float = _range(4.0, gt=0.0)
+    mask_ratio: float = _range(0.75, gt=0.0, max=0.95)  # share of mask units hidden in training
+    mask_unit: int = _range(4, min=1)  # a mask unit is mask_unit×mask_unit patches (4×4 = 16 px)
+    decoder_dim: int = _range(128, min=4)
+    decoder_depth: int = _range(1, min=0, max=4)  # Swin blocks on the patch grid (W, SW, W, ...)
+    decoder_heads: int = _range(4, min=1)
+    norm_pix_loss: bool = False  # targets normalised per patch (MAE); keep False for anomaly maps
+
+    def check(self, prefix: str = "swinmae.model") -> None:
+        """ConfigError naming `prefix.<key>` and its value if a field or a rule between fields
+        is broken. The geometry rule: with S = len(depths), image_size must be a multiple of
+        patch_size * 2**(S-1); each stage grid g_s = image_size / patch_size / 2**s must be a
+        multiple of its window min(window_size, g_s); the patch grid a multiple of mask_unit."""
+        for f in dataclasses.fields(self):
+            if f.metadata:
+                _check_bounds(f"{prefix}.{f.name}", getattr(self, f.name), f.metadata)
+        for name in ("depths", "num_heads"):
+            v = getattr(self, name)
+            if not isinstance(v, (list, tuple)) or not v or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in v):
+                raise ConfigError(f"{prefix}.{name}: expected a non-empty list of positive "
+                                  f"integers, found {v!r}")
+        if len(self.num_heads) != len(self.depths):
+            raise ConfigError(f"{prefix}.num_heads: expected {len(self.depths)} entries (one per "
+                              f"stage of depths {list(self.depths)}), found {list(self.num_heads)}")
+        n_stages = len(self.depths)
+        step = self.patch_size * 2 ** (n_stages - 1)
+        if self.image_size % step:
+            raise ConfigError(f"{prefix}.image_size: expected a multiple of patch_size * "
+                              f"2**(stages-1) = {step}, found {self.image_size}")
+        for s, (grid, ws) in enumerate(stage_windows(self)):
+            if grid % ws:
+                raise ConfigError(f"{prefix}.window_size: expected a divisor of every stage grid "
+                                  f"larger than it; stage {s} grid is {grid}, found {self.window_size}")
+            if self.embed_dim * 2 ** s % self.num_heads[s]:
+                raise ConfigError(f"{prefix}.num_heads: stage {s} width {self.embed_dim * 2 ** s} "
+                                  f"is not a multiple of its {self.num_heads[s]} heads")
+        grid = self.image_size // self.patch_size
+        if grid % self.mask_unit or (grid // self.mask_unit) ** 2 < 2:
+            raise ConfigError(f"{prefix}.mask_unit: expected a divisor of the {grid}×{grid} patch "
+                              f"grid leaving at least 2 units, found {self.mask_unit}")
+        if self.decoder_dim % self.decoder_heads:
+            raise ConfigError(f"{prefix}.decoder_heads: expected a divisor of decoder_dim "
+                              f"({self.decoder_dim}), found {self.decoder_heads}")
+
+
+def stage_windows(cfg: SwinMAEModelConfig) -> list[tuple[int, int]]:
+    """(grid side, window side) per stage; the window is clamped to the grid (no shift then)."""
+    grid = cfg.image_size // cfg.patch_size
+    return [(grid >> s, min(cfg.window_size, grid >> s)) for s in range(len(cfg.depths))]
+
+
+
+@dataclass
+class ImageDataConfig:
+    channels: int | None = _choice(None, (None, 1, 3))  # null: 1 if every image is grayscale
+    resize: str = _choice("resize", ("resize", "pad"))  # stretch to a square, or keep aspect + pad
+    on_corrupt: str = _choice("skip", ("skip", "fail"))  # a corrupt image is skipped (and named)
+    val_fraction: float = _range(0.1, gt=0.0, max=0.5)  # normal images held out (threshold)
+    hflip: bool = True  # random horizontal flips in training (no colour jitter: inspection data)
+    num_workers: int = _range(2, min=0)  # DataLoader worker processes
+
+
+@dataclass
+class ImageScoreConfig:
+    mode: str = _choice("masked", ("masked", "full"))  # masked: complementary block masks
+    error: str = _choice("l2", ("l2", "l2_grad"))  # l2_grad adds an image-gradient term
+    grad_weight: float = _range(1.0, min=0.0)
+    sigma: float = _range(2.0, min=0.0)  # Gaussian smoothing of the map, in pixels
+    image_score: str = _choice("topk_mean", ("topk_mean", "max"))
+    topk: float = _range(0.01, gt=0.0, max=1.0)  # share of the map's pixels for topk_mean
+    threshold_percentile: float = _range(99.0, gt=0.0, max=100.0)  # of held-out normal scores
+    batch_size: int = _range(16, min=1)
+    overlays: int = _range(12, min=0)  # heatmap overlay PNGs written for the top images
+
+
+@dataclass
+class SwinMAEConfig:
+    preset: str = "default"
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
+    model: SwinMAEModelConfig = field(default_factory=SwinMAEModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=30, batch_size=16, lr=5e-4, weight_decay=0.05, warmup_frac=0.05, patience=5,
+        log_every=5))  # images: fewer, costlier steps than windows
+    score: ImageScoreConfig = field(default_factory=ImageScoreConfig)
+
+    def check(self) -> None:
+        self.model.check("swinmae.model")
+
+
+@dataclass
 class RunConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     patchtst: PatchTSTConfig = field(default_factory=PatchTSTConfig)
+    swinmae: SwinMAEConfig = field(default_factory=SwinMAEConfig)
 
     def check(self) -> None:
         self.patchtst.check()
+        self.swinmae.check()
 
 
 # --- dict → dataclass with checks -----------------------------------------------------------
@@ -135,12 +238,26 @@ def _optional_inner(tp) -> tuple[Any, bool]:
     return tp, False
 
 
+def _is_int_tuple(tp) -> bool:
+    return typing.get_origin(tp) is tuple and typing.get_args(tp) == (int, ...)
+
+
+def _check_int_tuple(key: str, value: Any) -> tuple[int, ...]:
+    """A list of positive integers (YAML list, or '2,2,6,2' from an override) → a tuple."""
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in value):
+        return tuple(value)
+    raise ConfigError(f"{key}: expected a non-empty list of positive integers, found {value!r}")
+
+
 def _check_value(key: str, value: Any, tp, meta) -> Any:
     inner, nullable = _optional_inner(tp)
     if value is None:
         if nullable:
             return None
-        raise ConfigError(f"{key}: expected {inner.__name__}, found null")
+        raise ConfigError(f"{key}: expected {getattr(inner, '__name__', inner)}, found null")
+    if _is_int_tuple(inner):
+        return _check_int_tuple(key, value)
     if inner is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if inner is float and isinstance(value, float) and not math.isfinite(value):
@@ -225,10 +342,13 @@ def parse_override(text: str) -> tuple[str, Any]:
         if inner is bool:
             value = {"true": True, "1": True, "yes": True,
                      "false": False, "0": False, "no": False}[raw.lower()]
+        elif _is_int_tuple(inner):
+            value = tuple(int(part) for part in raw.strip("[]()").split(","))
         else:
             value = inner(raw)
     except (ValueError, KeyError):
-        raise ConfigError(f"{key}: expected {inner.__name__}, found {raw!r}") from None
+        what = "comma-separated integers" if _is_int_tuple(inner) else inner.__name__
+        raise ConfigError(f"{key}: expected {what}, found {raw!r}") from None
     return key, value
 
 

@@ -46,15 +46,20 @@ class FormField:
 
 
 _TRAIN_FIELDS = (
-    FormField("train.epochs", "Epochs", int, "passes over the training windows"),
-    FormField("train.batch_size", "Batch size", int, "windows per optimizer step"),
+    FormField("train.epochs", "Epochs", int, "passes over the training data"),
+    FormField("train.batch_size", "Batch size", int, "samples per optimizer step"),
     FormField("train.lr", "Learning rate", float, "peak AdamW rate (warm-up, then cosine)"),
 )
-FORM_FIELDS: dict[str, tuple[FormField, ...]] = {  # by stream kind; images add image size later
+FORM_FIELDS: dict[str, tuple[FormField, ...]] = {  # by stream kind
     "timeseries": _TRAIN_FIELDS + (
         FormField("data.window", "Window (time steps)", int, "a multiple of the patch length"),
         FormField("model.patch_len", "Patch length (time steps)", int),
         FormField("model.mask_ratio", "Mask ratio", float, "share of patches hidden in training"),
+    ),
+    "images": _TRAIN_FIELDS + (
+        FormField("model.image_size", "Image size (px)", int,
+                  "images are resized to this square; must fit the windows (see the config)"),
+        FormField("model.mask_ratio", "Mask ratio", float, "share of mask units hidden"),
     ),
 }
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,6 +1,7 @@
 """The pipeline's command line: `python -m core.pipeline COMMAND ...`.
 
-  run      [RUN_DIR] --ts-data PATH [--ts-test PATH] [--set key=value ...] [--dry-run] [--detach]
+  run      [RUN_DIR] [--ts-data PATH [--ts-test PATH]] [--img-data PATH] [--set key=value ...]
+           [--dry-run] [--detach]
   resume   RUN_DIR [--detach]     continue a stopped or failed run from its last checkpoint
   stop     RUN_DIR [--grace S]    SIGTERM, then SIGKILL after the grace period
   status   RUN_DIR [--json]
@@ -106,7 +107,8 @@ def dry_run(run_dir: Path) -> None:
 
 def _new_run(args) -> Path:
     overrides = list(args.set)
-    for key, value in (("ts_data", args.ts_data), ("ts_test", args.ts_test), ("name", args.name)):
+    for key, value in (("ts_data", args.ts_data), ("ts_test", args.ts_test),
+                       ("img_data", args.img_data), ("name", args.name)):
         if value:
             overrides.append(f"pipeline.{key}={value}")
     return new_run(args.workdir, overrides)
@@ -115,10 +117,11 @@ def _new_run(args) -> Path:
 def cmd_run(args) -> int:
     if args.run_dir:
         run_dir = Path(args.run_dir).resolve()
-        if args.ts_data or args.ts_test or args.set:
+        if args.ts_data or args.ts_test or args.img_data or args.set:
             raise AtcError("give either RUN_DIR (a prepared run folder) or data options, not both")
         if not (run_dir / "run.yaml").exists():
-            raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass --ts-data instead")
+            raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass --ts-data or "
+                           "--img-data instead")
     else:
         run_dir = _new_run(args)
     if args.dry_run:
@@ -184,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("run_dir", nargs="?")
     run.add_argument("--ts-data", help="time-series dataset: a folder or one CSV file")
     run.add_argument("--ts-test", help="a test CSV (overrides the folder's test.csv)")
+    run.add_argument("--img-data", help="image dataset: an MVTec-style folder (train/good, "
+                     "test/<type>, ground_truth/<type>), a zip of one, or a folder of images")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. patchtst.train.epochs=3 (repeatable)")
     run.add_argument("--name", help="a name for the runs index")

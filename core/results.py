@@ -34,7 +34,10 @@ SCORES, CHANNELS, SCORING, METRICS, CHECKPOINT = (
     "scores.csv", "channel_scores.npz", "scoring.json", "metrics.json", "best.pt")
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "best_f1": "best F1",
                  "f1": "F1 at threshold", "pa_f1": "PA-F1 (point-adjusted)"}
-HEADLINE = ("auroc", "auprc", "best_f1")  # the metrics the runs tables show
+IMAGE_LABELS = {"image_auroc": "image AUROC", "image_auprc": "image AUPRC",
+                "pixel_auroc": "pixel AUROC"}
+LABELS = METRIC_LABELS | IMAGE_LABELS
+HEADLINE_COLUMNS = 3  # of each stream's headline metrics, the runs tables show the first three
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
 SCORE_TITLE = "anomaly score (MSE, normalised units)"
 SCALED_SCORE_TITLE = "anomaly score (MSE ÷ each channel's normal MSE)"
@@ -298,7 +301,7 @@ def _params_text(params: dict) -> str:
 
 def _metric_column(stream: str, key: str) -> str:
     """'AUPRC' while there is one stream; 'patchtst AUPRC' once there are several."""
-    return METRIC_LABELS[key] if len(STREAMS) == 1 else f"{stream} {METRIC_LABELS[key]}"
+    return LABELS[key] if len(STREAMS) == 1 else f"{stream} {LABELS[key]}"
 
 
 def runs_table(entries: list[dict]) -> pd.DataFrame:
@@ -312,9 +315,10 @@ def runs_table(entries: list[dict]) -> pd.DataFrame:
                "streams": ", ".join(e.get("streams") or []),
                "data": ", ".join(_short_path(p) for p in (e.get("data") or {}).values() if p),
                "params": _params_text(e.get("params") or {})}
-        for stream in STREAMS:
-            got = (e.get("metrics") or {}).get(stream) or {}
-            row |= {_metric_column(stream, k): _num(got.get(k)) for k in HEADLINE}
+        for stream in STREAMS.values():
+            got = (e.get("metrics") or {}).get(stream.name) or {}
+            row |= {_metric_column(stream.name, k): _num(got.get(k))
+                    for k in stream.headline[:HEADLINE_COLUMNS]}
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index([e["run_id"] for e in entries], name="run"))
 
@@ -325,8 +329,8 @@ def compare_metrics(entries: list[dict]) -> pd.DataFrame:
     table = {}
     for e in entries:
         got = e.get("metrics") or {}
-        table[e["run_id"]] = {f"{stream}: {label}": _num((got.get(stream) or {}).get(k))
-                              for stream in STREAMS for k, label in METRIC_LABELS.items()}
+        table[e["run_id"]] = {f"{s.name}: {LABELS[k]}": _num((got.get(s.name) or {}).get(k))
+                              for s in STREAMS.values() for k in s.headline}
     return pd.DataFrame(table).dropna(how="all").rename_axis("metric")
 
 

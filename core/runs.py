@@ -18,7 +18,7 @@ from core.config import PATH_KEYS, RunConfig, load_config, read_yaml, save_confi
 from core.errors import ConfigError, DataError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
-from core.stages import streams_with_data
+from core.stages import STREAMS, streams_with_data
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INDEX_FILE = "index.json"
@@ -55,7 +55,7 @@ def new_run(ws: Path | str | None, overrides: list[str] | dict) -> Path:
     cfg = load_config(overrides)
     if not streams_with_data(cfg):
         raise DataError("no data given: choose a dataset for at least one stream "
-                        "(CLI: --ts-data FOLDER_OR_CSV)")
+                        "(CLI: --ts-data FOLDER_OR_CSV and/or --img-data FOLDER_OR_ZIP)")
     for key in PATH_KEYS:
         value = getattr(cfg.pipeline, key)
         if value:
@@ -81,15 +81,14 @@ def summarize_run(run_dir: Path) -> dict:
     except (ConfigError, OSError):
         cfg = None  # one unreadable run must not hide the others: it shows with no params
     cfg = cfg if isinstance(cfg, dict) else {}
-    pipe, ts = cfg.get("pipeline") or {}, cfg.get("patchtst") or {}
+    pipe = cfg.get("pipeline") or {}
     progress = read_progress(run_dir) or {}
     started, finished = progress.get("started"), progress.get("finished")
-    streams, metrics = [], {}
-    if pipe.get("ts_data"):
-        streams.append("patchtst")
-        m = read_json(run_dir / "patchtst" / "metrics.json") or {}
-        metrics["patchtst"] = {k: m.get(k) for k in ("auroc", "auprc", "best_f1", "f1", "pa_f1")
-                               if k in m}
+    streams = [s for s in STREAMS.values() if pipe.get(s.data_key)]
+    metrics = {}
+    for s in streams:
+        m = read_json(run_dir / s.name / "metrics.json") or {}
+        metrics[s.name] = {k: m[k] for k in s.headline if k in m}
     return {
         "run_id": run_dir.name,
         "name": pipe.get("name", ""),
@@ -98,22 +97,31 @@ def summarize_run(run_dir: Path) -> dict:
         "started": started,
         "finished": finished,
         "duration_s": round(finished - started, 1) if started and finished else None,
-        "streams": streams,
-        "data": {"timeseries": pipe.get("ts_data")},
-        "params": _key_params(pipe, ts),
+        "streams": [s.name for s in streams],
+        "data": {s.kind: pipe.get(s.data_key) for s in streams},
+        "params": _key_params(pipe, cfg),
         "metrics": metrics,
     }
 
 
-def _key_params(pipe: dict, ts: dict) -> dict:
-    if not ts:
-        return {}
-    get = lambda section, key: (ts.get(section) or {}).get(key)  # noqa: E731
-    return {"device": pipe.get("device"), "preset": ts.get("preset"),
-            "epochs": get("train", "epochs"), "batch_size": get("train", "batch_size"),
-            "lr": get("train", "lr"), "window": get("data", "window"),
-            "patch_len": get("model", "patch_len"), "mask_ratio": get("model", "mask_ratio"),
-            "score_mode": get("score", "mode")}
+KEY_PARAMS = {  # per stream: the config keys (section, key) the runs index shows
+    "patchtst": [("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
+                 ("data", "window"), ("model", "patch_len"), ("model", "mask_ratio"),
+                 ("score", "mode")],
+    "swinmae": [("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
+                ("model", "image_size"), ("model", "mask_ratio"), ("score", "mode")],
+}
+
+
+def _key_params(pipe: dict, cfg: dict) -> dict:
+    """{"device": ..., "patchtst.preset": ..., "patchtst.epochs": ..., ...} for the streams run."""
+    params = {"device": pipe.get("device")} if pipe else {}
+    for stream, keys in KEY_PARAMS.items():
+        section = cfg.get(stream)
+        if pipe.get(STREAMS[stream].data_key) and section:
+            params[f"{stream}.preset"] = section.get("preset")
+            params |= {f"{stream}.{key}": (section.get(part) or {}).get(key) for part, key in keys}
+    return params
 
 
 class RunIndex:

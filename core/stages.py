@@ -31,6 +31,9 @@ STAGES = [
     Stage("train_patchtst", "core.timeseries.stages:train", "patchtst"),
     Stage("score_patchtst", "core.timeseries.stages:score", "patchtst"),
     Stage("evaluate_patchtst", "core.timeseries.stages:evaluate", "patchtst"),
+    Stage("train_swinmae", "core.images.stages:train", "swinmae"),
+    Stage("score_swinmae", "core.images.stages:score", "swinmae"),
+    Stage("evaluate_swinmae", "core.images.stages:evaluate", "swinmae"),
     Stage("validate_outputs", "core.validation:validate_outputs"),
     Stage("publish", "core.publish:publish"),
 ]
@@ -44,10 +47,18 @@ class Stream:
     title: str  # for people
     data_key: str  # the pipeline config key naming its data
     module: str  # holds prepare(ctx) and check_data(cfg) -> list[str] (the dry run's report)
+    headline: tuple[str, ...]  # metrics.json keys shown in the runs index
+    preselected: bool  # the console's Train page picks its bundled sample by default
 
 
-STREAMS = {"patchtst": Stream("patchtst", "timeseries", "Time series (PatchTST)", "ts_data",
-                              "core.timeseries.stages")}
+STREAMS = {
+    "patchtst": Stream("patchtst", "timeseries", "Time series (PatchTST)", "ts_data",
+                       "core.timeseries.stages", ("auroc", "auprc", "best_f1", "f1", "pa_f1"),
+                       preselected=True),
+    "swinmae": Stream("swinmae", "images", "Images (Swin MAE)", "img_data", "core.images.stages",
+                      ("image_auroc", "image_auprc", "pixel_auroc", "f1"),
+                      preselected=False),  # minutes of CPU time even on the sample: opt in
+}
 
 
 def stage_names() -> list[str]:

@@ -3,13 +3,19 @@
 Store layout: `<workspace>/uploads/<kind>/<dataset>/` with `kind` a stream's data kind
 ("timeseries"). A time-series dataset folder holds `train.csv[.gz]`, optional `test.csv[.gz]` and
 `test_label.csv[.gz]` (the layout `core.timeseries.data.load_ts_dataset` reads) and `upload.json`
-(the names the files had on the user's machine). The bundled sample, `data/samples/<kind>/`,
-is listed first as the read-only dataset "sample".
+(the names the files had on the user's machine, and the upload round that saved it). The bundled
+sample, `data/samples/<kind>/`, is listed first as the read-only dataset "sample".
+
+Which uploaded file is which comes from its name (`assign_roles`). The Data page saves files the
+moment they arrive; files added in the same upload round replace that round's dataset (and only
+that one: see `save_timeseries_dataset`'s `round_id`).
 
 A dataset appears at once or not at all: its files are written to a hidden staging folder that is
 renamed into place, and deletion renames it away before removing it, so a reader (the Train page,
-another tab) never sees half a dataset. Files are kept even when they do not validate: nothing a
-user uploads is lost; `dataset_summary` reports the problem and the user may delete it.
+another tab) never sees half a dataset. A replace renames the old folder away, then the new one in:
+a reader sees the old dataset, for an instant none, then the new one. Files are kept even when
+they do not validate: nothing a user uploads is lost; `dataset_summary` reports the problem and
+the user may delete it.
 
 No streamlit and no torch here: pages and the pipeline both import this module."""
 from __future__ import annotations
@@ -121,14 +127,70 @@ def _write_upload(content: bytes | BinaryIO, path: Path) -> None:
         shutil.copyfileobj(content, f, 1024 * 1024)  # no second copy of a large upload
 
 
+# the role of an uploaded file from the start of its name (case ignored), checked in this order:
+# 'test_label' before 'test'; 'label' covers 'labels'
+ROLE_PREFIXES = (("labels", ("test_label", "label")), ("test", ("test",)), ("train", ("train",)))
+EXPECTED_NAMES = "train.csv, test.csv, test_label.csv"
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def assign_roles(files: list[Upload]) -> dict[str, Upload]:
+    """Which uploads are the training data, the test data and the labels, from their names.
+
+    A name starting with `train` is the training data; `test_label` or `label` (so `labels`) the
+    labels; any other starting with `test` the test data (case ignored). A single file whose name
+    says none of these is the training data. Returns the roles found, keyed like the arguments of
+    `save_timeseries_dataset` ("train", "test", "labels"). Reads names only, never contents.
+    DataError when several files are given and a name says nothing, when two files claim one
+    role, or when no file is the training data.
+
+    >>> sorted(assign_roles([("Test.csv", b""), ("train.csv.gz", b""), ("labels.csv", b"")]))
+    ['labels', 'test', 'train']
+    >>> assign_roles([("machine-1.csv", b"")])["train"][0]
+    'machine-1.csv'
+    """
+    if not files:
+        raise DataError(f"expected at least one CSV file ({EXPECTED_NAMES}), found none")
+    by_role: dict[str, list[Upload]] = {}
+    unknown = []
+    for up in files:
+        base = re.split(r"[/\\]", up[0])[-1].lower()
+        role = next((r for r, prefixes in ROLE_PREFIXES if base.startswith(prefixes)), None)
+        if role is None and len(files) == 1:
+            role = "train"
+        if role is None:
+            unknown.append(up[0])
+        else:
+            by_role.setdefault(role, []).append(up)
+    if unknown:
+        raise DataError(f"{_listed(unknown)}: cannot tell which file is which; expected names "
+                        f"starting with train, test or test_label ({EXPECTED_NAMES})")
+    for role, ups in by_role.items():
+        if len(ups) > 1:
+            raise DataError(f"{_listed([u[0] for u in ups])}: expected one {role} file, "
+                            f"found {len(ups)}")
+    if "train" not in by_role:
+        raise DataError(f"{_listed([u[0] for u in files])}: expected a training file too "
+                        f"(a name starting with train, e.g. train.csv)")
+    return {role: ups[0] for role, ups in by_role.items()}
+
+
 def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload | None = None,
-                            labels: Upload | None = None) -> Path:
-    """Store uploaded CSVs as a new dataset `<ws>/uploads/timeseries/<dataset>/` and return it.
+                            labels: Upload | None = None, *, round_id: str | None = None) -> Path:
+    """Store uploaded CSVs as the dataset `<ws>/uploads/timeseries/<dataset>/` and return it.
 
     Files become `train.csv`, `test.csv`, `test_label.csv` (`.csv.gz` kept); the original names
-    go to `upload.json`. The content is not validated here (see `dataset_summary`): an invalid
-    upload is kept so the user can see why and delete it. Raises DataError for a bad name or
-    file type, labels without a test file, or an existing dataset of that name.
+    and `round_id` go to `upload.json`. The content is not validated here (see
+    `dataset_summary`): an invalid upload is kept so the user can see why and delete it.
+
+    `round_id` names an upload round (one tab's files, added to one uploader): saving again with
+    the same id replaces the dataset that round saved, so files added to the round join it. A
+    dataset saved by any other round (an earlier one, another tab) or without an id is never
+    replaced. Raises DataError for a bad name or file type, labels without a test file, or an
+    existing dataset of that name that this round did not save.
     """
     name = sanitize_name(dataset)
     if name == SAMPLE:
@@ -142,11 +204,13 @@ def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload 
     files = {stem: (up[0], up[1], _csv_suffix(up[0], role)) for stem, role, up in roles if up}
     root = uploads_dir(ws, "timeseries")
     target = root / name
-    if target.exists():
-        raise DataError(f"dataset '{name}' already exists; expected a new name "
-                        f"(or delete the old one first)")
+    exists = DataError(f"dataset '{name}' already exists; expected a new name "
+                       f"(or delete the old one first)")
+    if target.exists() and not _saved_by(target, round_id):
+        raise exists
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".staging-{name}-{secrets.token_hex(4)}"
+    old = root / f".replacing-{name}-{secrets.token_hex(4)}"
     staging.mkdir()
     try:
         for stem, (_, content, suffix) in files.items():
@@ -154,14 +218,26 @@ def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload 
         write_json(staging / META_FILE, {
             "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
             "files": {f"{stem}{suffix}": original for stem, (original, _, suffix) in files.items()},
-        })
+        } | ({"round": round_id} if round_id else {}))
+        if _saved_by(target, round_id):
+            try:
+                os.rename(target, old)  # this round's own dataset, out of the way
+            except FileNotFoundError:
+                pass  # deleted meanwhile: save it afresh
         try:
             os.rename(staging, target)  # atomic; fails if another save took the name meanwhile
         except OSError:
-            raise DataError(f"dataset '{name}' already exists; expected a new name") from None
+            raise exists from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _saved_by(path: Path, round_id: str | None) -> bool:
+    """Whether the dataset folder `path` exists and was saved by upload round `round_id`."""
+    meta = read_json(path / META_FILE) if path.is_dir() else None
+    return bool(round_id) and isinstance(meta, dict) and meta.get("round") == round_id
 
 
 def delete_dataset(ws: Path, kind: str, name: str) -> None:

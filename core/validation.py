@@ -39,21 +39,36 @@ def _finite_numbers(obj) -> bool:
     return not isinstance(obj, float) or math.isfinite(obj)
 
 
-def check_patchtst(out: Path, checks: Checks) -> None:
-    for name in ("data_summary.json", BEST, "scores.csv", "channel_scores.npz", "scoring.json"):
-        checks.add(f"patchtst/{name} exists", (out / name).exists())
+def _check_common(out: Path, files: tuple[str, ...], checks: Checks) -> dict:
+    """Files present, checkpoint loads, one finite score per scored item; returns scoring.json."""
+    stream = out.name
+    for name in ("data_summary.json", BEST, "scores.csv", "scoring.json", *files):
+        checks.add(f"{stream}/{name} exists", (out / name).exists())
     try:
         ckpt = load_checkpoint(out / BEST)
-        checks.add("checkpoint loads (weights_only=True)", "model" in ckpt)
+        checks.add(f"{stream} checkpoint loads (weights_only=True)", "model" in ckpt)
     except Exception as e:  # any failure to load is the finding itself
-        checks.add("checkpoint loads (weights_only=True)", False, f"{type(e).__name__}: {e}")
+        checks.add(f"{stream} checkpoint loads (weights_only=True)", False,
+                   f"{type(e).__name__}: {e}")
     scoring = read_json(out / "scoring.json", {})
     if (out / "scores.csv").exists():
         scores = pd.read_csv(out / "scores.csv")
-        checks.add("one score per scored row", len(scores) == scoring.get("rows"),
-                   f"{len(scores)} scores, {scoring.get('rows')} rows scored")
-        checks.add("no NaN scores", bool(scores["score"].notna().all()),
+        checks.add(f"{stream}: one score per scored item", len(scores) == scoring.get("rows"),
+                   f"{len(scores)} scores, {scoring.get('rows')} scored")
+        checks.add(f"{stream}: no NaN scores", bool(scores["score"].notna().all()),
                    f"{int(scores['score'].isna().sum())} NaN")
+    return scoring
+
+
+def _check_metrics(out: Path, expected: bool, checks: Checks) -> None:
+    if expected:
+        m = read_json(out / "metrics.json")
+        checks.add(f"{out.name}/metrics.json exists", m is not None)
+        checks.add(f"{out.name} metrics finite", m is not None and _finite_numbers(m))
+
+
+def check_patchtst(out: Path, checks: Checks) -> None:
+    scoring = _check_common(out, ("channel_scores.npz",), checks)
     if (out / "channel_scores.npz").exists():
         with np.load(out / "channel_scores.npz") as z:
             errors = z["errors"]
@@ -62,13 +77,23 @@ def check_patchtst(out: Path, checks: Checks) -> None:
                    f"shape {errors.shape}")
     summary = read_json(out / "data_summary.json", {})
     labelled = (summary.get(summary.get("scored", "test")) or {}).get("label_ratio") is not None
-    if labelled:
-        m = read_json(out / "metrics.json")
-        checks.add("patchtst/metrics.json exists", m is not None)
-        checks.add("metrics finite", m is not None and _finite_numbers(m))
+    _check_metrics(out, labelled, checks)
 
 
-STREAM_CHECKS = {"patchtst": check_patchtst}
+def check_swinmae(out: Path, checks: Checks) -> None:
+    scoring = _check_common(out, ("maps.npz",), checks)
+    if (out / "maps.npz").exists():
+        with np.load(out / "maps.npz") as z:
+            maps = z["maps"]
+        checks.add("swinmae maps finite, one per scored image",
+                   len(maps) == scoring.get("rows") and bool(np.isfinite(maps).all()),
+                   f"shape {maps.shape}")
+    summary = read_json(out / "data_summary.json", {})
+    _check_metrics(out, summary.get("scored") == "test" and summary.get("test_defect", 0) > 0,
+                   checks)
+
+
+STREAM_CHECKS = {"patchtst": check_patchtst, "swinmae": check_swinmae}
 
 
 def validate_outputs(ctx: Context) -> None:

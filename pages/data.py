@@ -1,8 +1,11 @@
 """Data: per stream, upload a dataset, see each stored one checked and previewed, delete uploads.
 
-Uploads are written to the workspace when Save is clicked (widget state does not survive a page
+Uploads are written to the workspace the moment they arrive (widget state does not survive a page
 switch); everything listed below the upload area is read from disk, so it is the same in every tab.
+Files added to the uploader while it still holds the earlier ones (one upload round) replace the
+dataset that round saved; removing them all, or leaving the page, starts a new round.
 """
+import secrets
 from pathlib import Path
 
 import streamlit as st
@@ -13,9 +16,10 @@ from core.figures.data import draw_preview, thin_split
 from core.runs import workspace
 from core.stages import STREAMS
 
-ROLES = {"train": "Training CSV (normal operation, required)",
-         "test": "Test CSV (optional, may hold a `label` column)",
-         "labels": "Labels CSV (optional, one `label` per test row)"}
+FILES_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` the training "
+              "data (normal operation, required), `test…` the test data (may hold a `label` "
+              "column), `test_label…` or `labels…` one `label` per test row. A single file is "
+              "the training data whatever its name.")
 
 
 @st.cache_data(max_entries=64, show_spinner="Checking the dataset…")
@@ -28,27 +32,29 @@ def overview(path: str, stamp: tuple) -> tuple[dict, dict]:
     return summary, splits
 
 
-def save_timeseries(kind: str, ws: Path) -> None:
-    """Save button: store the chosen files as a dataset, then give the uploaders a fresh key."""
-    state, n = st.session_state, st.session_state[f"data_{kind}_round"]
-    files = {role: state.get(f"data_{kind}_{role}_{n}") for role in ROLES}
-    if files["train"] is None:
-        state[f"data_{kind}_notice"] = ("error", "Choose a training CSV first.")
-        return
-    name = state.get(f"data_{kind}_name", "").strip()
-    name = name or files["train"].name.removesuffix(".gz").removesuffix(".csv")
+def save_upload(kind: str, ws: Path) -> None:
+    """Uploader on_change: save the files it holds now, as this round's dataset."""
+    state = st.session_state
+    files = state.get(f"data_{kind}_files") or []
+    if not files:
+        return  # all removed: the next run ends the round
+    round_ = state.get(f"data_{kind}_round") or {"id": secrets.token_hex(8), "dataset": None}
     try:
-        path = uploads.save_timeseries_dataset(
-            ws, name, *((f.name, f) if f is not None else None for f in files.values()))
+        roles = uploads.assign_roles([(f.name, f) for f in files])
+        name = (round_["dataset"] or state.get(f"data_{kind}_name", "").strip()
+                or roles["train"][0].removesuffix(".gz").removesuffix(".csv"))
+        path = uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_["id"])
     except DataError as e:
         state[f"data_{kind}_notice"] = ("error", str(e))
         return
-    state[f"data_{kind}_round"], state[f"data_{kind}_name"] = n + 1, ""  # files live on disk now
+    state[f"data_{kind}_round"] = round_ | {"dataset": path.name}
     state[f"data_{kind}_opened"] = path.name
     summary, _ = overview(str(path), uploads.dataset_stamp(path))
+    got = ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
     state[f"data_{kind}_notice"] = (
-        ("error", f"Saved '{path.name}', but it cannot be used as it is: {summary['error']}")
-        if summary["error"] else ("success", f"Saved '{path.name}': {shape(summary)}."))
+        ("error", f"Saved '{path.name}' ({got}), but it cannot be used as it is: "
+                  f"{summary['error']}")
+        if summary["error"] else ("success", f"Saved '{path.name}' ({got}): {shape(summary)}."))
 
 
 def shape(summary: dict) -> str:
@@ -65,17 +71,23 @@ def delete(kind: str, ws: Path, name: str) -> None:
 
 
 def upload_timeseries(kind: str, ws: Path) -> None:
-    n = st.session_state.setdefault(f"data_{kind}_round", 0)
-    st.text_input("Dataset name", key=f"data_{kind}_name",
-                  placeholder="taken from the training file's name when empty")
-    for col, (role, label) in zip(st.columns(3), ROLES.items()):
-        col.file_uploader(label, type=["csv", "gz"], key=f"data_{kind}_{role}_{n}")
-    st.button("Save dataset", key=f"data_{kind}_save", type="primary", on_click=save_timeseries,
-              args=(kind, ws), disabled=st.session_state.get(f"data_{kind}_train_{n}") is None)
+    state = st.session_state
+    if not state.get(f"data_{kind}_files") and state.pop(f"data_{kind}_round", None):
+        state[f"data_{kind}_name"] = ""  # uploader emptied or page left: the round is over
+    round_ = state.get(f"data_{kind}_round")
+    st.text_input("Dataset name", key=f"data_{kind}_name", disabled=round_ is not None,
+                  placeholder="taken from the training file's name when empty",
+                  on_change=save_upload, args=(kind, ws))  # a name refused: retry with a new one
+    st.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv", help=FILES_HELP,
+                     type=["csv", "gz"], accept_multiple_files=True, key=f"data_{kind}_files",
+                     on_change=save_upload, args=(kind, ws))
+    if round_:
+        st.caption(f"Files added here go to '{round_['dataset']}' (they replace its files); "
+                   f"remove them all to start a new dataset.")
 
 
 def show_notice(kind: str) -> None:
-    """The message of the last Save or Delete, shown once, beside the upload area."""
+    """The message of the last upload or Delete, shown once, beside the upload area."""
     what, text = st.session_state.pop(f"data_{kind}_notice", (None, ""))
     if what:
         getattr(st, what)(text)

@@ -42,7 +42,9 @@ def choose_data(ws: Path) -> tuple[dict, dict]:
     for stream in STREAMS.values():
         datasets = {d.name: d for d in list_datasets(ws, stream.kind)}
         left, right = st.columns(2)
-        name = left.selectbox(f"{stream.title}: dataset", [*datasets, NONE],
+        options = [*datasets, NONE]
+        name = left.selectbox(f"{stream.title}: dataset", options,
+                              index=0 if stream.preselected else len(options) - 1,
                               key=f"train_data_{stream.name}",
                               format_func=lambda n: f"{n} (bundled)"
                               if n in datasets and datasets[n].sample else n,

@@ -61,8 +61,11 @@ def ws(tmp_path) -> Path:
     return workspace(tmp_path / "ws")
 
 
-RUNNING = ["done", "running", "idle", "idle", "idle", "idle"]
-ACTIVE = {"stage": "train_patchtst", "index": 2, "n": 6, "epoch": 2, "step": 30, "n_steps": 120,
+N = len(STAGES)
+RUNNING = ["done", "running"] + ["idle"] * (N - 2)
+# a time-series-only run: the image stream's stages are skipped
+TS_ONLY = ["skipped" if name.endswith("swinmae") else "done" for name in STAGES]
+ACTIVE = {"stage": "train_patchtst", "index": 2, "n": N, "epoch": 2, "step": 30, "n_steps": 120,
           "eta_s": 125.0, "samples_per_s": 812.4}
 
 
@@ -79,8 +82,8 @@ def test_live_view_of_a_running_run(ws):
     assert view.stages[0].seconds == pytest.approx(10.0)
     assert view.stages[1].seconds == pytest.approx(60.0)  # running: up to now
     assert view.stages[2].seconds is None
-    assert (view.active.name, view.active_index, view.n_stages) == ("train_patchtst", 2, 6)
-    assert view.stage_text == "2/6 train_patchtst"
+    assert (view.active.name, view.active_index, view.n_stages) == ("train_patchtst", 2, N)
+    assert view.stage_text == f"2/{N} train_patchtst"
     assert (view.epoch, view.n_epochs) == (2, 4)  # n_epochs from run.yaml before epoch 1 ends
     assert (view.step, view.n_steps, view.fraction) == (30, 120, 0.25)
     assert view.eta_text == "2 min 05 s"
@@ -94,13 +97,13 @@ def test_live_view_of_a_running_run(ws):
 
 
 def test_live_view_of_a_finished_run_and_gpu_memory(ws):
-    run = fake_run(ws, "r1", status="done", states=["done"] * 3 + ["skipped"] + ["done"] * 2,
+    run = fake_run(ws, "r1", status="done", states=TS_ONLY,
                    finished=NOW - 10, device="cuda:0 NVIDIA H200 (bf16)")
     write_metrics(run, 20, 10)
     view = live_view(run, now=NOW)
     assert (view.status, view.live, view.active, view.fraction) == ("done", False, None, 1.0)
     assert view.eta_text == "—" and view.samples_per_s == 520.0  # the last logged step's
-    assert view.stage_text == "6/6 done" and (view.epoch, view.n_epochs) == (2, 4)
+    assert view.stage_text == f"{N}/{N} done" and (view.epoch, view.n_epochs) == (2, 4)
     assert view.elapsed_s == pytest.approx(90.0)
     assert view.log_tail == []  # no log file: nothing, not an error
 
@@ -116,7 +119,7 @@ def test_live_view_marks_a_vanished_process_lost(ws):
     view = live_view(run)
     assert view.label == "failed (lost)" and not view.live
     assert view.stages[1].status == "failed"
-    assert view.stage_text == "2/6 train_patchtst (failed)" and "lost" in view.error
+    assert view.stage_text == f"2/{N} train_patchtst (failed)" and "lost" in view.error
 
 
 def test_live_view_falls_back_to_stdout_log(ws):
@@ -206,6 +209,7 @@ def test_latest_run_prefers_the_running_job_over_the_newest_run(ws):
 
 def test_stage_graph_nodes_edges_and_legend():
     states = ["done", "running", "failed", "stopped", "skipped", "idle"]
+    states += ["idle"] * (len(STAGES) - len(states))  # one of each state, then idle ones
     stages = [StageView(name, state, 12.0 if state != "idle" else None)
               for name, state in zip(STAGES, states)]
     fig = stage_graph(list(reversed(stages)))  # drawn in pipeline order whatever the input
@@ -225,7 +229,7 @@ def test_stage_graph_nodes_edges_and_legend():
     arrows = [a for a in fig.layout.annotations if a.showarrow]
     assert len(arrows) == len(STAGES) - 1
     assert sorted((a.ax, a.x) for a in arrows) == [pytest.approx((i + 0.17, i + 0.83))
-                                                   for i in range(5)]  # i → i + 1
+                                                   for i in range(len(STAGES) - 1)]  # i → i + 1
     assert not fig.layout.xaxis.visible and not fig.layout.yaxis.visible
 
 
@@ -286,9 +290,10 @@ def test_start_training_runs_the_pipeline_to_done(tiny_dataset, tmp_path, monkey
             time.sleep(0.5)
         view = live_view(run)
         assert view.status == "done", view.log_tail
-        assert [s.status for s in view.stages] == ["done"] * 6
+        assert [s.status for s in view.stages] == TS_ONLY
         assert view.fraction == 1.0 and len(view.curves["patchtst"]["val_loss"]) == 2
-        assert view.device.startswith("cpu") and any("[6/6] publish" in x for x in view.log_tail)
+        assert view.device.startswith("cpu") and \
+            any(f"[{N}/{N}] publish" in x for x in view.log_tail)
     finally:
         if jobs.run_status(run)["status"] in jobs.LIVE_STATES:
             jobs.stop(run, grace_s=5)

@@ -224,9 +224,10 @@ def test_summarize_run_fields(ws):
     assert s["streams"] == ["patchtst"] and s["data"] == {"timeseries": "d"}
     assert s["metrics"] == {"patchtst": {"auroc": 0.9, "auprc": 0.5, "best_f1": 0.6,
                                          "f1": 0.55, "pa_f1": 0.8}}
-    assert s["params"] == {"device": "cpu", "preset": "tiny", "epochs": 3, "batch_size": 32,
-                           "lr": 0.001, "window": 40, "patch_len": 8, "mask_ratio": 0.4,
-                           "score_mode": "full"}
+    assert s["params"] == {"device": "cpu", "patchtst.preset": "tiny", "patchtst.epochs": 3,
+                           "patchtst.batch_size": 32, "patchtst.lr": 0.001, "patchtst.window": 40,
+                           "patchtst.patch_len": 8, "patchtst.mask_ratio": 0.4,
+                           "patchtst.mode": "full"}
     json.dumps(s, allow_nan=False)  # an index entry must be plain JSON
 
 

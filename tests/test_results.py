@@ -164,9 +164,10 @@ def test_runs_tables_and_finished_runs(run_dir):
     table = results.runs_table(entries)
     row = table.loc[run_dir.name]
     assert row["status"] == "done" and "preset=tiny" in row["params"]
-    assert row["duration"].endswith("s") and 0 <= row["AUPRC"] <= 1
+    assert row["duration"].endswith("s") and 0 <= row["patchtst AUPRC"] <= 1
+    assert np.isnan(row["swinmae image AUROC"])  # a time-series run: no image metrics
     metrics = results.compare_metrics(entries)
-    assert metrics.loc["patchtst: AUPRC", run_dir.name] == pytest.approx(row["AUPRC"])
+    assert metrics.loc["patchtst: AUPRC", run_dir.name] == pytest.approx(row["patchtst AUPRC"])
     curves = results.run_curves(ws, [run_dir.name])
     assert len(curves[run_dir.name]["patchtst"]["val_loss"]) >= 1
     assert results.job_summary(ws) is None
@@ -188,7 +189,7 @@ def test_job_summary_of_a_running_job(run_dir, tmp_path):
     live = ws / "runs" / "20990101-000000-cafe"
     shutil.copytree(run_dir, live)
     progress = json.loads((live / "progress.json").read_text())
-    active = {"stage": "train_patchtst", "index": 2, "n": 6, "epoch": 2, "n_epochs": 3,
+    active = {"stage": "train_patchtst", "index": 2, "n": 9, "epoch": 2, "n_epochs": 3,
               "step": 40, "n_steps": 120, "eta_s": 12.0}
     (live / "progress.json").write_text(json.dumps(progress | {
         "status": "running", "pid": os.getpid(), "heartbeat": time.time(), "active": active}))
@@ -198,7 +199,7 @@ def test_job_summary_of_a_running_job(run_dir, tmp_path):
     finally:
         lock.release()
     assert job == {"run_id": live.name, "status": "running",
-                   "text": "train_patchtst (2/6), epoch 2/3, step 40/120, ETA 12 s"}
+                   "text": "train_patchtst (2/9), epoch 2/3, step 40/120, ETA 12 s"}
     assert results.job_summary(ws) is None
 
 

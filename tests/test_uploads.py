@@ -1,4 +1,5 @@
-"""core.uploads: safe names, the dataset store (save, list, delete), summaries, zip extraction."""
+"""core.uploads: safe names, roles from file names, the dataset store (save, replace within an
+upload round, list, delete), summaries, zip extraction."""
 from __future__ import annotations
 
 import io
@@ -16,8 +17,8 @@ from conftest import REPO, make_series
 from core import uploads
 from core.errors import DataError
 from core.figures.data import minmax_rows, preview_figure, thin_split
-from core.uploads import (Dataset, dataset_summary, delete_dataset, extract_zip, list_datasets,
-                          sanitize_name, save_timeseries_dataset)
+from core.uploads import (Dataset, assign_roles, dataset_summary, delete_dataset, extract_zip,
+                          list_datasets, sanitize_name, save_timeseries_dataset)
 
 SAMPLE_DIR = REPO / "data" / "samples" / "timeseries"
 
@@ -59,6 +60,52 @@ def test_sanitize_name_caps_length_and_is_idempotent():
     for raw in ("../../etc/passwd", "Données été.csv", ".hidden", "a" * 150):
         once = sanitize_name(raw)
         assert sanitize_name(once) == once
+
+
+# ---------------------------------------------------------------- assign_roles
+
+def roles_of(*names: str) -> dict[str, str]:
+    return {role: up[0] for role, up in assign_roles([(n, b"") for n in names]).items()}
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["train.csv"], {"train": "train.csv"}),
+    (["machine-1.csv"], {"train": "machine-1.csv"}),  # one file: the training data
+    (["TRAIN_m1.CSV.GZ", "Test_m1.csv"],
+     {"train": "TRAIN_m1.CSV.GZ", "test": "Test_m1.csv"}),
+    (["test_label.csv", "test.csv", "train.csv"],
+     {"labels": "test_label.csv", "test": "test.csv", "train": "train.csv"}),
+    (["labels.csv", "testing.csv", "training.csv"],
+     {"labels": "labels.csv", "test": "testing.csv", "train": "training.csv"}),
+    (["label.csv.gz", "test.gz", "train.gz"],
+     {"labels": "label.csv.gz", "test": "test.gz", "train": "train.gz"}),
+    (["dir/test_labels.csv", "train.csv", "test.csv"],
+     {"labels": "dir/test_labels.csv", "train": "train.csv", "test": "test.csv"}),
+])
+def test_assign_roles_from_names(names, expected):
+    assert roles_of(*names) == expected
+
+
+@pytest.mark.parametrize("names, message", [
+    ([], "expected at least one CSV file .*found none"),
+    (["train.csv", "m1.csv", "x.csv"],
+     r"^'m1.csv', 'x.csv': cannot tell which file is which; expected names starting with "
+     r"train, test or test_label \(train.csv, test.csv, test_label.csv\)$"),
+    (["a.csv", "b.csv"], "^'a.csv', 'b.csv': cannot tell"),
+    (["train.csv", "train_2.csv"], "^'train.csv', 'train_2.csv': expected one train file, found 2"),
+    (["train.csv", "labels.csv", "test_label.csv"], "expected one labels file, found 2"),
+    (["test.csv"], r"^'test.csv': expected a training file too \(a name starting with train"),
+    (["test.csv", "labels.csv"], "^'test.csv', 'labels.csv': expected a training file too"),
+])
+def test_assign_roles_refuses_what_it_cannot_tell(names, message):
+    with pytest.raises(DataError, match=message):
+        roles_of(*names)
+
+
+def test_assign_roles_keeps_the_content_objects():
+    train, test = io.BytesIO(b"a\n1\n"), io.BytesIO(b"a\n2\n")
+    roles = assign_roles([("test.csv", test), ("train.csv", train)])
+    assert roles == {"test": ("test.csv", test), "train": ("train.csv", train)}
 
 
 # ---------------------------------------------------------------- save / list / delete
@@ -133,6 +180,59 @@ def test_save_refuses_an_existing_name(tmp_path):
         save_timeseries_dataset(tmp_path, "d", ("b.csv", b"x\n1\n2\n"))
     assert (first / "train.csv").read_bytes() == csv_bytes()  # the old one is untouched
     assert [p.name for p in first.parent.iterdir()] == ["d"]
+
+
+def stored_names(path: Path) -> list[str]:
+    return [f["name"] for f in uploads.stored_files(path)]
+
+
+def hidden_leftovers(ws: Path) -> list[str]:
+    return [p.name for p in (ws / "uploads" / "timeseries").iterdir() if p.name.startswith(".")]
+
+
+def test_saving_again_in_the_same_round_replaces_that_dataset(tmp_path):
+    first = save_timeseries_dataset(tmp_path, "d", ("train.csv", csv_bytes()), round_id="r1")
+    assert json.loads((first / "upload.json").read_text())["round"] == "r1"
+    again = save_timeseries_dataset(tmp_path, "d", ("train.csv", csv_bytes(200, 1)),
+                                    ("test.csv.gz", b"gz"), round_id="r1")
+    assert again == first
+    assert sorted(p.name for p in again.iterdir()) == ["test.csv.gz", "train.csv", "upload.json"]
+    assert (again / "train.csv").read_bytes() == csv_bytes(200, 1)
+    assert json.loads((again / "upload.json").read_text())["files"] == {
+        "train.csv": "train.csv", "test.csv.gz": "test.csv.gz"}
+    shrunk = save_timeseries_dataset(tmp_path, "d", ("t.csv", csv_bytes()), round_id="r1")
+    assert sorted(p.name for p in shrunk.iterdir()) == ["train.csv", "upload.json"]
+    assert hidden_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("saved_by, saving_as", [("r1", "r2"), ("r1", None), (None, "r1"),
+                                                  (None, None)])
+def test_another_round_never_replaces_a_dataset(tmp_path, saved_by, saving_as):
+    first = save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes()), round_id=saved_by)
+    with pytest.raises(DataError, match="'d' already exists"):
+        save_timeseries_dataset(tmp_path, "d", ("b.csv", b"x\n1\n"), round_id=saving_as)
+    assert (first / "train.csv").read_bytes() == csv_bytes()
+    assert stored_names(first) == ["train.csv"] and hidden_leftovers(tmp_path) == []
+
+
+def test_a_round_whose_dataset_was_deleted_saves_it_afresh(tmp_path):
+    save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes()), round_id="r1")
+    delete_dataset(tmp_path, "timeseries", "d")
+    path = save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes(50)), round_id="r1")
+    assert stored_names(path) == ["train.csv"] and hidden_leftovers(tmp_path) == []
+    delete_dataset(tmp_path, "timeseries", "d")  # another tab took the name meanwhile
+    save_timeseries_dataset(tmp_path, "d", ("b.csv", csv_bytes(60)), round_id="other tab")
+    with pytest.raises(DataError, match="already exists"):
+        save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes(50)), round_id="r1")
+    assert dataset_summary(path)["train"]["rows"] == 60
+
+
+def test_a_refused_replace_keeps_the_round_dataset(tmp_path):
+    path = save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes()), round_id="r1")
+    with pytest.raises(DataError, match="expected a .csv"):
+        save_timeseries_dataset(tmp_path, "d", ("a.csv", csv_bytes()), ("t.txt", b""),
+                                round_id="r1")
+    assert stored_names(path) == ["train.csv"] and hidden_leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("name", ["../timeseries", "..", ".", "", "a/../../b", "/etc",

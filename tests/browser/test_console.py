@@ -1,6 +1,6 @@
-"""The console in a real browser, as a user clicks through it: upload the sample CSVs, train
-with the tiny preset, watch the stage graph reach done with a loss curve, open the results;
-and a second run stopped mid-training.
+"""The console in a real browser, as a user clicks through it: upload the sample CSVs (saved as
+they arrive), train with the tiny preset, watch the stage graph reach done with a loss curve,
+open the results; and a second run stopped mid-training.
 
 A real `streamlit run app.py` on a free localhost port, with its own workspace, driven by
 Playwright through Debian's Chromium (`apt-get install chromium`; never `playwright install`).
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from core.stages import STAGES
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -117,36 +119,44 @@ def choose(page: Page, label: str, option: str) -> None:
 
 
 def set_number(page: Page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
+    box = page.get_by_label(label, exact=True).first  # the first stream's (time series) field
     box.fill(str(value))
     box.press("Enter")
 
 
 def train_tiny(page: Page, dataset: str, epochs: int) -> None:
     open_page(page, "Train")
-    choose(page, "dataset", dataset)
-    choose(page, "preset", "tiny")
+    choose(page, "Time series (PatchTST): dataset", dataset)
+    choose(page, "Time series (PatchTST): preset", "tiny")
     set_number(page, "Epochs", epochs)
     page.get_by_test_id("stFormSubmitButton").filter(has_text="Train").locator("button").click()
 
 
 def test_upload_train_watch_and_see_results(page: Page, screenshot):
     open_page(page, "Data")
-    page.get_by_label("Dataset name").fill("browser-sample")
-    inputs = page.get_by_test_id("stFileUploaderDropzoneInput")
-    inputs.nth(0).set_input_files(str(SAMPLE / "train.csv"))
-    inputs.nth(1).set_input_files(str(SAMPLE / "test.csv"))
-    expect(page.get_by_test_id("stFileChip")).to_have_count(2)
-    page.get_by_role("button", name="Save dataset").click()
-    expect(page.get_by_text("Saved 'browser-sample'")).to_be_visible()
+    # let the page's first run (checking the sample) finish first: files set while it was still
+    # going were seen to show up only after it, past expect's 5 s on a cold, busy server
+    expect(page.get_by_text("(bundled sample)").first).to_be_visible(timeout=30_000)
+    name = page.get_by_label("Dataset name")
+    name.fill("browser-sample")
+    name.press("Enter")  # a text input's value reaches the app on Enter or blur
+    # both files into the one uploader: saved as they arrive (roles from the names), no button
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+        [str(SAMPLE / "train.csv"), str(SAMPLE / "test.csv")])
+    expect(page.get_by_test_id("stFileChip")).to_have_count(2, timeout=30_000)
+    saved = page.get_by_test_id("stAlert").filter(has_text="Saved 'browser-sample'")
+    expect(saved).to_contain_text(
+        "(train train.csv, test test.csv): 3,000 training rows × 5 channels", timeout=30_000)
+    expect(page.get_by_text("Files added here go to 'browser-sample'")).to_be_visible()
     screenshot(page, "data")
 
     train_tiny(page, "browser-sample", epochs=3)
-    expect(page.get_by_text(re.compile(r"Run \d{8}-\d{6}-\w{4} is running"))).to_be_visible()
+    running = re.compile(r"Run \d{8}-\d{6}-\w{4} is (starting|running)")
+    expect(page.get_by_text(running)).to_be_visible()
     expect(page.locator("[data-testid=stMarkdownContainer] span", has_text=re.compile(r"^done$"))
            .first).to_be_visible(timeout=120_000)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)  # stage graph + loss curves
-    expect(page.get_by_text("6/6 done")).to_be_visible()
+    expect(page.get_by_text(f"{len(STAGES)}/{len(STAGES)} done")).to_be_visible()
     screenshot(page, "train")
 
     open_page(page, "Results")

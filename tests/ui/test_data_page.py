@@ -1,6 +1,8 @@
-"""The Data page, headless (AppTest): the sample, saving an upload, a bad file's error, delete."""
+"""The Data page, headless (AppTest): the sample, files saved the moment they are uploaded (roles
+from their names, one dataset per upload round), a bad file's error, delete."""
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from conftest import REPO, make_series
 PAGE = str(REPO / "pages" / "data.py")
 KIND = "timeseries"
 SAMPLE_LABEL = "**sample** (bundled sample) · 3,000 training rows × 5 channels"
+FILES, NAME = f"data_{KIND}_files", f"data_{KIND}_name"
 
 
 @pytest.fixture
@@ -26,19 +29,25 @@ def at(workdir: Path) -> AppTest:
     return app
 
 
-def uploader(at: AppTest, role: str):
-    """The current uploader of a role (its key changes after each save, which empties it)."""
-    return at.file_uploader(key=f"data_{KIND}_{role}_{at.session_state[f'data_{KIND}_round']}")
+def csv(rows: int = 100, seed: int = 0, labels: list[int] | None = None) -> bytes:
+    frame = make_series(rows, seed)
+    if labels is not None:
+        frame["label"] = labels
+    return frame.to_csv(index=False).encode()
 
 
-def save(at: AppTest, name: str, train: tuple[str, bytes], test: tuple[str, bytes] | None = None):
-    at.text_input(key=f"data_{KIND}_name").input(name)
-    uploader(at, "train").set_value((*train, "text/csv"))
-    if test:
-        uploader(at, "test").set_value((*test, "text/csv"))
+def upload(at: AppTest, *files: tuple[str, bytes], name: str | None = None) -> None:
+    """Type the dataset name (when given), then make these files all the uploader holds, as the
+    browser reports it after files are added or removed (no files: all removed)."""
+    if name is not None:
+        at.text_input(key=NAME).input(name).run()
+    at.file_uploader(key=FILES).set_value([(n, data, "text/csv") for n, data in files] or None)
     at.run()
-    at.button(key=f"data_{KIND}_save").click().run()
     assert not at.exception
+
+
+def stored(workdir: Path, dataset: str) -> list[str]:
+    return sorted(p.name for p in (workdir / "uploads" / KIND / dataset).iterdir())
 
 
 def expander_labels(at: AppTest) -> list[str]:
@@ -50,11 +59,12 @@ def metrics(at: AppTest, dataset: str) -> dict[str, str]:
     return {m.label: m.value for m in box.metric}
 
 
-def test_save_needs_a_training_file(at):
-    assert at.button(key=f"data_{KIND}_save").disabled
-    uploader(at, "test").set_value(("t.csv", b"a\n1\n", "text/csv"))
-    at.run()
-    assert at.button(key=f"data_{KIND}_save").disabled
+def test_one_multi_file_uploader_and_no_save_button(at):
+    box = at.file_uploader(key=FILES)
+    assert box.accept_multiple_files and box.allowed_type == [".csv", ".gz"]
+    assert box.label.startswith("CSV files: train.csv")
+    assert [u.key for u in at.file_uploader if u.key.startswith(f"data_{KIND}")] == [FILES]
+    assert not [b for b in at.button if "save" in b.key]
 
 
 def test_sample_is_shown_ready(at):
@@ -70,36 +80,94 @@ def test_sample_is_shown_ready(at):
         "cpu_load", "mem_used", "temp_c", "fan_rpm"]
 
 
-def test_save_valid_upload_shows_its_summary(at, workdir):
+def test_upload_is_saved_at_once_with_roles_from_the_names(at, workdir):
     test = make_series(200, 1, "2026-01-02")
     test["label"] = [0] * 190 + [1] * 10
-    save(at, "", ("machine 7.csv", make_series(500, 0).to_csv(index=False).encode()),
-         ("machine 7 test.csv", test.to_csv(index=False).encode()))
+    upload(at, ("Train.csv", csv(500)), ("test.csv", test.to_csv(index=False).encode()),
+           name="machine 7")
 
-    folder = workdir / "uploads" / KIND / "machine_7"
-    assert sorted(p.name for p in folder.iterdir()) == ["test.csv", "train.csv", "upload.json"]
-    assert [s.value for s in at.success] == ["Saved 'machine_7': 500 training rows × 3 channels."]
+    assert stored(workdir, "machine_7") == ["test.csv", "train.csv", "upload.json"]
+    assert [s.value for s in at.success] == [
+        "Saved 'machine_7' (train `Train.csv`, test `test.csv`): "
+        "500 training rows × 3 channels."]
     assert "**machine_7** · 500 training rows × 3 channels" in expander_labels(at)
     assert metrics(at, "machine_7") == {
         "Training rows": "500", "Test rows": "200", "Channels": "3",
         "NaN cells filled": "0", "Label ratio": "5.00%"}
-    assert uploader(at, "train").value is None  # fresh uploaders: the files live on disk now
-    assert at.text_input(key=f"data_{KIND}_name").value == ""
+    assert [f.name for f in at.file_uploader(key=FILES).value] == ["Train.csv", "test.csv"]
+    assert at.text_input(key=NAME).disabled  # the round's dataset is named
+    assert "go to 'machine_7'" in at.caption[0].value
 
-    at.run()  # a later run (another page and back) lists it from disk, message gone
+    at.run()  # a later run lists it from disk, message gone
     assert not at.success
     assert "**machine_7** · 500 training rows × 3 channels" in expander_labels(at)
+
+    upload(at)  # all files removed: the round is over, the form is fresh
+    assert at.text_input(key=NAME).value == "" and not at.text_input(key=NAME).disabled
+    assert "**machine_7** · 500 training rows × 3 channels" in expander_labels(at)
+
+
+def test_a_single_file_is_the_training_data_named_after_it(at, workdir):
+    upload(at, ("machine 7.csv.gz", gzip.compress(csv(300))))
+    assert stored(workdir, "machine_7") == ["train.csv.gz", "upload.json"]
+    assert at.success[0].value.startswith("Saved 'machine_7' (train `machine 7.csv.gz`)")
+
+
+def test_files_added_in_the_same_round_replace_that_dataset(at, workdir):
+    train, test = ("train.csv", csv(300)), ("test.csv", csv(120, 1))
+    upload(at, train, name="round")
+    assert stored(workdir, "round") == ["train.csv", "upload.json"]
+
+    upload(at, train, test)  # the uploader now holds both
+    assert stored(workdir, "round") == ["test.csv", "train.csv", "upload.json"]
+    assert at.success[0].value.startswith("Saved 'round' (train `train.csv`, test `test.csv`)")
+    assert metrics(at, "round")["Test rows"] == "120"
+    assert [p.name for p in (workdir / "uploads" / KIND).iterdir()] == ["round"]  # no leftovers
+
+    upload(at, ("labels.csv", b"label\n0\n"), train)  # test removed, labels added: refused
+    assert "expected a test CSV too" in at.error[0].value
+    assert stored(workdir, "round") == ["test.csv", "train.csv", "upload.json"]  # as it was
+
+    upload(at, train)  # the test file removed: the dataset follows
+    assert stored(workdir, "round") == ["train.csv", "upload.json"]
+
+
+def test_a_new_round_never_overwrites_an_earlier_dataset(at, workdir):
+    upload(at, ("train.csv", csv(300)), name="twice")
+    upload(at)  # round over
+    upload(at, ("train.csv", csv(50, 1)), ("test.csv", csv(50, 2)), name="twice")
+    assert [e.value for e in at.error] == [
+        "dataset 'twice' already exists; expected a new name (or delete the old one first)"]
+    assert stored(workdir, "twice") == ["train.csv", "upload.json"]
+    assert metrics(at, "twice")["Training rows"] == "300"
+
+    at.text_input(key=NAME).input("second").run()  # a new name saves the files held
+    assert not at.exception and at.success[0].value.startswith("Saved 'second'")
+    assert stored(workdir, "second") == ["test.csv", "train.csv", "upload.json"]
+
+
+def test_naming_errors_are_shown_beside_the_uploader(at, workdir):
+    upload(at, ("a.csv", csv()), ("b.csv", csv()))
+    assert [e.value for e in at.error] == [
+        "'a.csv', 'b.csv': cannot tell which file is which; expected names starting with "
+        "train, test or test_label (train.csv, test.csv, test_label.csv)"]
+    upload(at, ("test.csv", csv()))
+    assert "expected a training file too" in at.error[0].value
+    upload(at, ("train.csv", csv()), name="sample")
+    assert "reserved for the bundled sample" in at.error[0].value
+    assert not (workdir / "uploads" / KIND).exists()
+    assert expander_labels(at) == [SAMPLE_LABEL]
 
 
 def test_bad_text_column_shows_the_error_naming_the_column(at, workdir):
     frame = make_series(50, 0)
     frame["status"] = "ok"
-    save(at, "bad one", ("sensors.csv", frame.to_csv(index=False).encode()))
+    upload(at, ("sensors.csv", frame.to_csv(index=False).encode()), name="bad one")
 
     errors = [e.value for e in at.error]
     assert errors and all("column 'status' row 1: expected a number, found 'ok'" in e
                           for e in errors)
-    assert errors[0].startswith("Saved 'bad_one', but it cannot be used")
+    assert errors[0].startswith("Saved 'bad_one' (train `sensors.csv`), but it cannot be used")
     assert "**bad_one** · ⚠️ cannot be used" in expander_labels(at)
     assert (workdir / "uploads" / KIND / "bad_one" / "train.csv").is_file()  # kept to inspect
     box = next(e for e in at.expander if "bad_one" in e.label)
@@ -107,7 +175,7 @@ def test_bad_text_column_shows_the_error_naming_the_column(at, workdir):
 
 
 def test_delete_removes_the_dataset(at, workdir):
-    save(at, "gone", ("g.csv", make_series(100, 0).to_csv(index=False).encode()))
+    upload(at, ("g.csv", csv()), name="gone")
     assert (workdir / "uploads" / KIND / "gone").is_dir()
     assert not [r for r in at.radio if "gone" in r.key]  # one split: nothing to choose
 
@@ -116,16 +184,6 @@ def test_delete_removes_the_dataset(at, workdir):
     assert not (workdir / "uploads" / KIND / "gone").exists()
     assert [s.value for s in at.success] == ["Deleted dataset 'gone'."]
     assert expander_labels(at) == [SAMPLE_LABEL]
-
-
-def test_save_errors_are_shown_beside_the_form(at):
-    train = ("t.csv", make_series(100, 0).to_csv(index=False).encode())
-    save(at, "twice", train)
-    save(at, "twice", train)
-    assert [e.value for e in at.error] == [
-        "dataset 'twice' already exists; expected a new name (or delete the old one first)"]
-    save(at, "sample", train)
-    assert "reserved for the bundled sample" in at.error[0].value
 
 
 def test_preview_switches_split_and_channels(at):

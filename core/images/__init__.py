@@ -1,0 +1,1 @@
+"""Images: loading image datasets and the Swin MAE model for self-supervised anomaly detection."""

@@ -1,0 +1,76 @@
+"""Anomaly maps and image scores from Swin MAE reconstructions.
+
+`masked` mode reconstructs each image K times with complementary block masks, so every region is
+predicted once from its visible context and its error is counted once; `full` reconstructs with
+nothing hidden. The per-pixel error (L2, optionally plus an image-gradient term that catches thin
+structural defects) is smoothed with a Gaussian; the image score is the map's maximum or the mean
+of its top-k share of pixels.
+
+Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from core.config import ImageScoreConfig
+from core.images.swinmae import SwinMAE, complementary_block_masks
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, H, W) → (B, H, W), separable Gaussian with reflected borders; sigma 0: unchanged."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    out = maps[:, None]  # (B, 1, H, W)
+    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return out[:, 0]
+
+
+def _gradients(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, H, W) → forward differences along x and y, zero-padded to (B, C, H, W)."""
+    dx = F.pad(img[..., :, 1:] - img[..., :, :-1], (0, 1))
+    dy = F.pad(img[..., 1:, :] - img[..., :-1, :], (0, 0, 0, 1))
+    return dx, dy
+
+
+def pixel_error(recon: torch.Tensor, imgs: torch.Tensor, cfg: ImageScoreConfig) -> torch.Tensor:
+    """(B, C, H, W) reconstruction and input → (B, H, W) error: squared error averaged over
+    channels, plus (`l2_grad`) `grad_weight` × the squared difference of their gradients."""
+    err = (recon.float() - imgs).pow(2).mean(dim=1)
+    if cfg.error == "l2_grad":
+        (rx, ry), (ix, iy) = _gradients(recon.float()), _gradients(imgs)
+        err = err + cfg.grad_weight * ((rx - ix).pow(2) + (ry - iy).pow(2)).mean(dim=1)
+    return err
+
+
+@torch.no_grad()
+def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> torch.Tensor:
+    """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32."""
+    mcfg = model.cfg
+    if cfg.mode == "full":
+        err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
+    else:
+        masks = complementary_block_masks(model.grid, model.grid, mcfg.mask_unit,
+                                          mcfg.mask_ratio).to(imgs.device)  # (K, h, w)
+        err = torch.zeros(imgs.shape[0], *imgs.shape[2:], device=imgs.device)
+        for mask in masks:
+            hidden_px = mask.repeat_interleave(mcfg.patch_size, 0)\
+                .repeat_interleave(mcfg.patch_size, 1)  # (H, W)
+            err += pixel_error(model.reconstruct(imgs, mask), imgs, cfg) * hidden_px
+    return gaussian_blur(err.float(), cfg.sigma)
+
+
+def image_scores(maps: torch.Tensor, how: str, topk: float) -> torch.Tensor:
+    """(B, H, W) maps → (B,) scores: the maximum, or the mean of the top `topk` share of pixels
+    (at least one pixel)."""
+    flat = maps.flatten(1)
+    if how == "max":
+        return flat.max(dim=1).values
+    k = max(1, round(topk * flat.shape[1]))
+    return flat.topk(k, dim=1).values.mean(dim=1)

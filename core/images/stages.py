@@ -1,0 +1,244 @@
+"""The image stream's stages: prepare (list and check images), train Swin MAE, score (anomaly
+maps, image scores, threshold, overlays), evaluate (image and pixel metrics, with a baseline).
+
+Outputs in `<run>/swinmae/`: data_summary.json, best.pt / last.pt, scores.csv, maps.npz,
+overlays/*.png, scoring.json, metrics.json (when the scored images are labelled)."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+
+from core import metrics
+from core.config import RunConfig, to_dict
+from core.devices import autocast, resolve_device, seed_everything
+from core.errors import DataError, StopRequested
+from core.fileio import atomic_path, read_json, write_json
+from core.images.baselines import MeanImageBaseline
+from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
+    summarize_images
+from core.images.overlays import save_overlay
+from core.images.scoring import anomaly_maps, image_scores
+from core.images.swinmae import SwinMAE
+from core.stages import Context, Skip, TrainReporter
+from core.training import BEST, fit, load_checkpoint
+
+STREAM = "swinmae"
+
+
+@dataclass
+class Prepared:
+    fit: list[ImageItem]  # normal images the model trains on
+    val: list[ImageItem]  # held-out normal images: early stopping and the threshold
+    target: list[ImageItem]  # what is scored: the test images, or every training image
+    channels: int
+    root: Path  # the dataset folder, for names relative to it
+
+
+def load(cfg: RunConfig) -> tuple[Prepared, ImageDataset]:
+    data = cfg.swinmae.data
+    ds = load_image_dataset(cfg.pipeline.img_data, on_corrupt=data.on_corrupt)
+    if len(ds.train) < 4:
+        raise DataError(f"{cfg.pipeline.img_data}: {len(ds.train)} usable training images; "
+                        "expected at least 4 (some are held out to set the threshold)")
+    shuffled = random.Random(cfg.pipeline.seed or 0).sample(ds.train, len(ds.train))
+    n_val = max(2, round(len(shuffled) * data.val_fraction))
+    channels = data.channels or summarize_images(ds)["channels"]
+    root = Path(ds.root or cfg.pipeline.img_data)
+    return Prepared(shuffled[n_val:], shuffled[:n_val], ds.test or ds.train, channels, root), ds
+
+
+def _describe(data: Prepared, ds: ImageDataset) -> list[str]:
+    lines = [f"{len(ds.train)} training images ({len(data.val)} held out), {len(ds.test)} test "
+             f"images, {'grayscale' if data.channels == 1 else 'RGB'}", *ds.warnings]
+    if not ds.test:
+        lines.append("no test images: the training images themselves will be scored")
+    return lines
+
+
+def check_data(cfg: RunConfig) -> list[str]:
+    return _describe(*load(cfg))
+
+
+def prepare(ctx: Context) -> None:
+    data, ds = load(ctx.cfg)
+    ctx.state[STREAM] = data
+    write_json(ctx.stream_dir(STREAM) / "data_summary.json",
+               summarize_images(ds) | {"scored": "test" if ds.test else "train",
+                                       "channels_used": data.channels})
+    for line in _describe(data, ds):
+        ctx.log.info("    %s", line)
+
+
+def _loader(ctx: Context, items: list[ImageItem], train: bool, batch_size: int,
+            with_masks: bool = False) -> torch.utils.data.DataLoader:
+    cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
+    dataset = ImageFolderDataset(items, cfg.model.image_size, data.channels, cfg.data.resize,
+                                 with_masks=with_masks, hflip=train and cfg.data.hflip)
+    device = resolve_device(ctx.cfg.pipeline.device)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(items) > batch_size,
+        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+        generator=torch.Generator().manual_seed(ctx.cfg.pipeline.seed or 0))
+
+
+def model_config(ctx: Context):
+    return dataclasses.replace(ctx.cfg.swinmae.model, in_chans=ctx.state[STREAM].channels)
+
+
+def train(ctx: Context) -> None:
+    cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
+    device = resolve_device(ctx.cfg.pipeline.device)
+    seed_everything(ctx.cfg.pipeline.seed)
+    model = SwinMAE(model_config(ctx))
+    t = cfg.train
+    fit_loader = _loader(ctx, data.fit, True, t.batch_size)
+    val_loader = _loader(ctx, data.val, False, cfg.score.batch_size)
+    limit = t.max_steps_per_epoch or len(fit_loader)
+    extra = {"config": to_dict(cfg), "channels": data.channels,
+             "model": to_dict(model_config(ctx))}
+    ctx.log.info("    %d training images, %d held out, %s parameters, %d px", len(data.fit),
+                 len(data.val), f"{sum(p.numel() for p in model.parameters()):,}",
+                 cfg.model.image_size)
+    result = fit(
+        model,
+        train_batches=lambda epoch: (b["image"] for b in itertools.islice(fit_loader, limit)),
+        n_batches=min(limit, len(fit_loader)),
+        val_batches=lambda: (b["image"] for b in val_loader),
+        cfg=t, device=device, out_dir=ctx.stream_dir(STREAM), extra=extra,
+        reporter=TrainReporter(ctx, "train_swinmae", STREAM), resume=ctx.resume)
+    write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
+    ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
+                 result.best_epoch, " (early stop)" if result.early_stopped else "")
+
+
+def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[SwinMAE, dict]:
+    """The best checkpoint as a ready model, and its `extra` (config, channels)."""
+    from core.config import SwinMAEModelConfig, from_dict
+    ckpt = load_checkpoint(stream_dir / BEST, device)
+    model = SwinMAE(from_dict(SwinMAEModelConfig, ckpt["extra"]["model"], "swinmae.model"))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt["extra"]
+
+
+@dataclass
+class Scored:
+    """Maps and scores of a set of images, model and baseline side by side."""
+    maps: np.ndarray  # (N, S, S) float32 model anomaly maps
+    scores: np.ndarray  # (N,)
+    base_maps: np.ndarray  # (N, S, S) baseline maps
+    base_scores: np.ndarray  # (N,)
+    masks: np.ndarray  # (N, S, S) uint8 ground truth (zeros when unknown)
+    mask_known: np.ndarray  # (N,) bool: the mask is real ground truth
+    images: np.ndarray  # (N, C, S, S) float16, for the overlays
+
+
+def _score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
+                 items: list[ImageItem]) -> Scored:
+    cfg, device = ctx.cfg.swinmae.score, resolve_device(ctx.cfg.pipeline.device)
+    parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
+    for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=True):
+        if ctx.should_stop():
+            raise StopRequested("stopped while scoring images")
+        imgs = batch["image"].to(device, non_blocking=True)  # (B, C, S, S)
+        with autocast(device):
+            parts["maps"].append(anomaly_maps(model, imgs, cfg).cpu())
+        parts["base"].append(baseline.maps(batch["image"], cfg.sigma))
+        parts["masks"].append(batch["mask"])
+        parts["known"].append(batch["mask_known"])
+        parts["images"].append(batch["image"].half())
+    maps, base = torch.cat(parts["maps"]), torch.cat(parts["base"])
+    return Scored(maps.numpy(), image_scores(maps, cfg.image_score, cfg.topk).numpy(),
+                  base.numpy(), image_scores(base, cfg.image_score, cfg.topk).numpy(),
+                  torch.cat(parts["masks"]).numpy(), torch.cat(parts["known"]).numpy(),
+                  torch.cat(parts["images"]).numpy())
+
+
+def score(ctx: Context) -> None:
+    cfg, data, out = ctx.cfg.swinmae, ctx.state[STREAM], ctx.stream_dir(STREAM)
+    model, _ = load_model(out, resolve_device(ctx.cfg.pipeline.device))
+    baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
+    val, target = (_score_items(ctx, model, baseline, items) for items in (data.val, data.target))
+    pct = cfg.score.threshold_percentile
+    threshold = metrics.threshold_from_normal(val.scores, pct)
+    names = [item.path.relative_to(data.root).as_posix() for item in data.target]
+    _write_scores(out, data.target, names, target.scores, threshold)
+    with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, maps=target.maps.astype(np.float16), files=np.array(names))
+    _write_overlays(out, target, names, cfg.score.overlays)
+    write_json(out / "scoring.json", {
+        "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
+        "image_score": cfg.score.image_score, "rows": len(names),
+        "flagged": int((target.scores > threshold).sum()), "image_size": cfg.model.image_size,
+        "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
+    ctx.state[f"{STREAM}.scored"] = target
+    ctx.log.info("    %d images scored, %d above the threshold %.4g", len(names),
+                 int((target.scores > threshold).sum()), threshold)
+
+
+def _write_scores(out: Path, items: list[ImageItem], names: list[str], scores: np.ndarray,
+                  threshold: float) -> None:
+    frame = pd.DataFrame({"file": names, "defect_type": [it.defect_type for it in items],
+                          "score": scores, "is_anomaly": (scores > threshold).astype(np.int8),
+                          "label": [it.label for it in items]})
+    with atomic_path(out / "scores.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _write_overlays(out: Path, scored: Scored, names: list[str], count: int) -> None:
+    """Heatmap overlays of the `count` highest-scoring images, named by rank."""
+    folder = out / "overlays"
+    folder.mkdir(exist_ok=True)
+    vmax = float(np.quantile(scored.maps, 0.999)) or 1.0
+    for rank, i in enumerate(np.argsort(-scored.scores)[:count], 1):
+        mask = scored.masks[i] if scored.mask_known[i] else None
+        stem = Path(names[i]).stem
+        save_overlay(folder / f"{rank:03d}_{Path(names[i]).parent.name}_{stem}.png",
+                     scored.images[i], scored.maps[i], vmax,
+                     mask)
+
+
+def evaluate(ctx: Context) -> None:
+    data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
+    if any(it.label is None for it in data.target) or not any(it.label for it in data.target):
+        raise Skip("no labelled defect images among the scored images")
+    scored, scoring = ctx.state[f"{STREAM}.scored"], read_json(out / "scoring.json")
+    labels = np.array([it.label for it in data.target])
+    result = _image_metrics(scored.scores, scored.maps, labels, scored, scoring["threshold"])
+    result["baselines"] = {"mean_image": _image_metrics(
+        scored.base_scores, scored.base_maps, labels, scored, scoring["baseline_threshold"])}
+    write_json(out / "metrics.json", result)
+    base = result["baselines"]["mean_image"]
+    ctx.log.info("    image AUROC %s (baseline %s), pixel AUROC %s (baseline %s)",
+                 *(_fmt(v) for v in (result["image_auroc"], base["image_auroc"],
+                                     result["pixel_auroc"], base["pixel_auroc"])))
+
+
+def _image_metrics(scores: np.ndarray, maps: np.ndarray, labels: np.ndarray, scored: Scored,
+                   threshold: float) -> dict:
+    m = metrics.evaluate(scores, labels, threshold)
+    return {"image_auroc": m["auroc"], "image_auprc": m["auprc"], "best_f1": m["best_f1"],
+            "f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
+            "pixel_auroc": pixel_auroc(maps, scored.masks, scored.mask_known),
+            "threshold": threshold, "n": m["n"], "n_anomalies": m["n_anomalies"]}
+
+
+def pixel_auroc(maps: np.ndarray, masks: np.ndarray, known: np.ndarray) -> float | None:
+    """AUROC over every pixel of the images whose ground truth is known (defect images with a
+    mask, and normal images); None when no defect pixel is known."""
+    gt, pred = masks[known].ravel(), maps[known].ravel()
+    if not gt.any() or gt.all():
+        return None
+    return float(roc_auc_score(gt, pred))
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"

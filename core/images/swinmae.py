@@ -1,0 +1,337 @@
+"""Swin MAE: a masked autoencoder on a Swin Transformer, for self-supervised anomaly detection on
+images (Swin: Liu et al., ICCV 2021; Swin MAE: Xu et al., 2023; MAE: He et al., CVPR 2022).
+
+Training hides random blocks of `mask_unit`×`mask_unit` patches. Hidden patch embeddings are
+replaced by a learned mask token *before* the encoder: shifted windows and patch merging need the
+full grid, so unlike ViT MAE the encoder sees every position (as in SimMIM, Xie et al. 2022). A
+light decoder projects the last stage to `decoder_dim`, expands it back to the patch grid in one
+step ("patch expanding", Cao et al. 2021, Swin-Unet), runs `decoder_depth` Swin blocks there and
+predicts each patch's raw pixels. The loss is the MSE over hidden patches only.
+
+Dimension names: B batch, C image channels, H×W image (square), p patch side, h×w patch grid
+(h = H/p), N = h*w patches, D width, ws window side (in tokens), T = ws*ws tokens per window,
+nW windows per image, nh heads. Encoder tensors are channels-last: (B, h, w, D).
+Masks: bool, True = hidden.
+
+Differences from the references, on purpose: the decoder expands in one step and runs 1–2 blocks
+(a heavy decoder is what makes the reference Swin-MAE slow on CPU, `../shared/PERF.md`); no
+absolute position embedding (Swin's default: the relative position bias carries position); no
+dropout or stochastic depth (their CPU cost is large, and the models here are small)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import SwinMAEModelConfig, stage_windows
+
+
+def preset(name: str, **changes) -> SwinMAEModelConfig:
+    """The model config of a preset in configs/swinmae.yaml (`tiny`, `base`), with optional
+    field changes, checked."""
+    from core.config import load_config
+    cfg = load_config([f"swinmae.preset={name}"]).swinmae.model
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg.check()
+    return cfg
+
+
+# --- tensor helpers ---------------------------------------------------------------------------
+
+def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) → (B, N, p*p*C); patches in raster order, each flattened as (row, col, C)."""
+    B, C, H, W = imgs.shape
+    x = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)  # (B, h, w, p, p, C)
+    return x.reshape(B, (H // p) * (W // p), p * p * C)
+
+
+def unpatchify(x: torch.Tensor, p: int, h: int, w: int, C: int) -> torch.Tensor:
+    """(B, N, p*p*C) → (B, C, h*p, w*p); the exact inverse of `patchify`."""
+    B = x.shape[0]
+    x = x.reshape(B, h, w, p, p, C).permute(0, 5, 1, 3, 2, 4)  # (B, C, h, p, w, p)
+    return x.reshape(B, C, h * p, w * p)
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """(B, H, W, C) → (B*nW, ws*ws, C), nW = (H/ws)*(W/ws); windows and the tokens inside each
+    in raster order."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // ws, ws, W // ws, ws, C).transpose(2, 3)  # (B, H/ws, W/ws, ws, ws, C)
+    return x.reshape(B * (H // ws) * (W // ws), ws * ws, C)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, H: int, W: int) -> torch.Tensor:
+    """(B*nW, ws*ws, C) → (B, H, W, C); the exact inverse of `window_partition`."""
+    C = windows.shape[-1]
+    x = windows.view(-1, H // ws, W // ws, ws, ws, C).transpose(2, 3)  # (B, H/ws, ws, W/ws, ws, C)
+    return x.reshape(-1, H, W, C)
+
+
+def shifted_window_mask(H: int, W: int, ws: int, shift: int,
+                        device: torch.device | str | None = None) -> torch.Tensor:
+    """Additive attention mask (nW, ws*ws, ws*ws) for the grid rolled by (-shift, -shift): -inf
+    between two tokens of a window that were not neighbours in the image (one of them wrapped
+    around from the opposite border), 0 otherwise. shift = 0 gives all zeros."""
+    def region(n: int) -> torch.Tensor:  # (n,) 0: never wraps, 1: last window, 2: wrapped around
+        i = torch.arange(n, device=device)
+        return (i >= n - ws).long() + (i >= n - shift).long()
+
+    label = region(H)[:, None] * 3 + region(W)[None, :]  # (H, W), 9 regions
+    label = window_partition(label[None, :, :, None], ws)[..., 0]  # (nW, T)
+    apart = label[:, :, None] != label[:, None, :]  # (nW, T, T)
+    return torch.zeros(apart.shape, device=device).masked_fill(apart, float("-inf"))
+
+
+def relative_position_index(ws: int) -> torch.Tensor:
+    """Long (T, T): row of the bias table for the offset between tokens i and j of a window,
+    (dy + ws-1) * (2ws-1) + (dx + ws-1), in [0, (2ws-1)**2)."""
+    yx = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+    rel = yx[:, :, None] - yx[:, None, :] + (ws - 1)  # (2, T, T), each in [0, 2ws-2]
+    return rel[0] * (2 * ws - 1) + rel[1]
+
+
+def block_mask(B: int, grid_h: int, grid_w: int, unit: int, ratio: float,
+               generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool (B, grid_h, grid_w), True = hidden: whole unit×unit blocks of patches are hidden,
+    exactly round(ratio * n_units) of the n_units blocks per image (at least 1, at most
+    n_units - 1), chosen uniformly at random. The generator must live on `device`."""
+    uh, uw = grid_h // unit, grid_w // unit
+    if uh * unit != grid_h or uw * unit != grid_w:
+        raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
+    n_units = uh * uw
+    n_hidden = min(max(1, round(ratio * n_units)), n_units - 1)
+    noise = torch.rand(B, n_units, generator=generator, device=device)
+    hidden = noise.argsort(dim=1).argsort(dim=1) < n_hidden  # (B, n_units): a random permutation
+    hidden = hidden.view(B, uh, 1, uw, 1).expand(B, uh, unit, uw, unit)  # unit → its patches
+    return hidden.reshape(B, grid_h, grid_w)
+
+
+def complementary_block_masks(grid_h: int, grid_w: int, unit: int, ratio: float) -> torch.Tensor:
+    """Bool (K, grid_h, grid_w), True = hidden, K = min(max(2, ceil(1/ratio)), n_units): unit
+    (i, j) of the unit grid is hidden in mask (i * (K // 2) + j) % K only, so every unit is
+    hidden exactly once and units sharing an edge are never hidden together (each hidden unit is
+    predicted from context on all four sides). Each mask hides ~1/K of the image (1/2 at 0.75)."""
+    uh, uw = grid_h // unit, grid_w // unit
+    if uh * unit != grid_h or uw * unit != grid_w:
+        raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
+    k = min(max(2, math.ceil(1 / ratio - 1e-9)), uh * uw)  # 1e-9: 1 / 0.2 may be 5.000001
+    i, j = torch.meshgrid(torch.arange(uh), torch.arange(uw), indexing="ij")
+    which = (i * (k // 2) + j) % k  # (uh, uw)
+    hidden = which[None] == torch.arange(k)[:, None, None]  # (K, uh, uw)
+    return hidden.repeat_interleave(unit, 1).repeat_interleave(unit, 2)  # (K, grid_h, grid_w)
+
+
+def patch_stats(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, P) → per-patch (mean, std), each (B, N, 1), as MAE's norm_pix_loss uses them."""
+    mean = patches.mean(dim=-1, keepdim=True)
+    return mean, (patches.var(dim=-1, keepdim=True, unbiased=False) + eps).sqrt()
+
+
+# --- modules ----------------------------------------------------------------------------------
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside each window, with a learned relative position bias per
+    head for each of the (2ws-1)^2 offsets (Swin §3.2). All windows go through one SDPA call."""
+
+    def __init__(self, dim: int, num_heads: int, ws: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.bias_table = nn.Parameter(torch.empty((2 * ws - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.bias_table, std=0.02)
+        self.register_buffer("bias_index", relative_position_index(ws), persistent=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B*nW, T, D), mask (nW, T, T) additive or None → (B*nW, T, D)."""
+        BW, T, D = x.shape
+        nh, hd = self.num_heads, D // self.num_heads
+        q, k, v = self.qkv(x).view(BW, T, 3, nh, hd).permute(2, 0, 3, 1, 4)  # (B*nW, nh, T, hd)
+        bias = self.bias_table[self.bias_index].permute(2, 0, 1)  # (T, T, nh) → (nh, T, T)
+        if mask is not None:  # window i of every image gets mask[i]; rows are image-major
+            nW = mask.shape[0]
+            bias = (bias + mask[:, None]).expand(BW // nW, nW, nh, T, T).reshape(BW, nh, T, T)
+        # 4-D inputs: on CUDA, SDPA can pick a fused kernel (it takes no 5-D batch); on CPU a
+        # float mask that needs a gradient always takes the math kernel
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B*nW, nh, T, hd)
+        return self.proj(y.transpose(1, 2).reshape(BW, T, D))
+
+
+class SwinBlock(nn.Module):
+    """Pre-norm block: (shifted-)window attention, then an MLP, each residual. On a grid of
+    side `grid`; shift = 0 is W-MSA, shift = ws // 2 is SW-MSA."""
+
+    def __init__(self, dim: int, num_heads: int, grid: int, ws: int, shift: int, mlp_ratio: float):
+        super().__init__()
+        self.ws, self.shift = ws, shift
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, ws)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        mask = shifted_window_mask(grid, grid, ws, shift) if shift else None
+        self.register_buffer("attn_mask", mask, persistent=False)  # (nW, T, T) or None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.window_attention(self.norm1(x))  # (B, h, w, D)
+        return x + self.mlp(self.norm2(x))
+
+    def window_attention(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, D = x.shape
+        s = self.shift
+        if s:  # cyclic shift: the windows straddle the previous block's window borders
+            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        y = self.attn(window_partition(x, self.ws), self.attn_mask)  # (B*nW, T, D)
+        y = window_reverse(y, self.ws, H, W)  # (B, H, W, D)
+        return torch.roll(y, shifts=(s, s), dims=(1, 2)) if s else y
+
+
+class PatchMerging(nn.Module):
+    """2×2 neighbouring tokens → one: (B, h, w, D) → (B, h/2, w/2, 2D) (Swin §3.1)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduce = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, D = x.shape
+        x = x.view(B, H // 2, 2, W // 2, 2, D).permute(0, 1, 3, 2, 4, 5)  # (B, h/2, w/2, 2, 2, D)
+        return self.reduce(self.norm(x.reshape(B, H // 2, W // 2, 4 * D)))
+
+
+class PatchExpand(nn.Module):
+    """One token → scale×scale tokens: (B, h, w, D) → (B, h*scale, w*scale, D), a linear map to
+    scale²·D channels then a pixel-shuffle rearrangement (Swin-Unet's patch expanding)."""
+
+    def __init__(self, dim: int, scale: int):
+        super().__init__()
+        self.scale = scale
+        self.expand = nn.Linear(dim, scale * scale * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, D = x.shape
+        s = self.scale
+        x = self.expand(x).view(B, H, W, s, s, D).permute(0, 1, 3, 2, 4, 5)  # (B, H, s, W, s, D)
+        return x.reshape(B, H * s, W * s, D)
+
+
+class SwinStage(nn.Module):
+    """`depth` Swin blocks alternating W-MSA and SW-MSA, then patch merging unless last."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, grid: int, ws: int,
+                 mlp_ratio: float, merge: bool):
+        super().__init__()
+        shift = ws // 2 if grid > ws else 0  # one window covers the grid: nothing to shift
+        self.blocks = nn.Sequential(*(
+            SwinBlock(dim, num_heads, grid, ws, shift * (i % 2), mlp_ratio) for i in range(depth)))
+        self.merge = PatchMerging(dim) if merge else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.merge(self.blocks(x))
+
+
+class SwinMAE(nn.Module):
+    """`forward(imgs, mask)` predicts every patch's pixels; `loss(imgs)` is the training
+    objective; `reconstruct(imgs, mask)` gives images for anomaly maps. Inputs are float
+    (B, C, image_size, image_size), already normalised by the data pipeline."""
+
+    def __init__(self, cfg: SwinMAEModelConfig):
+        super().__init__()
+        cfg.check()
+        self.cfg = cfg
+        p, C, D = cfg.patch_size, cfg.in_chans, cfg.embed_dim
+        windows = stage_windows(cfg)
+        self.grid = windows[0][0]  # patch grid side h = w
+        self.patch_embed = nn.Conv2d(C, D, kernel_size=p, stride=p)  # one token per patch
+        self.embed_norm = nn.LayerNorm(D)
+        self.mask_token = nn.Parameter(torch.zeros(D))
+        self.stages = nn.ModuleList(
+            SwinStage(D * 2 ** s, depth, cfg.num_heads[s], grid, ws, cfg.mlp_ratio,
+                      merge=s < len(cfg.depths) - 1)
+            for s, (depth, (grid, ws)) in enumerate(zip(cfg.depths, windows)))
+        last = D * 2 ** (len(cfg.depths) - 1)
+        self.norm = nn.LayerNorm(last)
+        self.decoder_embed = nn.Linear(last, cfg.decoder_dim)
+        self.expand = PatchExpand(cfg.decoder_dim, 2 ** (len(cfg.depths) - 1))
+        ws0 = windows[0][1]
+        shift = ws0 // 2 if self.grid > ws0 else 0
+        self.decoder_blocks = nn.Sequential(*(
+            SwinBlock(cfg.decoder_dim, cfg.decoder_heads, self.grid, ws0, shift * (i % 2),
+                      cfg.mlp_ratio) for i in range(cfg.decoder_depth)))
+        self.decoder_norm = nn.LayerNorm(cfg.decoder_dim)
+        self.head = nn.Linear(cfg.decoder_dim, p * p * C)  # raw pixels of each patch
+        self.apply(_init_weights)
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(D, -1))  # as a linear map (MAE)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward_encoder(self, imgs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """imgs (B, C, H, W), mask (B, h, w) or (h, w), True = hidden, or None → last stage
+        features (B, h / 2**(S-1), w / 2**(S-1), D * 2**(S-1))."""
+        size, C = self.cfg.image_size, self.cfg.in_chans
+        if imgs.ndim != 4 or tuple(imgs.shape[1:]) != (C, size, size):
+            raise ValueError(f"expected images (B, {C}, {size}, {size}), found {tuple(imgs.shape)}")
+        x = self.embed_norm(self.patch_embed(imgs).permute(0, 2, 3, 1))  # (B, h, w, D)
+        if mask is not None:
+            if mask.shape[-2:] != x.shape[1:3]:
+                raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit the "
+                                 f"{x.shape[1]}×{x.shape[2]} patch grid")
+            # hidden patches become the mask token before any attention: no pixel of theirs is seen
+            x = torch.where(mask[..., None], self.mask_token.to(x.dtype), x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.norm(x)
+
+    def forward_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, h', w', D') last stage features → (B, N, p*p*C) predicted patches."""
+        x = self.expand(self.decoder_embed(latent))  # (B, h, w, decoder_dim)
+        x = self.head(self.decoder_norm(self.decoder_blocks(x)))  # (B, h, w, p*p*C)
+        return x.flatten(1, 2)  # (B, N, p*p*C), raster order as `patchify`
+
+    def forward(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """imgs (B, C, H, W), mask (B, h, w) or (h, w) bool, True = hidden, or None →
+        predicted patches (B, N, p*p*C), normalised per patch when cfg.norm_pix_loss."""
+        return self.forward_decoder(self.forward_encoder(imgs, mask))
+
+    def loss(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """MSE between predicted and true patches over hidden patches only; `mask` (True =
+        hidden) defaults to a fresh `block_mask` at cfg.mask_ratio."""
+        cfg, B = self.cfg, imgs.shape[0]
+        if mask is None:
+            mask = block_mask(B, self.grid, self.grid, cfg.mask_unit, cfg.mask_ratio,
+                              device=imgs.device)
+        pred = self(imgs, mask)  # (B, N, P)
+        target = patchify(imgs, cfg.patch_size).float()  # (B, N, P)
+        if cfg.norm_pix_loss:
+            mean, std = patch_stats(target)
+            target = (target - mean) / std
+        per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # (B, N)
+        hidden = mask.expand(B, self.grid, self.grid).reshape(B, -1)  # (B, N)
+        return (per_patch * hidden).sum() / hidden.sum()
+
+    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """imgs (B, C, H, W), mask as in `forward` → predicted images (B, C, H, W), every patch
+        predicted (the caller keeps the hidden ones). With norm_pix_loss the model predicts
+        normalised patches: they are mapped back with each patch's own true mean and std, so
+        brightness and contrast come from the input and an anomaly map sees only structure. For
+        anomaly maps, train with norm_pix_loss False (the default)."""
+        cfg = self.cfg
+        pred = self(imgs, mask)  # (B, N, P)
+        if cfg.norm_pix_loss:
+            mean, std = patch_stats(patchify(imgs, cfg.patch_size).float())
+            pred = (pred.float() * std + mean).to(pred.dtype)
+        return unpatchify(pred, cfg.patch_size, self.grid, self.grid, cfg.in_chans)
+
+
+def _init_weights(m: nn.Module) -> None:
+    """Xavier-uniform linear weights, zero biases, unit LayerNorms (as MAE)."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
