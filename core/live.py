@@ -25,10 +25,10 @@ import yaml
 from core import jobs
 from core.config import load_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves
-from core.errors import DataError, JobError
+from core.errors import JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, delete_run, new_run, runs_dir
-from core.stages import STAGES, STREAMS, Stream, streams_with_data
+from core.stages import STAGES, STREAMS, Stream
 
 LOG_FILE = "pipeline.log"
 FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it dies before logging

@@ -2,7 +2,6 @@
 resume, a killed run shown as lost, and the one-job-per-workspace lock."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
