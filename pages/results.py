@@ -1,19 +1,37 @@
-"""Results: pick a finished run; per stream, its metrics beside the baselines, the signal over
-the anomaly score with a live threshold, the top anomalies and downloads."""
+"""Results: pick a finished run; per stream, its metrics beside the baselines, a live threshold
+and downloads; for time series the signal over the anomaly score and the top anomalies, for
+images the score histogram and a gallery of heatmap overlays."""
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
+from core import image_results as img
 from core import results
-from core.figures.results import ranges_differ, signal_score_figure
+from core.figures.results import ranges_differ, score_histogram, signal_score_figure
 from core.runs import runs_dir, workspace
+from core.stages import Stream
 
 PICK = "results_pick"  # the selectbox; "results_run": the choice, which other pages may set
+
+
+PER_ROW, GALLERY_SIZE = 4, 16  # gallery images per row, images shown
 
 
 @st.cache_data(show_spinner="Reading the run's results…", max_entries=8)
 def load(run_dir: str, stream: str, stamp: int) -> results.TSResults:
     return results.load_ts_results(Path(run_dir), stream)  # stamp: reload when re-scored
+
+
+@st.cache_data(show_spinner="Reading the run's image results…", max_entries=4)
+def load_images(run_dir: str, stream: str, stamp: int) -> img.ImageResults:
+    return img.load_image_results(Path(run_dir), stream)
+
+
+@st.cache_data(show_spinner="Drawing the overlays…", max_entries=32)
+def gallery(run_dir: str, stream: str, stamp: int, threshold: float,
+            show: str) -> list[img.GalleryItem]:
+    return img.gallery(load_images(run_dir, stream, stamp), threshold, GALLERY_SIZE, show=show)
 
 
 def remember() -> None:  # the choice outlives the widget (it is dropped off this page)
@@ -92,7 +110,7 @@ def timeseries_view(res: results.TSResults) -> None:
     downloads(res, key)
 
 
-def downloads(res: results.TSResults, key: str) -> None:
+def downloads(res: results.TSResults | img.ImageResults, key: str) -> None:
     left, right = st.columns(2)
     left.download_button("Download scores.csv", (res.stream_dir / results.SCORES).read_bytes,
                          file_name=f"{res.run_id}-{res.stream}-scores.csv", mime="text/csv",
@@ -104,6 +122,71 @@ def downloads(res: results.TSResults, key: str) -> None:
                           on_click="ignore", disabled=ckpt is None)
 
 
+def image_counts(res: img.ImageResults, labels: np.ndarray | None, threshold: float) -> None:
+    now = img.images_at_threshold(res.score, labels, threshold)
+    cols = st.columns(5 if "f1" in now else 2)
+    cols[0].metric("Flagged images", f"{now['flagged']:,} of {len(res.score):,}")
+    cols[1].metric("Share flagged", f"{now['share']:.1%}")
+    if "f1" in now:
+        base = (res.metrics or {}).get("f1")  # at the run's threshold
+        cols[2].metric("F1", f"{now['f1']:.3f}", delta=f"{now['f1'] - base:+.3f}"
+                       if base is not None and threshold != res.threshold else None)
+        cols[3].metric("Precision", f"{now['precision']:.3f}")
+        cols[4].metric("Recall", f"{now['recall']:.3f}")
+
+
+def image_gallery(run_dir: Path, res: img.ImageResults, stamp: int, threshold: float,
+                  key: str) -> None:
+    show = st.selectbox("Gallery: show", list(img.SHOW), format_func=img.SHOW.get,
+                        key=f"{key}_show")
+    items = gallery(str(run_dir), res.stream, stamp, threshold, show)
+    st.caption(f"Up to {GALLERY_SIZE} {img.SHOW[show]}, highest score first. Heat: the anomaly map "
+               "(black, red, yellow, white as the error grows; one scale for all images); "
+               "green outline: the ground-truth defect mask, where the dataset has one.")
+    if not items:
+        st.info(f"The run scored no {img.SHOW[show]}.")
+    for start in range(0, len(items), PER_ROW):
+        for col, item in zip(st.columns(PER_ROW), items[start:start + PER_ROW]):
+            if item.overlay is None:
+                col.caption(f"{item.caption} (image unavailable)")
+            else:
+                col.image(item.overlay, caption=item.caption, width="stretch",
+                          output_format="PNG")  # PNG: JPEG smears the thin mask outline
+
+
+def images_section(run_dir: Path, stream: Stream) -> None:
+    stamp = (run_dir / stream.name / results.SCORING).stat().st_mtime_ns
+    res = load_images(str(run_dir), stream.name, stamp)
+    key = f"results_{res.run_id}_{res.stream}"
+    if res.metrics is None:
+        st.info("The scored images had no labels: no metrics. The scores are below.")
+    else:
+        st.dataframe(img.image_metrics_table(res.metrics).style.format("{:.3f}", na_rep="n/a"),
+                     width="stretch")
+        st.markdown(img.image_baseline_verdict(res.metrics))
+    if res.data_note:
+        st.warning(res.data_note)
+    lo, hi, step = img.image_threshold_range(res.score, res.threshold)
+    threshold = st.slider(
+        "Threshold (images scoring above it are flagged)", lo, hi, value=res.threshold,
+        step=step, format="%.4f", key=f"{key}_threshold",
+        help=f"The run's threshold {res.threshold:.4f} is the {res.percentile}th percentile "
+             "of scores on held-out normal training images.")
+    labels = res.labels if res.labels is not None and len(np.unique(res.labels)) == 2 else None
+    image_counts(res, labels, threshold)
+    st.plotly_chart(score_histogram(res.score, labels, threshold, res.score_title, "images"),
+                    key=f"{key}_histogram")
+    image_gallery(run_dir, res, stamp, threshold, key)
+    downloads(res, key)
+
+
+def timeseries_section(run_dir: Path, stream: Stream) -> None:
+    stamp = (run_dir / stream.name / results.SCORING).stat().st_mtime_ns
+    timeseries_view(load(str(run_dir), stream.name, stamp))
+
+
+VIEWS = {"timeseries": timeseries_section, "images": images_section}  # by Stream.kind
+
 st.title("Results")
 run_dir = pick_run(workspace())
 streams = results.result_streams(run_dir)
@@ -111,11 +194,11 @@ if not streams:
     st.info("This run scored no stream: there are no results to show.")
 for stream in streams:
     st.subheader(stream.title)
-    if stream.kind != "timeseries":
+    view = VIEWS.get(stream.kind)
+    if view is None:
         st.info(f"The {stream.title} results view is not built yet.")
         continue
-    stamp = (run_dir / stream.name / results.SCORING).stat().st_mtime_ns
     try:
-        timeseries_view(load(str(run_dir), stream.name, stamp))
+        view(run_dir, stream)
     except results.ResultsError as e:
         st.error(str(e))

@@ -1,5 +1,6 @@
-"""The Results page's chart: the signal over the anomaly score, flagged and labelled segments
-shaded across both, downsampled so a long series stays fast to draw (peaks kept)."""
+"""The Results page's charts: the signal over the anomaly score, flagged and labelled segments
+shaded across both, downsampled so a long series stays fast to draw (peaks kept); the score
+histogram (normal vs defect) with the threshold."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,6 +14,7 @@ MAX_POINTS = 3000  # per trace
 MAX_BANDS = 300  # shaded segments per kind (flagged, labelled)
 FLAG_COLOUR, LABEL_COLOUR = "rgba(214, 39, 40, 0.22)", "rgba(117, 60, 170, 0.22)"
 SCORE_COLOUR, THRESHOLD_COLOUR = "#1f3b5c", "#d62728"
+NORMAL_COLOUR, DEFECT_COLOUR = "#4c9be8", "#ff7f0e"  # histogram of scores by label
 
 
 def minmax_indices(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -125,12 +127,25 @@ def signal_score_figure(score: np.ndarray, threshold: float,
     return fig
 
 
-def score_histogram(score: np.ndarray, threshold: float, bins: int = 80) -> go.Figure:
-    """Distribution of the scores (T,) with the threshold marked."""
-    fig = go.Figure(go.Histogram(x=np.asarray(score, dtype=float), nbinsx=bins,
-                                 marker_color=SCORE_COLOUR, name="scores"))
+def score_histogram(scores: np.ndarray, labels: np.ndarray | None, threshold: float,
+                    score_title: str = SCORE_TITLE, unit: str = "rows",
+                    bins: int = 40) -> go.Figure:
+    """Distribution of the scores (N,) with the threshold marked (a dashed vertical line, the
+    layout's only shape). With labels (N,) 0/1, normal and defect scores are two overlaid
+    histograms on the same bins; without, one. `unit` names what is counted ("images")."""
+    scores = np.asarray(scores, dtype=float)
+    lo = min(float(scores.min()), threshold) if scores.size else threshold
+    hi = max(float(scores.max()), threshold) if scores.size else threshold
+    xbins = dict(start=lo, end=hi + 1e-12, size=(hi - lo) / bins if hi > lo else 1.0)
+    groups = [("scores", scores, SCORE_COLOUR)] if labels is None else [
+        ("normal (label 0)", scores[np.asarray(labels) == 0], NORMAL_COLOUR),
+        ("defect (label 1)", scores[np.asarray(labels) == 1], DEFECT_COLOUR)]
+    fig = go.Figure([go.Histogram(x=x, xbins=xbins, name=name, marker_color=colour,
+                                  opacity=0.65 if labels is not None else 1.0)
+                     for name, x, colour in groups])
     fig.add_vline(x=threshold, line_dash="dash", line_color=THRESHOLD_COLOUR,
                   annotation_text=f"threshold {threshold:.4g}")
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
-                      xaxis_title=SCORE_TITLE, yaxis_title="rows")
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), barmode="overlay",
+                      showlegend=labels is not None, xaxis_title=score_title,
+                      yaxis_title=f"{unit} (count)", legend=dict(orientation="h", y=1.12, x=0))
     return fig

@@ -1,0 +1,196 @@
+"""core/image_results.py and the score histogram: counts at a threshold, the slider range, the
+metrics table and verdict on hand-made cases; a real tiny image run (one per module) for loading
+results, the gallery (order, filters, overlays equal to those the run saved) and the fallback
+when the dataset is gone."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO, only_run_dir
+from core import image_results as img
+from core import results
+from core.figures.results import DEFECT_COLOUR, NORMAL_COLOUR, score_histogram
+
+SAMPLE = REPO / "data" / "samples" / "images"  # 60 train, 25 test (10 good, 15 with masks)
+IMAGE_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
+
+
+def make_image_run(root: Path) -> Path:
+    """A finished tiny image-only run on a copy of the bundled sample, in `root/ws`."""
+    data = shutil.copytree(SAMPLE, root / "images")
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.pipeline", "run", "--img-data", str(data), *IMAGE_TINY,
+         "--workdir", str(root / "ws")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"OMP_NUM_THREADS": "1"})  # tiny models: one thread is fastest here
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return only_run_dir(root / "ws")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_image_run(tmp_path_factory.mktemp("image-results"))
+
+
+@pytest.fixture(scope="module")
+def res(run_dir) -> img.ImageResults:
+    return img.load_image_results(run_dir)
+
+
+# ---------------------------------------------------------------- hand cases
+
+def test_images_at_threshold_matches_hand_computation():
+    scores = np.array([0.1, 0.9, 0.8, 0.2, 0.7, 0.3])
+    labels = np.array([0, 1, 1, 0, 0, 1])
+    got = img.images_at_threshold(scores, labels, 0.5)
+    # flagged 1, 2, 4: TP 2, FP 1 (image 4), FN 1 (image 5)
+    assert (got["flagged"], got["share"]) == (3, 0.5)
+    assert got["precision"] == pytest.approx(2 / 3) and got["recall"] == pytest.approx(2 / 3)
+    assert got["f1"] == pytest.approx(2 / 3)
+    assert img.images_at_threshold(scores, labels, 0.85)["f1"] == pytest.approx(0.5)
+    for one_class in (None, np.zeros(6, int)):  # no F1 without both classes
+        assert "f1" not in img.images_at_threshold(scores, one_class, 0.5)
+
+
+def test_threshold_range_spans_all_scores_with_the_threshold_on_the_grid():
+    scores = np.array([0.2, 0.3, 0.5, 0.9, 1.0])
+    lo, hi, step = img.image_threshold_range(scores, 0.55, steps=100)
+    assert lo <= 0.2 < 0.2 + step and hi == 1.0  # below the median too, unlike time series
+    assert (0.55 - lo) / step == pytest.approx(round((0.55 - lo) / step))
+    lo, hi, _ = img.image_threshold_range(scores, 1.5)  # a threshold above every score
+    assert lo <= 0.2 and hi == 1.5
+
+
+METRICS = {"image_auroc": 0.7, "image_auprc": 0.8, "f1": 0.6, "pixel_auroc": None,
+           "best_f1": 0.75,
+           "baselines": {"mean_image": {"image_auroc": 0.9, "image_auprc": 0.85, "f1": 0.5,
+                                        "pixel_auroc": 0.4}}}
+
+
+def test_metrics_table_rows_and_columns():
+    table = img.image_metrics_table(METRICS)
+    assert table.index.tolist() == ["model", "mean_image"]
+    assert table.columns.tolist() == ["image AUROC", "image AUPRC", "F1 at threshold",
+                                      "pixel AUROC"]
+    assert table.loc["mean_image", "image AUROC"] == 0.9
+    assert np.isnan(table.loc["model", "pixel AUROC"])  # None: undefined
+
+
+def test_baseline_verdict_says_who_wins_on_image_auroc():
+    assert "does not beat" in img.image_baseline_verdict(METRICS)
+    better = METRICS | {"image_auroc": 0.95}
+    assert img.image_baseline_verdict(better).startswith("The model beats the mean-image")
+    assert "+0.050" in img.image_baseline_verdict(better)
+    assert "undefined" in img.image_baseline_verdict(METRICS | {"image_auroc": None})
+    assert "no mean-image baseline" in img.image_baseline_verdict(METRICS | {"baselines": {}})
+
+
+def test_histogram_splits_normal_and_defect_and_marks_the_threshold():
+    scores, labels = np.array([0.1, 0.2, 0.25, 0.8, 0.9]), np.array([0, 0, 0, 1, 1])
+    fig = score_histogram(scores, labels, 0.5, "anomaly score (a.u.)", "images")
+    assert [t.name for t in fig.data] == ["normal (label 0)", "defect (label 1)"]
+    assert [list(t.x) for t in fig.data] == [[0.1, 0.2, 0.25], [0.8, 0.9]]
+    assert [t.marker.color for t in fig.data] == [NORMAL_COLOUR, DEFECT_COLOUR]
+    assert fig.data[0].xbins.to_plotly_json() == fig.data[1].xbins.to_plotly_json()  # same bins
+    (line,) = fig.layout.shapes
+    assert line.x0 == line.x1 == 0.5 and line.line.dash == "dash"
+    assert fig.layout.xaxis.title.text == "anomaly score (a.u.)"
+    assert fig.layout.yaxis.title.text == "images (count)"
+    unlabelled = score_histogram(scores, None, 0.5)
+    assert len(unlabelled.data) == 1 and list(unlabelled.data[0].x) == scores.tolist()
+
+
+def test_find_mask_and_saved_overlay_follow_the_naming_conventions(tmp_path):
+    folder = tmp_path / "ground_truth" / "scratch_deep"
+    folder.mkdir(parents=True)
+    (folder / "003_mask.PNG").write_bytes(b"")
+    (folder / "004.png").write_bytes(b"")
+    assert img.find_mask(tmp_path, "test/scratch_deep/003.png", "scratch_deep").name \
+        == "003_mask.PNG"
+    assert img.find_mask(tmp_path, "test/scratch_deep/004.jpg", "scratch_deep").name == "004.png"
+    assert img.find_mask(tmp_path, "test/scratch_deep/005.png", "scratch_deep") is None
+    assert img.find_mask(tmp_path, "test/good/003.png", "good") is None
+    (tmp_path / "overlays").mkdir()
+    for name in ("001_scratch_deep_003.png", "002_deep_003.png", "1000__7.png"):
+        (tmp_path / "overlays" / name).write_bytes(b"")
+    assert img.saved_overlay(tmp_path, "test/scratch_deep/003.png").name \
+        == "001_scratch_deep_003.png"
+    assert img.saved_overlay(tmp_path, "7.png").name == "1000__7.png"  # a flat dataset
+    assert img.saved_overlay(tmp_path, "test/deep/004.png") is None
+
+
+# ---------------------------------------------------------------- a real run
+
+@pytest.mark.slow
+def test_load_reads_the_run_and_its_dataset(run_dir, res):
+    scoring = json.loads((run_dir / "swinmae" / "scoring.json").read_text())
+    assert len(res.scores) == res.maps.shape[0] == 25 and res.maps.shape[1:] == (64, 64)
+    assert res.threshold == scoring["threshold"] and res.image_size == 64
+    assert res.channels == 1 and res.resize == "resize"  # the sample is grayscale
+    assert res.data_root == run_dir.parent.parent.parent / "images" and res.data_note is None
+    assert set(res.metrics["baselines"]) == {"mean_image"}
+    assert res.checkpoint == run_dir / "swinmae" / "best.pt"
+    assert "top 1%" in res.score_title
+    # the image-only run is pickable, and only its image stream has results
+    assert [e["run_id"] for e in results.finished_runs(run_dir.parent.parent)] == [run_dir.name]
+    assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]
+
+
+@pytest.mark.slow
+def test_gallery_is_sorted_by_score_with_overlays_and_masks(res):
+    items = img.gallery(res, res.threshold, 16)
+    assert len(items) == 16
+    scores = [it.score for it in items]
+    assert scores == sorted(res.score, reverse=True)[:16]
+    for it in items:
+        assert it.overlay.shape == (64, 64, 3) and it.overlay.dtype == np.uint8
+        assert it.flagged == (it.score > res.threshold)
+        assert it.mask_known == (it.label == 1)  # every defect of the sample has a mask
+    lower = img.gallery(res, -1.0, 3)
+    assert all(it.flagged for it in lower) and "· flagged" in lower[0].caption
+    defects, normal = (img.gallery(res, res.threshold, 30, show=s) for s in ("defects", "normal"))
+    assert (len(defects), len(normal)) == (15, 10)
+    assert {it.label for it in defects} == {1} and {it.defect_type for it in normal} == {"good"}
+    by_file = [it.file for it in img.gallery(res, res.threshold, 30, order="file")]
+    assert by_file == sorted(by_file) and len(by_file) == 25
+    with pytest.raises(ValueError, match="order"):
+        img.gallery(res, res.threshold, 3, order="random")
+
+
+@pytest.mark.slow
+def test_overlays_made_on_the_fly_equal_those_the_run_saved(run_dir, res):
+    saved = sorted((run_dir / "swinmae" / "overlays").iterdir())
+    items = img.gallery(res, res.threshold, len(saved))
+    for path, it in zip(saved, items):
+        assert path.name.endswith(f"_{Path(it.file).parent.name}_{Path(it.file).stem}.png")
+        expected = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        assert np.abs(it.overlay.astype(int) - expected).max() <= 1  # float16 maps: rounding
+    assert items[0].mask_known and (items[0].overlay == [0, 220, 90]).all(-1).any()  # outline
+
+
+@pytest.mark.slow
+def test_without_the_dataset_the_saved_overlays_show(run_dir, tmp_path):
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name,
+                           ignore=shutil.ignore_patterns("*.pt"))
+    cfg = yaml.safe_load((copy / "run.yaml").read_text())
+    cfg["pipeline"]["img_data"] = str(tmp_path / "gone")
+    (copy / "run.yaml").write_text(yaml.safe_dump(cfg))
+    res = img.load_image_results(copy)
+    assert res.data_root is None and "gone" in res.data_note and res.checkpoint is None
+    n_saved = len(list((copy / "swinmae" / "overlays").iterdir()))
+    items = img.gallery(res, res.threshold, 25)
+    assert all(it.overlay is not None for it in items[:n_saved])
+    assert all(it.overlay is None for it in items[n_saved:])
+    (copy / "swinmae" / "maps.npz").unlink()
+    with pytest.raises(results.ResultsError, match="maps.npz"):
+        img.load_image_results(copy)
