@@ -19,10 +19,12 @@ from core.images.swinmae import SwinMAE, complementary_block_masks
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B, H, W) → (B, H, W), separable Gaussian with reflected borders; sigma 0: unchanged."""
+    """(B, H, W) → (B, H, W), separable Gaussian with reflected borders; sigma 0: unchanged.
+    The kernel is cut at 3 sigma, or at the map's side when that is smaller (reflection needs
+    the padding to be shorter than the side)."""
     if sigma <= 0:
         return maps
-    radius = max(1, math.ceil(3 * sigma))
+    radius = max(1, min(math.ceil(3 * sigma), min(maps.shape[-2:]) - 1))
     x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = kernel / kernel.sum()
