@@ -26,7 +26,7 @@ from core.errors import AtcError, StopRequested
 from core.progress import MetricsLog, ProgressWriter, initial_progress
 from core.fileio import write_json
 from core.runs import RunIndex, new_run, workspace, workspace_of
-from core.stages import STAGES, Context, run_stages, stage_names, stream_module, streams_with_data
+from core.stages import STAGES, Context, check_data, run_stages, stage_names, streams_with_data
 
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
 
@@ -94,7 +94,7 @@ def dry_run(run_dir: Path) -> None:
         skip = stage.stream and stage.stream not in with_data
         print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
     for stream in with_data:
-        for line in stream_module(stream).check_data(cfg):
+        for line in check_data(cfg, stream):
             print(f"  {stream}: {line}")
     progress = initial_progress(run_dir.name, stage_names(), "planned")
     for stage in progress["stages"]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.errors import StopRequested
+from core.fileio import write_json
 from core.progress import MetricsLog, ProgressWriter
 
 
@@ -46,7 +47,7 @@ class Stream:
     kind: str  # the data: uploads/<kind>/<dataset>/ and data/samples/<kind>/
     title: str  # for people
     data_key: str  # the pipeline config key naming its data
-    module: str  # holds prepare(ctx) and check_data(cfg) -> list[str] (the dry run's report)
+    module: str  # holds load(cfg) -> (prepared, dataset), describe(...) -> lines, summary(...)
     headline: tuple[str, ...]  # metrics.json keys shown in the runs index
     preselected: bool  # the console's Train page picks its bundled sample by default
 
@@ -137,10 +138,22 @@ def stream_module(stream: str):
     return importlib.import_module(STREAMS[stream].module)
 
 
+def check_data(cfg: RunConfig, stream: str) -> list[str]:
+    """A stream's data, loaded and checked as a run would (DataError if unusable), in lines."""
+    module = stream_module(stream)
+    return module.describe(*module.load(cfg))
+
+
 def prepare_data(ctx: Context) -> None:
-    """Load and check every stream's data before any training starts."""
+    """Load and check every stream's data before any training starts; the prepared data goes to
+    `ctx.state[stream]` for the later stages, its summary to `<stream>/data_summary.json`."""
     for stream in streams_with_data(ctx.cfg):
-        stream_module(stream).prepare(ctx)
+        module = stream_module(stream)
+        data, dataset = module.load(ctx.cfg)
+        ctx.state[stream] = data
+        write_json(ctx.stream_dir(stream) / "data_summary.json", module.summary(data, dataset))
+        for line in module.describe(data, dataset):
+            ctx.log.info("    %s", line)
 
 
 class TrainReporter:

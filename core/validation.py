@@ -67,14 +67,19 @@ def _check_metrics(out: Path, expected: bool, checks: Checks) -> None:
         checks.add(f"{out.name} metrics finite", m is not None and _finite_numbers(m))
 
 
+def _check_array(out: Path, file: str, key: str, scoring: dict, checks: Checks) -> None:
+    """`file`'s array `key` is finite and has one entry per scored item."""
+    if (out / file).exists():
+        with np.load(out / file) as z:
+            array = z[key]
+        checks.add(f"{out.name}/{file}: finite, one entry per scored item",
+                   len(array) == scoring.get("rows") and bool(np.isfinite(array).all()),
+                   f"shape {array.shape}")
+
+
 def check_patchtst(out: Path, checks: Checks) -> None:
     scoring = _check_common(out, ("channel_scores.npz",), checks)
-    if (out / "channel_scores.npz").exists():
-        with np.load(out / "channel_scores.npz") as z:
-            errors = z["errors"]
-        checks.add("channel scores finite, one row per scored row",
-                   len(errors) == scoring.get("rows") and bool(np.isfinite(errors).all()),
-                   f"shape {errors.shape}")
+    _check_array(out, "channel_scores.npz", "errors", scoring, checks)
     summary = read_json(out / "data_summary.json", {})
     labelled = (summary.get(summary.get("scored", "test")) or {}).get("label_ratio") is not None
     _check_metrics(out, labelled, checks)
@@ -82,12 +87,7 @@ def check_patchtst(out: Path, checks: Checks) -> None:
 
 def check_swinmae(out: Path, checks: Checks) -> None:
     scoring = _check_common(out, ("maps.npz",), checks)
-    if (out / "maps.npz").exists():
-        with np.load(out / "maps.npz") as z:
-            maps = z["maps"]
-        checks.add("swinmae maps finite, one per scored image",
-                   len(maps) == scoring.get("rows") and bool(np.isfinite(maps).all()),
-                   f"shape {maps.shape}")
+    _check_array(out, "maps.npz", "maps", scoring, checks)
     summary = read_json(out / "data_summary.json", {})
     _check_metrics(out, summary.get("scored") == "test" and summary.get("test_defect", 0) > 0,
                    checks)

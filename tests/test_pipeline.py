@@ -141,7 +141,8 @@ def _training_step(run: Path) -> int:
 
 
 def test_stop_mid_training_then_resume(tiny_dataset, tmp_path):
-    run = _start_long_run(tiny_dataset, tmp_path / "ws", epochs=15)
+    # ~2,400 steps, so an idle machine is still training when the stop lands
+    run = _start_long_run(tiny_dataset, tmp_path / "ws", epochs=60)
     _wait_for(lambda: _training_step(run) >= 10, what="training steps")
     progress = jobs.stop(run, grace_s=30)
     assert progress["status"] == "stopped", progress
@@ -149,12 +150,12 @@ def test_stop_mid_training_then_resume(tiny_dataset, tmp_path):
     assert stages["train_patchtst"] == "stopped" and stages["score_patchtst"] == "idle"
     last = torch.load(run / "patchtst" / "last.pt", weights_only=True)
     stopped_at = last["state"]["step"]
-    assert 0 < stopped_at < 15 * 40 and "optimizer" in last
+    assert 0 < stopped_at < 60 * 40 and "optimizer" in last
 
     res = run_cli("resume", str(run))
     assert res.returncode == 0, res.stdout + res.stderr
     assert read_json(run / "progress.json")["status"] == "done"
-    assert read_json(run / "patchtst" / "training.json")["epochs_done"] == 15
+    assert read_json(run / "patchtst" / "training.json")["epochs_done"] == 60
     steps = [line["step"] for line in read_jsonl(run / "metrics.jsonl") if line["kind"] == "step"]
     resumed = steps[steps.index(max(s for s in steps if s <= stopped_at)) + 1:]
     assert resumed and min(resumed) > stopped_at  # continued, not restarted from step 1

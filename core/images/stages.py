@@ -55,7 +55,8 @@ def load(cfg: RunConfig) -> tuple[Prepared, ImageDataset]:
     return Prepared(shuffled[n_val:], shuffled[:n_val], ds.test or ds.train, channels, root), ds
 
 
-def _describe(data: Prepared, ds: ImageDataset) -> list[str]:
+def describe(data: Prepared, ds: ImageDataset) -> list[str]:
+    """What the run will use, for the log and the dry run."""
     lines = [f"{len(ds.train)} training images ({len(data.val)} held out), {len(ds.test)} test "
              f"images, {'grayscale' if data.channels == 1 else 'RGB'}", *ds.warnings]
     if not ds.test:
@@ -63,18 +64,9 @@ def _describe(data: Prepared, ds: ImageDataset) -> list[str]:
     return lines
 
 
-def check_data(cfg: RunConfig) -> list[str]:
-    return _describe(*load(cfg))
-
-
-def prepare(ctx: Context) -> None:
-    data, ds = load(ctx.cfg)
-    ctx.state[STREAM] = data
-    write_json(ctx.stream_dir(STREAM) / "data_summary.json",
-               summarize_images(ds) | {"scored": "test" if ds.test else "train",
-                                       "channels_used": data.channels})
-    for line in _describe(data, ds):
-        ctx.log.info("    %s", line)
+def summary(data: Prepared, ds: ImageDataset) -> dict:
+    return summarize_images(ds) | {"scored": "test" if ds.test else "train",
+                                   "channels_used": data.channels}
 
 
 def _loader(ctx: Context, items: list[ImageItem], train: bool, batch_size: int,

@@ -56,7 +56,8 @@ def load(cfg: RunConfig) -> tuple[Prepared, TSDataset]:
     return Prepared(norm(train_raw), norm(val_raw), target, norm(target.values), norm), ds
 
 
-def _describe(data: Prepared, ds: TSDataset) -> list[str]:
+def describe(data: Prepared, ds: TSDataset) -> list[str]:
+    """What the run will use, for the log and the dry run."""
     lines = [f"{len(ds.train.channels)} channels, {len(ds.train.values)} train rows "
              f"({len(data.val)} for validation), {len(data.target.values)} rows to score",
              *ds.warnings]
@@ -65,18 +66,8 @@ def _describe(data: Prepared, ds: TSDataset) -> list[str]:
     return lines
 
 
-def check_data(cfg: RunConfig) -> list[str]:
-    """The dry run's report on the stream's data (raises DataError like a real run would)."""
-    return _describe(*load(cfg))
-
-
-def prepare(ctx: Context) -> None:
-    data, ds = load(ctx.cfg)
-    ctx.state[STREAM] = data
-    summary = summarize(ds) | {"scored": "test" if ds.test else "train"}
-    write_json(ctx.stream_dir(STREAM) / "data_summary.json", summary)
-    for line in _describe(data, ds):
-        ctx.log.info("    %s", line)
+def summary(data: Prepared, ds: TSDataset) -> dict:
+    return summarize(ds) | {"scored": "test" if ds.test else "train"}
 
 
 def train(ctx: Context) -> None:
