@@ -1,14 +1,18 @@
 """Uploaded datasets: safe names, the dataset store, safe zip extraction.
 
 Store layout: `<workspace>/uploads/<kind>/<dataset>/` with `kind` a stream's data kind
-("timeseries"). A time-series dataset folder holds `train.csv[.gz]`, optional `test.csv[.gz]` and
-`test_label.csv[.gz]` (the layout `core.timeseries.data.load_ts_dataset` reads) and `upload.json`
-(the names the files had on the user's machine, and the upload round that saved it). The bundled
-sample, `data/samples/<kind>/`, is listed first as the read-only dataset "sample".
+("timeseries", "images"). A time-series dataset folder holds `train.csv[.gz]`, optional
+`test.csv[.gz]` and `test_label.csv[.gz]` (the layout `core.timeseries.data.load_ts_dataset`
+reads); an image dataset folder holds an MVTec tree (`train/good/`, optional `test/<type>/` and
+`ground_truth/<type>/`) or a flat folder of training images (what
+`core.images.data.load_image_dataset` reads). Each also holds `upload.json` (the names the files
+had on the user's machine, and the upload round that saved it). The bundled sample,
+`data/samples/<kind>/`, is listed first as the read-only dataset "sample".
 
-Which uploaded file is which comes from its name (`assign_roles`). The Data page saves files the
-moment they arrive; files added in the same upload round replace that round's dataset (and only
-that one: see `save_timeseries_dataset`'s `round_id`).
+Which uploaded file is which comes from its name: for time series its role (`assign_roles`), for
+images its place in the MVTec tree (`image_paths`). The Data page saves files the moment they
+arrive; files added in the same upload round replace that round's dataset (and only that one: see
+`save_timeseries_dataset`'s `round_id`).
 
 A dataset appears at once or not at all: its files are written to a hidden staging folder that is
 renamed into place, and deletion renames it away before removing it, so a reader (the Train page,
@@ -31,10 +35,12 @@ import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from core.errors import DataError
 from core.fileio import read_json, write_json
+from core.images.data import (IMAGE_SUFFIXES, KINDS, LAYOUT_DIRS, SYSTEM_NAMES, ImageDataset,
+                              load_image_dataset, summarize_images)
 from core.runs import PROJECT_ROOT
 from core.timeseries.data import TSDataset, load_ts_dataset, summarize
 
@@ -192,17 +198,140 @@ def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload 
     replaced. Raises DataError for a bad name or file type, labels without a test file, or an
     existing dataset of that name that this round did not save.
     """
-    name = sanitize_name(dataset)
-    if name == SAMPLE:
-        raise DataError(f"dataset name '{SAMPLE}' is reserved for the bundled sample; "
-                        f"expected another name")
+    name = _dataset_name(dataset)
     if labels is not None and test is None:
         raise DataError(f"{labels[0]} (labels): expected a test CSV too; "
                         f"labels give one 0/1 per test row")
     roles = (("train", "training data", train), ("test", "test data", test),
              ("test_label", "labels", labels))
-    files = {stem: (up[0], up[1], _csv_suffix(up[0], role)) for stem, role, up in roles if up}
-    root = uploads_dir(ws, "timeseries")
+    files = {f"{stem}{_csv_suffix(up[0], role)}": up for stem, role, up in roles if up}
+
+    def fill(staging: Path) -> None:
+        for stored, (_, content) in files.items():
+            _write_upload(content, staging / stored)
+
+    meta = {"files": {stored: up[0] for stored, up in files.items()}}
+    return _store(ws, "timeseries", name, fill, meta, round_id)
+
+
+def save_image_dataset(ws: Path, dataset: str, files: list[Upload], *,
+                       round_id: str | None = None) -> Path:
+    """Store uploaded images, or one zip of them, as `<ws>/uploads/images/<dataset>/`.
+
+    A `.zip` (alone: one archive is one dataset) is extracted with `extract_zip`; when it wraps
+    everything in one top-level folder (`bottle/train/good/...`), that folder is dropped. Image
+    files are placed by `image_paths`: normal training images in `train/good/` unless their name,
+    a path inside a folder the user uploaded, already follows the MVTec layout. `upload.json`
+    keeps the uploaded names under "uploaded". Pixels are not checked here (see
+    `dataset_summary`); `round_id` and replacing work as in `save_timeseries_dataset`.
+
+    Raises DataError for a bad dataset name, no files, a zip with other files, a file that is not
+    a zip or an image by its name, an unsafe path, two files that would be stored at one path,
+    an unsafe or unreadable archive, or an existing dataset this round did not save.
+    """
+    name = _dataset_name(dataset)
+    if not files:
+        raise DataError(f"expected a .zip archive or {KINDS} image files, found none")
+    zips = [up for up in files if up[0].lower().endswith(".zip")]
+    if zips and len(files) > 1:
+        raise DataError(f"{_listed([up[0] for up in files])}: expected one .zip archive on its "
+                        f"own, or image files without an archive; found {len(zips)} archive(s) "
+                        f"among {len(files)} files")
+    placed = {} if zips else image_paths(files)
+
+    def fill(staging: Path) -> None:
+        if zips:
+            content = zips[0][1]
+            if not isinstance(content, (bytes, bytearray, memoryview)):
+                content.seek(0)  # an UploadedFile may have been read already
+            try:
+                extract_zip(content, staging)
+            except DataError as e:
+                raise DataError(f"{zips[0][0]}: {e}") from None
+            _drop_top_folder(staging)
+        for rel, (_, content) in placed.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            _write_upload(content, staging / rel)
+
+    return _store(ws, "images", name, fill, {"uploaded": [up[0] for up in files]}, round_id)
+
+
+def image_paths(files: list[Upload]) -> dict[str, Upload]:
+    """Where each uploaded image goes in an image dataset: {relative path: upload}.
+
+    A name may be a path: a folder upload names each file by its path inside the chosen folder,
+    that folder first (`bottle/test/crack/000.png`). When all such paths share one first folder
+    that is not `train`, `test` or `ground_truth`, it is dropped. A path that then follows the
+    MVTec layout (`train/good/x.png`, `test/<type>/x.png`, `ground_truth/<type>/x_mask.png`) is
+    kept; any other file is a normal training image, `train/good/<its folders and name joined
+    by _>`. Every part is sanitised (`sanitize_name`); files hidden by the OS (`.DS_Store`,
+    `._x.png`, `__MACOSX/`) are left out. DataError for an absolute path or `..`, a name that is
+    not an image's (.png, .jpg, ...), two files stored at one path, or no image left.
+
+    >>> sorted(image_paths([("b/test/crack/0.png", b""), ("b/c d/1.jpg", b""), ("2.png", b"")]))
+    ['test/crack/0.png', 'train/good/2.png', 'train/good/c_d_1.jpg']
+    """
+    visible = []
+    for up in files:
+        rel = _safe_parts(up[0], "file")
+        if not rel:
+            raise DataError(f"file {up[0]!r}: expected a file name, found none")
+        if not any(p.startswith(".") or p.lower() in SYSTEM_NAMES for p in rel):
+            visible.append((up, rel))
+    tops = {rel[0] for _, rel in visible if len(rel) > 1}
+    if len(tops) == 1 and tops.isdisjoint(LAYOUT_DIRS):  # the uploaded folder's own name
+        visible = [(up, rel[1:] if len(rel) > 1 else rel) for up, rel in visible]
+    placed: dict[str, list[Upload]] = {}
+    for up, rel in visible:
+        suffix = PurePosixPath(rel[-1]).suffix
+        if suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{up[0]}: expected a .zip archive or a {KINDS} image "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))}), found "
+                            f"{repr(suffix) if suffix else 'no extension'}")
+        mvtec = len(rel) == 3 and rel[0] in LAYOUT_DIRS
+        safe = ([sanitize_name(p) for p in rel] if mvtec
+                else ["train", "good", sanitize_name("_".join(rel))])
+        placed.setdefault("/".join(safe), []).append(up)
+    for rel, ups in placed.items():
+        if len(ups) > 1:
+            raise DataError(f"{_listed([up[0] for up in ups])}: would all be stored as {rel}; "
+                            f"expected names that differ in letters or digits")
+    if not placed:
+        raise DataError(f"{_listed([up[0] for up in files])}: expected {KINDS} image files, "
+                        f"found only files the system hides")
+    return {rel: ups[0] for rel, ups in placed.items()}
+
+
+def _drop_top_folder(folder: Path) -> None:
+    """Move the content of `folder`'s only entry up when that is a folder not named like a layout
+    folder (a zip of `bottle/`); OS clutter (`__MACOSX/`, `.DS_Store`) does not count."""
+    entries = [p for p in folder.iterdir()
+               if not (p.name.startswith(".") or p.name.lower() in SYSTEM_NAMES)]
+    if len(entries) != 1 or not entries[0].is_dir() or entries[0].name in LAYOUT_DIRS:
+        return
+    top = folder / f".top-{secrets.token_hex(4)}"
+    os.rename(entries[0], top)  # first, so a child named like the folder can move up
+    for child in top.iterdir():
+        os.rename(child, folder / child.name)
+    top.rmdir()
+
+
+def _dataset_name(dataset: str) -> str:
+    """The sanitised dataset name; DataError for the sample's reserved name."""
+    name = sanitize_name(dataset)
+    if name == SAMPLE:
+        raise DataError(f"dataset name '{SAMPLE}' is reserved for the bundled sample; "
+                        f"expected another name")
+    return name
+
+
+def _store(ws: Path, kind: str, name: str, fill: Callable[[Path], None], meta: dict,
+           round_id: str | None) -> Path:
+    """Write the dataset `<ws>/uploads/<kind>/<name>/` at once or not at all: `fill(folder)`
+    writes its files into a hidden staging folder, `upload.json` gets `meta`, the save time and
+    `round_id`, then the folder is renamed into place (replacing this round's own dataset). On
+    any error nothing changes. See `save_timeseries_dataset` for `round_id`."""
+    root = uploads_dir(ws, kind)
     target = root / name
     exists = DataError(f"dataset '{name}' already exists; expected a new name "
                        f"(or delete the old one first)")
@@ -213,12 +342,9 @@ def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload 
     old = root / f".replacing-{name}-{secrets.token_hex(4)}"
     staging.mkdir()
     try:
-        for stem, (_, content, suffix) in files.items():
-            _write_upload(content, staging / f"{stem}{suffix}")
-        write_json(staging / META_FILE, {
-            "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "files": {f"{stem}{suffix}": original for stem, (original, _, suffix) in files.items()},
-        } | ({"round": round_id} if round_id else {}))
+        fill(staging)
+        write_json(staging / META_FILE, {"saved": time.strftime("%Y-%m-%d %H:%M:%S")} | meta
+                   | ({"round": round_id} if round_id else {}))
         if _saved_by(target, round_id):
             try:
                 os.rename(target, old)  # this round's own dataset, out of the way
@@ -256,57 +382,78 @@ def delete_dataset(ws: Path, kind: str, name: str) -> None:
 
 
 def stored_files(path: Path) -> list[dict]:
-    """The data files of a dataset folder: name, size in bytes, and the uploaded name if known."""
+    """The data files directly in a dataset folder: name, size in bytes, and the uploaded name if
+    known (time series; an image dataset's files are in subfolders)."""
     path = Path(path)
-    originals = (read_json(path / META_FILE) or {}).get("files", {})
+    originals = upload_meta(path).get("files", {})
     return [{"name": p.name, "bytes": p.stat().st_size, "uploaded_as": originals.get(p.name)}
             for p in sorted(path.iterdir())
             if p.is_file() and not p.name.startswith(".") and p.name != META_FILE]
 
 
+def upload_meta(path: Path) -> dict:
+    """A dataset's `upload.json` ({} for the sample or when unreadable): "saved", "round", and
+    "files" ({stored name: uploaded name}, time series) or "uploaded" ([names], images)."""
+    meta = read_json(Path(path) / META_FILE)
+    return meta if isinstance(meta, dict) else {}
+
+
 def dataset_stamp(path: Path) -> tuple:
-    """Changes whenever a file of the dataset changes: ((name, size, mtime_ns), ...); a cache
-    key beside the path."""
+    """Changes whenever a file of the dataset (in any subfolder) changes:
+    ((relative path, size, mtime_ns), ...); a cache key beside the path."""
     path = Path(path)
     if not path.is_dir():
         return ()
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                 for p in sorted(path.iterdir()) if p.is_file())
+    files = [(p, p.stat()) for p in sorted(path.rglob("*")) if p.is_file()]
+    return tuple((p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns) for p, st in files)
 
 
 # ---------------------------------------------------------------- validation
 
-def check_dataset(path: Path) -> tuple[dict, TSDataset | None]:
-    """(`dataset_summary(path)`, the loaded dataset or None when it does not validate)."""
+# per data kind: what reads a dataset folder, and what summarizes what it read
+CHECKS = {"timeseries": (load_ts_dataset, summarize),
+          "images": (load_image_dataset, summarize_images)}
+
+
+def check_dataset(path: Path, kind: str = "timeseries"
+                  ) -> tuple[dict, TSDataset | ImageDataset | None]:
+    """(`dataset_summary(path, kind)`, the loaded dataset or None when it does not validate)."""
+    load, summarize_kind = CHECKS[_check_kind(kind)]
     try:
-        ds = load_ts_dataset(path)
+        ds = load(path)
     except DataError as e:
-        return {"channels": None, "train": None, "test": None, "nan_filled": None,
-                "warnings": [], "error": str(e)}, None
-    return summarize(ds) | {"error": None}, ds
+        return {"error": str(e), "warnings": []}, None
+    return summarize_kind(ds) | {"error": None}, ds
 
 
-def dataset_summary(path: Path) -> dict:
-    """`core.timeseries.data.summarize` of the dataset plus `error`: None when it loads, else
-    the core's message (naming file, column and row). On error the other keys are None/[]."""
-    return check_dataset(path)[0]
+def dataset_summary(path: Path, kind: str = "timeseries") -> dict:
+    """The kind's summary of the dataset (`core.timeseries.data.summarize`,
+    `core.images.data.summarize_images`) plus `error`: None when it loads, else the core's
+    message (naming the file, and for a CSV the column and row). On error the summary holds only
+    `error` and `warnings` ([]). An image dataset's corrupt files are skipped and named in its
+    `skipped` and `warnings`; it is an error only when no training image is left."""
+    return check_dataset(path, kind)[0]
 
 
 # ---------------------------------------------------------------- zip archives
 
+def _safe_parts(name: str, what: str) -> list[str]:
+    """The parts of a relative path (`\\` and `/` both separate, empty and `.` parts dropped);
+    DataError for an absolute path or a `..` part. `what` names it in messages."""
+    path = name.replace("\\", "/")
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+        raise DataError(f"{what} '{name}': expected a relative path, found an absolute one")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DataError(f"{what} '{name}': expected a path inside the upload, found '..'")
+    return parts
+
+
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     """The member's relative path, None for a folder entry; DataError for an unsafe one."""
-    name = info.filename.replace("\\", "/")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
+    if stat.S_ISLNK(info.external_attr >> 16):
         raise DataError(f"zip member '{info.filename}': expected a regular file, found a link")
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        raise DataError(f"zip member '{info.filename}': expected a relative path, "
-                        f"found an absolute one")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise DataError(f"zip member '{info.filename}': expected a path inside the archive, "
-                        f"found '..'")
+    parts = _safe_parts(info.filename, "zip member")
     if info.is_dir() or not parts:
         return None
     return PurePosixPath(*parts)

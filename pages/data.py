@@ -2,98 +2,75 @@
 
 Uploads are written to the workspace the moment they arrive (widget state does not survive a page
 switch); everything listed below the upload area is read from disk, so it is the same in every tab.
-Files added to the uploader while it still holds the earlier ones (one upload round) replace the
-dataset that round saved; removing them all, or leaving the page, starts a new round.
+Files added to a stream's uploaders while they still hold the earlier ones (one upload round)
+replace the dataset that round saved; removing them all, or leaving the page, starts a new round.
+
+The upload round, the notice, the dataset list and Delete are shared; what differs per data kind
+(the uploaders, how files become a dataset, the summary and the preview) is a `KindPage`.
 """
 import secrets
+from dataclasses import dataclass
+from itertools import chain, zip_longest
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import streamlit as st
 
 from core import uploads
 from core.errors import DataError
 from core.figures.data import draw_preview, thin_split
+from core.images.data import ImageDataset, ImageItem, load_image, load_mask
+from core.images.overlays import overlay
 from core.runs import workspace
 from core.stages import STREAMS
 
-FILES_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` the training "
-              "data (normal operation, required), `test…` the test data (may hold a `label` "
-              "column), `test_label…` or `labels…` one `label` per test row. A single file is "
-              "the training data whatever its name.")
+
+def listed(names: list[str], k: int = 3) -> str:
+    """'`a`, `b`, `c`' or '`a`, `b`, `c` and 7 more'."""
+    more = f" and {len(names) - k} more" if len(names) > k else ""
+    return ", ".join(f"`{n}`" for n in names[:k]) + more
 
 
-@st.cache_data(max_entries=64, show_spinner="Checking the dataset…")
-def overview(path: str, stamp: tuple) -> tuple[dict, dict]:
-    """Summary (with `error`) and the splits thinned for the preview; `stamp` keys the cache to
-    the files' sizes and times, so a changed dataset is checked again."""
-    summary, ds = uploads.check_dataset(Path(path))
-    splits = {} if ds is None else {name: thin_split(s.values, s.channels, s.timestamps, s.labels)
-                                    for name, s in (("train", ds.train), ("test", ds.test)) if s}
-    return summary, splits
+# ---------------------------------------------------------------- time series
+
+TS_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` the training "
+           "data (normal operation, required), `test…` the test data (may hold a `label` "
+           "column), `test_label…` or `labels…` one `label` per test row. A single file is "
+           "the training data whatever its name.")
 
 
-def save_upload(kind: str, ws: Path) -> None:
-    """Uploader on_change: save the files it holds now, as this round's dataset."""
-    state = st.session_state
-    files = state.get(f"data_{kind}_files") or []
-    if not files:
-        return  # all removed: the next run ends the round
-    round_ = state.get(f"data_{kind}_round") or {"id": secrets.token_hex(8), "dataset": None}
-    try:
-        roles = uploads.assign_roles([(f.name, f) for f in files])
-        name = (round_["dataset"] or state.get(f"data_{kind}_name", "").strip()
-                or roles["train"][0].removesuffix(".gz").removesuffix(".csv"))
-        path = uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_["id"])
-    except DataError as e:
-        state[f"data_{kind}_notice"] = ("error", str(e))
-        return
-    state[f"data_{kind}_round"] = round_ | {"dataset": path.name}
-    state[f"data_{kind}_opened"] = path.name
-    summary, _ = overview(str(path), uploads.dataset_stamp(path))
-    got = ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
-    state[f"data_{kind}_notice"] = (
-        ("error", f"Saved '{path.name}' ({got}), but it cannot be used as it is: "
-                  f"{summary['error']}")
-        if summary["error"] else ("success", f"Saved '{path.name}' ({got}): {shape(summary)}."))
+def ts_uploaders(kind: str, ws: Path) -> None:
+    st.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv", help=TS_HELP,
+                     type=["csv", "gz"], accept_multiple_files=True, key=f"data_{kind}_files",
+                     on_change=save_upload, args=(kind, ws))
 
 
-def shape(summary: dict) -> str:
+def ts_save(ws: Path, name: str, files: list[uploads.Upload], round_id: str) -> tuple[Path, str]:
+    roles = uploads.assign_roles(files)
+    name = name or roles["train"][0].removesuffix(".gz").removesuffix(".csv")
+    path = uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_id)
+    return path, ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
+
+
+def ts_preview(ds) -> dict:
+    """The splits thinned for the chart."""
+    return {name: thin_split(s.values, s.channels, s.timestamps, s.labels)
+            for name, s in (("train", ds.train), ("test", ds.test)) if s}
+
+
+def ts_shape(summary: dict) -> str:
     return (f"{summary['train']['rows']:,} training rows × "
             f"{summary['channels']['count']} channels")
 
 
-def delete(kind: str, ws: Path, name: str) -> None:
-    try:
-        uploads.delete_dataset(ws, kind, name)
-        st.session_state[f"data_{kind}_notice"] = ("success", f"Deleted dataset '{name}'.")
-    except DataError as e:
-        st.session_state[f"data_{kind}_notice"] = ("error", str(e))
+def ts_files(ds: uploads.Dataset) -> str:
+    return "  ·  ".join(f"`{f['name']}` {f['bytes'] / 1e6:.2f} MB"
+                        + (f" (uploaded as `{f['uploaded_as']}`)" if f["uploaded_as"] else "")
+                        for f in uploads.stored_files(ds.path))
 
 
-def upload_timeseries(kind: str, ws: Path) -> None:
-    state = st.session_state
-    if not state.get(f"data_{kind}_files") and state.pop(f"data_{kind}_round", None):
-        state[f"data_{kind}_name"] = ""  # uploader emptied or page left: the round is over
-    round_ = state.get(f"data_{kind}_round")
-    st.text_input("Dataset name", key=f"data_{kind}_name", disabled=round_ is not None,
-                  placeholder="taken from the training file's name when empty",
-                  on_change=save_upload, args=(kind, ws))  # a name refused: retry with a new one
-    st.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv", help=FILES_HELP,
-                     type=["csv", "gz"], accept_multiple_files=True, key=f"data_{kind}_files",
-                     on_change=save_upload, args=(kind, ws))
-    if round_:
-        st.caption(f"Files added here go to '{round_['dataset']}' (they replace its files); "
-                   f"remove them all to start a new dataset.")
-
-
-def show_notice(kind: str) -> None:
-    """The message of the last upload or Delete, shown once, beside the upload area."""
-    what, text = st.session_state.pop(f"data_{kind}_notice", (None, ""))
-    if what:
-        getattr(st, what)(text)
-
-
-def show_summary(summary: dict) -> None:
+def ts_show(key: str, summary: dict, splits: dict) -> None:
     train, test = summary["train"], summary["test"]
     ratio = test and test["label_ratio"]
     cols = st.columns(5)
@@ -107,46 +84,251 @@ def show_summary(summary: dict) -> None:
         if s and s["time_span"]:
             st.caption(f"{split}: {s['time_span']['first']} → {s['time_span']['last']}")
     st.caption("Channels: " + ", ".join(summary["channels"]["names"]))
+    show_warnings(summary)
+    split = (st.radio("Preview", list(splits), horizontal=True, key=f"{key}_split")
+             if len(splits) > 1 else "train")
+    names = splits[split].channels
+    chosen = st.multiselect("Channels", names, default=names[:4], max_selections=8,
+                            key=f"{key}_channels")
+    st.plotly_chart(draw_preview(splits[split], chosen), key=f"{key}_chart")
+
+
+# ---------------------------------------------------------------- images
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+IMAGES_HELP = ("Saved as they arrive. Image files are normal images for training. A zip (on its "
+               "own) or a folder may follow the MVTec layout: `train/good/` normal training "
+               "images, `test/good/` and `test/<defect type>/` test images, "
+               "`ground_truth/<defect type>/<name>_mask.png` masks of the same size.")
+THUMB, N_THUMBS = 128, 8  # preview: pixels per side, images shown
+
+
+def image_uploaders(kind: str, ws: Path) -> None:
+    files, folder = st.columns([3, 2])
+    files.file_uploader("Image files or a .zip", help=IMAGES_HELP, type=["zip", *IMAGE_TYPES],
+                        accept_multiple_files=True, key=f"data_{kind}_files",
+                        on_change=save_upload, args=(kind, ws))
+    folder.file_uploader("…or a folder (MVTec layout or all training images)", help=IMAGES_HELP,
+                         type=IMAGE_TYPES, accept_multiple_files="directory",
+                         key=f"data_{kind}_folder", on_change=save_upload, args=(kind, ws))
+
+
+def image_save(ws: Path, name: str, files: list[uploads.Upload],
+               round_id: str) -> tuple[Path, str]:
+    names = [n for n, _ in files]
+    zipped = len(names) == 1 and names[0].lower().endswith(".zip")
+    default = names[0].rsplit(".", 1)[0] if zipped else top_folder(names) or "images"
+    path = uploads.save_image_dataset(ws, name or default, files, round_id=round_id)
+    return path, uploaded_as(names)
+
+
+def top_folder(names: list[str]) -> str | None:
+    """The folder a folder upload came from: the first part shared by all names, if any."""
+    paths = [n.replace("\\", "/") for n in names]
+    tops = {p.partition("/")[0] for p in paths}
+    return tops.pop() if len(tops) == 1 and all("/" in p for p in paths) else None
+
+
+def uploaded_as(names: list[str]) -> str:
+    folder = top_folder(names)
+    return (listed(names) if len(names) <= 3 else
+            f"the folder `{folder}`, {len(names):,} files" if folder else f"{len(names):,} files")
+
+
+def preview_items(ds: ImageDataset, k: int = N_THUMBS) -> list[tuple[str, ImageItem]]:
+    """(where, item) for up to k images: up to k/2 test images (defects first, one type after
+    another, then good ones), the rest training images spread over the set."""
+    types = sorted({it.defect_type for it in ds.test if it.label == 1})
+    by_type = zip_longest(*([it for it in ds.test if it.defect_type == t] for t in types))
+    test = [it for it in chain(*by_type) if it] + [it for it in ds.test if it.label == 0]
+    test = test[:k // 2]
+    n = min(k - len(test), len(ds.train))
+    train = [ds.train[i * len(ds.train) // n] for i in range(n)]
+    return [("train", it) for it in train] + [(f"test {it.defect_type}", it) for it in test]
+
+
+def thumbnail(item: ImageItem) -> np.ndarray:
+    """(THUMB, THUMB, 3) uint8: the image fitted on black, its mask's outline in green."""
+    image = load_image(item.path, THUMB, 3, "pad")
+    mask = load_mask(item.mask_path, THUMB, "pad") if item.mask_path else None
+    return overlay(image, np.zeros((THUMB, THUMB)), 1.0, mask, alpha=0.0)  # alpha 0: no heat
+
+
+def image_preview(ds: ImageDataset) -> list[tuple[str, np.ndarray]]:
+    """(caption, thumbnail) per preview image; cached with the summary by `overview`."""
+    return [(f"{where}: {it.path.name}", thumbnail(it)) for where, it in preview_items(ds)]
+
+
+def image_shape(summary: dict) -> str:
+    return f"{summary['train']:,} training + {summary['test']:,} test images"
+
+
+def image_files(ds: uploads.Dataset) -> str:
+    names = uploads.upload_meta(ds.path).get("uploaded", [])
+    return f"Uploaded as {uploaded_as(names)}" if names else ""
+
+
+def span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def image_show(key: str, summary: dict, thumbs: list) -> None:
+    cols = st.columns(6)
+    cols[0].metric("Training images", f"{summary['train']:,}")
+    cols[1].metric("Test good", f"{summary['test_good']:,}")
+    cols[2].metric("Test defect", f"{summary['test_defect']:,}")
+    cols[3].metric("Masks", f"{summary['masks']:,}")
+    cols[4].metric("Size (px)", f"{span(*summary['width'])} × {span(*summary['height'])}",
+                   help="width × height, smallest–largest")
+    cols[5].metric("Modes", ", ".join(summary["modes"]),
+                   help=", ".join(f"{m}: {n:,} images" for m, n in summary["modes"].items()))
+    if summary["layout"] == "flat":
+        st.caption("A flat folder: all images are normal training images.")
+    elif summary["counts"]["test"]:
+        st.caption("Test images by type: " + " · ".join(
+            f"{t} {n:,}" for t, n in summary["counts"]["test"].items()))
+    show_warnings(summary)
+    st.image([t for _, t in thumbs], caption=[c for c, _ in thumbs], width=THUMB)
+
+
+# ---------------------------------------------------------------- per kind
+
+@dataclass(frozen=True)
+class KindPage:
+    """What the Data page does differently for one data kind."""
+
+    file_keys: tuple[str, ...]  # key suffixes of its uploaders: data_<kind>_<suffix>
+    name_label: str  # the name box's label: unique on the page (people and browser tests)
+    name_hint: str  # where the dataset's name comes from when none is typed
+    uploaders: Callable[[str, Path], None]  # draws them (on_change: save_upload)
+    save: Callable  # (ws, name, [(name, file)], round id) -> (path, what was saved, for people)
+    preview: Callable  # loaded dataset -> what `show` draws (cached)
+    shape: Callable[[dict], str]  # summary -> one line for the dataset's label
+    files: Callable[[uploads.Dataset], str]  # the stored files, for a caption
+    show: Callable[[str, dict, object], None]  # (key prefix, summary, preview): draws them
+
+
+KINDS = {
+    "timeseries": KindPage(("files",), "Dataset name",
+                           "taken from the training file's name when empty",
+                           ts_uploaders, ts_save, ts_preview, ts_shape, ts_files, ts_show),
+    "images": KindPage(("files", "folder"), "Name of the image dataset",
+                       "taken from the zip's or folder's name when empty",
+                       image_uploaders, image_save, image_preview, image_shape, image_files,
+                       image_show),
+}
+
+
+# ---------------------------------------------------------------- shared
+
+@st.cache_data(max_entries=64, show_spinner="Checking the dataset…")
+def overview(kind: str, path: str, stamp: tuple) -> tuple[dict, object]:
+    """Summary (with `error`) and the kind's preview (None when invalid); `stamp` keys the cache
+    to the files' sizes and times, so a changed dataset is checked again."""
+    summary, ds = uploads.check_dataset(Path(path), kind)
+    return summary, None if ds is None else KINDS[kind].preview(ds)
+
+
+def held_files(kind: str) -> list:
+    """The files all of the kind's uploaders hold now."""
+    return [f for suffix in KINDS[kind].file_keys
+            for f in st.session_state.get(f"data_{kind}_{suffix}") or []]
+
+
+def save_upload(kind: str, ws: Path) -> None:
+    """Uploader on_change: save the files the uploaders hold now, as this round's dataset."""
+    state = st.session_state
+    files = held_files(kind)
+    if not files:
+        return  # all removed: the next run ends the round
+    round_ = state.get(f"data_{kind}_round") or {"id": secrets.token_hex(8), "dataset": None}
+    try:
+        name = round_["dataset"] or state.get(f"data_{kind}_name", "").strip()
+        path, got = KINDS[kind].save(ws, name, [(f.name, f) for f in files], round_["id"])
+    except DataError as e:
+        state[f"data_{kind}_notice"] = ("error", str(e))
+        return
+    state[f"data_{kind}_round"] = round_ | {"dataset": path.name}
+    state[f"data_{kind}_opened"] = path.name
+    summary, _ = overview(kind, str(path), uploads.dataset_stamp(path))
+    saved = f"Saved '{path.name}' ({got})"
+    state[f"data_{kind}_notice"] = (
+        ("error", f"{saved}, but it cannot be used as it is: {summary['error']}")
+        if summary["error"] else
+        ("warning", f"{saved}: {KINDS[kind].shape(summary)}; " + "; ".join(summary["warnings"]))
+        if summary["warnings"] else ("success", f"{saved}: {KINDS[kind].shape(summary)}."))
+
+
+def delete(kind: str, ws: Path, name: str) -> None:
+    try:
+        uploads.delete_dataset(ws, kind, name)
+        st.session_state[f"data_{kind}_notice"] = ("success", f"Deleted dataset '{name}'.")
+    except DataError as e:
+        st.session_state[f"data_{kind}_notice"] = ("error", str(e))
+
+
+def upload_area(kind: str, ws: Path) -> None:
+    """The dataset name, the kind's uploaders, and which dataset this round's files go to."""
+    state = st.session_state
+    if not held_files(kind) and state.pop(f"data_{kind}_round", None):
+        state[f"data_{kind}_name"] = ""  # uploaders emptied or page left: the round is over
+    round_ = state.get(f"data_{kind}_round")
+    st.text_input(KINDS[kind].name_label, key=f"data_{kind}_name", disabled=round_ is not None,
+                  placeholder=KINDS[kind].name_hint,
+                  on_change=save_upload, args=(kind, ws))  # a name refused: retry with a new one
+    KINDS[kind].uploaders(kind, ws)
+    if round_:
+        st.caption(f"Files added here go to '{round_['dataset']}' (they replace its files); "
+                   f"remove them all to start a new dataset.")
+
+
+def show_notice(kind: str) -> None:
+    """The message of the last upload or Delete, shown once, beside the upload area."""
+    what, text = st.session_state.pop(f"data_{kind}_notice", (None, ""))
+    if what:
+        getattr(st, what)(text)
+
+
+def show_warnings(summary: dict) -> None:
     for warning in summary["warnings"]:
         st.warning(warning)
 
 
-def show_dataset(kind: str, ws: Path, ds: uploads.Dataset, summary: dict, splits: dict) -> None:
+def show_dataset(kind: str, ws: Path, ds: uploads.Dataset, summary: dict, preview) -> None:
     key = f"data_{kind}_{ds.name}"
-    st.caption("  ·  ".join(f"`{f['name']}` {f['bytes'] / 1e6:.2f} MB"
-                            + (f" (uploaded as `{f['uploaded_as']}`)" if f["uploaded_as"] else "")
-                            for f in uploads.stored_files(ds.path)))
+    if files := KINDS[kind].files(ds):
+        st.caption(files)
     if summary["error"]:
         st.error(summary["error"])
     else:
-        show_summary(summary)
-        split = (st.radio("Preview", list(splits), horizontal=True, key=f"{key}_split")
-                 if len(splits) > 1 else "train")
-        names = splits[split].channels
-        chosen = st.multiselect("Channels", names, default=names[:4], max_selections=8,
-                                key=f"{key}_channels")
-        st.plotly_chart(draw_preview(splits[split], chosen), key=f"{key}_chart")
+        KINDS[kind].show(key, summary, preview)
     if not ds.sample:
         with st.popover("Delete", key=f"{key}_confirm"):
             st.button(f"Delete '{ds.name}' for good", key=f"{key}_delete", type="primary",
                       on_click=delete, args=(kind, ws, ds.name))
 
 
-def stream_section(stream) -> None:
-    st.header(stream.title)
-    kind, ws = stream.kind, workspace()
-    if kind != "timeseries":
-        st.info("Uploads for this stream are not available yet.")
-        return
-    upload_timeseries(kind, ws)
-    show_notice(kind)
+def dataset_list(kind: str, ws: Path) -> None:
+    """One expander per stored dataset, the one just saved open."""
     just_saved = st.session_state.pop(f"data_{kind}_opened", None)
     for ds in uploads.list_datasets(ws, kind):
-        summary, splits = overview(str(ds.path), uploads.dataset_stamp(ds.path))
-        status = "⚠️ cannot be used" if summary["error"] else shape(summary)
+        summary, preview = overview(kind, str(ds.path), uploads.dataset_stamp(ds.path))
+        status = "⚠️ cannot be used" if summary["error"] else KINDS[kind].shape(summary)
         label = f"**{ds.name}**{' (bundled sample)' if ds.sample else ''} · {status}"
         with st.expander(label, expanded=ds.name == just_saved):
-            show_dataset(kind, ws, ds, summary, splits)
+            show_dataset(kind, ws, ds, summary, preview)
+
+
+def stream_section(stream) -> None:
+    with st.container(key=f"data_{stream.kind}"):
+        st.header(stream.title)
+        if stream.kind not in KINDS:
+            st.info("Uploads for this stream are not available yet.")
+            return
+        ws = workspace()
+        upload_area(stream.kind, ws)
+        show_notice(stream.kind)
+        dataset_list(stream.kind, ws)
 
 
 st.title("Data")

@@ -1,5 +1,5 @@
 """core.uploads: safe names, roles from file names, the dataset store (save, replace within an
-upload round, list, delete), summaries, zip extraction."""
+upload round, list, delete), summaries, zip extraction, image datasets (zip or files → MVTec)."""
 from __future__ import annotations
 
 import io
@@ -18,9 +18,11 @@ from core import uploads
 from core.errors import DataError
 from core.figures.data import minmax_rows, preview_figure, thin_split
 from core.uploads import (Dataset, assign_roles, dataset_summary, delete_dataset, extract_zip,
-                          list_datasets, sanitize_name, save_timeseries_dataset)
+                          image_paths, list_datasets, sanitize_name, save_image_dataset,
+                          save_timeseries_dataset)
 
 SAMPLE_DIR = REPO / "data" / "samples" / "timeseries"
+IMAGE_SAMPLE_DIR = REPO / "data" / "samples" / "images"
 
 
 def csv_bytes(rows: int = 300, seed: int = 0, **extra) -> bytes:
@@ -252,7 +254,7 @@ def test_bad_csv_summary_names_the_column_and_keeps_the_files(tmp_path):
     assert summary["error"] == (
         "train.csv: column 'status' row 1: expected a number, found 'ok' "
         "('timestamp' is the timestamp column; only one is kept)")
-    assert summary["train"] is None and summary["channels"] is None
+    assert summary == {"error": summary["error"], "warnings": []}  # nothing else on error
     assert (path / "train.csv").read_bytes() == bad  # kept: the user decides to delete
     assert [d.name for d in list_datasets(tmp_path, "timeseries")] == ["sample", "bad"]
 
@@ -384,3 +386,110 @@ def test_thin_split_without_timestamps_and_choosing_channels():
     assert preview.x_title == "row" and preview.n_rows == 3000 and preview.x.shape[0] <= 500
     fig = draw_preview(preview, ["z", "v", "not a channel"])
     assert [t.name for t in fig.data] == ["z", "v"]
+
+
+# ---------------------------------------------------------------- image datasets
+
+def png(value: int = 128, size: tuple[int, int] = (16, 12)) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("L", size, value).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def mvtec(top: str = "") -> list[tuple[str, bytes]]:
+    """A tiny MVTec tree: 3 training images, a good and a crack test image, the crack's mask."""
+    return [(f"{top}{rel}", data) for rel, data in [
+        ("train/good/000.png", png(100)), ("train/good/001.png", png(110)),
+        ("train/good/002.png", png(120)), ("test/good/000.png", png(105)),
+        ("test/crack/000.png", png(200)), ("ground_truth/crack/000_mask.png", png(255))]]
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+
+
+MVTEC_TREE = ["ground_truth/crack/000_mask.png", "test/crack/000.png", "test/good/000.png",
+              "train/good/000.png", "train/good/001.png", "train/good/002.png", "upload.json"]
+
+
+@pytest.mark.parametrize("top", ["", "bottle/"])
+def test_image_zip_is_stored_as_an_mvtec_tree(tmp_path, top):
+    members = [*mvtec(top), ("__MACOSX/._x.png", b"mac clutter")]
+    path = save_image_dataset(tmp_path, "bottle", [("Bottle.zip", io.BytesIO(make_zip(*members)))])
+    assert path == tmp_path / "uploads" / "images" / "bottle"
+    assert [t for t in tree(path) if not t.startswith("__MACOSX")] == MVTEC_TREE  # top dropped
+    assert json.loads((path / "upload.json").read_text())["uploaded"] == ["Bottle.zip"]
+    summary = dataset_summary(path, "images")
+    assert summary["error"] is None and summary["warnings"] == []
+    assert (summary["train"], summary["test_good"], summary["test_defect"], summary["masks"]) == (
+        3, 1, 1, 1)
+
+
+def test_loose_images_go_to_train_good_and_folder_paths_keep_the_layout(tmp_path):
+    path = save_image_dataset(tmp_path, "loose", [("Photo 1.PNG", png()), ("b.jpg", png())])
+    assert tree(path) == ["train/good/Photo_1.PNG", "train/good/b.jpg", "upload.json"]
+    # a folder upload: names are paths inside the chosen folder ("bottle"), which is dropped
+    path = save_image_dataset(tmp_path, "folder", [*mvtec("bottle/"), ("bottle/extra/x y.png",
+                                                                       png())])
+    assert tree(path) == sorted([*MVTEC_TREE, "train/good/extra_x_y.png"])
+    assert dataset_summary(path, "images")["train"] == 4
+    flat = save_image_dataset(tmp_path, "flat", [("a.zip", make_zip(("x.png", png()),
+                                                                    ("y.png", png())))])
+    assert tree(flat) == ["upload.json", "x.png", "y.png"]  # a flat folder: training images
+    assert dataset_summary(flat, "images")["layout"] == "flat"
+
+
+@pytest.mark.parametrize("files, message", [
+    ([("../x.png", b"")], "found '..'"),
+    ([("/etc/x.png", b"")], "found an absolute one"),
+    ([("notes.txt", b"")], r"notes.txt: expected a .zip archive or a PNG, JPEG, BMP or TIFF image"),
+    ([("a b.png", b""), ("a_b.png", b"")], "would all be stored as train/good/a_b.png"),
+    ([("a.zip", b""), ("b.png", b"")], "expected one .zip archive on its own"),
+    ([], "found none"),
+    ([("a.zip", make_zip(("ok.png", b"x"), ("../evil.png", b"x")))],
+     "^a.zip: zip member '../evil.png': expected a path inside the upload, found '..'"),
+    ([("a.zip", b"not a zip")], "^a.zip: expected a zip archive"),
+])
+def test_image_save_refuses_unsafe_or_unknown_files_and_writes_nothing(tmp_path, files, message):
+    with pytest.raises(DataError, match=message):
+        save_image_dataset(tmp_path, "d", files)
+    assert not (tmp_path / "evil.png").exists()
+    folder = tmp_path / "uploads" / "images"
+    assert not folder.exists() or list(folder.iterdir()) == []  # no dataset, no staging left
+
+
+def test_image_paths_skips_system_files():
+    assert list(image_paths([("d/.DS_Store.png", b""), ("d/x.png", b"")])) == ["train/good/x.png"]
+    with pytest.raises(DataError, match="found only files the system hides"):
+        image_paths([("._x.png", b"")])
+
+
+def test_image_round_replaces_its_own_dataset_only(tmp_path):
+    first = save_image_dataset(tmp_path, "d", [("a.png", png())], round_id="r1")
+    again = save_image_dataset(tmp_path, "d", [("a.png", png()), ("b.png", png())], round_id="r1")
+    assert again == first and tree(again) == ["train/good/a.png", "train/good/b.png", "upload.json"]
+    with pytest.raises(DataError, match="'d' already exists"):
+        save_image_dataset(tmp_path, "d", [("c.png", png())], round_id="r2")
+    with pytest.raises(DataError, match="reserved"):
+        save_image_dataset(tmp_path, "sample", [("c.png", png())])
+    assert [d.name for d in list_datasets(tmp_path, "images")] == ["sample", "d"]
+    assert [p.name for p in (tmp_path / "uploads" / "images").iterdir()] == ["d"]
+
+
+def test_corrupt_image_is_the_cores_error_and_the_files_are_kept(tmp_path):
+    path = save_image_dataset(tmp_path, "bad", [("broken.png", b"\x89PNG\r\n\x1a\n garbage")])
+    summary, ds = uploads.check_dataset(path, "images")
+    assert ds is None and "train/good/broken.png: cannot be decoded" in summary["error"]
+    assert (path / "train" / "good" / "broken.png").is_file()
+    gif = save_image_dataset(tmp_path, "gif", [("anim.png", b"GIF89a" + b"\0" * 30)])
+    assert dataset_summary(gif, "images")["error"].startswith(
+        "train/good/anim.png: expected a PNG, JPEG, BMP or TIFF image, found GIF")
+
+
+def test_bundled_image_sample_is_listed_and_valid(tmp_path):
+    assert list_datasets(tmp_path, "images") == [Dataset("sample", IMAGE_SAMPLE_DIR, True)]
+    summary, ds = uploads.check_dataset(IMAGE_SAMPLE_DIR, "images")
+    assert summary["error"] is None and summary["warnings"] == []
+    assert (summary["train"], summary["test"], summary["masks"]) == (60, 25, 15)
+    assert len(ds.train) == 60 and summary["modes"] == {"L": 85}

@@ -1,8 +1,11 @@
-"""The Data page, headless (AppTest): the sample, files saved the moment they are uploaded (roles
-from their names, one dataset per upload round), a bad file's error, delete."""
+"""The Data page, headless (AppTest), per stream: the sample, files saved the moment they are
+uploaded (time series: roles from their names, one dataset per upload round; images: a zip or
+image files), a bad file's error, delete."""
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -50,13 +53,20 @@ def stored(workdir: Path, dataset: str) -> list[str]:
     return sorted(p.name for p in (workdir / "uploads" / KIND / dataset).iterdir())
 
 
-def expander_labels(at: AppTest) -> list[str]:
-    return [e.label for e in at.expander]
+def section(at: AppTest, kind: str = KIND):
+    return at.container(key=f"data_{kind}")
 
 
-def metrics(at: AppTest, dataset: str) -> dict[str, str]:
-    box = next(e for e in at.expander if f"**{dataset}**" in e.label)
-    return {m.label: m.value for m in box.metric}
+def expander_labels(at: AppTest, kind: str = KIND) -> list[str]:
+    return [e.label for e in section(at, kind).expander]
+
+
+def expander(at: AppTest, dataset: str, kind: str = KIND):
+    return next(e for e in section(at, kind).expander if f"**{dataset}**" in e.label)
+
+
+def metrics(at: AppTest, dataset: str, kind: str = KIND) -> dict[str, str]:
+    return {m.label: m.value for m in expander(at, dataset, kind).metric}
 
 
 def test_one_multi_file_uploader_and_no_save_button(at):
@@ -73,7 +83,7 @@ def test_sample_is_shown_ready(at):
     assert metrics(at, "sample") == {
         "Training rows": "3,000", "Test rows": "2,000", "Channels": "5",
         "NaN cells filled": "0", "Label ratio": "6.00%"}
-    assert not [b for b in at.button if b.key.endswith("_delete")]  # the sample is read-only
+    assert not [b for b in at.button if b.key.endswith("_delete")]  # samples are read-only
     chart = at.get("plotly_chart")
     assert len(chart) == 1 and '"name":"cpu_load"' in chart[0].proto.spec.replace(" ", "")
     assert at.multiselect(key=f"data_{KIND}_sample_channels").value == [
@@ -96,7 +106,7 @@ def test_upload_is_saved_at_once_with_roles_from_the_names(at, workdir):
         "NaN cells filled": "0", "Label ratio": "5.00%"}
     assert [f.name for f in at.file_uploader(key=FILES).value] == ["Train.csv", "test.csv"]
     assert at.text_input(key=NAME).disabled  # the round's dataset is named
-    assert "go to 'machine_7'" in at.caption[0].value
+    assert "go to 'machine_7'" in section(at).caption[0].value
 
     at.run()  # a later run lists it from disk, message gone
     assert not at.success
@@ -170,7 +180,7 @@ def test_bad_text_column_shows_the_error_naming_the_column(at, workdir):
     assert errors[0].startswith("Saved 'bad_one' (train `sensors.csv`), but it cannot be used")
     assert "**bad_one** · ⚠️ cannot be used" in expander_labels(at)
     assert (workdir / "uploads" / KIND / "bad_one" / "train.csv").is_file()  # kept to inspect
-    box = next(e for e in at.expander if "bad_one" in e.label)
+    box = expander(at, "bad_one")
     assert "sensors.csv" in box.caption[0].value  # the stored file and its uploaded name
 
 
@@ -193,3 +203,137 @@ def test_preview_switches_split_and_channels(at):
     spec = at.get("plotly_chart")[0].proto.spec.replace(" ", "")
     assert '"name":"net_mbps"' in spec and '"name":"cpu_load"' not in spec
     assert '"name":"anomaly(label)"' in spec  # the test split has labels
+
+
+# ---------------------------------------------------------------- images
+
+IMG = "images"
+IMG_FILES, IMG_FOLDER, IMG_NAME = f"data_{IMG}_files", f"data_{IMG}_folder", f"data_{IMG}_name"
+IMG_SAMPLE_LABEL = "**sample** (bundled sample) · 60 training + 25 test images"
+
+
+def png(value: int = 128, size: tuple[int, int] = (20, 16)) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (value, value, 0)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def mvtec_zip(top: str = "part/", extra: tuple[tuple[str, bytes], ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for rel, data in [("train/good/0.png", png(90)), ("train/good/1.png", png(95)),
+                          ("test/good/0.png", png(92)), ("test/dent/0.png", png(240)),
+                          ("ground_truth/dent/0_mask.png", png(255)), *extra]:
+            zf.writestr(top + rel, data)
+    return buf.getvalue()
+
+
+def upload_images(at: AppTest, *files: tuple[str, bytes], key: str = IMG_FILES,
+                  name: str | None = None) -> None:
+    if name is not None:
+        at.text_input(key=IMG_NAME).input(name).run()
+    mime = {"zip": "application/zip"}
+    at.file_uploader(key=key).set_value(
+        [(n, data, mime.get(n.rsplit(".", 1)[-1], "image/png")) for n, data in files] or None)
+    at.run()
+    assert not at.exception
+
+
+def captions(box) -> list[str]:
+    return [img.caption for img in box.get("image")[0].proto.imgs]
+
+
+def test_images_uploaders_accept_files_zips_and_folders(at):
+    files, folder = at.file_uploader(key=IMG_FILES), at.file_uploader(key=IMG_FOLDER)
+    assert files.accept_multiple_files and not files.accept_directory
+    assert files.allowed_type == [".zip", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"]
+    assert folder.accept_directory and ".zip" not in folder.allowed_type
+    assert "not available yet" not in [i.value for i in at.info]
+
+
+def test_image_sample_is_shown_ready_with_counts_and_a_preview(at):
+    assert section(at, IMG).header[0].value == "Images (Swin MAE)"
+    assert expander_labels(at, IMG) == [IMG_SAMPLE_LABEL]
+    assert metrics(at, "sample", IMG) == {
+        "Training images": "60", "Test good": "10", "Test defect": "15", "Masks": "15",
+        "Size (px)": "96 × 96", "Modes": "L"}
+    box = expander(at, "sample", IMG)
+    assert "missing_pattern 5 · scratch 5 · spot 5" in box.caption[0].value
+    shown = captions(box)
+    assert len(shown) == 8 and sum(c.startswith("train: ") for c in shown) == 4
+    assert {c.split(":")[0] for c in shown[4:]} == {
+        "test missing_pattern", "test scratch", "test spot"}  # defects first, type by type
+
+
+def test_image_zip_is_saved_at_once_and_summarised(at, workdir):
+    upload_images(at, ("Part A.zip", mvtec_zip()))
+    path = workdir / "uploads" / IMG / "Part_A"
+    assert (path / "test" / "dent" / "0.png").is_file()  # the zip's top folder dropped
+    assert [s.value for s in at.success] == [
+        "Saved 'Part_A' (`Part A.zip`): 2 training + 2 test images."]
+    assert "**Part_A** · 2 training + 2 test images" in expander_labels(at, IMG)
+    assert metrics(at, "Part_A", IMG) == {
+        "Training images": "2", "Test good": "1", "Test defect": "1", "Masks": "1",
+        "Size (px)": "20 × 16", "Modes": "RGB"}
+    box = expander(at, "Part_A", IMG)
+    assert box.caption[0].value == "Uploaded as `Part A.zip`"
+    assert captions(box) == ["train: 0.png", "train: 1.png", "test dent: 0.png", "test good: 0.png"]
+
+    at.button(key=f"data_{IMG}_Part_A_delete").click().run()
+    assert not at.exception and not path.exists()
+    assert expander_labels(at, IMG) == [IMG_SAMPLE_LABEL]
+
+
+def test_image_files_and_a_folder_join_one_round(at, workdir):
+    upload_images(at, ("a.png", png()), name="mixed")
+    upload_images(at, ("shots/test/dent/9.png", png()), key=IMG_FOLDER)  # a folder, same round
+    root = workdir / "uploads" / IMG / "mixed"
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png")) == [
+        "test/dent/9.png", "train/good/a.png"]
+    assert at.text_input(key=IMG_NAME).disabled
+    assert "**mixed** · 1 training + 1 test images" in expander_labels(at, IMG)
+    assert "1 of 1 defect images have no mask" in at.warning[0].value  # the notice, beside it
+
+
+def test_a_folder_upload_keeps_its_layout_and_is_named_after_it(at, workdir):
+    files = [f"shots/train/good/{i}.png" for i in range(3)] + ["shots/test/good/0.png",
+                                                               "shots/misc/extra.png"]
+    upload_images(at, *[(n, png()) for n in files], key=IMG_FOLDER)
+    root = workdir / "uploads" / IMG / "shots"
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png")) == [
+        "test/good/0.png", "train/good/0.png", "train/good/1.png", "train/good/2.png",
+        "train/good/misc_extra.png"]
+    assert section(at, IMG).warning[0].value == (
+        "Saved 'shots' (the folder `shots`, 5 files): 4 training + 1 test images; "
+        "test/ holds no defect images: image AUROC needs some")
+    assert expander(at, "shots", IMG).caption[0].value == "Uploaded as the folder `shots`, 5 files"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("broken.png", b"\x89PNG\r\n\x1a\n not really",
+     "skipped as unreadable: train/good/broken.png: not a readable PNG"),
+    ("moving.png", b"GIF89a" + b"\0" * 40,
+     "train/good/moving.png: expected a PNG, JPEG, BMP or TIFF image, found GIF"),
+])
+def test_bad_image_shows_the_cores_error_naming_it(at, workdir, name, data, message):
+    upload_images(at, (name, data), name="bad")
+    errors = [e.value for e in section(at, IMG).error]
+    assert len(errors) == 2 and all(message in e for e in errors)  # the notice and the dataset
+    assert errors[0].startswith(f"Saved 'bad' (`{name}`), but it cannot be used as it is: ")
+    assert "**bad** · ⚠️ cannot be used" in expander_labels(at, IMG)
+    assert (workdir / "uploads" / IMG / "bad" / "train" / "good" / name).is_file()  # kept
+
+
+def test_corrupt_image_in_a_zip_is_skipped_and_named(at):
+    upload_images(at, ("z.zip", mvtec_zip("", (("train/good/2.png", b"\x89PNG\r\n\x1a\n x"),))))
+    notice = section(at, IMG).warning[0].value
+    assert notice.startswith("Saved 'z' (`z.zip`): 2 training + 2 test images; skipped 1 "
+                             "unreadable file(s): train/good/2.png: not a readable PNG")
+    assert any("train/good/2.png" in w.value for w in expander(at, "z", IMG).warning)
+
+
+def test_refused_image_upload_shows_the_reason(at, workdir):
+    upload_images(at, ("a.zip", mvtec_zip()), ("b.png", png()), name="two")
+    assert "expected one .zip archive on its own" in section(at, IMG).error[0].value
+    assert not (workdir / "uploads" / IMG / "two").exists()
