@@ -10,18 +10,15 @@ The upload round, the notice, the dataset list and Delete are shared; what diffe
 """
 import secrets
 from dataclasses import dataclass
-from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import streamlit as st
 
 from core import uploads
 from core.errors import DataError
 from core.figures.data import draw_preview, thin_split
-from core.images.data import ImageDataset, ImageItem, load_image, load_mask
-from core.images.overlays import overlay
+from core.images.preview import THUMB, image_preview
 from core.runs import workspace
 from core.stages import STREAMS
 
@@ -100,7 +97,6 @@ IMAGES_HELP = ("Saved as they arrive. Image files are normal images for training
                "own) or a folder may follow the MVTec layout: `train/good/` normal training "
                "images, `test/good/` and `test/<defect type>/` test images, "
                "`ground_truth/<defect type>/<name>_mask.png` masks of the same size.")
-THUMB, N_THUMBS = 128, 8  # preview: pixels per side, images shown
 
 
 def image_uploaders(kind: str, ws: Path) -> None:
@@ -133,30 +129,6 @@ def uploaded_as(names: list[str]) -> str:
     folder = top_folder(names)
     return (listed(names) if len(names) <= 3 else
             f"the folder `{folder}`, {len(names):,} files" if folder else f"{len(names):,} files")
-
-
-def preview_items(ds: ImageDataset, k: int = N_THUMBS) -> list[tuple[str, ImageItem]]:
-    """(where, item) for up to k images: up to k/2 test images (defects first, one type after
-    another, then good ones), the rest training images spread over the set."""
-    types = sorted({it.defect_type for it in ds.test if it.label == 1})
-    by_type = zip_longest(*([it for it in ds.test if it.defect_type == t] for t in types))
-    test = [it for it in chain(*by_type) if it] + [it for it in ds.test if it.label == 0]
-    test = test[:k // 2]
-    n = min(k - len(test), len(ds.train))
-    train = [ds.train[i * len(ds.train) // n] for i in range(n)]
-    return [("train", it) for it in train] + [(f"test {it.defect_type}", it) for it in test]
-
-
-def thumbnail(item: ImageItem) -> np.ndarray:
-    """(THUMB, THUMB, 3) uint8: the image fitted on black, its mask's outline in green."""
-    image = load_image(item.path, THUMB, 3, "pad")
-    mask = load_mask(item.mask_path, THUMB, "pad") if item.mask_path else None
-    return overlay(image, np.zeros((THUMB, THUMB)), 1.0, mask, alpha=0.0)  # alpha 0: no heat
-
-
-def image_preview(ds: ImageDataset) -> list[tuple[str, np.ndarray]]:
-    """(caption, thumbnail) per preview image; cached with the summary by `overview`."""
-    return [(f"{where}: {it.path.name}", thumbnail(it)) for where, it in preview_items(ds)]
 
 
 def image_shape(summary: dict) -> str:
