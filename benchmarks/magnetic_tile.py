@@ -30,42 +30,18 @@ trained on divided by the train stage's duration (adds data loading, validation,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from cli import ROOT, run_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+from core.fileio import read_json, read_jsonl
 TILES = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
 DEFAULTS = ["swinmae.preset=default", "swinmae.train.epochs=15"]
 KEYS = ["image_auroc", "image_auprc", "pixel_auroc", "f1", "best_f1"]
-
-
-def read_json(path: Path):
-    return json.loads(path.read_text())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def run_pipeline(overrides: list[str], workdir: Path) -> tuple[Path, float]:
-    """One CLI run on the tiles; the run folder and the wall time in seconds."""
-    cmd = [sys.executable, "-m", "core.pipeline", "run", "--img-data", str(TILES),
-           "--workdir", str(workdir), "--name", "magnetic-tile bench"]
-    for o in overrides:
-        cmd += ["--set", o]
-    t0 = time.time()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.time() - t0
-    if res.returncode != 0:
-        sys.exit(f"run failed (exit {res.returncode}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
-    return sorted(p for p in (workdir / "runs").iterdir() if p.is_dir())[-1], wall
 
 
 def throughput(run: Path) -> dict[str, float]:
@@ -98,7 +74,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tile-bench-"))
     overrides = DEFAULTS + args.set
     print("overrides:", " ".join(overrides), "| workspace:", workdir, flush=True)
-    run, wall = run_pipeline(overrides, workdir)
+    run, wall = run_pipeline(["--img-data", str(TILES)], workdir, "magnetic-tile bench",
+                             overrides)
     metrics = read_json(run / "swinmae" / "metrics.json")
     base = metrics["baselines"]["mean_image"]
     speed = throughput(run)

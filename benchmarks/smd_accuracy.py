@@ -11,31 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from cli import ROOT, run_pipeline
 SMD = ROOT.parent / "shared" / "datasets" / "smd"
 MACHINES = ["machine-1-2", "machine-1-3", "machine-2-1", "machine-3-2"]
 KEYS = ["auprc", "best_f1", "auroc", "pa_f1"]
 
 
 def run_machine(machine: str, overrides: list[str], workdir: Path) -> tuple[dict, float]:
-    ws = workdir / machine
-    cmd = [sys.executable, "-m", "core.pipeline", "run", "--ts-data", str(SMD / machine),
-           "--workdir", str(ws), "--name", f"smd-bench {machine}"]
-    for o in overrides:
-        cmd += ["--set", o]
-    t0 = time.time()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.time() - t0
-    if res.returncode != 0:
-        sys.exit(f"{machine}: run failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    run = sorted((ws / "runs").glob("*/patchtst/metrics.json"))[-1]
-    return json.loads(run.read_text()), wall
+    run, wall = run_pipeline(["--ts-data", str(SMD / machine)], workdir / machine,
+                             f"smd-bench {machine}", overrides)
+    return json.loads((run / "patchtst" / "metrics.json").read_text()), wall
 
 
 def fmt(v) -> str:

@@ -23,7 +23,7 @@ from core import metrics
 from core.config import read_yaml
 from core.errors import ConfigError, DataError
 from core.fileio import read_json
-from core.images.data import IMAGE_SUFFIXES, _dataset_root, load_image, load_mask
+from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
 from core.images.overlays import overlay
 from core.results import CHECKPOINT, METRICS, SCORES, SCORING, ResultsError
 
@@ -123,7 +123,7 @@ def _data_root(img_data: str | None, files: list[str]) -> tuple[Path | None, str
         what = "is a zip archive (extracted only while the run ran)" if path.is_file() \
             else "is gone"
         return None, f"the image dataset {path} {what}: showing the overlays the run saved"
-    root = _dataset_root(path)  # a folder wrapping the dataset, as the run read it
+    root = dataset_root(path)  # a folder wrapping the dataset, as the run read it
     if files and not (root / files[0]).is_file():
         return None, (f"the image dataset {path} changed since it was scored ({files[0]} is "
                       "gone): showing the overlays the run saved")

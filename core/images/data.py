@@ -188,7 +188,7 @@ def _as_folder(path: Path, extract_to: Path | None) -> Path:
     return Path(extract_to)
 
 
-def _dataset_root(folder: Path) -> Path:
+def dataset_root(folder: Path) -> Path:
     """`folder`, or its only entry when that is a folder not named like a layout folder
     (a zip that wraps the dataset in one top-level folder)."""
     entries = [p for p in folder.iterdir() if not _hidden(p)]
@@ -297,7 +297,7 @@ def load_image_dataset(path: str | Path, on_corrupt: str = "skip",
     if on_corrupt not in ("skip", "fail"):
         raise ValueError(f"on_corrupt: expected 'skip' or 'fail', found {on_corrupt!r}")
     folder = _as_folder(Path(path), Path(extract_to) if extract_to else None)
-    scan = _Scan(_dataset_root(folder), on_corrupt)
+    scan = _Scan(dataset_root(folder), on_corrupt)
     layout = "mvtec" if any((scan.root / d).is_dir() for d in LAYOUT_DIRS) else "flat"
     train, test = _mvtec(scan) if layout == "mvtec" else (scan.items(scan.root, 0, "good"), [])
     if not train:
