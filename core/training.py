@@ -74,6 +74,8 @@ class _State:
     best_epoch: int = 0
     bad_epochs: int = 0
     finished: bool = False  # training ended (all epochs or early stop): resume skips it
+    epoch_loss_sum: float = 0.0  # training loss of the current epoch so far, kept across a
+    epoch_loss_steps: int = 0  # stop and resume, so a resumed epoch reports all its steps
 
 
 def _evaluate(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> float:
@@ -113,9 +115,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         save_checkpoint(out_dir / name, payload)
 
     while state.epoch < cfg.epochs and not state.finished:
-        losses = []
         left = n_batches * (state.epoch + 1) - state.step  # < n_batches when resumed mid-epoch
-        for x in itertools.islice(train_batches(state.epoch), left):
+        for i, x in enumerate(itertools.islice(train_batches(state.epoch), left), 1):
             t0 = time.perf_counter()
             lr = lr_at(state.step, total_steps, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
             for group in opt.param_groups:
@@ -126,8 +127,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
                                     f"{state.epoch + 1}, step {state.step + 1}; try a lower "
                                     f"learning rate (now {cfg.lr})")
             state.step += 1
-            losses.append(loss)
-            if state.step % cfg.log_every == 0 or len(losses) == left:
+            state.epoch_loss_sum += loss
+            state.epoch_loss_steps += 1
+            if state.step % cfg.log_every == 0 or i == left:
                 reporter.step(epoch=state.epoch + 1, n_epochs=cfg.epochs, step=state.step,
                               n_steps=total_steps, loss=loss, lr=lr,
                               samples_per_s=len(x) / (time.perf_counter() - t0),
@@ -136,7 +138,10 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
                 checkpoint(LAST)
                 raise StopRequested(f"stopped at epoch {state.epoch + 1}, step {state.step}; "
                                     f"checkpoint saved to {out_dir / LAST}")
+        # a stop on an epoch's last step resumes with nothing left of it: straight to validation
         state.epoch += 1
+        train_loss = state.epoch_loss_sum / max(state.epoch_loss_steps, 1)
+        state.epoch_loss_sum, state.epoch_loss_steps = 0.0, 0
         val_loss = _evaluate(model, val_batches(), device)
         if not math.isfinite(val_loss):
             raise TrainingError(f"non-finite validation loss ({val_loss}) after epoch "
@@ -148,7 +153,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         else:
             state.bad_epochs += 1
         checkpoint(LAST)
-        reporter.epoch(epoch=state.epoch, n_epochs=cfg.epochs, train_loss=sum(losses) / len(losses),
+        reporter.epoch(epoch=state.epoch, n_epochs=cfg.epochs, train_loss=train_loss,
                        val_loss=val_loss, best=improved)
         if cfg.patience and state.bad_epochs >= cfg.patience:
             break

@@ -283,3 +283,17 @@ def test_linear_fit_loss_falls(tmp_path):
     fit_linear(tmp_path, rec, epochs=6)
     assert rec.epochs[-1]["train_loss"] < 0.5 * rec.epochs[0]["train_loss"]
     assert rec.epochs[-1]["val_loss"] < rec.epochs[0]["val_loss"]
+
+
+def test_stop_on_an_epochs_last_step_resumes_into_its_validation(tmp_path):
+    """Stopped on step 10 of 5-step epochs: nothing of epoch 2 is left to train, yet it is
+    validated and reported, with the training loss of the steps taken before the stop."""
+    first = Recorder(stop_after=10)
+    with pytest.raises(StopRequested):
+        fit_linear(tmp_path, first, epochs=4)
+    rec = Recorder()
+    result = fit_linear(tmp_path, rec, resume=True, epochs=4)
+    assert result.epochs_done == 4
+    assert [e["epoch"] for e in rec.epochs] == [2, 3, 4]
+    epoch2 = [s["loss"] for s in first.steps if s["epoch"] == 2]
+    assert len(epoch2) == 5 and rec.epochs[0]["train_loss"] == pytest.approx(sum(epoch2) / 5)
