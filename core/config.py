@@ -42,6 +42,11 @@ class PipelineConfig:
     device: str = _choice("auto", ("auto", "cpu", "cuda"))
     seed: int | None = 0  # None: not reproducible, but no determinism cost
     name: str = ""  # free text shown in the runs index
+    precision: str = _choice("auto", ("auto", "bf16", "fp16", "fp32"))  # autocast on CUDA
+    compile: bool = False  # torch.compile the model for training (eager if it cannot compile)
+    # training on several processes (torchrun, DistributedDataParallel); auto: when >1 GPU
+    distributed: str = _choice("auto", ("auto", "true", "false"))
+    nproc: int = _range(0, min=0)  # processes when distributed; 0: one per visible GPU
 
 
 PATH_KEYS = ("ts_data", "ts_test", "img_data")  # PipelineConfig fields naming files or folders
@@ -258,6 +263,8 @@ def _check_value(key: str, value: Any, tp, meta) -> Any:
         raise ConfigError(f"{key}: expected {getattr(inner, '__name__', inner)}, found null")
     if _is_int_tuple(inner):
         return _check_int_tuple(key, value)
+    if inner is str and isinstance(value, bool) and str(value).lower() in meta.get("choices", ()):
+        value = str(value).lower()  # YAML reads `distributed: true` as a bool
     if inner is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if inner is float and isinstance(value, float) and not math.isfinite(value):

@@ -1,16 +1,23 @@
-"""Device choice and mixed precision. `device: auto` picks CUDA when available, else CPU; on
-CUDA, autocast runs in bf16 where the GPU supports it (full precision otherwise)."""
+"""Device choice, mixed precision, optional compilation, and what the console shows about the
+hardware. `device: auto` picks CUDA when available, else CPU; `precision: auto` is bf16 autocast
+on a CUDA GPU that supports it, fp16 (with a gradient scaler) on one that doesn't, fp32 on CPU."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
+from torch import nn
 
-from core.errors import ConfigError
+from core.errors import ConfigError, TrainingError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' → a torch.device; asking for CUDA without one is an error."""
+    """'auto' | 'cpu' | 'cuda' → a torch.device; asking for CUDA without one is an error.
+    'cuda' has no index: under torchrun each rank has set its own current device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -19,20 +26,69 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on a CUDA device that supports it; a no-op context elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' | 'bf16' | 'fp16' | 'fp32' → what autocast will use on `device`."""
+    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return ("bf16" if bf16_ok else "fp16") if device.type == "cuda" else "fp32"
+    if name == "bf16" and not bf16_ok:
+        raise ConfigError(f"pipeline.precision: this GPU ({torch.cuda.get_device_name()}) has no "
+                          "bf16 support; use 'fp16' or 'auto'")
+    return name
 
 
-def describe(device: torch.device) -> str:
-    """'cpu (2 threads)' or 'cuda:0 NVIDIA H200 (bf16)' for logs and progress.json."""
-    if device.type == "cuda":
-        index = device.index or 0
-        bf16 = " (bf16)" if torch.cuda.is_bf16_supported() else ""
-        return f"cuda:{index} {torch.cuda.get_device_name(index)}{bf16}"
-    return f"cpu ({torch.get_num_threads()} threads)"
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how this process computes: the device, the autocast precision, and whether the
+    training model is compiled."""
+    device: torch.device
+    precision: str = "fp32"  # 'bf16' | 'fp16' | 'fp32'
+    compile: bool = False
+
+    @classmethod
+    def of(cls, pipeline) -> "Runtime":
+        """From the run's `pipeline` config section."""
+        device = resolve_device(pipeline.device)
+        return cls(device, resolve_precision(pipeline.precision, device), pipeline.compile)
+
+    def autocast(self):
+        """Autocast to bf16/fp16, or a no-op context for fp32."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.precision])
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """fp16 gradients underflow without loss scaling; a disabled scaler is a pass-through."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def describe(self) -> str:
+        """'cpu (2 threads), fp32' or 'cuda:0 NVIDIA H200, bf16' for logs and progress.json."""
+        if self.device.type == "cuda":
+            index = torch.cuda.current_device() if self.device.index is None else self.device.index
+            where = f"cuda:{index} {torch.cuda.get_device_name(index)}"
+        else:
+            where = f"cpu ({torch.get_num_threads()} threads)"
+        return f"{where}, {self.precision}" + (", compiled" if self.compile else "")
+
+
+def compiled(module: nn.Module, warn: Callable[[str], None]) -> nn.Module:
+    """`torch.compile(module)`, or `module` itself (with a warning) where compilation is not
+    available. Compilation is lazy, so `fit` also falls back if the first compiled step fails."""
+    try:
+        return torch.compile(module)
+    except Exception as e:  # no compiler backend on this platform/Python
+        warn(f"torch.compile unavailable ({type(e).__name__}: {e}); training uncompiled")
+        return module
+
+
+@contextlib.contextmanager
+def explain_oom(where: str, hint: str):
+    """Turn a CUDA out-of-memory error into a TrainingError saying what to lower."""
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        raise TrainingError(f"the GPU ran out of memory {where}; {hint}, then start a new "
+                            "run (the checkpoints this run wrote so far are kept)") from e
 
 
 def seed_everything(seed: int | None) -> None:
@@ -41,15 +97,39 @@ def seed_everything(seed: int | None) -> None:
 
 
 def device_facts() -> dict:
-    """What the console's device panel shows: torch and CUDA versions, and per GPU its name and
-    memory (total, and in use by this process)."""
+    """What the console's device panel shows: torch and CUDA versions, and per GPU its name,
+    memory total and in use (whole device, through NVML when `nvidia-ml-py` is installed; else
+    what torch's caching allocator holds in this process) and utilisation (NVML only)."""
     gpus = []
     if torch.cuda.is_available():
+        nvml = _nvml_readings(torch.cuda.device_count())
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            gpus.append({"index": i, "name": props.name,
-                         "memory_total_gb": round(props.total_memory / 2**30, 1),
-                         "memory_used_gb": round(torch.cuda.memory_allocated(i) / 2**30, 2)})
+            gpu = {"index": i, "name": props.name,
+                   "memory_total_gb": round(props.total_memory / 2**30, 1),
+                   "memory_used_gb": round(torch.cuda.memory_reserved(i) / 2**30, 2),
+                   "utilization_pct": None, "bf16": torch.cuda.is_bf16_supported()}
+            gpus.append(gpu | nvml.get(i, {}))
     return {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
-            "cuda_version": torch.version.cuda, "gpus": gpus,
+            "cuda_version": torch.version.cuda, "gpus": gpus, "nvml": bool(gpus) and bool(nvml),
             "cpu_threads": torch.get_num_threads()}
+
+
+def _nvml_readings(count: int) -> dict[int, dict]:
+    """Per GPU index: memory used (whole device) and utilisation, from NVML; {} without it.
+    NVML indexes devices in PCI order, as torch does unless CUDA_VISIBLE_DEVICES reorders."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception:  # nvidia-ml-py not installed, or no NVIDIA driver
+        return {}
+    try:
+        readings = {}
+        for i in range(min(count, pynvml.nvmlDeviceGetCount())):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            readings[i] = {"memory_used_gb": round(memory.used / 2**30, 2),
+                           "utilization_pct": pynvml.nvmlDeviceGetUtilizationRates(handle).gpu}
+        return readings
+    finally:
+        pynvml.nvmlShutdown()

@@ -67,10 +67,10 @@ def execute(run_dir: Path, resume: bool = False) -> str:
 
 def _run(ctx: Context) -> tuple[str, str | None]:
     """Config, device, stages; any failure becomes (status, error) for progress.json."""
-    from core.devices import describe, resolve_device
+    from core.devices import Runtime
     try:
         ctx.cfg = read_config(ctx.run_dir / "run.yaml")
-        ctx.progress.set(device=describe(resolve_device(ctx.cfg.pipeline.device)))
+        ctx.progress.set(device=Runtime.of(ctx.cfg.pipeline).describe())
         RunIndex(workspace_of(ctx.run_dir)).update(ctx.run_dir)
         run_stages(ctx)
         return "done", None

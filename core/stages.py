@@ -25,14 +25,15 @@ class Stage:
     name: str
     target: str  # "module:function"
     stream: str | None = None  # None: runs whenever the pipeline runs
+    distributed: bool = False  # may run on several processes (torchrun) when configured
 
 
 STAGES = [
     Stage("prepare_data", "core.stages:prepare_data"),
-    Stage("train_patchtst", "core.timeseries.stages:train", "patchtst"),
+    Stage("train_patchtst", "core.timeseries.stages:train", "patchtst", distributed=True),
     Stage("score_patchtst", "core.timeseries.stages:score", "patchtst"),
     Stage("evaluate_patchtst", "core.timeseries.stages:evaluate", "patchtst"),
-    Stage("train_swinmae", "core.images.stages:train", "swinmae"),
+    Stage("train_swinmae", "core.images.stages:train", "swinmae", distributed=True),
     Stage("score_swinmae", "core.images.stages:score", "swinmae"),
     Stage("evaluate_swinmae", "core.images.stages:evaluate", "swinmae"),
     Stage("validate_outputs", "core.validation:validate_outputs"),
@@ -85,6 +86,12 @@ class Context:
     resume: bool = False
     stop_event: threading.Event = field(default_factory=threading.Event)
     state: dict[str, Any] = field(default_factory=dict)  # handed from stage to stage in-process
+    group: Any = None  # a core.distributed.Group when this process is one rank of several
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the stage's files (always, unless a rank other than 0)."""
+        return self.group is None or self.group.is_main
 
     def stream_dir(self, stream: str) -> Path:
         path = self.run_dir / stream
@@ -95,7 +102,7 @@ class Context:
         return self.stop_event.is_set()
 
 
-def _resolve(target: str):
+def resolve(target: str):
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 
@@ -119,7 +126,7 @@ def _run_one(ctx: Context, stage: Stage) -> None:
     ctx.progress.stage_started(stage.name)
     t0 = time.time()
     try:
-        _resolve(stage.target)(ctx)
+        _run_target(ctx, stage)
     except Skip as e:
         ctx.progress.stage_ended(stage.name, "skipped", str(e))
         ctx.log.info("    skipped: %s", e)
@@ -132,6 +139,17 @@ def _run_one(ctx: Context, stage: Stage) -> None:
         raise
     ctx.progress.stage_ended(stage.name, "done")
     ctx.log.info("    done in %.1f s", time.time() - t0)
+
+
+def _run_target(ctx: Context, stage: Stage) -> None:
+    """The stage's function, here, or on several processes under torchrun when configured."""
+    if stage.distributed:
+        from core.distributed import launch, planned_world  # imports torch
+        world = planned_world(ctx.cfg.pipeline)
+        if world > 1:
+            launch(ctx, stage, world)
+            return
+    resolve(stage.target)(ctx)
 
 
 def stream_module(stream: str):
@@ -186,3 +204,6 @@ class TrainReporter:
 
     def should_stop(self) -> bool:
         return self.ctx.should_stop()
+
+    def warn(self, message: str) -> None:
+        self.ctx.log.warning("    %s", message)

@@ -4,7 +4,9 @@ resume from last, stop on a non-finite loss, and a clean stop at a step boundary
 
 A model trains if it has `loss(batch) -> scalar tensor`. Batches come from two callables so the
 loop does not care what a sample is: `train_batches(epoch)` and `val_batches()`, each yielding
-tensors on the CPU; the loop moves them to the device."""
+tensors on the CPU; the loop moves them to the device. The same loop runs as one rank of a
+torchrun job (`group`): DDP averages gradients, ranks agree on each step's loss and on a stop,
+and only rank 0 writes checkpoints."""
 from __future__ import annotations
 
 import itertools
@@ -18,7 +20,8 @@ import torch
 from torch import nn
 
 from core.config import TrainConfig
-from core.devices import autocast
+from core.devices import Runtime, compiled
+from core.distributed import SOLO, Solo
 from core.errors import StopRequested, TrainingError
 from core.fileio import atomic_path
 
@@ -35,6 +38,8 @@ class Reporter(Protocol):
               best: bool) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+    def warn(self, message: str) -> None: ...
 
 
 @dataclass
@@ -78,16 +83,28 @@ class _State:
     epoch_loss_steps: int = 0  # stop and resume, so a resumed epoch reports all its steps
 
 
-def _evaluate(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> float:
+class LossModule(nn.Module):
+    """`forward(x) = model.loss(x)`: DDP synchronises gradients only through `forward`, and
+    torch.compile compiles `forward`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(x)
+
+
+def _evaluate(model: nn.Module, batches: Iterable[torch.Tensor], rt: Runtime) -> float:
     """Mean validation loss. The random masks are seeded the same way every epoch, so epochs
     are compared on the same task (early stopping, best.pt), whatever the training RNG did."""
     model.eval()
     total, n = 0.0, 0
-    cuda = [device] if device.type == "cuda" else []
-    with torch.no_grad(), autocast(device), torch.random.fork_rng(devices=cuda):
+    cuda = [rt.device] if rt.device.type == "cuda" else []
+    with torch.no_grad(), rt.autocast(), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(0)
         for x in batches:
-            total += model.loss(x.to(device, non_blocking=True)).item() * len(x)
+            total += model.loss(x.to(rt.device, non_blocking=True)).float().item() * len(x)
             n += len(x)
     model.train()
     return total / max(n, 1)
@@ -95,23 +112,29 @@ def _evaluate(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.d
 
 def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]],
         n_batches: int, val_batches: Callable[[], Iterable[torch.Tensor]], cfg: TrainConfig,
-        device: torch.device, out_dir: Path, extra: dict, reporter: Reporter,
-        resume: bool = False) -> FitResult:
+        rt: Runtime, out_dir: Path, extra: dict, reporter: Reporter, resume: bool = False,
+        group: Solo = SOLO) -> FitResult:
     """Train `model` for `cfg.epochs` epochs of `n_batches` steps; checkpoints go to `out_dir`
     (`best.pt`: lowest validation loss, `last.pt`: latest state, for resume). `extra` (config,
-    normalisation statistics...) is saved in both so a checkpoint is self-contained."""
+    normalisation statistics...) is saved in both so a checkpoint is self-contained. On a
+    torchrun rank, `n_batches` and the batches are this rank's shard."""
+    device = rt.device
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = _Stepper(model, opt, cfg.grad_clip, rt, group, reporter)
     state = _State()
     if resume and (out_dir / LAST).exists():
-        state = _restore(out_dir / LAST, model, opt, device)
+        state = _restore(out_dir / LAST, model, opt, step.scaler, device)
     total_steps = cfg.epochs * n_batches
 
     def checkpoint(name: str) -> None:
+        if not group.is_main:
+            return
         payload = {"model": model.state_dict(), "extra": extra, "epoch": state.epoch,
                    "val_loss": state.best_val}
         if name == LAST:
-            payload |= {"optimizer": opt.state_dict(), "state": vars(state).copy()}
+            payload |= {"optimizer": opt.state_dict(), "scaler": step.scaler.state_dict(),
+                        "state": vars(state).copy()}
         save_checkpoint(out_dir / name, payload)
 
     while state.epoch < cfg.epochs and not state.finished:
@@ -119,9 +142,10 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         for i, x in enumerate(itertools.islice(train_batches(state.epoch), left), 1):
             t0 = time.perf_counter()
             lr = lr_at(state.step, total_steps, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss = _train_step(model, opt, x.to(device, non_blocking=True), cfg.grad_clip, device)
+            for param_group in opt.param_groups:
+                param_group["lr"] = lr
+            loss = step(x.to(device, non_blocking=True))
+            loss, stop = group.agree(loss, reporter.should_stop())
             if not math.isfinite(loss):
                 raise TrainingError(f"non-finite training loss ({loss}) at epoch "
                                     f"{state.epoch + 1}, step {state.step + 1}; try a lower "
@@ -132,9 +156,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
             if state.step % cfg.log_every == 0 or i == left:
                 reporter.step(epoch=state.epoch + 1, n_epochs=cfg.epochs, step=state.step,
                               n_steps=total_steps, loss=loss, lr=lr,
-                              samples_per_s=len(x) / (time.perf_counter() - t0),
+                              samples_per_s=len(x) * group.world / (time.perf_counter() - t0),
                               gpu_mem_gb=_gpu_memory_gb(device))
-            if reporter.should_stop():
+            if stop:
                 checkpoint(LAST)
                 raise StopRequested(f"stopped at epoch {state.epoch + 1}, step {state.step}; "
                                     f"checkpoint saved to {out_dir / LAST}")
@@ -142,7 +166,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         state.epoch += 1
         train_loss = state.epoch_loss_sum / max(state.epoch_loss_steps, 1)
         state.epoch_loss_sum, state.epoch_loss_steps = 0.0, 0
-        val_loss = _evaluate(model, val_batches(), device)
+        val_loss = group.mean(_evaluate(model, val_batches(), rt))  # ranks decide alike
         if not math.isfinite(val_loss):
             raise TrainingError(f"non-finite validation loss ({val_loss}) after epoch "
                                 f"{state.epoch}; try a lower learning rate (now {cfg.lr})")
@@ -170,20 +194,49 @@ def _gpu_memory_gb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
 
 
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, grad_clip: float,
-                device: torch.device) -> float:
-    with autocast(device):
-        loss = model.loss(x)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    return loss.item()
+class _Stepper:
+    """One optimizer step on a batch: the model wrapped for DDP and compiled when asked, under
+    autocast, with loss scaling for fp16 and gradient clipping."""
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, grad_clip: float,
+                 rt: Runtime, group: Solo, reporter: Reporter):
+        self.params, self.opt, self.grad_clip, self.rt = list(model.parameters()), opt, grad_clip, rt
+        self.eager = group.wrap(LossModule(model), rt.device)
+        self.net = compiled(self.eager, reporter.warn) if rt.compile else self.eager
+        self.scaler = rt.grad_scaler()
+        self.reporter, self.steps = reporter, 0
+
+    def __call__(self, x: torch.Tensor) -> float:
+        try:
+            loss = self._step(self.net, x)
+        except Exception as e:  # compilation is lazy: it fails, if at all, on the first step
+            if self.net is self.eager or self.steps:
+                raise
+            self.reporter.warn(f"torch.compile failed ({type(e).__name__}: {e}); "
+                               "training uncompiled")
+            self.net = self.eager
+            loss = self._step(self.net, x)
+        self.steps += 1
+        return loss
+
+    def _step(self, net: nn.Module, x: torch.Tensor) -> float:
+        with self.rt.autocast():
+            loss = net(x)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss.float().item()
 
 
-def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, device) -> _State:
+def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, device) -> _State:
     ckpt = load_checkpoint(path, device)
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
+    if "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
     return _State(**ckpt["state"])

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DistributedSampler
 from sklearn.metrics import roc_auc_score
 
 from core import metrics
 from core.config import RunConfig, to_dict
-from core.devices import autocast, resolve_device, seed_everything
+from core.devices import Runtime, explain_oom, resolve_device, seed_everything
+from core.distributed import group_of
 from core.errors import DataError, StopRequested
 from core.fileio import atomic_path, read_json, write_json
 from core.images.baselines import MeanImageBaseline
@@ -71,15 +73,20 @@ def summary(data: Prepared, ds: ImageDataset) -> dict:
 
 def _loader(ctx: Context, items: list[ImageItem], train: bool, batch_size: int,
             with_masks: bool = False) -> torch.utils.data.DataLoader:
-    cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
+    """Batches of `items`; for training shuffled each epoch (`sampler.set_epoch`) and, on a
+    torchrun rank, this rank's equal share of them."""
+    cfg, data, group = ctx.cfg.swinmae, ctx.state[STREAM], group_of(ctx)
     dataset = ImageFolderDataset(items, cfg.model.image_size, data.channels, cfg.data.resize,
                                  with_masks=with_masks, hflip=train and cfg.data.hflip)
-    device = resolve_device(ctx.cfg.pipeline.device)
+    sampler = DistributedSampler(dataset, num_replicas=group.world, rank=group.rank,
+                                 seed=ctx.cfg.pipeline.seed or 0, drop_last=group.world > 1) \
+        if train else None
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(items) > batch_size,
-        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-        persistent_workers=cfg.data.num_workers > 0,
-        generator=torch.Generator().manual_seed(ctx.cfg.pipeline.seed or 0))
+        dataset, batch_size=batch_size, sampler=sampler,
+        drop_last=train and len(items) // group.world > batch_size,
+        num_workers=cfg.data.num_workers,
+        pin_memory=resolve_device(ctx.cfg.pipeline.device).type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0)
 
 
 def model_config(ctx: Context):
@@ -87,27 +94,36 @@ def model_config(ctx: Context):
 
 
 def train(ctx: Context) -> None:
+    """Train on the normal images not held out (on a torchrun rank: its share of each epoch)."""
     cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
-    device = resolve_device(ctx.cfg.pipeline.device)
+    rt = Runtime.of(ctx.cfg.pipeline)
     seed_everything(ctx.cfg.pipeline.seed)
     model = SwinMAE(model_config(ctx))
     t = cfg.train
     fit_loader = _loader(ctx, data.fit, True, t.batch_size)
     val_loader = _loader(ctx, data.val, False, cfg.score.batch_size)
     limit = t.max_steps_per_epoch or len(fit_loader)
+
+    def train_batches(epoch: int):
+        fit_loader.sampler.set_epoch(epoch)
+        return (b["image"] for b in itertools.islice(fit_loader, limit))
+
     extra = {"config": to_dict(cfg), "channels": data.channels,
              "model": to_dict(model_config(ctx))}
-    ctx.log.info("    %d training images, %d held out, %s parameters, %d px", len(data.fit),
+    ctx.log.info("    %d training images, %d held out, %s parameters, %d px; %s", len(data.fit),
                  len(data.val), f"{sum(p.numel() for p in model.parameters()):,}",
-                 cfg.model.image_size)
-    result = fit(
-        model,
-        train_batches=lambda epoch: (b["image"] for b in itertools.islice(fit_loader, limit)),
-        n_batches=min(limit, len(fit_loader)),
-        val_batches=lambda: (b["image"] for b in val_loader),
-        cfg=t, device=device, out_dir=ctx.stream_dir(STREAM), extra=extra,
-        reporter=TrainReporter(ctx, "train_swinmae", STREAM), resume=ctx.resume)
-    write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
+                 cfg.model.image_size, rt.describe())
+    with explain_oom("training Swin MAE", f"lower swinmae.train.batch_size (now {t.batch_size}) "
+                                          f"or swinmae.model.image_size (now "
+                                          f"{cfg.model.image_size})"):
+        result = fit(
+            model, train_batches=train_batches, n_batches=min(limit, len(fit_loader)),
+            val_batches=lambda: (b["image"] for b in val_loader),
+            cfg=t, rt=rt, out_dir=ctx.stream_dir(STREAM), extra=extra,
+            reporter=TrainReporter(ctx, "train_swinmae", STREAM), resume=ctx.resume,
+            group=group_of(ctx))
+    if ctx.is_main:
+        write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
     ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
                  result.best_epoch, " (early stop)" if result.early_stopped else "")
 
@@ -135,13 +151,13 @@ class Scored:
 
 def _score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
                  items: list[ImageItem]) -> Scored:
-    cfg, device = ctx.cfg.swinmae.score, resolve_device(ctx.cfg.pipeline.device)
+    cfg, rt = ctx.cfg.swinmae.score, Runtime.of(ctx.cfg.pipeline)
     parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
     for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=True):
         if ctx.should_stop():
             raise StopRequested("stopped while scoring images")
-        imgs = batch["image"].to(device, non_blocking=True)  # (B, C, S, S)
-        with autocast(device):
+        imgs = batch["image"].to(rt.device, non_blocking=True)  # (B, C, S, S)
+        with rt.autocast():
             parts["maps"].append(anomaly_maps(model, imgs, cfg).cpu())
         parts["base"].append(baseline.maps(batch["image"], cfg.sigma))
         parts["masks"].append(batch["mask"])
@@ -156,9 +172,12 @@ def _score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
 
 def score(ctx: Context) -> None:
     cfg, data, out = ctx.cfg.swinmae, ctx.state[STREAM], ctx.stream_dir(STREAM)
-    model, _ = load_model(out, resolve_device(ctx.cfg.pipeline.device))
+    model, _ = load_model(out, Runtime.of(ctx.cfg.pipeline).device)
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
-    val, target = (_score_items(ctx, model, baseline, items) for items in (data.val, data.target))
+    with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
+                                       f"{cfg.score.batch_size})"):
+        val, target = (_score_items(ctx, model, baseline, items)
+                       for items in (data.val, data.target))
     pct = cfg.score.threshold_percentile
     threshold = metrics.threshold_from_normal(val.scores, pct)
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from core.config import TSScoreConfig
-from core.devices import autocast
+from core.devices import Runtime
 from core.errors import StopRequested
 from core.timeseries.patchtst import PatchTST, complementary_masks
 from core.timeseries.windows import gather_windows, window_starts
@@ -36,10 +36,10 @@ def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
 
 @torch.no_grad()
 def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
-                   device: torch.device,
-                   should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+                   rt: Runtime, should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Per-step, per-channel reconstruction error (T, C) float32 of a normalised series (T, C),
     averaged over the windows that cover each step."""
+    device = rt.device
     model.eval().to(device)
     window = model.n_patches * model.cfg.patch_len
     series = torch.from_numpy(values)
@@ -52,7 +52,7 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
             raise StopRequested("stopped while scoring")
         batch = starts[i:i + cfg.batch_size]
         x = gather_windows(series, batch, window).to(device, non_blocking=True)
-        with autocast(device):
+        with rt.autocast():
             err = window_errors(model, x, cfg.mode).cpu().double()  # (B, L, C)
         rows = (batch[:, None] + offsets).reshape(-1)  # (B*L,)
         total.index_add_(0, rows, err.reshape(-1, err.shape[-1]))

@@ -14,7 +14,8 @@ import torch
 
 from core import metrics
 from core.config import RunConfig, to_dict
-from core.devices import resolve_device, seed_everything
+from core.devices import Runtime, explain_oom, seed_everything
+from core.distributed import group_of
 from core.errors import DataError
 from core.fileio import atomic_path, read_json, write_json
 from core.stages import Context, Skip, TrainReporter
@@ -22,8 +23,8 @@ from core.timeseries.baselines import pca_scores, random_scores
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import channel_errors, channel_scale, step_scores
-from core.timeseries.windows import (Normalizer, n_batches_of, split_train_val, window_batches,
-                                     window_starts)
+from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
+                                     window_batches, window_starts)
 from core.training import BEST, fit, load_checkpoint
 
 STREAM = "patchtst"
@@ -71,29 +72,41 @@ def summary(data: Prepared, ds: TSDataset) -> dict:
 
 
 def train(ctx: Context) -> None:
-    cfg, data = ctx.cfg.patchtst, ctx.state[STREAM]
-    device = resolve_device(ctx.cfg.pipeline.device)
-    seed_everything(ctx.cfg.pipeline.seed)
+    """Train on the fitting part of train.csv (on a torchrun rank: its share of each epoch)."""
+    cfg, data, group = ctx.cfg.patchtst, ctx.state[STREAM], group_of(ctx)
+    rt = Runtime.of(ctx.cfg.pipeline)
+    seed = ctx.cfg.pipeline.seed or 0
+    seed_everything(seed)
     window, n_channels = cfg.data.window, data.train.shape[1]
     model = PatchTST(cfg.model, n_channels, window)
-    fit_series, val_series = torch.from_numpy(data.train), torch.from_numpy(data.val)
+    # the series are small (T × C): on the GPU, windows are gathered there, with no copies
+    fit_series = torch.from_numpy(data.train).to(rt.device)
+    val_series = torch.from_numpy(data.val).to(rt.device)
     fit_starts = window_starts(len(data.train), window, cfg.data.stride)
     val_starts = window_starts(len(data.val), window, cfg.data.stride)
     t = cfg.train
-    shuffle = torch.Generator().manual_seed(ctx.cfg.pipeline.seed or 0)
+
+    def train_batches(epoch: int):
+        order = epoch_order(len(fit_starts), epoch, seed, group.rank, group.world)
+        return window_batches(fit_series, fit_starts[order], window, t.batch_size,
+                              t.max_steps_per_epoch)
+
     extra = {"config": to_dict(cfg), "channels": data.target.channels, "n_channels": n_channels,
              "normalizer": data.normalizer.to_dict()}
-    ctx.log.info("    %d training windows, %d validation windows, %s parameters",
-                 len(fit_starts), len(val_starts), f"{sum(p.numel() for p in model.parameters()):,}")
-    result = fit(
-        model,
-        train_batches=lambda epoch: window_batches(fit_series, fit_starts, window, t.batch_size,
-                                                   True, t.max_steps_per_epoch, shuffle),
-        n_batches=n_batches_of(len(fit_starts), t.batch_size, t.max_steps_per_epoch),
-        val_batches=lambda: window_batches(val_series, val_starts, window, cfg.score.batch_size),
-        cfg=t, device=device, out_dir=ctx.stream_dir(STREAM), extra=extra,
-        reporter=TrainReporter(ctx, "train_patchtst", STREAM), resume=ctx.resume)
-    write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
+    ctx.log.info("    %d training windows, %d validation windows, %s parameters; %s",
+                 len(fit_starts), len(val_starts), f"{sum(p.numel() for p in model.parameters()):,}",
+                 rt.describe())
+    with explain_oom("training PatchTST", f"lower patchtst.train.batch_size (now {t.batch_size})"):
+        result = fit(
+            model, train_batches=train_batches,
+            n_batches=n_batches_of(len(fit_starts) // group.world, t.batch_size,
+                                   t.max_steps_per_epoch),
+            val_batches=lambda: window_batches(val_series, val_starts, window,
+                                               cfg.score.batch_size),
+            cfg=t, rt=rt, out_dir=ctx.stream_dir(STREAM), extra=extra,
+            reporter=TrainReporter(ctx, "train_patchtst", STREAM), resume=ctx.resume, group=group)
+    if ctx.is_main:
+        write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
     ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
                  result.best_epoch, " (early stop)" if result.early_stopped else "")
 
@@ -110,12 +123,15 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Pa
 
 def score(ctx: Context) -> None:
     cfg, data, out = ctx.cfg.patchtst, ctx.state[STREAM], ctx.stream_dir(STREAM)
-    device = resolve_device(ctx.cfg.pipeline.device)
-    model, _ = load_model(out, device)
-    val_errors = channel_errors(model, data.val, cfg.score, device, ctx.should_stop)  # (T_val, C)
+    rt = Runtime.of(ctx.cfg.pipeline)
+    model, _ = load_model(out, rt.device)
+    with explain_oom("scoring PatchTST", f"lower patchtst.score.batch_size (now "
+                                         f"{cfg.score.batch_size})"):
+        val_errors = channel_errors(model, data.val, cfg.score, rt, ctx.should_stop)  # (T_val, C)
+        errors = channel_errors(model, data.target_values, cfg.score, rt, ctx.should_stop)
     scale = channel_scale(val_errors, cfg.score.normalize_channels)  # (C,)
     val_scores = step_scores(val_errors / scale)
-    errors = channel_errors(model, data.target_values, cfg.score, device, ctx.should_stop) / scale
+    errors = errors / scale
     scores = step_scores(errors)  # (T,)
     threshold = metrics.threshold_from_normal(val_scores, cfg.score.threshold_percentile)
     _write_scores(out, data.target, scores, threshold)

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 
 from core.errors import DataError
 
@@ -61,20 +62,27 @@ def window_starts(n_rows: int, window: int, stride: int) -> np.ndarray:
 
 
 def gather_windows(series: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
-    """series (T, C), starts (B,) → windows (B, L, C) with L = window."""
-    index = starts[:, None] + torch.arange(window)  # (B, L)
+    """series (T, C), starts (B,) → windows (B, L, C) with L = window, on the series' device."""
+    starts = starts.to(series.device)
+    index = starts[:, None] + torch.arange(window, device=series.device)  # (B, L)
     return series[index]
 
 
+def epoch_order(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """Indices of this rank's share of `n` training windows for `epoch`, shuffled: every rank
+    draws the same permutation and takes an equal, disjoint share (a DistributedSampler)."""
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True,
+                                 seed=seed, drop_last=world > 1)
+    sampler.set_epoch(epoch)
+    return np.fromiter(sampler, dtype=np.int64, count=len(sampler))
+
+
 def window_batches(series: torch.Tensor, starts: np.ndarray, window: int, batch_size: int,
-                   shuffle: bool = False, limit: int = 0,
-                   generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Batches (B, L, C) of the windows at `starts`; `limit` > 0 caps the number of batches."""
+                   limit: int = 0) -> Iterator[torch.Tensor]:
+    """Batches (B, L, C) of the windows at `starts`, in that order; `limit` > 0 caps the number
+    of batches."""
     order = torch.as_tensor(starts)
-    if shuffle:
-        order = order[torch.randperm(len(order), generator=generator)]
-    n_batches = n_batches_of(len(order), batch_size, limit)
-    for i in range(n_batches):
+    for i in range(n_batches_of(len(order), batch_size, limit)):
         yield gather_windows(series, order[i * batch_size:(i + 1) * batch_size], window)
 
 

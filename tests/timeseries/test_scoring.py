@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from core.config import PatchTSTModelConfig, TSScoreConfig
+from core.devices import Runtime
 from core.errors import DataError, StopRequested
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import channel_errors, step_scores, window_errors
-from core.timeseries.windows import (STD_FLOOR, Normalizer, n_batches_of, split_train_val,
-                                     window_batches, window_starts)
+from core.timeseries.windows import (STD_FLOOR, Normalizer, epoch_order, n_batches_of,
+                                     split_train_val, window_batches, window_starts)
 
-CPU = torch.device("cpu")
+CPU = Runtime(torch.device("cpu"))
 WINDOW, PATCH = 32, 4
 
 
@@ -46,9 +47,8 @@ def trained() -> PatchTST:
     series = torch.from_numpy(sine_series(2000, seed=1))
     starts = window_starts(len(series), WINDOW, 7)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    g = torch.Generator().manual_seed(0)
     for epoch in range(20):
-        for x in window_batches(series, starts, WINDOW, 32, shuffle=True, generator=g):
+        for x in window_batches(series, starts[epoch_order(len(starts), epoch, 0)], WINDOW, 32):
             loss = model.loss(x)
             opt.zero_grad()
             loss.backward()
@@ -102,15 +102,30 @@ def test_window_batches_shapes_and_content():
         assert torch.equal(w, series[s:s + 10])
 
 
-def test_window_batches_shuffle_and_limit():
+def test_window_batches_follow_the_given_order_and_limit():
     series = torch.arange(60, dtype=torch.float32)[:, None]
     starts = window_starts(60, 5, 1)
-    g = torch.Generator().manual_seed(0)
-    shuffled = torch.cat(list(window_batches(series, starts, 5, 8, shuffle=True, generator=g)))
-    firsts = shuffled[:, 0, 0].long().tolist()
-    assert sorted(firsts) == starts.tolist() and firsts != starts.tolist()
+    shuffled = starts[epoch_order(len(starts), epoch=0, seed=0)]
+    firsts = torch.cat(list(window_batches(series, shuffled, 5, 8)))[:, 0, 0].long().tolist()
+    assert firsts == shuffled.tolist() and sorted(firsts) == starts.tolist() \
+        and firsts != starts.tolist()
     limited = list(window_batches(series, starts, 5, 8, limit=2))
     assert len(limited) == 2 == n_batches_of(len(starts), 8, 2)
+
+
+def test_epoch_order_reshuffles_each_epoch_and_is_reproducible():
+    first, again, second = (epoch_order(50, e, seed=3) for e in (0, 0, 1))
+    assert sorted(first.tolist()) == list(range(50))
+    assert first.tolist() == again.tolist() and first.tolist() != second.tolist()
+
+
+def test_epoch_order_shards_are_equal_and_disjoint_across_ranks():
+    shards = [epoch_order(51, epoch=2, seed=0, rank=r, world=3) for r in range(3)]
+    assert [len(s) for s in shards] == [17, 17, 17]
+    assert len(set(np.concatenate(shards).tolist())) == 51  # every window once, none twice
+    two = [epoch_order(51, epoch=2, seed=0, rank=r, world=2) for r in range(2)]
+    assert [len(s) for s in two] == [25, 25]  # drop_last: equal shares, so ranks step together
+    assert not set(two[0].tolist()) & set(two[1].tolist())
 
 
 # ---------------------------------------------------------------- Normalizer

@@ -1,0 +1,249 @@
+"""Training on several processes: DistributedDataParallel under `torchrun`.
+
+With `pipeline.distributed` on, a training stage does not run in the pipeline process. The
+pipeline launches `torchrun --standalone --nproc_per_node=N -m core.distributed RUN_DIR STAGE`
+and waits. Each rank loads the stream's data, trains its shard of every epoch (a
+DistributedSampler) on a DDP-wrapped model, and rank 0 alone writes checkpoints. The pipeline
+stays the only writer of progress.json and metrics.jsonl: rank 0 sends what the training loop
+reports as event lines on stdout, which the pipeline applies (and logs every other line).
+
+Stop reaches every rank three ways: SIGTERM forwarded by torchrun, a stop file the pipeline
+writes when it is asked to stop, and the death of the rank's parent (a SIGKILLed torchrun).
+Ranks agree on it with an all-reduce at each step, so they stop at the same step and rank 0
+saves `last.pt`. Each rank writes its outcome (done, stopped, or its error) to
+`<run>/distributed/`, so a failed run carries the failing rank's own error."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from core import errors
+from core.errors import StopRequested, TrainingError
+
+EVENT = "@atc-event "  # prefix of rank 0's stdout lines that carry progress/metrics updates
+STOPPED_EXIT = 3
+
+
+# --- the process group seen from the training loop ------------------------------------------
+
+class Solo:
+    """One process trains alone: every collective is the identity."""
+    rank, world, is_main = 0, 1, True
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        return module
+
+    def agree(self, loss: float, stop: bool) -> tuple[float, bool]:
+        return loss, stop
+
+    def mean(self, value: float) -> float:
+        return value
+
+
+class Group(Solo):
+    """A rank of a torchrun job: DDP for gradients, an all-reduce for what ranks must agree on."""
+
+    def __init__(self, rank: int, world: int, device: torch.device):
+        self.rank, self.world, self.is_main, self.device = rank, world, rank == 0, device
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def agree(self, loss: float, stop: bool) -> tuple[float, bool]:
+        """The mean of the ranks' step losses, and whether any rank asked to stop."""
+        t = torch.tensor([loss, float(stop)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)  # (2,) sums
+        return t[0].item() / self.world, t[1].item() > 0
+
+    def mean(self, value: float) -> float:
+        return self.agree(value, False)[0]
+
+
+SOLO = Solo()
+
+
+def group_of(ctx) -> Solo:
+    """The context's process group: its torchrun Group on a rank, else SOLO."""
+    return ctx.group or SOLO
+
+
+def planned_world(pipeline) -> int:
+    """How many processes train: 1 unless `distributed` is on (or auto with >1 GPU visible)."""
+    gpus = torch.cuda.device_count() if pipeline.device != "cpu" else 0
+    if pipeline.distributed == "false" or (pipeline.distributed == "auto" and gpus < 2):
+        return 1
+    return pipeline.nproc or gpus or 2
+
+
+# --- the pipeline's side: launch torchrun, relay events, collect outcomes --------------------
+
+def outcome_dir(run_dir: Path) -> Path:
+    return run_dir / "distributed"
+
+
+def launch(ctx, stage, world: int) -> None:
+    """Run a training stage on `world` processes and wait; raise as the ranks ended."""
+    folder = outcome_dir(ctx.run_dir)
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob(f"{stage.name}.*"):
+        old.unlink()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={world}", "-m", "core.distributed", str(ctx.run_dir), stage.name]
+    if ctx.resume:
+        cmd.append("--resume")
+    ctx.log.info("    training on %d processes: torchrun, DistributedDataParallel (%s)", world,
+                 "nccl" if torch.cuda.is_available() and ctx.cfg.pipeline.device != "cpu"
+                 else "gloo")
+    env = os.environ.copy()  # torchrun would set 1 thread per rank, and say so at length
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1, cwd=Path(__file__).resolve().parent.parent, env=env)
+    threading.Thread(target=_forward_stop, args=(ctx, folder / f"{stage.name}.stop", proc),
+                     daemon=True).start()
+    for line in proc.stdout:
+        _relay(ctx, line.rstrip("\n"))
+    code = proc.wait()
+    _raise_for_outcomes(folder, stage.name, world, code, ctx.should_stop())
+
+
+def _forward_stop(ctx, stop_file: Path, proc: subprocess.Popen) -> None:
+    """When the pipeline is asked to stop, tell the ranks through the stop file."""
+    while proc.poll() is None:
+        if ctx.stop_event.wait(0.5):
+            stop_file.touch()
+            return
+
+
+def _relay(ctx, line: str) -> None:
+    if line.startswith(EVENT):
+        event = json.loads(line[len(EVENT):])
+        if event["to"] == "metrics":
+            ctx.metrics.log(**event["fields"])
+        else:
+            ctx.progress.update_active(**event["fields"])
+    elif line.strip():
+        ctx.log.info("%s", line)
+
+
+def _raise_for_outcomes(folder: Path, stage: str, world: int, code: int, stopping: bool) -> None:
+    """Done when every rank reported done; else the first failure (a rank that died without a
+    word first: the others' errors are its consequence), else stopped."""
+    outcomes = {}
+    for rank in range(world):
+        path = folder / f"{stage}.rank{rank}.json"
+        outcomes[rank] = json.loads(path.read_text()) if path.exists() else None
+    silent = [r for r, o in outcomes.items() if o is None]
+    failed = [(r, o) for r, o in outcomes.items() if o and o["status"] == "failed"]
+    if silent and not (stopping and not failed):
+        raise TrainingError(f"{stage}: rank {silent[0]} of {world} died without reporting "
+                            f"(killed, or crashed outside Python; torchrun exit code {code}); "
+                            "see pipeline.log")
+    if failed:
+        rank, o = failed[0]
+        raise getattr(errors, o["type"], TrainingError)(f"rank {rank}: {o['error']}")
+    if silent or any(o["status"] == "stopped" for o in outcomes.values()):
+        raise StopRequested(f"stopped during {stage} (all {world} processes)")
+    if code != 0:
+        raise TrainingError(f"{stage}: torchrun exited with code {code}; see pipeline.log")
+
+
+# --- a rank's side ----------------------------------------------------------------------------
+
+class EventSink:
+    """Stands in for ProgressWriter and MetricsLog on rank 0: each call becomes an event line."""
+
+    def log(self, **fields) -> None:
+        print(EVENT + json.dumps({"to": "metrics", "fields": fields}), flush=True)
+
+    def update_active(self, **fields) -> None:
+        print(EVENT + json.dumps({"to": "progress", "fields": fields}), flush=True)
+
+
+class NullSink:
+    """Ranks other than 0 report nothing."""
+
+    def log(self, **fields) -> None:
+        pass
+
+    def update_active(self, **fields) -> None:
+        pass
+
+
+def _watch_for_stop(stop_event: threading.Event, stop_file: Path, parent: int) -> None:
+    """Set `stop_event` when the pipeline's stop file appears or this rank's parent (torchrun)
+    is gone: a SIGKILLed torchrun cannot forward a stop, and its ranks must not run on."""
+    while not stop_event.wait(0.5):
+        if stop_file.exists() or os.getppid() != parent:
+            stop_event.set()
+
+
+def _rank_logger(is_main: bool) -> logging.Logger:
+    log = logging.getLogger("atc.rank")
+    log.setLevel(logging.INFO if is_main else logging.WARNING)
+    log.propagate = False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    return log
+
+
+def _write_outcome(folder: Path, stage: str, rank: int, status: str,
+                   error: BaseException | None = None) -> None:
+    from core.fileio import write_json
+    outcome = {"status": status}
+    if error is not None:
+        outcome |= {"error": str(error) or type(error).__name__, "type": type(error).__name__}
+    write_json(folder / f"{stage}.rank{rank}.json", outcome)
+
+
+def worker(run_dir: Path, stage_name: str, resume: bool) -> int:
+    """One rank: join the group, load the stream's data, run the stage's function."""
+    from core.config import read_config
+    from core.devices import resolve_device
+    from core.stages import STAGES, Context, resolve, stream_module
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    folder = outcome_dir(run_dir)
+    stop_event = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop_event.set())
+    threading.Thread(target=_watch_for_stop, daemon=True,
+                     args=(stop_event, folder / f"{stage_name}.stop", os.getppid())).start()
+    try:
+        cfg = read_config(run_dir / "run.yaml")
+        device = resolve_device(cfg.pipeline.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        stage = next(s for s in STAGES if s.name == stage_name)
+        sink = EventSink() if rank == 0 else NullSink()
+        ctx = Context(run_dir, cfg, sink, sink, _rank_logger(rank == 0), resume=resume,
+                      stop_event=stop_event, group=Group(rank, world, device))
+        ctx.state[stage.stream] = stream_module(stage.stream).load(cfg)[0]
+        resolve(stage.target)(ctx)
+        _write_outcome(folder, stage_name, rank, "done")
+        return 0
+    except StopRequested:
+        _write_outcome(folder, stage_name, rank, "stopped")
+        return STOPPED_EXIT
+    except BaseException as e:
+        _write_outcome(folder, stage_name, rank, "failed", e)
+        logging.getLogger("atc.rank").exception("rank %d failed", rank)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(worker(Path(sys.argv[1]), sys.argv[2], "--resume" in sys.argv[3:]))

@@ -1,0 +1,128 @@
+"""Device and precision choice, the device facts (NVML readings through a stand-in module), how
+many processes train, and how the ranks' outcomes become the training stage's result."""
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from core import devices
+from core.config import PipelineConfig, load_config, read_config, save_config
+from core.devices import Runtime, resolve_precision
+from core.distributed import _raise_for_outcomes, planned_world
+from core.errors import ConfigError, DataError, StopRequested, TrainingError
+from core.fileio import write_json
+
+CPU = torch.device("cpu")
+
+
+def test_precision_auto_is_fp32_on_cpu_and_explicit_choices_stand():
+    assert resolve_precision("auto", CPU) == "fp32"
+    assert [resolve_precision(p, CPU) for p in ("bf16", "fp16", "fp32")] == ["bf16", "fp16", "fp32"]
+
+
+def test_runtime_autocast_runs_in_the_chosen_dtype():
+    lin, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        with Runtime(CPU, precision).autocast():
+            assert lin(x).dtype == dtype
+    assert Runtime(CPU, "fp16").grad_scaler().is_enabled()
+    assert not Runtime(CPU, "bf16").grad_scaler().is_enabled()
+
+
+def test_runtime_from_the_pipeline_config_and_its_description():
+    rt = Runtime.of(load_config(["pipeline.device=cpu", "pipeline.compile=true"]).pipeline)
+    assert (rt.device, rt.precision, rt.compile) == (CPU, "fp32", True)
+    assert rt.describe() == f"cpu ({torch.get_num_threads()} threads), fp32, compiled"
+
+
+def test_asking_for_cuda_without_one_is_a_config_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="pipeline.device: 'cuda' was asked for"):
+        devices.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("distributed, nproc, device, world", [
+    ("false", 4, "cpu", 1),
+    ("auto", 0, "cpu", 1),  # auto: only with two GPUs or more
+    ("true", 0, "cpu", 2),
+    ("true", 3, "cpu", 3),
+])
+def test_planned_world(distributed, nproc, device, world):
+    cfg = PipelineConfig(distributed=distributed, nproc=nproc, device=device)
+    assert planned_world(cfg) == world
+
+
+def test_yaml_true_for_distributed_reads_as_the_choice(tmp_path):
+    path = tmp_path / "run.yaml"
+    save_config(load_config(), path)
+    path.write_text(path.read_text().replace("distributed: auto", "distributed: true"))
+    assert read_config(path).pipeline.distributed == "true"
+    with pytest.raises(ConfigError, match="pipeline.distributed: expected one of auto, true, fals"):
+        load_config(["pipeline.distributed=sometimes"])
+
+
+def test_device_facts_read_nvml_when_installed(monkeypatch):
+    class Memory:
+        used = 3 * 2**30
+
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetMemoryInfo=lambda h: Memory,
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=40 + h))
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert devices._nvml_readings(2) == {0: {"memory_used_gb": 3.0, "utilization_pct": 40},
+                                         1: {"memory_used_gb": 3.0, "utilization_pct": 41}}
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: import fails
+    assert devices._nvml_readings(2) == {}
+    facts = devices.device_facts()
+    assert facts["torch"] == torch.__version__ and facts["cpu_threads"] >= 1
+
+
+# ---------------------------------------------------------------- ranks' outcomes
+
+def _outcomes(tmp_path, *outcomes):
+    for rank, outcome in enumerate(outcomes):
+        if outcome is not None:
+            write_json(tmp_path / f"train_x.rank{rank}.json", outcome)
+
+
+def test_all_ranks_done_is_done(tmp_path):
+    _outcomes(tmp_path, {"status": "done"}, {"status": "done"})
+    _raise_for_outcomes(tmp_path, "train_x", 2, 0, stopping=False)
+
+
+def test_a_failed_rank_raises_its_own_error_class(tmp_path):
+    _outcomes(tmp_path, {"status": "done"},
+              {"status": "failed", "error": "train.csv: column 'a' row 3", "type": "DataError"})
+    with pytest.raises(DataError, match=r"^rank 1: train.csv: column 'a' row 3$"):
+        _raise_for_outcomes(tmp_path, "train_x", 2, 1, stopping=False)
+
+
+def test_an_unexpected_exception_becomes_a_training_error(tmp_path):
+    _outcomes(tmp_path, {"status": "failed", "error": "boom", "type": "KeyError"},
+              {"status": "stopped"})
+    with pytest.raises(TrainingError, match="^rank 0: boom$"):
+        _raise_for_outcomes(tmp_path, "train_x", 2, 1, stopping=False)
+
+
+def test_a_rank_that_died_silently_is_named_first(tmp_path):
+    _outcomes(tmp_path, {"status": "failed", "error": "Connection closed by peer",
+                         "type": "RuntimeError"}, None)
+    with pytest.raises(TrainingError, match="rank 1 of 2 died without reporting"):
+        _raise_for_outcomes(tmp_path, "train_x", 2, 1, stopping=False)
+
+
+def test_stopped_ranks_mean_stopped_even_when_one_was_killed_by_the_stop(tmp_path):
+    _outcomes(tmp_path, {"status": "stopped"}, None)
+    with pytest.raises(StopRequested):
+        _raise_for_outcomes(tmp_path, "train_x", 2, 1, stopping=True)
+
+
+def test_a_nonzero_exit_with_every_rank_done_still_fails(tmp_path):
+    _outcomes(tmp_path, {"status": "done"}, {"status": "done"})
+    with pytest.raises(TrainingError, match="torchrun exited with code 1"):
+        _raise_for_outcomes(tmp_path, "train_x", 2, 1, stopping=False)
