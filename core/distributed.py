@@ -102,6 +102,7 @@ def launch(ctx, stage, world: int) -> None:
            f"--nproc_per_node={world}", "-m", "core.distributed", str(ctx.run_dir), stage.name]
     if ctx.resume:
         cmd.append("--resume")
+    ctx.progress.update_active(processes=world)
     ctx.log.info("    training on %d processes: torchrun, DistributedDataParallel (%s)", world,
                  "nccl" if torch.cuda.is_available() and ctx.cfg.pipeline.device != "cpu"
                  else "gloo")

@@ -11,6 +11,7 @@
 No torch here (the console imports this at page load)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from core import jobs
-from core.config import load_config, read_yaml, to_dict
+from core.config import PipelineConfig, load_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves
 from core.errors import JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
@@ -62,7 +63,11 @@ FORM_FIELDS: dict[str, tuple[FormField, ...]] = {  # by stream kind
         FormField("model.mask_ratio", "Mask ratio", float, "share of mask units hidden"),
     ),
 }
-DEVICES = ("auto", "cpu", "cuda")
+
+
+def pipeline_choices(key: str) -> tuple[str, ...]:
+    """The allowed values of a `pipeline` config key with choices (device, precision...)."""
+    return next(f for f in dataclasses.fields(PipelineConfig) if f.name == key).metadata["choices"]
 
 
 def form_fields(stream: Stream) -> tuple[FormField, ...]:
@@ -82,10 +87,12 @@ def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
 
 
 def training_overrides(data: dict[str, Path | str | None], presets: dict[str, str],
-                       values: dict[str, dict[str, Any]], device: str) -> dict[str, Any]:
+                       values: dict[str, dict[str, Any]],
+                       hardware: dict[str, Any]) -> dict[str, Any]:
     """The form → dotted overrides for `load_config`. `data`, `presets`, `values` are keyed by
-    stream name (`values[stream][field key]`); a stream whose data is None is not trained."""
-    overrides: dict[str, Any] = {"pipeline.device": device}
+    stream name (`values[stream][field key]`); a stream whose data is None is not trained.
+    `hardware` holds `pipeline` keys: device, precision, distributed, nproc, compile."""
+    overrides: dict[str, Any] = {f"pipeline.{key}": value for key, value in hardware.items()}
     for name, stream in STREAMS.items():
         path = data.get(name)
         overrides[f"pipeline.{stream.data_key}"] = str(path) if path else None
@@ -265,8 +272,11 @@ def _last_throughput(lines: list[dict]) -> float | None:
 
 
 def _device_text(progress: dict, active: dict) -> str:
-    """The device the run reported; GPU memory in use when the trainer reports `gpu_mem_gb`."""
+    """The device the run reported, the processes the active stage runs on (torchrun), and GPU
+    memory in use when the trainer reports `gpu_mem_gb` (rank 0's, with several processes)."""
     device = progress.get("device") or "—"
+    if active.get("processes"):
+        device += f" × {active['processes']} processes"
     memory = active.get("gpu_mem_gb")
     return f"{device} · {memory:.1f} GB in use" if memory is not None else device
 

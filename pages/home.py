@@ -6,6 +6,9 @@ from core import results
 from core.runs import workspace
 
 LATEST = 5
+GPU_COLUMNS = {"index": "index", "name": "GPU", "memory_total_gb": "memory (GB)",
+               "memory_used_gb": "in use (GB)", "utilization_pct": "utilisation (%)",
+               "bf16": "bf16"}
 TRAIN_ICON = ":material/model_training:"
 
 
@@ -22,9 +25,11 @@ def device_panel() -> None:
     cols[1].metric("CUDA available", "yes" if facts["cuda_available"] else "no")
     cols[2].metric("CUDA version", facts["cuda_version"] or "—")
     if facts["gpus"]:
-        gpus = pd.DataFrame(facts["gpus"], columns=["index", "name", "memory_total_gb"])
-        st.dataframe(gpus.set_index("index").rename(columns={
-            "name": "GPU", "memory_total_gb": "memory (GB)"}), width="stretch")
+        gpus = pd.DataFrame(facts["gpus"], columns=list(GPU_COLUMNS))
+        st.dataframe(gpus.set_index("index").rename(columns=GPU_COLUMNS), width="stretch")
+        if not facts["nvml"]:
+            st.caption("Memory in use is this console's own; install `nvidia-ml-py` to see the "
+                       "whole GPU's memory and utilisation.")
     else:
         st.caption(f"No GPU visible: training runs on the CPU ({facts['cpu_threads']} threads).")
 

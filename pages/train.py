@@ -13,8 +13,8 @@ from core import jobs
 from core.config import presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
-from core.live import (DEVICES, form_fields, latest_run, live_view, preset_values, preview_config,
-                       start_training, training_overrides)
+from core.live import (form_fields, latest_run, live_view, pipeline_choices, preset_values,
+                       preview_config, start_training, training_overrides)
 from core.runs import workspace
 from core.stages import STREAMS
 from core.uploads import list_datasets
@@ -58,8 +58,31 @@ def choose_data(ws: Path) -> tuple[dict, dict]:
     return data, chosen
 
 
-def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, str, bool]:
-    """The form: ({stream: {key: value}}, device, Train clicked). Values apply on submit."""
+def hardware() -> dict:
+    """Where and how to train: `pipeline` keys (device, precision, processes, compile)."""
+    with st.expander("Hardware"):
+        cols = st.columns(4)
+        chosen = {
+            "device": cols[0].selectbox("Device", pipeline_choices("device"), key="train_device",
+                                        help="auto: CUDA when the trainer sees a GPU, else CPU"),
+            "precision": cols[1].selectbox(
+                "Precision", pipeline_choices("precision"), key="train_precision",
+                help="auto: bf16 autocast on CUDA (fp16 with loss scaling where bf16 is "
+                     "missing), fp32 on CPU"),
+            "distributed": cols[2].selectbox(
+                "Several processes", pipeline_choices("distributed"), key="train_distributed",
+                help="train with torchrun and DistributedDataParallel; auto: when 2+ GPUs are "
+                     "visible"),
+            "nproc": cols[3].number_input("Processes", min_value=0, step=1, key="train_nproc",
+                                          help="0: one per visible GPU"),
+            "compile": st.toggle("torch.compile", key="train_compile",
+                                 help="compile the model for training: slower start, faster "
+                                      "steps on GPU; falls back to eager if it cannot compile")}
+    return chosen
+
+
+def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
+    """The form: ({stream: {key: value}}, hardware, Train clicked). Values apply on submit."""
     values = {}
     with st.form("train_form"):
         for stream in STREAMS.values():
@@ -72,13 +95,12 @@ def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, str, bool]:
                                          key=field_key(stream, f.key))
             values[stream.name] = {f.key: st.session_state[field_key(stream, f.key)]
                                    for f in form_fields(stream)}
-        device = st.selectbox("Device", DEVICES, key="train_device",
-                              help="auto: CUDA when the trainer sees a GPU, else CPU")
+        chosen = hardware()
         left, right, _ = st.columns([1, 1, 4])
         left.form_submit_button("Check config", key="train_check")
         train = right.form_submit_button("Train", key="train_start", type="primary",
                                          disabled=busy or not any_data)
-    return values, device, train
+    return values, chosen, train
 
 
 def draw_panel(run_dir: Path) -> None:
@@ -150,13 +172,13 @@ def main() -> None:
     st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
 
     data, chosen = choose_data(ws)
-    values, device, train = hyperparameters(busy, any(data.values()))
+    values, chosen_hardware, train = hyperparameters(busy, any(data.values()))
     if busy:
         st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
                 "or you stop it.")
     elif not any(data.values()):
         st.info("Choose a dataset for at least one stream to train.")
-    overrides = training_overrides(data, chosen, values, device)
+    overrides = training_overrides(data, chosen, values, chosen_hardware)
     try:
         config_text = preview_config(overrides)
     except ConfigError as e:

@@ -110,6 +110,9 @@ def test_live_view_of_a_finished_run_and_gpu_memory(ws):
     running = fake_run(ws, "r2", states=RUNNING, device="cuda:0 NVIDIA H200 (bf16)",
                        active=ACTIVE | {"gpu_mem_gb": 3.14159})
     assert live_view(running).device == "cuda:0 NVIDIA H200 (bf16) · 3.1 GB in use"
+    ddp = fake_run(ws, "r3", states=RUNNING, device="cuda:0 NVIDIA H200, bf16",
+                   active=ACTIVE | {"gpu_mem_gb": 2.0, "processes": 4})
+    assert live_view(ddp).device == "cuda:0 NVIDIA H200, bf16 × 4 processes · 2.0 GB in use"
 
 
 def test_live_view_marks_a_vanished_process_lost(ws):
@@ -255,12 +258,15 @@ def test_form_values_overrides_and_preview():
     assert tiny == {"train.epochs": 3, "train.batch_size": 32, "train.lr": 0.001,
                     "data.window": 40, "model.patch_len": 8, "model.mask_ratio": 0.4}
     overrides = training_overrides({"patchtst": Path("/data/x")}, {"patchtst": "tiny"},
-                                   {"patchtst": tiny | {"train.epochs": 7}}, "cpu")
+                                   {"patchtst": tiny | {"train.epochs": 7}},
+                                   {"device": "cpu", "precision": "bf16", "nproc": 2})
     assert overrides["pipeline.ts_data"] == "/data/x" and overrides["pipeline.device"] == "cpu"
+    assert overrides["pipeline.precision"] == "bf16" and overrides["pipeline.nproc"] == 2
     assert overrides["patchtst.train.epochs"] == 7 and overrides["patchtst.preset"] == "tiny"
     text = preview_config(overrides)
     assert "epochs: 7" in text and "window: 40" in text and "ts_data: /data/x" in text
-    assert training_overrides({"patchtst": None}, {}, {}, "auto")["pipeline.ts_data"] is None
+    assert "precision: bf16" in text and "nproc: 2" in text
+    assert training_overrides({"patchtst": None}, {}, {}, {})["pipeline.ts_data"] is None
     with pytest.raises(ConfigError, match="must be a multiple of patchtst.model.patch_len"):
         preview_config(overrides | {"patchtst.data.window": 42})
 
@@ -278,7 +284,7 @@ def test_start_training_runs_the_pipeline_to_done(tiny_dataset, tmp_path, monkey
     monkeypatch.setenv("ATC_WORKDIR", str(tmp_path / "ws"))
     ws = workspace()
     overrides = training_overrides({"patchtst": tiny_dataset}, {"patchtst": "tiny"},
-                                   {"patchtst": {"train.epochs": 2}}, "cpu")
+                                   {"patchtst": {"train.epochs": 2}}, {"device": "cpu"})
     run = start_training(ws, overrides)
     try:
         assert run.parent == ws / "runs" and latest_run(ws) == run

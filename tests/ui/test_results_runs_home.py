@@ -156,8 +156,9 @@ def test_home_lists_gpus(ws, monkeypatch):
     import streamlit as st
     import core.devices
     fake = {"torch": "9.9.9", "cuda_available": True, "cuda_version": "12.8", "cpu_threads": 16,
+            "nvml": True,
             "gpus": [{"index": 0, "name": "NVIDIA H200", "memory_total_gb": 139.8,
-                      "memory_used_gb": 0.0}]}
+                      "memory_used_gb": 12.5, "utilization_pct": 87, "bf16": True}]}
     monkeypatch.setattr(core.devices, "device_facts", lambda: fake)
     st.cache_resource.clear()  # the pages cache the facts once per server
     try:
@@ -166,6 +167,7 @@ def test_home_lists_gpus(ws, monkeypatch):
         assert metric(at, "CUDA available") == "yes" and metric(at, "CUDA version") == "12.8"
         gpus = at.dataframe[0].value
         assert gpus["GPU"].tolist() == ["NVIDIA H200"] and gpus["memory (GB)"].tolist() == [139.8]
+        assert gpus["in use (GB)"].tolist() == [12.5] and gpus["utilisation (%)"].tolist() == [87]
     finally:
         st.cache_resource.clear()
 

@@ -52,6 +52,10 @@ def markdown_text(at: AppTest) -> str:
     return " ".join(m.value for m in at.markdown)
 
 
+def config_expander(at: AppTest):
+    return next(e for e in at.expander if e.label.startswith("Runtime config"))
+
+
 def plotly_charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
@@ -72,7 +76,7 @@ def test_page_shows_datasets_presets_and_the_merged_config(ws):
     assert data.options == ["sample (bundled)", "none"] and data.value == "sample"
     assert at.selectbox(key="train_preset_patchtst").options == ["default", "tiny", "fast"]
     assert at.number_input(key="train_patchtst_data_window").value == 100
-    config = at.expander[0].code[0].value
+    config = config_expander(at).code[0].value
     assert f"ts_data: {PROJECT_ROOT / 'data' / 'samples' / 'timeseries'}" in config
     assert "preset: default" in config and "epochs: 10" in config
     assert "No run yet" in at.info[0].value
@@ -81,12 +85,25 @@ def test_page_shows_datasets_presets_and_the_merged_config(ws):
     at.selectbox(key="train_preset_patchtst").set_value("tiny").run()  # the form follows
     assert at.number_input(key="train_patchtst_data_window").value == 40
     assert at.number_input(key="train_patchtst_model_patch_len").value == 8
-    assert "preset: tiny" in at.expander[0].code[0].value
+    assert "preset: tiny" in config_expander(at).code[0].value
 
     at.selectbox(key="train_data_patchtst").set_value("none").run()
     assert at.button(key="train_start").disabled
     assert any("Choose a dataset" in i.value for i in at.info)
-    assert "ts_data: null" in at.expander[0].code[0].value
+    assert "ts_data: null" in config_expander(at).code[0].value
+
+
+def test_hardware_choices_reach_the_config(ws):
+    at = page()
+    assert at.selectbox(key="train_precision").options == ["auto", "bf16", "fp16", "fp32"]
+    at.selectbox(key="train_precision").set_value("bf16")
+    at.selectbox(key="train_distributed").set_value("true")
+    at.number_input(key="train_nproc").set_value(2)
+    at.toggle(key="train_compile").set_value(True)
+    at.button(key="train_check").click().run()
+    config = config_expander(at).code[0].value
+    for line in ("precision: bf16", "distributed: 'true'", "nproc: 2", "compile: true"):
+        assert line in config, (line, config)
 
 
 def test_a_bad_override_shows_the_config_error(ws):
