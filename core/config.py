@@ -197,6 +197,8 @@ class ImageScoreConfig:
     error: str = _choice("l2", ("l2", "l2_grad"))  # l2_grad adds an image-gradient term
     grad_weight: float = _range(1.0, min=0.0)
     sigma: float = _range(2.0, min=0.0)  # Gaussian smoothing of the map, in pixels
+    normalize: bool = True  # maps in units of normal images' error at each pixel (a z-score)
+    normal_images: int = _range(200, min=2)  # training images whose maps give those statistics
     image_score: str = _choice("topk_mean", ("topk_mean", "max"))
     topk: float = _range(0.01, gt=0.0, max=1.0)  # share of the map's pixels for topk_mean
     threshold_percentile: float = _range(99.0, gt=0.0, max=100.0)  # of held-out normal scores

@@ -3,13 +3,16 @@
 `masked` mode reconstructs each image K times with complementary block masks, so every region is
 predicted once from its visible context and its error is counted once; `full` reconstructs with
 nothing hidden. The per-pixel error (L2, optionally plus an image-gradient term that catches thin
-structural defects) is smoothed with a Gaussian; the image score is the map's maximum or the mean
-of its top-k share of pixels.
+structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in units of normal
+images' error at that pixel, so places where the model is always poor (edges, background strips)
+do not outshine a defect; the image score is the map's maximum or the mean of its top-k share of
+pixels.
 
 Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +69,23 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
                 .repeat_interleave(mcfg.patch_size, 1)  # (H, W)
             err += pixel_error(model.reconstruct(imgs, mask), imgs, cfg) * hidden_px
     return gaussian_blur(err.float(), cfg.sigma)
+
+
+@dataclass
+class PixelErrorStats:
+    """Per-pixel mean and spread of normal images' anomaly maps."""
+    mean: torch.Tensor  # (H, W)
+    std: torch.Tensor  # (H, W), floored at a tenth of the median so flat spots cannot explode
+
+    @classmethod
+    def fit(cls, maps: torch.Tensor) -> "PixelErrorStats":
+        """maps (N, H, W) of normal images, N >= 2."""
+        std = maps.std(dim=0)
+        return cls(maps.mean(dim=0), std.clamp_min(0.1 * std.median().item() + 1e-12))
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) → (B, H, W) z-scores against the normal images."""
+        return (maps - self.mean) / self.std
 
 
 def image_scores(maps: torch.Tensor, how: str, topk: float) -> torch.Tensor:

@@ -10,6 +10,7 @@ import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from core.images.baselines import MeanImageBaseline
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
 from core.images.overlays import save_overlay
-from core.images.scoring import anomaly_maps, image_scores
+from core.images.scoring import PixelErrorStats, anomaly_maps, image_scores
 from core.images.swinmae import SwinMAE
 from core.stages import Context, Skip, TrainReporter
 from core.training import BEST, fit, load_checkpoint
@@ -149,16 +150,32 @@ class Scored:
     images: np.ndarray  # (N, C, S, S) float16, for the overlays
 
 
-def _score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
-                 items: list[ImageItem]) -> Scored:
+def _maps(ctx: Context, model: SwinMAE, items: list[ImageItem],
+          with_masks: bool) -> Iterator[tuple[torch.Tensor, dict]]:
+    """(smoothed anomaly maps (B, S, S) on the CPU, the loader's batch) for batches of `items`."""
     cfg, rt = ctx.cfg.swinmae.score, Runtime.of(ctx.cfg.pipeline)
-    parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
-    for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=True):
+    for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=with_masks):
         if ctx.should_stop():
             raise StopRequested("stopped while scoring images")
         imgs = batch["image"].to(rt.device, non_blocking=True)  # (B, C, S, S)
         with rt.autocast():
-            parts["maps"].append(anomaly_maps(model, imgs, cfg).cpu())
+            maps = anomaly_maps(model, imgs, cfg).cpu()
+        yield maps, batch
+
+
+def _normal_statistics(ctx: Context, model: SwinMAE, items: list[ImageItem]) -> PixelErrorStats:
+    """Per-pixel statistics of the maps of normal training images (`score.normal_images`)."""
+    n = ctx.cfg.swinmae.score.normal_images
+    return PixelErrorStats.fit(torch.cat([m for m, _ in _maps(ctx, model, items[:n], False)]))
+
+
+def _score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
+                 items: list[ImageItem], normal: PixelErrorStats | None) -> Scored:
+    """Model and baseline maps and scores of `items`; model maps in units of `normal`'s."""
+    cfg = ctx.cfg.swinmae.score
+    parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
+    for maps, batch in _maps(ctx, model, items, with_masks=True):
+        parts["maps"].append(normal(maps) if normal else maps)
         parts["base"].append(baseline.maps(batch["image"], cfg.sigma))
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
@@ -176,7 +193,8 @@ def score(ctx: Context) -> None:
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):
-        val, target = (_score_items(ctx, model, baseline, items)
+        normal = _normal_statistics(ctx, model, data.fit) if cfg.score.normalize else None
+        val, target = (_score_items(ctx, model, baseline, items, normal)
                        for items in (data.val, data.target))
     pct = cfg.score.threshold_percentile
     threshold = metrics.threshold_from_normal(val.scores, pct)
@@ -188,6 +206,7 @@ def score(ctx: Context) -> None:
     write_json(out / "scoring.json", {
         "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
+        "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
         "flagged": int((target.scores > threshold).sum()), "image_size": cfg.model.image_size,
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target

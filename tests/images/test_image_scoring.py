@@ -21,7 +21,8 @@ from sklearn.metrics import roc_auc_score
 from core.config import ImageScoreConfig
 from core.images.baselines import MeanImageBaseline
 from core.images.overlays import OUTLINE, heat_colors, mask_outline, overlay, save_overlay
-from core.images.scoring import anomaly_maps, gaussian_blur, image_scores, pixel_error
+from core.images.scoring import (PixelErrorStats, anomaly_maps, gaussian_blur, image_scores,
+                                 pixel_error)
 from core.images.stages import pixel_auroc
 from core.images.swinmae import SwinMAE, complementary_block_masks, preset
 
@@ -325,3 +326,30 @@ def test_pixel_auroc_is_none_without_a_defect_pixel():
     masks[2, 1:3, 1:3] = 1  # the only defect pixels are in an image whose mask is not known
     assert pixel_auroc(maps, masks, np.array([True, True, False])) is None
     assert pixel_auroc(maps, np.ones((3, 4, 4), np.uint8), np.ones(3, bool)) is None  # all defect
+
+
+# ---------------------------------------------------------------- normal-image statistics
+
+def test_normalised_maps_find_a_defect_that_a_hot_border_hides():
+    """Normal maps all glow at the border (the model is always poor there); a faint defect in
+    the middle wins only once each pixel is measured against normal images there."""
+    g = torch.Generator().manual_seed(0)
+    border = torch.zeros(16, 16)
+    border[:, :2] = 5.0
+    normal = border + 0.1 * torch.rand(40, 16, 16, generator=g)  # (40, 16, 16)
+    test = border + 0.1 * torch.rand(6, 16, 16, generator=g)
+    test[3, 8, 8] += 1.0  # the defect: far fainter than the border
+    raw = image_scores(test, "max", 0.01)
+    assert raw.argmax() != 3 and raw.max() - raw.min() < 0.2  # the border decides: all alike
+    stats = PixelErrorStats.fit(normal)
+    z = stats(test)
+    assert image_scores(z, "max", 0.01).argmax() == 3
+    assert z[3].flatten().argmax() == 8 * 16 + 8
+    assert torch.allclose(stats(normal).mean(dim=0), torch.zeros(16, 16), atol=1e-4)
+
+
+def test_normal_statistics_floor_a_flat_pixel():
+    normal = torch.ones(5, 4, 4)
+    normal[:, 0, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])  # the only pixel that varies
+    stats = PixelErrorStats.fit(normal)
+    assert stats.std.min() > 0 and torch.isfinite(stats(normal + 1e-3)).all()
