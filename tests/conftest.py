@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,16 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """`python -m core.pipeline ARGS` from the project root, as a user would type it."""
     return subprocess.run([sys.executable, "-m", "core.pipeline", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    """Poll `predicate` until it returns something true, and return that; fail after `timeout`."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def only_run_dir(workdir: Path) -> Path:

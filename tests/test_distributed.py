@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, TINY, only_run_dir, run_cli
+from conftest import REPO, TINY, only_run_dir, run_cli, wait_for
 from core import jobs
 from core.config import read_config
 from core.fileio import read_json, read_jsonl
@@ -90,15 +89,6 @@ def _rank_pids(run: Path) -> dict[int, int]:
     return ranks
 
 
-def _wait_for(condition, what: str, timeout: float = 120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _start(ws: Path, tiny_dataset: Path, *extra: str) -> Path:
     res = run_cli("run", "--workdir", str(ws), "--ts-data", str(tiny_dataset), *TINY,
                   "--set", "patchtst.train.epochs=400", "--set", "patchtst.train.patience=0",
@@ -114,7 +104,8 @@ def _logged_steps(run: Path) -> int:
 
 def test_stop_reaches_every_rank_and_the_run_resumes(tiny_dataset, tmp_path):
     run = _start(tmp_path / "ws", tiny_dataset)
-    _wait_for(lambda: _logged_steps(run) >= 3 and len(_rank_pids(run)) == 2, "training steps")
+    wait_for(lambda: _logged_steps(run) >= 3 and len(_rank_pids(run)) == 2, "training steps",
+             120)
     progress = jobs.stop(run, grace_s=60)
     assert progress["status"] == "stopped", progress
     assert {s["name"]: s["status"] for s in progress["stages"]}["train_patchtst"] == "stopped"
@@ -147,11 +138,11 @@ def test_a_failing_rank_fails_the_run_with_its_own_error(tiny_dataset, tmp_path)
 
 def test_a_killed_rank_fails_the_run_and_no_rank_is_left(tiny_dataset, tmp_path):
     run = _start(tmp_path / "ws", tiny_dataset)
-    ranks = _wait_for(lambda: _logged_steps(run) >= 1 and len(r := _rank_pids(run)) == 2 and r,
-                      "both ranks training")
+    ranks = wait_for(lambda: _logged_steps(run) >= 1 and len(r := _rank_pids(run)) == 2 and r,
+                     "both ranks training", 120)
     os.kill(ranks[1], 9)
-    progress = _wait_for(lambda: (p := read_json(run / "progress.json"))["status"] not in
-                         jobs.LIVE_STATES and p, "the run to end")
+    progress = wait_for(lambda: (p := read_json(run / "progress.json"))["status"] not in
+                        jobs.LIVE_STATES and p, "the run to end", 120)
     assert progress["status"] == "failed"
     assert "rank 1 of 2 died without reporting" in progress["error"]
-    _wait_for(lambda: _rank_pids(run) == {}, "rank 0 to exit")
+    wait_for(lambda: _rank_pids(run) == {}, "rank 0 to exit")

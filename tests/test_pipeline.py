@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY, make_series, only_run_dir, run_cli
+from conftest import TINY, make_series, only_run_dir, run_cli, wait_for
 from core import jobs
 from core.config import load_config
 from core.errors import JobError
@@ -125,16 +124,6 @@ def _start_long_run(tiny_dataset: Path, ws: Path, epochs: int) -> Path:
     return run
 
 
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _training_step(run: Path) -> int:
     active = (read_json(run / "progress.json") or {}).get("active") or {}
     return active.get("step", 0) if active.get("stage") == "train_patchtst" else 0
@@ -143,7 +132,7 @@ def _training_step(run: Path) -> int:
 def test_stop_mid_training_then_resume(tiny_dataset, tmp_path):
     # ~2,400 steps, so an idle machine is still training when the stop lands
     run = _start_long_run(tiny_dataset, tmp_path / "ws", epochs=60)
-    _wait_for(lambda: _training_step(run) >= 10, what="training steps")
+    wait_for(lambda: _training_step(run) >= 10, "training steps")
     progress = jobs.stop(run, grace_s=30)
     assert progress["status"] == "stopped", progress
     stages = {s["name"]: s["status"] for s in progress["stages"]}
@@ -164,13 +153,13 @@ def test_stop_mid_training_then_resume(tiny_dataset, tmp_path):
 def test_killed_run_is_shown_lost_and_frees_the_workspace(tiny_dataset, tmp_path):
     ws = tmp_path / "ws"
     run = _start_long_run(tiny_dataset, ws, epochs=500)
-    _wait_for(lambda: _training_step(run) >= 1, what="training to start")
+    wait_for(lambda: _training_step(run) >= 1, "training to start")
     assert jobs.active_run_id(workspace(ws)) == run.name
     with pytest.raises(JobError, match="already running"):
         jobs.start(create_run(workspace(ws), load_config([f"pipeline.ts_data={tiny_dataset}"])))
 
     os.killpg(read_json(run / "progress.json")["pgid"], signal.SIGKILL)
-    status = _wait_for(lambda: (s := jobs.run_status(run))["status"] != "running" and s,
+    status = wait_for(lambda: (s := jobs.run_status(run))["status"] != "running" and s,
                        what="the run to be seen lost")
     assert status["label"] == "failed (lost)"
     assert read_json(run / "progress.json")["status"] == "failed"  # persisted for every reader

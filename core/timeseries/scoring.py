@@ -57,7 +57,8 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
         rows = (batch[:, None] + offsets).reshape(-1)  # (B*L,)
         total.index_add_(0, rows, err.reshape(-1, err.shape[-1]))
         count.index_add_(0, rows, torch.ones(len(rows), dtype=torch.float64))
-    return (total / count[:, None]).float().numpy()
+    total /= count[:, None]  # in place: no second (T, C) float64 array at the peak
+    return total.float().numpy()
 
 
 def channel_scale(val_errors: np.ndarray, normalize: bool) -> np.ndarray:

@@ -3,13 +3,12 @@ started from the page (Train disabled while it runs, `done` with the stage graph
 Stop. AppTest never fires `run_every`, so each `at.run()` stands for one refresh."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, wait_for
 from core import jobs
 from core.runs import PROJECT_ROOT, workspace
 from core.stages import STAGES
@@ -39,15 +38,6 @@ def runs_of(ws: Path) -> list[Path]:
     return [p for p in (ws / "runs").iterdir() if p.is_dir()]
 
 
-def wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def markdown_text(at: AppTest) -> str:
     return " ".join(m.value for m in at.markdown)
 
@@ -67,7 +57,7 @@ def start_from_page(at: AppTest, epochs: int) -> Path:
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    return wait_for(lambda: runs_of(workspace()), 10, "a run folder")[0]
+    return wait_for(lambda: runs_of(workspace()), "a run folder", 10)[0]
 
 
 def test_page_shows_datasets_presets_and_the_merged_config(ws):
@@ -129,7 +119,7 @@ def test_train_starts_a_run_disables_train_and_ends_done(ws):
     assert at.button(key="train_stop")  # Stop is offered while it runs
     assert "Started run" in at.toast[0].value
 
-    wait_for(lambda: jobs.run_status(run)["status"] not in jobs.LIVE_STATES, 120, "the run")
+    wait_for(lambda: jobs.run_status(run)["status"] not in jobs.LIVE_STATES, "the run", 120)
     at.run()
     assert not at.exception, at.exception
     assert ":green-badge[done]" in markdown_text(at), markdown_text(at)
@@ -147,14 +137,14 @@ def test_train_starts_a_run_disables_train_and_ends_done(ws):
 def test_stop_stops_the_run_within_the_grace_period(ws):
     at = page()
     run = start_from_page(at, epochs=300)
-    wait_for(lambda: ((jobs.run_status(run).get("active") or {}).get("step") or 0) >= 1, 60,
-             "training steps")
+    wait_for(lambda: ((jobs.run_status(run).get("active") or {}).get("step") or 0) >= 1,
+             "training steps", 60)
     at.run()
     assert at.button(key="train_start").disabled and ":blue-badge[running]" in markdown_text(at)
     at.button(key="train_stop").click().run()
     assert not at.exception, at.exception
     status = wait_for(lambda: (s := jobs.run_status(run))["status"] not in jobs.LIVE_STATES
-                      and s, jobs.GRACE_S, "the run to stop")
+                      and s, "the run to stop", jobs.GRACE_S)
     assert status["status"] == "stopped", status
     at.run()
     assert ":orange-badge[stopped]" in markdown_text(at) and not at.button(key="train_start").disabled
