@@ -70,6 +70,47 @@ def window_reverse(windows: torch.Tensor, ws: int, H: int, W: int) -> torch.Tens
     return x.reshape(-1, H, W, C)
 
 
+def window_order(H: int, W: int, ws: int, shift: int) -> torch.Tensor:
+    """Long (H*W,): the raster index, in the H×W grid, of each token of the shifted window
+    partition, in its (nW, T) order: `x.flatten(1, 2)[:, order]` (B, nW*T, C) is
+    `window_partition(torch.roll(x, (-shift, -shift), (1, 2)), ws)` viewed as (B, nW*T, C).
+    One gather instead of a roll (a copy per rolled dim on CPU) and a partition copy."""
+    grid = torch.arange(H * W).view(1, H, W, 1)
+    if shift:
+        grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(grid, ws).flatten()
+
+
+class _GatherTokens(torch.autograd.Function):
+    """y = x[:, order] for a permutation `order` of dim 1. The gradient is the gather by the
+    inverse permutation: a plain copy, where index_select's backward is a slow scatter-add."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(1, order)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(1, inverse), None, None
+
+
+def gather_tokens(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) → (B, N, C), token i taken from x[:, order[i]]; `inverse` is order.argsort()."""
+    return _GatherTokens.apply(x, order, inverse)
+
+
+def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd) + bias) v in plain ops. q, k, v (B*nW, nh, T, hd), rows
+    image-major; bias (nW, nh, T, T) or (1, nh, T, T) → (B*nW, nh, T, hd). The bias broadcasts
+    over the images: no (B*nW, nh, T, T) copy of it, and its gradient is one sum."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B*nW, nh, T, T)
+    scores.view(-1, *bias.shape).add_(bias)  # in place: matmul's backward does not need it
+    return scores.softmax(dim=-1) @ v
+
+
 def shifted_window_mask(H: int, W: int, ws: int, shift: int,
                         device: torch.device | str | None = None) -> torch.Tensor:
     """Additive attention mask (nW, ws*ws, ws*ws) for the grid rolled by (-shift, -shift): -inf
@@ -151,13 +192,16 @@ class WindowAttention(nn.Module):
         BW, T, D = x.shape
         nh, hd = self.num_heads, D // self.num_heads
         q, k, v = self.qkv(x).view(BW, T, 3, nh, hd).permute(2, 0, 3, 1, 4)  # (B*nW, nh, T, hd)
-        bias = self.bias_table[self.bias_index].permute(2, 0, 1)  # (T, T, nh) → (nh, T, T)
+        bias = self.bias_table[self.bias_index].permute(2, 0, 1)[None]  # (1, nh, T, T)
         if mask is not None:  # window i of every image gets mask[i]; rows are image-major
-            nW = mask.shape[0]
-            bias = (bias + mask[:, None]).expand(BW // nW, nW, nh, T, T).reshape(BW, nh, T, T)
-        # 4-D inputs: on CUDA, SDPA can pick a fused kernel (it takes no 5-D batch); on CPU a
-        # float mask that needs a gradient always takes the math kernel
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B*nW, nh, T, hd)
+            bias = bias + mask[:, None]  # (nW, nh, T, T)
+        bias = bias.to(q.dtype)
+        if q.is_cuda:  # SDPA can pick a fused kernel there (4-D inputs only: no 5-D batch)
+            nW = bias.shape[0]
+            bias = bias.expand(BW // nW, nW, nh, T, T).reshape(BW, nh, T, T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:  # CPU SDPA takes its math kernel for a bias with a gradient: same ops, plus a copy
+            y = biased_attention(q, k, v, bias)  # (B*nW, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(BW, T, D))
 
 
@@ -174,19 +218,24 @@ class SwinBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         mask = shifted_window_mask(grid, grid, ws, shift) if shift else None
         self.register_buffer("attn_mask", mask, persistent=False)  # (nW, T, T) or None
+        # cyclic shift + window partition as one token permutation, and its inverse
+        order = window_order(grid, grid, ws, shift)  # (h*w,)
+        self.register_buffer("order", order, persistent=False)
+        self.register_buffer("inverse", order.argsort(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.window_attention(self.norm1(x))  # (B, h, w, D)
         return x + self.mlp(self.norm2(x))
 
     def window_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, D) → (B, h, w, D). With a shift the grid is rolled by (-shift, -shift)
+        first, so the windows straddle the previous block's window borders, and back after."""
         B, H, W, D = x.shape
-        s = self.shift
-        if s:  # cyclic shift: the windows straddle the previous block's window borders
-            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
-        y = self.attn(window_partition(x, self.ws), self.attn_mask)  # (B*nW, T, D)
-        y = window_reverse(y, self.ws, H, W)  # (B, H, W, D)
-        return torch.roll(y, shifts=(s, s), dims=(1, 2)) if s else y
+        T = self.ws * self.ws
+        windows = gather_tokens(x.reshape(B, H * W, D), self.order, self.inverse)  # (B, nW*T, D)
+        y = self.attn(windows.view(-1, T, D), self.attn_mask)  # (B*nW, T, D)
+        y = gather_tokens(y.view(B, H * W, D), self.inverse, self.order)  # (B, h*w, D) raster
+        return y.view(B, H, W, D)
 
 
 class PatchMerging(nn.Module):
