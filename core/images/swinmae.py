@@ -111,6 +111,18 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return scores.softmax(dim=-1) @ v
 
 
+def folded_window_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       bias: torch.Tensor) -> torch.Tensor:
+    """As `biased_attention`, through SDPA's fused CPU kernel, which gives no gradient for the
+    bias (inference). The windows are folded into the heads, (B, nW*nh, T, hd), so the bias
+    broadcasts over the images: a copy of q, k and v instead of one of the bias per window."""
+    BW, nh, T, hd = q.shape
+    nW = bias.shape[0]
+    q, k, v = (t.reshape(BW // nW, nW * nh, T, hd) for t in (q, k, v))  # image-major rows
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, nW * nh, T, T))
+    return y.view(BW, nh, T, hd)
+
+
 def shifted_window_mask(H: int, W: int, ws: int, shift: int,
                         device: torch.device | str | None = None) -> torch.Tensor:
     """Additive attention mask (nW, ws*ws, ws*ws) for the grid rolled by (-shift, -shift): -inf
@@ -200,8 +212,10 @@ class WindowAttention(nn.Module):
             nW = bias.shape[0]
             bias = bias.expand(BW // nW, nW, nh, T, T).reshape(BW, nh, T, T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:  # CPU SDPA takes its math kernel for a bias with a gradient: same ops, plus a copy
+        elif bias.requires_grad:  # CPU SDPA would take its math kernel: same ops, plus a copy
             y = biased_attention(q, k, v, bias)  # (B*nW, nh, T, hd)
+        else:  # no gradient for the bias (inference): the fused kernel
+            y = folded_window_sdpa(q, k, v, bias)  # (B*nW, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(BW, T, D))
 
 

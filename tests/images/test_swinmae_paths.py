@@ -1,16 +1,17 @@
 """The fast paths in core/images/swinmae.py give what the plain definitions give: the shifted
 window partition as one gather (`window_order`, `gather_tokens`) equals roll + partition and its
-gradient is the inverse; the CPU attention with a broadcast bias (`biased_attention`) equals
-SDPA with the bias expanded per window; a Swin block equals the roll/partition/SDPA reference."""
+gradient is the inverse; the CPU attention with a broadcast bias (`biased_attention` in
+training, `folded_window_sdpa` in inference) equals SDPA with the bias expanded per window; a
+Swin block equals the roll/partition/SDPA reference, with and without gradients."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from core.images.swinmae import (SwinBlock, biased_attention, gather_tokens,
-                                 shifted_window_mask, window_order, window_partition,
-                                 window_reverse)
+from core.images.swinmae import (SwinBlock, biased_attention, folded_window_sdpa,
+                                 gather_tokens, shifted_window_mask, window_order,
+                                 window_partition, window_reverse)
 
 
 @pytest.mark.parametrize("shift", [0, 2])
@@ -54,6 +55,9 @@ def test_biased_attention_matches_sdpa(masked):
     want_grads = torch.autograd.grad(want, (q, k, v, bias), g)
     for a, b in zip(grads, want_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(folded_window_sdpa(q, k, v, full), want, rtol=1e-5,
+                                   atol=1e-6)
 
 
 def reference_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
@@ -88,3 +92,5 @@ def test_swin_block_matches_the_reference(shift):
     params = [x, *block.parameters()]
     for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # the inference path
+        torch.testing.assert_close(block(x), want, rtol=1e-5, atol=1e-5)
