@@ -139,7 +139,9 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
             }.get(how, "image score")
     error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
         else "squared error"
-    return f"anomaly score ({what}; {error}, pixels in [0, 1])"
+    unit = "in units of normal images' error at each pixel" if scoring.get("normalized_by") \
+        else "pixels in [0, 1]"
+    return f"anomaly score ({what}; {error}, {unit})"
 
 
 # ---------------------------------------------------------------- metrics beside the baseline
