@@ -1,0 +1,96 @@
+"""Our PatchTST against Hugging Face `transformers.PatchTSTForPretraining`, side by side in one
+process at one configuration: 38 channels (SMD), window 100, patch 10 (stride 10), d_model 128,
+16 heads, 3 layers, FFN 256, mask ratio 0.4, dropout 0 on both, fp32 (on CUDA both run under
+the product's autocast, `core.devices.Runtime` at `precision: auto`: bf16 where supported).
+
+Training: windows/s of one AdamW step on the masked-reconstruction loss at batch 32.
+Inference: windows/s of a forward pass without gradients (nothing hidden) at batch 32 and 256.
+
+Each side keeps its own design where the config does not say: ours is pre-LayerNorm with
+learned positions, HF's default is BatchNorm with sin-cos positions. Instance scaling is off on
+both (our product default, `revin: false`; HF `scaling=None`).
+
+    .venv/bin/python benchmarks/peer_patchtst.py [--device cpu|cuda] [--rounds 5] [--threads N]
+        [--quick]
+
+Needs `pip install -r requirements-bench.txt`. Ends with `ratio_train=… ratio_infer=…`
+(ours / theirs, medians; infer at batch 32)."""
+from __future__ import annotations
+
+import timing  # first: it puts the project root on sys.path
+from timing import (Case, comparison_rows, infer_step, interleaved, markdown_table,
+                    train_step)
+
+import torch
+
+from core.config import PatchTSTModelConfig
+from core.timeseries.patchtst import PatchTST
+
+CHANNELS, WINDOW, PATCH = 38, 100, 10
+D_MODEL, HEADS, LAYERS, FFN, MASK_RATIO = 128, 16, 3, 256, 0.4
+TRAIN_BATCH, INFER_BATCHES = 32, (32, 256)
+# steps per turn: about a second each on a 2-core CPU
+TRAIN_STEPS, INFER_STEPS = 3, {32: 6, 256: 1}
+OURS, THEIRS = "ours PatchTST", "HF PatchTSTForPretraining"
+
+
+def our_model() -> PatchTST:
+    cfg = PatchTSTModelConfig(patch_len=PATCH, d_model=D_MODEL, n_heads=HEADS, n_layers=LAYERS,
+                              d_ff=FFN, dropout=0.0, mask_ratio=MASK_RATIO, revin=False)
+    return PatchTST(cfg, CHANNELS, WINDOW)
+
+
+def their_model() -> torch.nn.Module:
+    from transformers import PatchTSTConfig, PatchTSTForPretraining
+    cfg = PatchTSTConfig(
+        num_input_channels=CHANNELS, context_length=WINDOW, patch_length=PATCH,
+        patch_stride=PATCH, d_model=D_MODEL, num_attention_heads=HEADS,
+        num_hidden_layers=LAYERS, ffn_dim=FFN, mask_type="random",
+        random_mask_ratio=MASK_RATIO, do_mask_input=True, scaling=None,
+        attention_dropout=0.0, positional_dropout=0.0, path_dropout=0.0, ff_dropout=0.0,
+        head_dropout=0.0)
+    return PatchTSTForPretraining(cfg)
+
+
+def cases(runtime) -> dict[str, list[Case]]:
+    """Benchmark label → the two sides' cases, models and data on the runtime's device."""
+    device = runtime.device
+    ours, theirs = our_model().to(device), their_model().to(device)
+    x = torch.randn(TRAIN_BATCH, WINDOW, CHANNELS, device=device)  # (B, L, C)
+    out = {f"training, batch {TRAIN_BATCH} (windows/s)": [
+        Case(OURS, train_step(ours, lambda m, x: m.loss(x), x, runtime), TRAIN_BATCH,
+             TRAIN_STEPS),
+        Case(THEIRS, train_step(theirs, lambda m, x: m(past_values=x).loss, x, runtime),
+             TRAIN_BATCH, TRAIN_STEPS)]}
+    for b in INFER_BATCHES:
+        xb = torch.randn(b, WINDOW, CHANNELS, device=device)
+        # ours sees every patch (the product's `full` scoring); HF's pretraining model always
+        # hides patches and computes its loss (a few elementwise ops: negligible)
+        out[f"inference, batch {b} (windows/s)"] = [
+            Case(OURS, infer_step(ours, lambda m, x: m(x), xb, runtime), b, INFER_STEPS[b]),
+            Case(THEIRS, infer_step(theirs, lambda m, x: m(past_values=x), xb, runtime), b,
+                 INFER_STEPS[b])]
+    return out
+
+
+def main() -> None:
+    ap = timing.common_args(__doc__.splitlines()[0])
+    args = ap.parse_args()
+    runtime = timing.setup(args)
+    steps, warmup, rounds = (2, 1, 2) if args.quick else (None, 2, args.rounds)
+    results = {label: interleaved(pair, rounds, warmup, runtime.device, steps)
+               for label, pair in cases(runtime).items()}
+    header, rows, ratios = comparison_rows(results, OURS, THEIRS,
+                                          cpu_column=runtime.device.type == "cpu")
+    print(f"PatchTST vs HF, {CHANNELS} channels × window {WINDOW}, patch {PATCH}, d_model "
+          f"{D_MODEL}, {HEADS} heads, {LAYERS} layers, FFN {FFN}, mask {MASK_RATIO}, dropout 0, "
+          f"{timing.describe_runtime(runtime)}; median (min–max) of {rounds} interleaved "
+          "rounds\n")
+    print(markdown_table(header, rows))
+    train, infer = (ratios[k] for k in (f"training, batch {TRAIN_BATCH} (windows/s)",
+                                         f"inference, batch {INFER_BATCHES[0]} (windows/s)"))
+    print(f"\nratio_train={train:.2f} ratio_infer={infer:.2f}")
+
+
+if __name__ == "__main__":
+    main()
