@@ -31,7 +31,6 @@ CPU, of the bf16 matmul on CUDA).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import time
 from typing import Callable
@@ -42,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cli import ROOT  # noqa: F401  (puts the project root on sys.path)
 
 from core.config import load_config
+from core.devices import Runtime
 from core.images.swinmae import SwinMAE, preset
 from core.timeseries.patchtst import PatchTST
 
@@ -53,13 +53,6 @@ class Item:
     fn: Callable[[], None]
     flop: float
     ceiling: bool = False  # a matmul: the reference rate
-
-
-def amp(device: torch.device):
-    """bf16 autocast on CUDA (what the product trains and scores with there), fp32 elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def count_flop(fn: Callable[[], None]) -> float:
@@ -84,7 +77,7 @@ def model_items(name: str, model: torch.nn.Module, x: torch.Tensor,
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def forward_backward() -> None:
-        with amp(device):
+        with Runtime.on(device).autocast():
             loss = model.loss(x)
         loss.backward()
 
@@ -95,7 +88,7 @@ def model_items(name: str, model: torch.nn.Module, x: torch.Tensor,
 
     @torch.no_grad()
     def infer() -> None:
-        with amp(device):
+        with Runtime.on(device).autocast():
             model(x)
 
     train_flop = count_flop(forward_backward)

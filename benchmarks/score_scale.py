@@ -57,6 +57,7 @@ import torch
 from cli import ROOT  # noqa: F401  (puts the project root on sys.path)
 
 from core.config import load_config
+from core.devices import Runtime
 from core.timeseries.data import load_ts_dataset
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import channel_errors, step_scores
@@ -64,12 +65,6 @@ from core.timeseries.windows import Normalizer, window_starts
 
 CHANNELS = 38
 MB = 2**20
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} {torch.cuda.get_device_name(device)}"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 # ---------------------------------------------------------------- data
@@ -140,16 +135,6 @@ class PeakRSS:
 
 # ---------------------------------------------------------------- scoring
 
-def runtime(device: torch.device):
-    """What `channel_errors` takes for the device: a `core.devices.Runtime` (device and autocast
-    precision, the product's default on that device), or a plain device before that existed."""
-    try:
-        from core.devices import Runtime, resolve_precision
-    except ImportError:
-        return device
-    return Runtime(device, resolve_precision("auto", device))
-
-
 def score(model: PatchTST, values: np.ndarray, score_cfg, device: torch.device) -> dict:
     """One streamed scoring of (T, C) values: wall s, per-batch times, peak RSS growth."""
     marks = []
@@ -163,7 +148,7 @@ def score(model: PatchTST, values: np.ndarray, score_cfg, device: torch.device) 
 
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        errors = channel_errors(model, values, score_cfg, runtime(device), tick)  # (T, C)
+        errors = channel_errors(model, values, score_cfg, Runtime.on(device), tick)  # (T, C)
         scores = step_scores(errors)  # (T,)
         marks.append(time.perf_counter())
         wall = marks[-1] - t0
@@ -237,7 +222,7 @@ def main() -> None:
     stride = args.stride or (default_stride if device.type == "cuda" else window)
     torch.manual_seed(0)
     model = PatchTST(cfg.model, CHANNELS, window)  # random weights: throughput only
-    print(f"device {describe(device)} | PatchTST {cfg.model} | window {window}, "
+    print(f"device {Runtime.on(device).describe()} | PatchTST {cfg.model} | window {window}, "
           f"score batch {cfg.score.batch_size}, stride {stride} (config {default_stride})")
 
     with tempfile.TemporaryDirectory() as tmp:

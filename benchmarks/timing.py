@@ -165,15 +165,10 @@ def setup(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    return product_runtime(torch.device(args.device))
-
-
-def product_runtime(device: torch.device):
-    """The product's runtime on `device` at `precision: auto` (bf16 autocast on a CUDA GPU that
-    supports it, fp16 on one that doesn't, fp32 on CPU), uncompiled: both sides of a comparison
-    run under its `autocast()` and `grad_scaler()`."""
-    from core.devices import Runtime, resolve_precision
-    return Runtime(device, resolve_precision("auto", device))
+    # the product's runtime at `precision: auto` (bf16 autocast on a CUDA GPU that has it, fp32
+    # on CPU): both sides of a comparison run under its `autocast()` and `grad_scaler()`
+    from core.devices import Runtime
+    return Runtime.on(torch.device(args.device))
 
 
 def describe_runtime(runtime) -> str:

@@ -46,6 +46,11 @@ class Runtime:
     compile: bool = False
 
     @classmethod
+    def on(cls, device: torch.device) -> "Runtime":
+        """The default runtime on `device` (`precision: auto`, uncompiled)."""
+        return cls(device, resolve_precision("auto", device))
+
+    @classmethod
     def of(cls, pipeline) -> "Runtime":
         """From the run's `pipeline` config section."""
         device = resolve_device(pipeline.device)
