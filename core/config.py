@@ -89,7 +89,7 @@ class TrainConfig:
 class TSScoreConfig:
     mode: str = _choice("full", ("full", "masked"))  # full: no mask; masked: complementary masks
     stride: int = _range(10, min=1)  # step between scored windows (errors averaged over overlaps)
-    batch_size: int = _range(256, min=1)
+    batch_size: int = _range(0, min=0)  # 0: by device (timeseries.scoring.score_batch_size)
     # divide each channel's error by its mean error on the validation split, so a noisy or
     # hard-to-predict channel does not drown the others (and near-constant ones cannot explode)
     normalize_channels: bool = True

@@ -34,6 +34,13 @@ def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
     return err
 
 
+def score_batch_size(cfg: TSScoreConfig, device: torch.device) -> int:
+    """Windows per scoring batch: the configured size, or by device when it is 0. On a CPU small
+    batches stay in cache (32 windows: 1.6x the windows/s of 256, `benchmarks/score_scale.py`);
+    a GPU wants large ones."""
+    return cfg.batch_size or (256 if device.type == "cuda" else 32)
+
+
 @torch.no_grad()
 def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
                    rt: Runtime, should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
@@ -47,10 +54,11 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
     total = torch.zeros(series.shape, dtype=torch.float64)  # (T, C)
     count = torch.zeros(len(values), dtype=torch.float64)  # (T,)
     offsets = torch.arange(window)
-    for i in range(0, len(starts), cfg.batch_size):
+    batch_size = score_batch_size(cfg, device)
+    for i in range(0, len(starts), batch_size):
         if should_stop():
             raise StopRequested("stopped while scoring")
-        batch = starts[i:i + cfg.batch_size]
+        batch = starts[i:i + batch_size]
         x = gather_windows(series, batch, window).to(device, non_blocking=True)
         with rt.autocast():
             err = window_errors(model, x, cfg.mode).cpu().double()  # (B, L, C)

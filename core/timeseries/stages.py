@@ -22,7 +22,7 @@ from core.stages import Context, Skip, TrainReporter
 from core.timeseries.baselines import pca_scores, random_scores
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import channel_errors, channel_scale, step_scores
+from core.timeseries.scoring import channel_errors, channel_scale, score_batch_size, step_scores
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
 from core.training import BEST, fit, load_checkpoint
@@ -102,7 +102,7 @@ def train(ctx: Context) -> None:
             n_batches=n_batches_of(len(fit_starts) // group.world, t.batch_size,
                                    t.max_steps_per_epoch),
             val_batches=lambda: window_batches(val_series, val_starts, window,
-                                               cfg.score.batch_size),
+                                               score_batch_size(cfg.score, rt.device)),
             cfg=t, rt=rt, out_dir=ctx.stream_dir(STREAM), extra=extra,
             reporter=TrainReporter(ctx, "train_patchtst", STREAM), resume=ctx.resume, group=group)
     if ctx.is_main:
@@ -126,7 +126,7 @@ def score(ctx: Context) -> None:
     rt = Runtime.of(ctx.cfg.pipeline)
     model, _ = load_model(out, rt.device)
     with explain_oom("scoring PatchTST", f"lower patchtst.score.batch_size (now "
-                                         f"{cfg.score.batch_size})"):
+                                         f"{score_batch_size(cfg.score, rt.device)})"):
         val_errors = channel_errors(model, data.val, cfg.score, rt, ctx.should_stop)  # (T_val, C)
         errors = channel_errors(model, data.target_values, cfg.score, rt, ctx.should_stop)
     scale = channel_scale(val_errors, cfg.score.normalize_channels)  # (C,)

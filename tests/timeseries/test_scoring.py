@@ -13,7 +13,7 @@ from core.config import PatchTSTModelConfig, TSScoreConfig
 from core.devices import Runtime
 from core.errors import DataError, StopRequested
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import channel_errors, step_scores, window_errors
+from core.timeseries.scoring import channel_errors, score_batch_size, step_scores, window_errors
 from core.timeseries.windows import (STD_FLOOR, Normalizer, epoch_order, n_batches_of,
                                      split_train_val, window_batches, window_starts)
 
@@ -289,3 +289,9 @@ def test_trained_model_fits_clean_data_better_than_untrained(trained):
     cfg = TSScoreConfig(mode="masked", stride=8)
     assert channel_errors(trained, values, cfg, CPU).mean() < \
         0.5 * channel_errors(tiny_model(seed=0).eval(), values, cfg, CPU).mean()
+
+
+def test_score_batch_size_follows_the_device_unless_set():
+    assert score_batch_size(TSScoreConfig(batch_size=0), torch.device("cpu")) == 32
+    assert score_batch_size(TSScoreConfig(batch_size=0), torch.device("cuda")) == 256
+    assert score_batch_size(TSScoreConfig(batch_size=100), torch.device("cuda")) == 100
