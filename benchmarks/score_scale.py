@@ -19,14 +19,14 @@ Measured per (rows, mode):
 
 Bounded memory: the scoring peak is one batch of windows through the model plus the (T, C)
 float64 accumulator, its (T,) counts and the (T, C) float32 result. The batch part is constant;
-the accumulator part grows linearly with T (it *is* the output: 1M × 38 × (8 + 8 + 4) bytes ≈
-0.8 GB at the end, including the temporary of `total / count`). So at 10× the rows the peak grows
+the accumulator part grows linearly with T (it *is* the output: 1M × 38 × (8 + 4) bytes ≈
+0.46 GB at the end; the division by the counts is in place). So at 10× the rows the peak grows
 by the accumulator only, far from 10×, and far below what materialising every window at once
 would take (computed in the last table: windows, their errors, and one activation of the model).
 
 Cost: a default-stride (10) run scores ~100,000 windows per million rows; a 2-core CPU does
-~100 windows/s in `full` mode and ~30 in `masked` (3 complementary masks), so the whole default
-would take ~1.5 hours there. On a CPU the script therefore scores with stride = window
+~300 windows/s in `full` mode and ~100 in `masked` (3 complementary masks), so the whole default
+would take 5–15 minutes there. On a CPU the script therefore scores with stride = window
 (non-overlapping windows, 10× less work) unless `--stride` is given, and runs `masked` only at the
 small size unless `--big-modes` says otherwise: per-batch memory does not depend on the stride or
 T, and the accumulator is (T, C) either way, so the memory comparison holds; the default-stride
@@ -195,8 +195,8 @@ def print_tables(results: dict, loads: dict, window: int, stride: int, default_s
         print(f"  {rows:>9,} rows: {m['windows']:,} windows → inputs {m['inputs_gb']:.2f} GB + "
               f"errors {m['errors_gb']:.2f} GB + one d_model activation "
               f"{m['activation_gb']:.1f} GB; streamed peak {peak:.2f} GB")
-    accumulator = {rows: rows * CHANNELS * (8 + 8 + 4) / MB for rows in loads}
-    print("  (T, C) accumulator + division temporary + float32 result: "
+    accumulator = {rows: rows * CHANNELS * (8 + 4) / MB for rows in loads}
+    print("  (T, C) float64 accumulator + float32 result: "
           + ", ".join(f"{r:,} rows {mb:.0f} MB" for r, mb in accumulator.items()))
 
 
