@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from core import errors
-from core.errors import StopRequested, TrainingError
+from core.errors import ConfigError, StopRequested, TrainingError
 
 EVENT = "@atc-event "  # prefix of rank 0's stdout lines that carry progress/metrics updates
 STOPPED_EXIT = 3
@@ -79,10 +79,14 @@ def group_of(ctx) -> Solo:
 
 
 def planned_world(pipeline) -> int:
-    """How many processes train: 1 unless `distributed` is on (or auto with >1 GPU visible)."""
+    """How many processes train: 1 unless `distributed` is on (or auto with >1 GPU visible).
+    On GPUs each process takes one, so there cannot be more processes than GPUs."""
     gpus = torch.cuda.device_count() if pipeline.device != "cpu" else 0
     if pipeline.distributed == "false" or (pipeline.distributed == "auto" and gpus < 2):
         return 1
+    if gpus and pipeline.nproc > gpus:
+        raise ConfigError(f"pipeline.nproc: {pipeline.nproc} processes asked for, but only "
+                          f"{gpus} GPU(s) are visible; use at most {gpus}, or 0 for one per GPU")
     return pipeline.nproc or gpus or 2
 
 

@@ -56,6 +56,13 @@ def test_planned_world(distributed, nproc, device, world):
     assert planned_world(cfg) == world
 
 
+def test_more_processes_than_gpus_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert planned_world(PipelineConfig(distributed="auto")) == 2  # one per GPU
+    with pytest.raises(ConfigError, match="pipeline.nproc: 3 processes asked for, but only 2"):
+        planned_world(PipelineConfig(distributed="true", nproc=3))
+
+
 def test_yaml_true_for_distributed_reads_as_the_choice(tmp_path):
     path = tmp_path / "run.yaml"
     save_config(load_config(), path)
