@@ -18,8 +18,7 @@ Needs `pip install -r requirements-bench.txt`. Ends with `ratio_train=… ratio_
 from __future__ import annotations
 
 import timing  # first: it puts the project root on sys.path
-from timing import (Case, comparison_rows, infer_step, interleaved, markdown_table,
-                    train_step)
+from timing import Case, infer_step, train_step
 
 import torch
 
@@ -74,22 +73,13 @@ def cases(runtime) -> dict[str, list[Case]]:
 
 
 def main() -> None:
-    ap = timing.common_args(__doc__.splitlines()[0])
-    args = ap.parse_args()
+    args = timing.common_args(__doc__.splitlines()[0]).parse_args()
     runtime = timing.setup(args)
     steps, warmup, rounds = (2, 1, 2) if args.quick else (None, 2, args.rounds)
-    results = {label: interleaved(pair, rounds, warmup, runtime.device, steps)
-               for label, pair in cases(runtime).items()}
-    header, rows, ratios = comparison_rows(results, OURS, THEIRS,
-                                          cpu_column=runtime.device.type == "cpu")
-    print(f"PatchTST vs HF, {CHANNELS} channels × window {WINDOW}, patch {PATCH}, d_model "
-          f"{D_MODEL}, {HEADS} heads, {LAYERS} layers, FFN {FFN}, mask {MASK_RATIO}, dropout 0, "
-          f"{timing.describe_runtime(runtime)}; median (min–max) of {rounds} interleaved "
-          "rounds\n")
-    print(markdown_table(header, rows))
-    train, infer = (ratios[k] for k in (f"training, batch {TRAIN_BATCH} (windows/s)",
-                                         f"inference, batch {INFER_BATCHES[0]} (windows/s)"))
-    print(f"\nratio_train={train:.2f} ratio_infer={infer:.2f}")
+    timing.compare(cases(runtime), runtime, rounds, warmup, steps, OURS, THEIRS,
+                   f"PatchTST vs HF, {CHANNELS} channels × window {WINDOW}, patch {PATCH}, "
+                   f"d_model {D_MODEL}, {HEADS} heads, {LAYERS} layers, FFN {FFN}, mask "
+                   f"{MASK_RATIO}, dropout 0")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,7 @@ Needs `pip install -r requirements-bench.txt`. Ends with `ratio_train=… ratio_
 from __future__ import annotations
 
 import timing  # first: it puts the project root on sys.path
-from timing import (Case, comparison_rows, infer_step, interleaved, markdown_table,
-                    train_step)
+from timing import Case, infer_step, train_step
 
 import torch
 
@@ -85,21 +84,14 @@ def main() -> None:
     changes = {"depths": tuple(int(d) for d in args.depths.split(","))} if args.depths else {}
     cfg = preset("base", in_chans=3, **changes)
     steps, warmup, rounds = (1, 1, 2) if args.quick else (None, 1, args.rounds)
-    results = {label: interleaved(pair, rounds, warmup, runtime.device, steps)
-               for label, pair in cases(cfg, runtime).items()}
-    header, rows, ratios = comparison_rows(results, OURS, THEIRS, digits=2,
-                                          cpu_column=runtime.device.type == "cpu")
-    print(f"Swin MAE vs HF SimMIM, {cfg.image_size} px, patch {cfg.patch_size}, embed "
-          f"{cfg.embed_dim}, depths {'-'.join(map(str, cfg.depths))}, heads "
-          f"{'-'.join(map(str, cfg.num_heads))}, window {cfg.window_size}, mask "
-          f"{cfg.mask_ratio} in {cfg.mask_unit}×{cfg.mask_unit}-patch blocks, no dropout, "
-          f"{timing.describe_runtime(runtime)}; median (min–max) of {rounds} interleaved rounds. "
-          f"The heads differ: HF's is a 1×1 conv + pixel shuffle on the last stage, ours "
-          f"{cfg.decoder_depth} Swin blocks at the patch grid (more work per image)\n")
-    print(markdown_table(header, rows))
-    train, infer = (ratios[k] for k in (f"training, batch {TRAIN_BATCH} (images/s)",
-                                         f"inference, batch {INFER_BATCHES[0]} (images/s)"))
-    print(f"\nratio_train={train:.2f} ratio_infer={infer:.2f}")
+    timing.compare(cases(cfg, runtime), runtime, rounds, warmup, steps, OURS, THEIRS,
+                   f"Swin MAE vs HF SimMIM, {cfg.image_size} px, patch {cfg.patch_size}, embed "
+                   f"{cfg.embed_dim}, depths {'-'.join(map(str, cfg.depths))}, heads "
+                   f"{'-'.join(map(str, cfg.num_heads))}, window {cfg.window_size}, mask "
+                   f"{cfg.mask_ratio} in {cfg.mask_unit}×{cfg.mask_unit}-patch blocks, no "
+                   f"dropout. The heads differ: HF's is a 1×1 conv + pixel shuffle on the last "
+                   f"stage, ours {cfg.decoder_depth} Swin blocks at the patch grid (more work "
+                   "per image)", digits=2)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,22 @@ def comparison_rows(results: dict[str, dict[str, Rates]], ours: str, theirs: str
     return header, rows, ratios
 
 
+def compare(cases: dict[str, list[Case]], runtime, rounds: int, warmup: int, steps: int | None,
+            ours: str, theirs: str, caption: str, digits: int = 1) -> None:
+    """Run every benchmark's cases interleaved; print the caption, the table and the last line
+    `ratio_train=… ratio_infer=…` (ours / theirs of the first two benchmarks: training, then
+    inference at the first batch size)."""
+    results = {label: interleaved(pair, rounds, warmup, runtime.device, steps)
+               for label, pair in cases.items()}
+    header, rows, ratios = comparison_rows(results, ours, theirs, digits,
+                                           cpu_column=runtime.device.type == "cpu")
+    print(f"{caption}; {runtime.describe()}, torch {torch.__version__}; median (min–max) of "
+          f"{rounds} interleaved rounds\n")
+    print(markdown_table(header, rows))
+    train, infer = list(ratios.values())[:2]
+    print(f"\nratio_train={train:.2f} ratio_infer={infer:.2f}")
+
+
 def common_args(description: str) -> argparse.ArgumentParser:
     """The options both peer benchmarks take."""
     ap = argparse.ArgumentParser(description=description)
@@ -170,6 +186,3 @@ def setup(args: argparse.Namespace):
     from core.devices import Runtime
     return Runtime.on(torch.device(args.device))
 
-
-def describe_runtime(runtime) -> str:
-    return f"{runtime.describe()}, torch {torch.__version__}"
