@@ -156,7 +156,10 @@ def _raise_for_outcomes(folder: Path, stage: str, world: int, code: int, stoppin
                             "see pipeline.log")
     if failed:
         rank, o = failed[0]
-        raise getattr(errors, o["type"], TrainingError)(f"rank {rank}: {o['error']}")
+        cls = getattr(errors, o["type"], None)  # the rank's own AtcError class, if it was one
+        if not (isinstance(cls, type) and issubclass(cls, errors.AtcError)):
+            cls = TrainingError
+        raise cls(f"rank {rank}: {o['error']}")
     if silent or any(o["status"] == "stopped" for o in outcomes.values()):
         raise StopRequested(f"stopped during {stage} (all {world} processes)")
     if code != 0:
