@@ -24,7 +24,8 @@ def sidebar() -> None:
             for gpu in facts["gpus"]:
                 st.caption(f"GPU {gpu['index']}: {gpu['name']} ({gpu['memory_total_gb']} GB)")
         else:
-            st.caption(f"CPU only ({facts['cpu_threads']} threads), torch {facts['torch']}")
+            n = facts["cpu_threads"]
+            st.caption(f"CPU only ({n} thread{'s' if n != 1 else ''}), torch {facts['torch']}")
         running = jobs.active_run_id(workspace())
         st.caption(f"Training: **{running}**" if running else "No training job running")
 

@@ -72,7 +72,8 @@ class Runtime:
             index = torch.cuda.current_device() if self.device.index is None else self.device.index
             where = f"cuda:{index} {torch.cuda.get_device_name(index)}"
         else:
-            where = f"cpu ({torch.get_num_threads()} threads)"
+            n = torch.get_num_threads()
+            where = f"cpu ({n} thread{'s' if n != 1 else ''})"
         return f"{where}, {self.precision}" + (", compiled" if self.compile else "")
 
 

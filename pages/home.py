@@ -31,7 +31,8 @@ def device_panel() -> None:
             st.caption("Memory in use is this console's own; install `nvidia-ml-py` to see the "
                        "whole GPU's memory and utilisation.")
     else:
-        st.caption(f"No GPU visible: training runs on the CPU ({facts['cpu_threads']} threads).")
+        n = facts["cpu_threads"]
+        st.caption(f"No GPU visible: training runs on the CPU ({n} thread{'s' if n != 1 else ''}).")
 
 
 def job_panel(ws) -> None:

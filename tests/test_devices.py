@@ -35,7 +35,8 @@ def test_runtime_autocast_runs_in_the_chosen_dtype():
 def test_runtime_from_the_pipeline_config_and_its_description():
     rt = Runtime.of(load_config(["pipeline.device=cpu", "pipeline.compile=true"]).pipeline)
     assert (rt.device, rt.precision, rt.compile) == (CPU, "fp32", True)
-    assert rt.describe() == f"cpu ({torch.get_num_threads()} threads), fp32, compiled"
+    n = torch.get_num_threads()
+    assert rt.describe() == f"cpu ({n} thread{'s' if n > 1 else ''}), fp32, compiled"
 
 
 def test_asking_for_cuda_without_one_is_a_config_error():

@@ -131,10 +131,10 @@ def test_progress_writer_stage_transitions(tmp_path):
     assert [s["name"] for s in p["stages"]] == STAGES
     assert {s["status"] for s in p["stages"]} == {"idle"} and p["active"] is None
 
-    writer.set(device="cpu (1 threads)")
+    writer.set(device="cpu (1 thread)")
     writer.stage_started("prepare_data")
     p = read_progress(tmp_path)
-    assert p["device"] == "cpu (1 threads)"
+    assert p["device"] == "cpu (1 thread)"
     assert p["stages"][0]["status"] == "running" and p["stages"][0]["started"] is not None
     assert p["active"] == {"stage": "prepare_data", "index": 1, "n": 4}
 
