@@ -207,3 +207,10 @@ class TrainReporter:
 
     def warn(self, message: str) -> None:
         self.ctx.log.warning("    %s", message)
+
+    def finished(self, result) -> None:
+        """After `fit`: the stream's training.json (rank 0 writes it) and the log's last word."""
+        if self.ctx.is_main:
+            write_json(self.ctx.stream_dir(self.stream) / "training.json", vars(result))
+        self.ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
+                          result.best_epoch, " (early stop)" if result.early_stopped else "")

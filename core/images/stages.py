@@ -114,6 +114,7 @@ def train(ctx: Context) -> None:
     ctx.log.info("    %d training images, %d held out, %s parameters, %d px; %s", len(data.fit),
                  len(data.val), f"{sum(p.numel() for p in model.parameters()):,}",
                  cfg.model.image_size, rt.describe())
+    reporter = TrainReporter(ctx, "train_swinmae", STREAM)
     with explain_oom("training Swin MAE", f"lower swinmae.train.batch_size (now {t.batch_size}) "
                                           f"or swinmae.model.image_size (now "
                                           f"{cfg.model.image_size})"):
@@ -121,12 +122,8 @@ def train(ctx: Context) -> None:
             model, train_batches=train_batches, n_batches=min(limit, len(fit_loader)),
             val_batches=lambda: (b["image"] for b in val_loader),
             cfg=t, rt=rt, out_dir=ctx.stream_dir(STREAM), extra=extra,
-            reporter=TrainReporter(ctx, "train_swinmae", STREAM), resume=ctx.resume,
-            group=group_of(ctx))
-    if ctx.is_main:
-        write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
-    ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
-                 result.best_epoch, " (early stop)" if result.early_stopped else "")
+            reporter=reporter, resume=ctx.resume, group=group_of(ctx))
+    reporter.finished(result)
 
 
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[SwinMAE, dict]:

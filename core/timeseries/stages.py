@@ -96,6 +96,7 @@ def train(ctx: Context) -> None:
     ctx.log.info("    %d training windows, %d validation windows, %s parameters; %s",
                  len(fit_starts), len(val_starts), f"{sum(p.numel() for p in model.parameters()):,}",
                  rt.describe())
+    reporter = TrainReporter(ctx, "train_patchtst", STREAM)
     with explain_oom("training PatchTST", f"lower patchtst.train.batch_size (now {t.batch_size})"):
         result = fit(
             model, train_batches=train_batches,
@@ -104,11 +105,8 @@ def train(ctx: Context) -> None:
             val_batches=lambda: window_batches(val_series, val_starts, window,
                                                score_batch_size(cfg.score, rt.device)),
             cfg=t, rt=rt, out_dir=ctx.stream_dir(STREAM), extra=extra,
-            reporter=TrainReporter(ctx, "train_patchtst", STREAM), resume=ctx.resume, group=group)
-    if ctx.is_main:
-        write_json(ctx.stream_dir(STREAM) / "training.json", vars(result))
-    ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
-                 result.best_epoch, " (early stop)" if result.early_stopped else "")
+            reporter=reporter, resume=ctx.resume, group=group)
+    reporter.finished(result)
 
 
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[PatchTST, dict]:
