@@ -62,13 +62,14 @@ class TSDataConfig:
 @dataclass
 class PatchTSTModelConfig:
     patch_len: int = _range(10, min=1)  # patches do not overlap: patch stride = patch_len
-    d_model: int = _range(128, min=4)
-    n_heads: int = _range(8, min=1)
-    n_layers: int = _range(3, min=1)
-    d_ff: int = _range(256, min=4)
+    d_model: int = _range(64, min=4)
+    n_heads: int = _range(4, min=1)
+    n_layers: int = _range(2, min=1)
+    d_ff: int = _range(128, min=4)
     dropout: float = _range(0.0, min=0.0, max=0.9)
     mask_ratio: float = _range(0.4, gt=0.0, max=0.9)
     revin: bool = False  # per-window normalisation; off: the model sees levels (level shifts)
+    cross_channel: bool = True  # attention across channels after the channel-independent encoder
 
 
 @dataclass
@@ -91,8 +92,13 @@ class TSScoreConfig:
     stride: int = _range(10, min=1)  # step between scored windows (errors averaged over overlaps)
     batch_size: int = _range(0, min=0)  # 0: by device (timeseries.scoring.score_batch_size)
     # divide each channel's error by its mean error on the validation split, so a noisy or
-    # hard-to-predict channel does not drown the others (and near-constant ones cannot explode)
+    # hard-to-predict channel does not drown the others
     normalize_channels: bool = True
+    # that divisor is at least this share of the median channel's: a channel constant in
+    # training cannot turn a small change into a huge score
+    scale_floor: float = _range(0.1, min=0.0, max=1.0)
+    channel_cap: float = _range(100.0, min=0.0)  # a channel counts at most this; 0: no cap
+    smooth: int = _range(10, min=1)  # centred moving mean of the step score, model and baselines
     threshold_percentile: float = _range(99.0, gt=0.0, max=100.0)  # of validation-split scores
 
 
@@ -101,7 +107,7 @@ class PatchTSTConfig:
     preset: str = "default"
     data: TSDataConfig = field(default_factory=TSDataConfig)
     model: PatchTSTModelConfig = field(default_factory=PatchTSTModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3))
     score: TSScoreConfig = field(default_factory=TSScoreConfig)
 
     def check(self) -> None:

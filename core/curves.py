@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_MAX_POINTS = 1500
+SHIFT_RATIO = 3.0  # validation loss over this many times the training loss: the data shifted
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,3 +53,26 @@ def loss_curves(lines: list[dict], smoothing: float = 0.0,
         step, train = downsample(arrays["step"], ema(arrays["train_loss"], smoothing), max_points)
         result[stream] = arrays | {"step": step, "train_loss": train}
     return result
+
+
+def shift_warning(train_loss: float, val_loss: float) -> str | None:
+    """One sentence a person can act on when an epoch's validation loss is over SHIFT_RATIO
+    times its training loss (the held-out normal data is unlike the training data); else None."""
+    if not (train_loss > 0 and val_loss > SHIFT_RATIO * train_loss):
+        return None
+    return (f"Validation loss {val_loss:.3g} is {val_loss / train_loss:.0f}× the training loss "
+            f"{train_loss:.3g}: the held-out normal data (the end of the training data) is "
+            "unlike what the model trained on, so scores and the threshold may be unreliable. "
+            "Check the end of the training data for a level shift or anomalies, or train on "
+            "longer, more varied normal data.")
+
+
+def shift_warnings(curves: dict[str, dict[str, np.ndarray]]) -> dict[str, str]:
+    """{stream: warning} for each stream of `loss_curves` whose last epoch shows a shift."""
+    out = {}
+    for stream, curve in curves.items():
+        if len(curve["val_loss"]):
+            text = shift_warning(float(curve["epoch_train_loss"][-1]), float(curve["val_loss"][-1]))
+            if text:
+                out[stream] = text
+    return out

@@ -25,7 +25,7 @@ import yaml
 
 from core import jobs
 from core.config import PipelineConfig, load_config, read_yaml, to_dict
-from core.curves import DEFAULT_MAX_POINTS, loss_curves
+from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
 from core.errors import JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, delete_run, new_run, runs_dir
@@ -172,6 +172,7 @@ class LiveView:
     curves: dict[str, dict[str, Any]] = field(default_factory=dict)
     log_tail: list[str] = field(default_factory=list)
     elapsed_s: float | None = None
+    warnings: dict[str, str] = field(default_factory=dict)  # {stream: validation-shift warning}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -217,7 +218,7 @@ def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_M
         eta_s=eta, eta_text=format_eta(eta) if current and n_steps else "—",
         samples_per_s=active.get("samples_per_s") or _last_throughput(lines),
         device=_device_text(progress, active), curves=curves,
-        log_tail=tail_log(run_dir, log_lines),
+        log_tail=tail_log(run_dir, log_lines), warnings=shift_warnings(curves),
         elapsed_s=((progress.get("finished") or now) - progress["started"])
         if progress.get("started") else None)
 

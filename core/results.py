@@ -1,9 +1,10 @@
 """What the Results, Runs and Home pages show, computed from run folders only.
 
 - Results of one finished time-series run: `load_ts_results` (scores, per-channel errors,
-  threshold, metrics, the raw signal), `segments` of a flag mask, `at_threshold` (the live
-  counts and F1 behind the threshold slider), `top_anomalies` (flagged segments with the
-  channels behind them), `metrics_table` and `baseline_verdict` (the model beside its baselines).
+  threshold, metrics, the raw signal, notes), `segments` of a flag mask, `threshold_grid` (the
+  slider's positions by flagged share), `at_threshold` (the live counts and F1 behind it),
+  `top_anomalies` (flagged segments with the channels behind them), `metrics_table` and
+  `baseline_verdict` (the model beside its baselines).
 - The runs index as tables: `runs_table`, `compare_metrics`, `compare_configs`, plus
   `finished_runs` (the Results picker), `index_entries` (live statuses refreshed), `run_curves`
   and `job_summary` (the running job in one line).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,14 @@ import pandas as pd
 
 from core import jobs, metrics
 from core.config import read_yaml
-from core.curves import loss_curves
+from core.curves import loss_curves, shift_warnings
 from core.errors import AtcError, ConfigError, DataError, JobError
 from core.fileio import read_json
 from core.live import format_eta
 from core.progress import read_metrics
 from core.runs import RunIndex, runs_dir
 from core.stages import STREAMS, Stream
+from core.timeseries.channels import constant_notes
 from core.timeseries.data import load_ts_dataset
 
 SCORES, CHANNELS, SCORING, METRICS, CHECKPOINT = (
@@ -65,6 +67,7 @@ class TSResults:
     signal_note: str | None  # why `signal` is None, to show the user
     scored_file: str | None
     channel_scale: dict[str, float] | None = None  # errors were divided by these (scoring.json)
+    notes: list[str] = field(default_factory=list)  # what a person should know before trusting it
 
     @property
     def score(self) -> np.ndarray:  # (T,)
@@ -123,7 +126,14 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
     return TSResults(Path(run_dir).name, stream, out, scores, errors, channels,
                      float(scoring["threshold"]), scoring.get("percentile"),
                      read_json(out / METRICS), signal, note, scoring.get("scored_file"),
-                     scoring.get("channel_scale"))
+                     scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring))
+
+
+def _notes(run_dir: Path, stream: str, scoring: dict) -> list[str]:
+    """The validation-shift warning of the stream's training, then one sentence per channel
+    that was constant in training and changes in the scored data."""
+    shift = shift_warnings(loss_curves(read_metrics(run_dir))).get(stream)
+    return ([shift] if shift else []) + constant_notes(scoring.get("constant_in_training") or {})
 
 
 def _read_signal(scored_file: str | None, channels: list[str],
@@ -171,17 +181,28 @@ def at_threshold(scores: np.ndarray, labels: np.ndarray | None, threshold: float
     return out
 
 
-def threshold_range(scores: np.ndarray, threshold: float,
-                    steps: int = 200) -> tuple[float, float, float]:
-    """Slider (min, max, step): from the median score (below it half the rows flag, which says
-    nothing) to the highest score, widened to include the run's threshold, with the threshold
-    on the step grid so the slider starts exactly on it."""
+def threshold_grid(scores: np.ndarray, threshold: float, n: int = 200,
+                   shares: tuple[float, float] = (1e-4, 0.5)) -> list[float]:
+    """The threshold slider's positions, ascending: the scores' quantiles at which the flagged
+    share runs geometrically from `shares[1]` down to `shares[0]` (at least one row), plus the
+    run's own threshold. Positions by share, not by score, so a heavy tail (a few huge scores)
+    cannot squeeze every useful threshold into one step."""
     scores = np.asarray(scores, dtype=float)
-    lo, hi = float(np.quantile(scores, 0.5)), float(scores.max())
-    lo, hi = min(lo, threshold), max(hi, threshold)
-    step = (hi - lo) / steps if hi > lo else 1.0
-    lo = threshold - math.ceil((threshold - lo) / step - 1e-9) * step
-    return lo, max(hi, lo + step), step
+    low = max(shares[0], 1 / max(len(scores), 1))
+    flagged = np.geomspace(shares[1], low, n)  # (n,) shares to reach
+    grid = np.quantile(scores, 1 - flagged) if len(scores) else np.zeros(0)
+    return sorted(set(grid.tolist()) | {float(threshold)})
+
+
+def nearest(grid: list[float], value: float) -> float:
+    """The position of `grid` closest to `value` (a typed threshold shown on the slider)."""
+    return min(grid, key=lambda g: abs(g - value))
+
+
+def flagged_share(scores: np.ndarray, threshold: float) -> float:
+    """Share of rows with score > threshold."""
+    scores = np.asarray(scores, dtype=float)
+    return float((scores > threshold).mean()) if len(scores) else 0.0
 
 
 def top_anomalies(scores: np.ndarray, errors: np.ndarray, channels: list[str],
@@ -228,14 +249,24 @@ def top_channels(errors: np.ndarray, channels: list[str], mask: np.ndarray | Non
 # ---------------------------------------------------------------- metrics beside baselines
 
 def metrics_table(m: dict) -> pd.DataFrame:
-    """Rows model, pca, random (those present); columns auroc, auprc, best_f1, f1, pa_f1,
-    labelled for people (pa_f1 as 'PA-F1 (point-adjusted)'), rounded to 3 decimals. None shows
-    as NaN."""
+    """Rows model, pca, random (those present), then the same point-wise when metrics.json has
+    them (`model · point-wise`, ...); columns auroc, auprc, best_f1, f1, pa_f1, labelled for
+    people (pa_f1 as 'PA-F1 (point-adjusted)'), rounded to 3 decimals. None shows as NaN."""
     rows = {"model": m, **(m.get("baselines") or {})}
+    rows |= {f"{name} · point-wise": r for name, r in (m.get("pointwise") or {}).items()}
     frame = pd.DataFrame([[_num(r.get(k)) for k in METRIC_LABELS] for r in rows.values()],
                          index=pd.Index(list(rows), name="scores"),
                          columns=list(METRIC_LABELS.values()))
     return frame.round(3)
+
+
+def postprocess_caption(m: dict) -> str | None:
+    """What post-processing the headline rows had, in words; None when the run had none."""
+    window = (m.get("postprocess") or {}).get("smooth", 1)
+    if window <= 1:
+        return None
+    return (f"model, pca and random: each score after a centred {window}-step moving mean, "
+            "applied alike to all three; the point-wise rows are without it.")
 
 
 def baseline_verdict(m: dict) -> str:

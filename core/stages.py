@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
+from core.curves import shift_warning
 from core.errors import StopRequested
 from core.fileio import write_json
 from core.progress import MetricsLog, ProgressWriter
@@ -180,6 +181,7 @@ class TrainReporter:
     def __init__(self, ctx: Context, stage: str, stream: str):
         self.ctx, self.stage, self.stream = ctx, stage, stream
         self.t0, self.first_step = time.time(), None
+        self.shift_warned = False  # the validation-shift warning is logged once per stage
 
     def step(self, *, epoch, n_epochs, step, n_steps, loss, lr, samples_per_s,
              gpu_mem_gb) -> None:
@@ -201,6 +203,10 @@ class TrainReporter:
         self.ctx.progress.update_active(epoch=epoch, n_epochs=n_epochs)
         self.ctx.log.info("    epoch %d/%d  train %.4f  val %.4f%s", epoch, n_epochs, train_loss,
                           val_loss, "  (best)" if best else "")
+        shift = shift_warning(train_loss, val_loss)
+        if shift and not self.shift_warned:
+            self.shift_warned = True
+            self.ctx.log.warning("    %s", shift)
 
     def should_stop(self) -> bool:
         return self.ctx.should_stop()

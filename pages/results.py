@@ -58,20 +58,44 @@ def metrics_block(res: results.TSResults) -> None:
     st.dataframe(results.metrics_table(res.metrics).style.format("{:.3f}", na_rep="n/a"),
                  width="stretch")
     st.markdown(results.baseline_verdict(res.metrics))
-    st.caption("PA-F1 (point-adjusted) flatters every detector: only for published tables.")
+    caption = results.postprocess_caption(res.metrics)
+    st.caption((caption + " " if caption else "") +
+               "PA-F1 (point-adjusted) flatters every detector: only for published tables.")
+
+
+def threshold_control(res: results.TSResults, key: str, box) -> float:
+    """A slider over the share of rows flagged (every share from 0.01 % to 50 % is a position,
+    however heavy the score's tail) and a box to type the threshold; the two follow each other."""
+    grid = results.threshold_grid(res.score, res.threshold)
+    value, slider, typed = f"{key}_threshold_value", f"{key}_threshold", f"{key}_threshold_typed"
+    st.session_state.setdefault(value, res.threshold)
+
+    def from_slider() -> None:
+        st.session_state[value] = st.session_state[typed] = st.session_state[slider]
+
+    def from_box() -> None:
+        st.session_state[value] = st.session_state[typed]
+        st.session_state[slider] = results.nearest(grid, st.session_state[typed])
+
+    current = st.session_state[value]
+    st.session_state.setdefault(slider, results.nearest(grid, current))
+    st.session_state.setdefault(typed, current)
+    box.select_slider(
+        "Threshold, by share of rows flagged", options=grid, key=slider, on_change=from_slider,
+        format_func=lambda t: f"{results.flagged_share(res.score, t):.2%}",
+        help=f"The run's threshold {res.threshold:.4g} is the {res.percentile}th percentile "
+             "of scores on held-out normal training data.")
+    box.number_input("Threshold (rows scoring above it are flagged)", key=typed,
+                     on_change=from_box, format="%.6g", step=None)
+    return float(st.session_state[value])
 
 
 def controls(res: results.TSResults, key: str) -> tuple[list[str], float, bool, bool]:
-    lo, hi, step = results.threshold_range(res.score, res.threshold)
     default = results.top_channels(res.errors, res.channels, res.score > res.threshold)
     left, right = st.columns(2)
     picked = left.multiselect("Channels to plot", res.channels, default=default,
                               key=f"{key}_channels", disabled=res.signal is None)
-    threshold = right.slider(
-        "Threshold (rows scoring above it are flagged)", lo, hi, value=res.threshold,
-        step=step, format="%.4f", key=f"{key}_threshold",
-        help=f"The run's threshold {res.threshold:.4f} is the {res.percentile}th percentile "
-             "of scores on held-out normal training data.")
+    threshold = threshold_control(res, key, right)
     standardise = left.toggle("Standardise channels (z-score)", key=f"{key}_zscore",
                               value=ranges_differ(list(res.signal_of(default).values())),
                               help="On by default when the channels' ranges differ over 10x.")
@@ -96,6 +120,8 @@ def live_counts(res: results.TSResults, threshold: float) -> None:
 def timeseries_view(res: results.TSResults) -> None:
     key = f"results_{res.run_id}_{res.stream}"
     metrics_block(res)
+    for note in res.notes:
+        st.warning(note)
     if res.signal_note:
         st.warning(res.signal_note)
     picked, threshold, standardise, log_score = controls(res, key)

@@ -118,6 +118,8 @@ def draw_panel(run_dir: Path) -> None:
                     f"{took}")
         if view.error:
             (st.warning if view.status == "stopped" else st.error)(view.error)
+        for stream, text in view.warnings.items():
+            st.warning(f"**{stream}**: {text}")
         st.plotly_chart(stage_graph(view.stages), key="train_stage_graph",
                         config={"displayModeBar": False})
         c = st.columns([3, 1, 1, 3])

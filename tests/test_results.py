@@ -92,13 +92,33 @@ def test_metrics_table_and_verdict():
     assert "does not beat" in results.baseline_verdict(m)
 
 
-def test_threshold_range_puts_the_threshold_on_the_step_grid():
-    scores = np.linspace(0.0, 10.0, 1001)
-    lo, hi, step = results.threshold_range(scores, 6.123)
-    assert lo <= 5.0 and hi == 10.0 and step == pytest.approx(0.025, rel=0.01)
-    assert (6.123 - lo) / step == pytest.approx(round((6.123 - lo) / step), abs=1e-6)
-    lo, hi, step = results.threshold_range(scores, 12.0)  # above every score: still in range
-    assert lo <= 12.0 <= hi
+def test_threshold_grid_reaches_every_share_on_a_heavy_tailed_score():
+    """Pareto scores (a few rows score 10^5 times the median): a slider over score values
+    reaches three positions; the grid's positions flag every share from 0.1 % to 20 %."""
+    scores = np.random.default_rng(0).pareto(0.7, 23_694)
+    grid = results.threshold_grid(scores, threshold=float(np.quantile(scores, 0.99)))
+    shares = np.array([results.flagged_share(scores, t) for t in grid])
+    for wanted in (0.001, 0.01, 0.05, 0.2):
+        assert np.abs(shares - wanted).min() < 0.1 * wanted, wanted
+    assert np.all(np.diff(grid) > 0) and len(grid) > 100
+    assert float(np.quantile(scores, 0.99)) in grid  # the run's threshold is a position
+    assert results.nearest(grid, 1e9) == grid[-1]
+
+
+def test_threshold_grid_with_ties_and_tiny_inputs():
+    assert results.threshold_grid(np.ones(50), 1.0) == [1.0]  # one distinct score: one position
+    grid = results.threshold_grid(np.array([0.0, 1.0, 2.0]), 5.0)
+    assert grid[-1] == 5.0 and results.flagged_share(np.array([0.0, 1.0, 2.0]), grid[0]) > 0
+
+
+def test_metrics_table_adds_point_wise_rows_and_the_caption_names_the_smoothing():
+    row = {"auroc": 0.9, "auprc": 0.5, "best_f1": 0.6, "f1": 0.4, "pa_f1": 0.8}
+    m = row | {"baselines": {"pca": row, "random": row}, "postprocess": {"smooth": 10},
+               "pointwise": {"model": row, "pca": row, "random": row}}
+    assert results.metrics_table(m).index.tolist() == [
+        "model", "pca", "random", "model · point-wise", "pca · point-wise", "random · point-wise"]
+    assert "10-step moving mean" in results.postprocess_caption(m)
+    assert results.postprocess_caption(row | {"postprocess": {"smooth": 1}}) is None
 
 
 def test_human_duration():

@@ -7,6 +7,12 @@ patches (set to zero) and takes the MSE on the hidden ones only.
 Dimension names: B batch, L window length, C channels, N patches per window, P patch length,
 D model width, H heads.
 
+Beyond the paper: an optional cross-channel block (`cross_channel`). Channel independence cannot
+see a broken correlation between channels, which is what a PCA baseline sees. After the
+channel-independent encoder, one Transformer block attends across the C channel tokens at each
+patch position (with a learned embedding per channel), so a hidden patch of one channel is
+predicted from the same moment in the others as well as from its own context.
+
 Differences from the paper, on purpose: pre-LayerNorm blocks instead of post-BatchNorm (BatchNorm
 and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; LayerNorm trains as
 well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput)."""
@@ -48,6 +54,16 @@ def complementary_masks(n_patches: int, ratio: float) -> torch.Tensor:
     only, so over the K masks every patch is predicted exactly once from its visible context."""
     k = min(max(2, math.ceil(1 / ratio - 1e-9)), n_patches)  # 1e-9: 1 / 0.2 may be 5.000001
     return torch.arange(n_patches)[None, :] % k == torch.arange(k)[:, None]
+
+
+def staggered_masks(n_patches: int, ratio: float, n_channels: int) -> torch.Tensor:
+    """Bool masks (K, C, N), True = hidden: the complementary masks, shifted by one per channel,
+    so each patch of each channel is hidden in exactly one of the K masks, and at any patch
+    position only about 1/K of the channels are hidden at once."""
+    masks = complementary_masks(n_patches, ratio)  # (K, N)
+    k = len(masks)
+    shift = (torch.arange(k)[:, None] + torch.arange(n_channels)[None, :]) % k  # (K, C)
+    return masks[shift]
 
 
 class RevIN(nn.Module):
@@ -103,6 +119,23 @@ class EncoderBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+class ChannelMixer(nn.Module):
+    """One encoder block over the channels at each patch position: (B*C, N, D) → (B*C, N, D)."""
+
+    def __init__(self, cfg: PatchTSTModelConfig, n_channels: int):
+        super().__init__()
+        self.n_channels = n_channels
+        self.channel_embed = nn.Parameter(torch.randn(n_channels, cfg.d_model) * 0.02)
+        self.block = EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        S, N, D = h.shape  # S = B*C series
+        C = self.n_channels
+        x = h.view(S // C, C, N, D).transpose(1, 2).reshape(-1, C, D)  # (B*N, C, D)
+        x = self.block(x + self.channel_embed)
+        return x.view(S // C, N, C, D).transpose(1, 2).reshape(S, N, D)
+
+
 class PatchTST(nn.Module):
     """Masked patch reconstruction. `forward(x, mask)` returns the reconstructed window in the
     input's scale; `loss(x, mask)` the training objective."""
@@ -117,16 +150,20 @@ class PatchTST(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
                                     for _ in range(cfg.n_layers))
+        self.mixer = ChannelMixer(cfg, n_channels) if cfg.cross_channel else None
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.patch_len)
 
     def reconstruct_patches(self, patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """(S, N, P) normalised patches, mask (S, N) True = hidden or None → predictions (S, N, P)."""
+        """(S, N, P) normalised patches, S = B*C series in batch-major order, mask (S, N) True =
+        hidden or None → predictions (S, N, P)."""
         if mask is not None:
             patches = patches.masked_fill(mask[..., None], 0.0)  # hidden patches are zeros
         h = self.drop(self.embed(patches) + self.pos)  # (S, N, D)
         for block in self.blocks:
             h = block(h)
+        if self.mixer is not None:
+            h = self.mixer(h)
         return self.head(self.norm(h))  # (S, N, P)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

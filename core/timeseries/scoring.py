@@ -5,18 +5,20 @@ time step and channel is added into a (T, C) accumulator and divided by how many
 that step. Memory stays bounded by one batch of windows plus the (T, C) result.
 
 Modes: `masked` reconstructs each window K times with complementary masks, so every patch is
-predicted from its visible context and counted once; `full` reconstructs with nothing hidden."""
+predicted from its visible context and counted once (staggered over channels, so that a
+cross-channel model sees the other channels at a hidden moment); `full` reconstructs with nothing hidden."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 import torch
+from scipy.ndimage import uniform_filter1d
 
 from core.config import TSScoreConfig
 from core.devices import Runtime
 from core.errors import StopRequested
-from core.timeseries.patchtst import PatchTST, complementary_masks
+from core.timeseries.patchtst import PatchTST, staggered_masks
 from core.timeseries.windows import gather_windows, window_starts
 
 
@@ -25,12 +27,12 @@ def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "full":
         return (model(x).float() - x).pow(2)
     B, L, C = x.shape
-    masks = complementary_masks(model.n_patches, model.cfg.mask_ratio).to(x.device)  # (K, N)
+    masks = staggered_masks(model.n_patches, model.cfg.mask_ratio, C).to(x.device)  # (K, C, N)
     err = torch.zeros_like(x)
     for mask in masks:
-        hidden_steps = mask.repeat_interleave(model.cfg.patch_len)  # (L,)
-        pred = model(x, mask.expand(B * C, -1))  # the same patches hidden in every series
-        err += (pred.float() - x).pow(2) * hidden_steps[None, :, None]
+        hidden_steps = mask.repeat_interleave(model.cfg.patch_len, dim=1).T  # (L, C)
+        pred = model(x, mask.repeat(B, 1))  # (B*C, N): the same pattern in every window
+        err += (pred.float() - x).pow(2) * hidden_steps
     return err
 
 
@@ -69,13 +71,27 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
     return total.float().numpy()
 
 
-def channel_scale(val_errors: np.ndarray, normalize: bool) -> np.ndarray:
-    """(C,) divisor of each channel's error: its mean error on normal validation data, or ones."""
+def channel_scale(val_errors: np.ndarray, normalize: bool, floor: float) -> np.ndarray:
+    """(C,) divisor of each channel's error (T_val, C): its mean error on normal validation data,
+    raised to at least `floor` times the median channel's, so a channel that was (nearly)
+    constant in training cannot turn a small change into a huge score. Ones when not
+    normalising."""
     if not normalize:
         return np.ones(val_errors.shape[1], dtype=np.float32)
-    return (val_errors.mean(axis=0) + 1e-8).astype(np.float32)
+    mean = val_errors.mean(axis=0).astype(np.float64)  # (C,)
+    return np.maximum(mean, max(floor * np.median(mean), 1e-8)).astype(np.float32)
 
 
-def step_scores(errors: np.ndarray) -> np.ndarray:
-    """(T, C) channel errors → (T,) anomaly score: the mean over channels."""
-    return errors.mean(axis=1)
+def step_scores(errors: np.ndarray, cap: float = 0.0) -> np.ndarray:
+    """(T, C) channel errors → (T,) anomaly score: the mean over channels, each channel counting
+    at most `cap` (0: no cap), so one channel alone cannot drown the others."""
+    return (np.minimum(errors, cap) if cap > 0 else errors).mean(axis=1)
+
+
+def smooth(scores: np.ndarray, window: int) -> np.ndarray:
+    """(T,) → (T,) centred moving mean over `window` steps (1: unchanged), edges padded with the
+    first and last value: an anomaly lasts several steps, a noise spike does not. The same
+    function post-processes the model's and the baselines' scores."""
+    if window <= 1:
+        return np.asarray(scores, dtype=np.float64)
+    return uniform_filter1d(np.asarray(scores, dtype=np.float64), window, mode="nearest")

@@ -199,3 +199,47 @@ def test_loss_falls_on_sine_waves():
         opt.step()
     after = val_loss()
     assert after < 0.5 * before, (before, after)
+
+
+# ---------------------------------------------------------------- cross-channel block
+
+
+def test_channel_mixer_keeps_the_shape_and_mixes_only_when_on():
+    """Off, channels stay independent: changing channel 1 leaves channel 0's output alone. On,
+    the cross-channel block carries it over."""
+    x = torch.randn(4, 32, 3)
+    changed = x.clone()
+    changed[:, :, 1] += 5.0
+    for on in (False, True):
+        model = tiny_model(n_channels=3, window=32, cross_channel=on).eval()
+        assert (model.mixer is not None) == on
+        with torch.no_grad():
+            a, b = model(x), model(changed)
+        assert a.shape == (4, 32, 3)
+        assert torch.equal(a[..., 0], b[..., 0]) != on
+        assert torch.equal(a[..., 2], b[..., 2]) != on
+
+
+def test_cross_channel_predicts_a_hidden_patch_from_a_copied_channel():
+    """Channel 1 copies channel 0, and both are white noise: its own past says nothing about a
+    hidden patch, the other channel says everything. Only the cross-channel model learns that."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(256, 32, 1, generator=g)
+    data = torch.cat([noise, noise], dim=2)  # (256, 32, 2)
+
+    def trained_loss(on: bool) -> float:
+        model = tiny_model(n_channels=2, window=32, cross_channel=on)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for step in range(120):
+            batch = data[(step * 32) % 256:(step * 32) % 256 + 32]
+            loss = model.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        torch.manual_seed(5)
+        with torch.no_grad():
+            return model.loss(data).item()
+
+    independent, mixed = trained_loss(False), trained_loss(True)
+    assert independent > 0.8  # white noise: no better than predicting zero
+    assert mixed < 0.6 * independent

@@ -12,7 +12,7 @@ import torch
 from core.config import PatchTSTModelConfig, TSScoreConfig
 from core.devices import Runtime
 from core.errors import DataError, StopRequested
-from core.timeseries.patchtst import PatchTST
+from core.timeseries.patchtst import PatchTST, staggered_masks
 from core.timeseries.scoring import channel_errors, score_batch_size, step_scores, window_errors
 from core.timeseries.windows import (STD_FLOOR, Normalizer, epoch_order, n_batches_of,
                                      split_train_val, window_batches, window_starts)
@@ -227,20 +227,19 @@ def test_channel_errors_do_not_depend_on_batch_size():
 
 
 def test_masked_window_errors_count_each_step_once():
-    """In masked mode a step's error comes from the one mask that hides its patch, so it equals
-    the error of a forward pass with that mask."""
+    """In masked mode a step's error comes from the one mask that hides its patch in its
+    channel, so it equals the error of a forward pass with that mask."""
     model = tiny_model(seed=7).eval()
     x = torch.from_numpy(sine_series(WINDOW, seed=8))[None]  # (1, L, C)
     with torch.no_grad():
         err = window_errors(model, x, "masked")
-        n = model.n_patches
-        k = math.ceil(1 / model.cfg.mask_ratio)
-        for i in range(n):
-            mask = torch.zeros(2, n, dtype=torch.bool)
-            mask[:, torch.arange(n) % k == i % k] = True
-            pred = model(x, mask)
-            rows = slice(i * PATCH, (i + 1) * PATCH)
-            torch.testing.assert_close(err[0, rows], (pred - x).pow(2)[0, rows])
+        masks = staggered_masks(model.n_patches, model.cfg.mask_ratio, 2)  # (K, C, N)
+        assert (masks.sum(dim=0) == 1).all()  # each (channel, patch) hidden exactly once
+        for mask in masks:
+            pred_err = (model(x, mask) - x).pow(2)[0]  # (L, C)
+            for c, i in mask.nonzero().tolist():
+                rows = slice(i * PATCH, (i + 1) * PATCH)
+                torch.testing.assert_close(err[0, rows, c], pred_err[rows, c])
 
 
 def test_channel_errors_stop_request():

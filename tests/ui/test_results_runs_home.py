@@ -8,10 +8,12 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
+from core import results
 from core.runs import RunIndex
 
 PAGES = REPO / "pages"
@@ -62,17 +64,28 @@ def test_results_page_chart_and_live_threshold(ws, finished):
     assert at.selectbox(key="results_pick").value == finished.name
     assert len(at.get("plotly_chart")) == 1
     assert "AUPRC" in at.markdown[0].value  # the sentence beside the baselines
-    assert at.dataframe[0].value.index.tolist() == ["model", "pca", "random"]
+    assert at.dataframe[0].value.index.tolist() == [
+        "model", "pca", "random", "model · point-wise", "pca · point-wise", "random · point-wise"]
+    assert any("moving mean" in c.value for c in at.caption)  # the smoothing is named
     assert {d.proto.label for d in at.get("download_button")} == {
         "Download scores.csv", "Download model checkpoint (best.pt)"}
-    slider = at.slider(key=f"results_{finished.name}_patchtst_threshold")
-    assert slider.value == pytest.approx(json.loads(
-        (finished / "patchtst" / "scoring.json").read_text())["threshold"])
+    key = f"results_{finished.name}_patchtst_threshold"
+    slider, typed = at.select_slider(key=key), at.number_input(key=f"{key}_typed")
+    run_threshold = json.loads((finished / "patchtst" / "scoring.json").read_text())["threshold"]
+    assert slider.value == pytest.approx(run_threshold) and typed.value == pytest.approx(run_threshold)
+    scores = pd.read_csv(finished / "patchtst" / "scores.csv")["score"].to_numpy()
+    grid = results.threshold_grid(scores, run_threshold)
+    fifth = min(grid, key=lambda t: abs(results.flagged_share(scores, t) - 0.2))
     before, f1_before = metric(at, "Flagged rows"), metric(at, "F1")
-    slider.set_value(slider.min).run()  # the median score: about half the rows flag
+    slider.set_value(fifth).run()
     assert not at.exception, at.exception
     assert metric(at, "Flagged rows") != before and metric(at, "F1") != f1_before
-    assert int(metric(at, "Flagged rows").replace(",", "")) >= 190
+    assert abs(float(metric(at, "Share flagged").rstrip("%")) - 20.0) < 0.5  # one row is 0.25 %
+    assert at.number_input(key=f"{key}_typed").value == pytest.approx(fifth)
+    at.number_input(key=f"{key}_typed").set_value(1e9).run()  # a typed threshold above all
+    assert not at.exception, at.exception
+    assert metric(at, "Flagged rows") == "0"
+    assert at.select_slider(key=key).value == pytest.approx(grid[-1])
     channels = at.multiselect(key=f"results_{finished.name}_patchtst_channels")
     assert channels.value[0] == "b"  # the spiked channel contributes most
 

@@ -1,0 +1,160 @@
+"""Time-series accuracy on all the dev data: train and score PatchTST through the real CLI on
+the ten SMD machines and on SKAB (trained on `anomaly-free.csv`, tested on the 16 `valve1`
+experiments one after another) in `../shared/datasets`, and print one table: per dataset, the
+model beside the PCA and random baselines (AUPRC, best F1, AUROC), after the configured
+post-processing and point-wise, then the mean and spread.
+
+    python benchmarks/ts_accuracy.py [--set patchtst.train.epochs=5 ...] [--datasets machine-1-2 skab]
+        [--workdir DIR] [--ablate] [--jobs N] [--reuse]
+
+`--ablate` adds rows that re-score the same runs' saved errors with one setting changed (the
+scale floor, the channel cap, the smoothing window), with the product's own scoring functions
+and the same post-processing on the baselines; the cross-channel block needs a run of its own
+(`--set patchtst.model.cross_channel=false`). Ends with one line
+`mean_auprc=… pca_mean_auprc=…` (both after the same post-processing). PA-F1 is left out: it
+flatters every detector. Runs go to a temporary workspace unless `--workdir` is given."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cli import ROOT, run_pipeline
+from core import metrics
+from core.config import read_config
+from core.timeseries.baselines import pca_scores
+from core.timeseries.scoring import channel_scale, smooth, step_scores
+from core.timeseries.stages import load
+
+DATA = ROOT.parent / "shared" / "datasets"
+SMD = [f"machine-{m}" for m in ("1-2", "1-3", "1-4", "1-6", "2-1", "2-3", "2-7", "3-2", "3-3",
+                                "3-10")]
+DATASETS = SMD + ["skab"]
+KEYS = ["auprc", "best_f1", "auroc"]
+WHO = ["model", "pca", "random"]
+
+
+def skab_folder(workdir: Path) -> Path:
+    """SKAB as a dataset folder: train.csv = anomaly-free.csv, test.csv = the valve1 files in
+    order (each keeps its `anomaly` labels)."""
+    folder = workdir / "skab-data"
+    if not (folder / "test.csv").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        src = DATA / "skab"
+        pd.read_csv(src / "anomaly-free" / "anomaly-free.csv", sep=";").to_csv(
+            folder / "train.csv", index=False)
+        files = sorted((src / "valve1").glob("*.csv"), key=lambda p: int(p.stem))
+        pd.concat([pd.read_csv(f, sep=";") for f in files]).to_csv(folder / "test.csv",
+                                                                    index=False)
+    return folder
+
+
+def run_dataset(name: str, overrides: list[str], workdir: Path,
+                reuse: bool) -> tuple[Path, float | None]:
+    """The dataset's run folder and its wall time (None for a reused earlier run)."""
+    done = sorted((workdir / name / "runs").glob("*/patchtst/metrics.json"))
+    if reuse and done:
+        return done[-1].parent.parent, None
+    data = skab_folder(workdir) if name == "skab" else DATA / "smd" / name
+    return run_pipeline(["--ts-data", str(data)], workdir / name, f"ts-bench {name}", overrides)
+
+
+def table_row(m: dict, pointwise: bool) -> list[float | None]:
+    """Model, pca, random × KEYS from a metrics.json, post-processed or point-wise."""
+    sources = m["pointwise"] if pointwise else {"model": m, **m["baselines"]}
+    return [sources[who].get(k) for who in WHO for k in KEYS]
+
+
+def rescored(run: Path, change: dict) -> tuple[float, float]:
+    """(model AUPRC, PCA AUPRC) of a finished run re-scored from its saved errors with one
+    score setting changed (`scale_floor`, `channel_cap` or `smooth`)."""
+    cfg = read_config(run / "run.yaml")
+    sc = cfg.patchtst.score
+    for key, value in change.items():
+        setattr(sc, key, value)
+    with np.load(run / "patchtst" / "channel_scores.npz") as npz:
+        raw_val, raw = npz["val_errors"] * npz["scale"], npz["errors"] * npz["scale"]
+    scale = channel_scale(raw_val, sc.normalize_channels, sc.scale_floor)
+    data, _ = load(cfg)
+    labels = data.target.labels
+    model = smooth(step_scores(raw / scale, sc.channel_cap), sc.smooth)
+    _, pca = pca_scores(data.train, [data.val, data.target_values])
+    return (metrics.evaluate(model, labels, 0.0)["auprc"],
+            metrics.evaluate(smooth(pca, sc.smooth), labels, 0.0)["auprc"])
+
+
+ABLATIONS = {"scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
+             "smooth=1": {"smooth": 1}, "smooth=5": {"smooth": 5}, "smooth=20": {"smooth": 20},
+             "smooth=50": {"smooth": 50}}
+
+
+def fmt(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
+def print_table(title: str, names: list[str], rows: list[list]) -> list[float]:
+    """Per-dataset rows, then mean and spread (std over datasets); returns the means."""
+    header = ["dataset"] + [f"{w}.{k}" for w in WHO for k in KEYS]
+    print(f"\n{title}\n" + " ".join(f"{h:>14}" for h in header))
+    for name, row in zip(names, rows):
+        print(f"{name:>14} " + " ".join(f"{fmt(v):>14}" for v in row))
+    arr = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
+    means, spread = np.nanmean(arr, axis=0), np.nanstd(arr, axis=0)
+    print(f"{'mean':>14} " + " ".join(f"{fmt(v):>14}" for v in means))
+    print(f"{'std':>14} " + " ".join(f"{fmt(v):>14}" for v in spread))
+    return means.tolist()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    p.add_argument("--workdir", type=Path)
+    p.add_argument("--ablate", action="store_true")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="datasets run at once, one torch thread each (wall times then overlap)")
+    p.add_argument("--reuse", action="store_true",
+                   help="take a dataset's finished run in --workdir instead of running again")
+    args = p.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ts-bench-"))
+    print("overrides:", " ".join(args.set) or "(defaults)", "| workspace:", workdir, flush=True)
+    if args.jobs > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"
+    skab_folder(workdir)  # before the threads: made once
+
+    def one(name: str) -> tuple[Path, float | None, dict]:
+        run, wall = run_dataset(name, args.set, workdir, args.reuse)
+        m = json.loads((run / "patchtst" / "metrics.json").read_text())
+        print(f"{name}: {'reused' if wall is None else f'{wall:.0f} s'}, auprc {fmt(m['auprc'])} "
+              f"(pca {fmt(m['baselines']['pca']['auprc'])}), point-wise "
+              f"{fmt(m['pointwise']['model']['auprc'])} (pca "
+              f"{fmt(m['pointwise']['pca']['auprc'])})", flush=True)
+        return run, wall, m
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs, walls, found = map(list, zip(*pool.map(one, args.datasets)))
+    walls = [w for w in walls if w is not None] or [float("nan")]
+    smooth_window = found[0]["postprocess"]["smooth"]
+    means = print_table(f"after the configured post-processing (moving mean of {smooth_window} "
+                        "steps on every detector)", args.datasets,
+                        [table_row(m, False) for m in found])
+    print_table("point-wise (no post-processing)", args.datasets,
+                [table_row(m, True) for m in found])
+    print(f"\nwall time per dataset run here: mean {np.mean(walls):.0f} s, {args.jobs} at once")
+    if args.ablate:
+        print("\nablations (re-scored from saved errors): mean AUPRC model / pca")
+        for label, change in ABLATIONS.items():
+            pairs = np.array([rescored(run, change) for run in runs])  # (datasets, 2)
+            print(f"{label:>16}  model {pairs[:, 0].mean():.3f}  pca {pairs[:, 1].mean():.3f}  "
+                  "per dataset " + " ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs), flush=True)
+    print(f"mean_auprc={means[0]:.4f} pca_mean_auprc={means[len(KEYS)]:.4f}")
+
+
+if __name__ == "__main__":
+    main()

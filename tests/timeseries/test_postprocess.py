@@ -1,0 +1,77 @@
+"""Tests of the step score's post-processing (core/timeseries/scoring.py): the channel scale's
+floor, the per-channel cap, the moving mean, and the constant-channel facts
+(core/timeseries/channels.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.config import TSScoreConfig
+from core.timeseries.channels import constant_channels, constant_notes
+from core.timeseries.scoring import channel_scale, smooth, step_scores
+
+DEFAULT = TSScoreConfig()
+
+
+def errors_with_a_constant_channel(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Validation and test errors (T, 10) ~ 1 per channel, except channel 0, which was constant
+    in training (validation error ~1e-6). Test rows 100-104: channel 0 moves (error 2500, what a
+    0.05 change becomes after a 1e-3 std floor); rows 200-204: a real anomaly in channels 1-5
+    (error 20 each)."""
+    rng = np.random.default_rng(seed)
+    val = rng.exponential(1.0, (2000, 10))
+    val[:, 0] = 1e-6
+    test = rng.exponential(1.0, (1000, 10))
+    test[:, 0] = 1e-6
+    test[100:105, 0] = 2500.0
+    test[200:205, 1:6] = 20.0
+    return val, test
+
+
+def scored(val: np.ndarray, test: np.ndarray, cfg: TSScoreConfig) -> tuple[np.ndarray, np.ndarray]:
+    scale = channel_scale(val, cfg.normalize_channels, cfg.scale_floor)
+    return step_scores(test / scale, cfg.channel_cap), test / scale
+
+
+def test_a_constant_training_channel_cannot_dominate_the_score():
+    val, test = errors_with_a_constant_channel()
+    naive, _ = scored(val, test, TSScoreConfig(scale_floor=0.0, channel_cap=0.0))
+    assert naive[100:105].min() > 1e6 * naive[200:205].max()  # the failure this guards against
+    score, errors = scored(val, test, DEFAULT)
+    normal = np.delete(score, np.r_[100:105, 200:205])
+    assert score[100:105].min() > normal.max()  # still visible
+    assert score[200:205].min() > 0.2 * score[100:105].max()  # but not drowning a real anomaly
+    share = errors[100:105, 0] / errors[100:105].sum(axis=1)
+    assert share.max() < 1.0 and np.isfinite(score).all()
+
+
+def test_channel_scale_floor_is_a_share_of_the_median_channel():
+    val = np.array([[1e-9, 1.0, 2.0, 4.0]] * 3)
+    assert channel_scale(val, True, 0.1) == pytest.approx([0.15, 1.0, 2.0, 4.0])
+    assert channel_scale(val, True, 0.0)[0] == pytest.approx(1e-8)  # never zero
+    assert (channel_scale(val, False, 0.1) == 1).all()
+
+
+def test_step_scores_cap_each_channel():
+    errors = np.array([[1.0, 1000.0], [3.0, 5.0]])
+    assert step_scores(errors).tolist() == [500.5, 4.0]
+    assert step_scores(errors, cap=10.0).tolist() == [5.5, 4.0]
+
+
+def test_smooth_is_a_centred_moving_mean_that_keeps_the_length():
+    x = np.zeros(50)
+    x[25] = 10.0
+    y = smooth(x, 5)
+    assert y.shape == (50,) and y.sum() == pytest.approx(10.0)
+    assert np.flatnonzero(y).tolist() == [23, 24, 25, 26, 27]  # centred on the spike
+    assert smooth(x, 1).tolist() == x.tolist()
+    assert smooth(np.full(7, 3.0), 4).tolist() == [3.0] * 7  # edges repeat, no fall-off
+
+
+def test_constant_channels_say_which_change_in_the_scored_data():
+    train = np.array([[1.0, 0.0, 5.0], [2.0, 0.0, 5.0], [3.0, 0.0, 5.0]])
+    target = np.array([[1.0, 0.0, 5.0], [9.0, 0.0, 5.5]])
+    facts = constant_channels(train, target, ["a", "b", "c"])
+    assert facts == {"b": False, "c": True}
+    notes = constant_notes(facts)
+    assert len(notes) == 1 and notes[0].startswith("c was constant in training and changes here")
