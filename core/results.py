@@ -29,7 +29,7 @@ from core.live import format_eta
 from core.progress import read_metrics
 from core.runs import RunIndex, runs_dir
 from core.stages import STREAMS, Stream
-from core.timeseries.channels import constant_notes
+from core.timeseries.channels import constant_notes, out_of_range_note
 from core.timeseries.data import load_ts_dataset
 
 SCORES, CHANNELS, SCORING, METRICS, CHECKPOINT = (
@@ -130,10 +130,14 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
 
 
 def _notes(run_dir: Path, stream: str, scoring: dict) -> list[str]:
-    """The validation-shift warning of the stream's training, then one sentence per channel
-    that was constant in training and changes in the scored data."""
+    """The validation-shift warning of the stream's training, the scored data's distance from
+    the training range, then one sentence per channel that was constant in training and
+    changes in the scored data."""
     shift = shift_warnings(loss_curves(read_metrics(run_dir))).get(stream)
-    return ([shift] if shift else []) + constant_notes(scoring.get("constant_in_training") or {})
+    far = out_of_range_note(scoring.get("out_of_range") or {},
+                            len(scoring.get("channel_scale") or {}))
+    return ([shift] if shift else []) + far + constant_notes(
+        scoring.get("constant_in_training") or {})
 
 
 def _read_signal(scored_file: str | None, channels: list[str],

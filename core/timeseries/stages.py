@@ -19,12 +19,13 @@ from core.config import RunConfig, to_dict
 from core.devices import Runtime, explain_oom, seed_everything
 from core.distributed import group_of
 from core.errors import DataError
-from core.fileio import atomic_path, read_json, write_json
+from core.fileio import atomic_path, write_json
 from core.stages import Context, Skip, TrainReporter
 from core.timeseries.baselines import pca_scores, random_scores
+from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
+                                      out_of_range_note)
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.channels import constant_channels, constant_notes
 from core.timeseries.scoring import (channel_errors, channel_scale, score_batch_size, smooth,
                                      step_scores)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
@@ -146,20 +147,22 @@ def score(ctx: Context) -> None:
         np.savez_compressed(f, errors=errors.astype(np.float32),
                             val_errors=val_errors.astype(np.float32), scale=scale,
                             channels=np.array(data.target.channels))
-    constant = constant_channels(data.train, data.target_values, data.target.channels)
+    channels = data.target.channels
+    constant = constant_channels(data.normalizer.std, data.train, data.target_values, channels)
+    far = out_of_range(data.target_values, channels, constant)
     write_json(out / "scoring.json", {
         "threshold": threshold, "percentile": sc.threshold_percentile,
         "mode": sc.mode, "smooth": sc.smooth, "rows": len(scores),
         "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),
-        "constant_in_training": constant,
+        "constant_in_training": constant, "out_of_range": far,
         "scored_file": data.target.source,
         "val_score_quantiles": {str(q): float(np.quantile(val_scores, q / 100))
                                 for q in (50, 90, 99, 100)}})
     ctx.state[f"{STREAM}.scores"] = {"val": val_point, "target": point}
     ctx.log.info("    %d rows scored, %d above the threshold %.4g", len(scores),
                  int((scores > threshold).sum()), threshold)
-    for line in constant_notes(constant):
+    for line in constant_notes(constant) + out_of_range_note(far, len(channels)):
         ctx.log.warning("    %s", line)
 
 

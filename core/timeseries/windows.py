@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from core.errors import DataError
+from core.timeseries.channels import STD_FLOOR
 
-STD_FLOOR = 1e-3  # channels (almost) constant in train would blow up every deviation
 
 
 @dataclass

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from core.config import TSScoreConfig
-from core.timeseries.channels import constant_channels, constant_notes
+from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
+                                      out_of_range_note)
 from core.timeseries.scoring import channel_scale, smooth, step_scores
+from core.timeseries.windows import Normalizer
 
 DEFAULT = TSScoreConfig()
 
@@ -69,9 +71,22 @@ def test_smooth_is_a_centred_moving_mean_that_keeps_the_length():
 
 
 def test_constant_channels_say_which_change_in_the_scored_data():
-    train = np.array([[1.0, 0.0, 5.0], [2.0, 0.0, 5.0], [3.0, 0.0, 5.0]])
-    target = np.array([[1.0, 0.0, 5.0], [9.0, 0.0, 5.5]])
-    facts = constant_channels(train, target, ["a", "b", "c"])
+    raw_train = np.array([[1.0, 0.2, 5.0], [2.0, 0.2, 5.0004], [3.0, 0.2, 5.0]])
+    raw_target = np.array([[1.0, 0.2, 5.0], [9.0, 0.2, 5.05]])
+    norm = Normalizer.fit(raw_train)  # b and c are floored: (nearly) constant
+    facts = constant_channels(norm.std, norm(raw_train), norm(raw_target), ["a", "b", "c"])
     assert facts == {"b": False, "c": True}
     notes = constant_notes(facts)
     assert len(notes) == 1 and notes[0].startswith("c was constant in training and changes here")
+
+
+def test_out_of_range_names_channels_far_from_the_training_range():
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((500, 4))  # normalised with training statistics
+    target[:, 1] -= 39.0  # another operating point, as SKAB's valve1 runs against anomaly-free
+    target[:, 3] += 100.0  # a constant channel: said by constant_notes instead
+    far = out_of_range(target, ["a", "b", "c", "d"], {"d": True})
+    assert list(far) == ["b"] and far["b"] == pytest.approx(39.0, abs=0.3)
+    (note,) = out_of_range_note(far, 4)
+    assert note.startswith("The scored data is far from the training data in 1 of 4 channels (b 39")
+    assert out_of_range_note({}, 4) == []

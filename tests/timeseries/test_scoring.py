@@ -3,7 +3,6 @@ batches, the normaliser, the train/validation split, per-step errors averaged ov
 windows (checked against a slow reference), and a trained tiny PatchTST that finds a spike."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
