@@ -378,12 +378,37 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+MAX_YAML_BYTES = 1024 * 1024  # a config is a few KB; anything this large is not one of ours
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """`yaml.safe_load` without anchors and aliases (`&a`, `*a`): a config never needs them,
+    and a few nested aliases in 2 KB expand to hundreds of MB (a "billion laughs" file)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(
+                problem="found an anchor or alias (&name / *name); expected plain values "
+                        "(anchors and aliases are not accepted)", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_yaml(path: Path) -> Any:
+    """The YAML in `path` (UTF-8, at most MAX_YAML_BYTES, no anchors or aliases), as plain
+    Python values; ConfigError naming the file for anything else."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: expected a config of at most {MAX_YAML_BYTES:,} bytes, "
+                          f"found {path.stat().st_size:,}")
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=_PlainLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: expected UTF-8 text, found the byte "
+                          f"0x{e.object[e.start]:02x}; save it as UTF-8") from None
 
 
 def _apply_preset(section: str, raw: dict, name: str | None) -> dict:

@@ -13,8 +13,10 @@ folder that already holds run.yaml (what `core.jobs.start` spawns). Exit status:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,10 +24,10 @@ from pathlib import Path
 
 from core import jobs
 from core.config import read_config
-from core.errors import AtcError, StopRequested
-from core.progress import MetricsLog, ProgressWriter, initial_progress
+from core.errors import AtcError, JobError, StopRequested
+from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
-from core.runs import RunIndex, new_run, workspace, workspace_of
+from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
 from core.stages import STAGES, Context, check_data, run_stages, stage_names, streams_with_data
 
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
@@ -46,9 +48,17 @@ def _logger(run_dir: Path) -> logging.Logger:
 def execute(run_dir: Path, resume: bool = False) -> str:
     """Run every stage of a prepared run folder in this process; returns the final status."""
     run_dir = Path(run_dir).resolve()
-    lock = jobs.JobLock(workspace_of(run_dir), run_dir.name)
     try:
-        progress = ProgressWriter(run_dir, run_dir.name, stage_names())
+        lock = jobs.acquire(run_dir)
+    except JobError as e:
+        _refused(run_dir, e)
+        raise
+    try:
+        try:
+            progress = ProgressWriter(run_dir, run_dir.name, stage_names())
+        except OSError as e:
+            raise AtcError(f"{run_dir}: cannot write progress.json ({e.strerror or e}); "
+                           "the run did not start") from None
         log = _logger(run_dir)
         log.info("%s run %s", "resuming" if resume else "starting", run_dir.name)
         ctx = Context(run_dir, None, progress, MetricsLog(run_dir), log, resume=resume)
@@ -58,11 +68,25 @@ def execute(run_dir: Path, resume: bool = False) -> str:
         progress.start_heartbeat()
         status, error = _run(ctx)
         progress.finish(status, error)
-        RunIndex(workspace_of(run_dir)).update(run_dir)
+        try:
+            RunIndex(workspace_of(run_dir)).update(run_dir)
+        except OSError as e:  # progress.json holds the outcome; the index can be rebuilt
+            log.error("runs index not updated (%s); `index --rebuild` restores it", e)
         log.info("run %s: %s", status, run_dir)
         return status
     finally:
         lock.release()
+
+
+def _refused(run_dir: Path, error: JobError) -> None:
+    """A run that `core.jobs.start` spawned for us (progress.json `starting`, our pid or none
+    yet) and that cannot run: say so in its progress.json, so it is not shown lost."""
+    progress = read_progress(run_dir)
+    if progress and progress.get("status") == "starting" \
+            and progress.get("pid") in (None, os.getpid()):
+        write_json(run_dir / PROGRESS_FILE, progress | {
+            "status": "failed", "error": f"refused: {error}", "finished": time.time()})
+        RunIndex(workspace_of(run_dir)).update(run_dir)
 
 
 def _run(ctx: Context) -> tuple[str, str | None]:
@@ -80,7 +104,13 @@ def _run(ctx: Context) -> tuple[str, str | None]:
     except AtcError as e:
         ctx.log.error("failed: %s", e)
         return "failed", str(e)
-    except Exception as e:  # an unexpected crash: keep the traceback in the log
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            message = (f"no space left on the device holding {e.filename or ctx.run_dir}; "
+                       "free some space, then resume the run")
+            ctx.log.error("failed: %s", message)  # first, while the log may take a line
+            return "failed", message
+        # an unexpected crash: keep the traceback in the log
         ctx.log.exception("failed with an unexpected error")
         return "failed", f"{type(e).__name__}: {e}"
 
@@ -122,12 +152,26 @@ def cmd_run(args) -> int:
         if not (run_dir / "run.yaml").exists():
             raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass --ts-data or "
                            "--img-data instead")
+        workspace_of(run_dir)  # a run folder must sit in a workspace's runs/
     else:
         run_dir = _new_run(args)
+        if not args.dry_run:
+            return _launch_new(run_dir, args.detach)
     if args.dry_run:
         dry_run(run_dir)
         return 0
     return _launch(run_dir, args.detach, resume=False)
+
+
+def _launch_new(run_dir: Path, detach: bool) -> int:
+    """Launch a run folder this command just created; when the start is refused (another job
+    runs), remove it again rather than leave a folder holding only run.yaml."""
+    try:
+        return _launch(run_dir, detach, resume=False)
+    except JobError:
+        if not (run_dir / PROGRESS_FILE).exists():
+            delete_run(workspace_of(run_dir), run_dir.name)
+        raise
 
 
 def _launch(run_dir: Path, detach: bool, resume: bool) -> int:
@@ -145,6 +189,8 @@ def cmd_resume(args) -> int:
     run_dir = Path(args.run_dir).resolve()
     if not (run_dir / "run.yaml").exists():
         raise AtcError(f"{run_dir}: not a run folder (no run.yaml)")
+    workspace_of(run_dir)
+    jobs.check_resumable(run_dir)
     return _launch(run_dir, args.detach, resume=True)
 
 
@@ -173,8 +219,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_index(args) -> int:
-    index = RunIndex(workspace(args.workdir))
-    for e in index.rebuild() if args.rebuild else index.entries():
+    from core.results import index_entries  # live runs re-checked, so a killed one shows lost
+    ws = workspace(args.workdir)
+    if args.rebuild:
+        RunIndex(ws).rebuild()
+    for e in index_entries(ws):
         print(f"{e['run_id']}  {e['status']:<8} {','.join(e['streams']):<10} "
               f"{json.dumps(e['metrics'])}")
     return 0

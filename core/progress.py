@@ -9,18 +9,21 @@ starting (spawned, not yet running), running, done, failed, stopped. A reader th
 `running` while the process is gone reports `failed (lost)` (see `core.jobs.run_status`)."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from pathlib import Path
 
-from core.fileio import append_jsonl, read_json, read_jsonl, write_json
+from core.fileio import append_jsonl, read_json, read_jsonl, write_atomic, write_json
 
 PROGRESS_FILE = "progress.json"
 METRICS_FILE = "metrics.jsonl"
 STAGE_STATES = ("idle", "running", "done", "failed", "stopped", "skipped")
 FINAL_STATES = ("done", "failed", "stopped")
 HEARTBEAT_S = 2.0
+RESERVE_FILE = ".progress.reserve"  # space kept so the final status can be written on a full disk
+RESERVE_BYTES = 256 * 1024
 
 
 def initial_progress(run_id: str, stages: list[str], status: str, pid: int | None = None) -> dict:
@@ -43,6 +46,14 @@ class ProgressWriter:
         self.state["pgid"] = os.getpgrp()
         self._beat = threading.Event()
         self._write()
+        self._reserve = self.path.with_name(RESERVE_FILE)
+        try:
+            with open(self._reserve, "wb") as f:  # real blocks (not a sparse file)
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:  # already (nearly) full: run without a reserve
+            self._reserve.unlink(missing_ok=True)
 
     def _write(self) -> None:
         self.state["heartbeat"] = time.time()
@@ -86,14 +97,22 @@ class ProgressWriter:
         assert status in FINAL_STATES, status
         with self._lock:
             self.state.update(status=status, error=error, finished=time.time(), active=None)
-            self._write()
+            try:
+                self._write()
+            except OSError:  # the disk is full: free the space kept for this write, try again
+                self._reserve.unlink(missing_ok=True)
+                self._write()
         self._beat.set()
+        self._reserve.unlink(missing_ok=True)
 
     def start_heartbeat(self, interval: float = HEARTBEAT_S) -> None:
         def beat():
             while not self._beat.wait(interval):
                 with self._lock:
-                    self._write()
+                    try:
+                        self._write()
+                    except OSError:
+                        pass  # a full disk: the run's own error says so; keep beating
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
 
@@ -105,6 +124,27 @@ class MetricsLog:
 
     def log(self, **fields) -> None:
         append_jsonl(self.path, {"time": round(time.time(), 3), **fields})
+
+    def rewind(self, stage: str, step: int, epoch: int) -> None:
+        """Drop `stage`'s step lines after `step` and epoch lines after `epoch`, and a partial
+        last line (a kill mid-write), so appends go on cleanly; rewritten atomically, and only
+        when something goes."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        lines = read_jsonl(self.path)
+
+        def later(line: dict) -> bool:
+            if line.get("stage") != stage:
+                return False
+            if line.get("kind") == "epoch":
+                return (line.get("epoch") or 0) > epoch
+            return (line.get("step") or 0) > step
+
+        kept = [line for line in lines if not later(line)]
+        if len(kept) < len(lines) or text and not text.endswith("\n"):
+            write_atomic(self.path, "".join(json.dumps(line) + "\n" for line in kept))
 
 
 def read_progress(run_dir: Path) -> dict | None:
