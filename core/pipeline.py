@@ -13,12 +13,15 @@ folder that already holds run.yaml (what `core.jobs.start` spawns). Exit status:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from core.fileio import write_json
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
 from core.stages import STAGES, Context, check_data, run_stages, stage_names, streams_with_data
 
+SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
 
 
@@ -66,7 +70,8 @@ def execute(run_dir: Path, resume: bool = False) -> str:
             signal.signal(sig, lambda *_: (ctx.stop_event.set(),
                                            log.warning("stop requested: finishing the step")))
         progress.start_heartbeat()
-        status, error = _run(ctx)
+        with run_scratch(run_dir):
+            status, error = _run(ctx)
         progress.finish(status, error)
         try:
             RunIndex(workspace_of(run_dir)).update(run_dir)
@@ -76,6 +81,28 @@ def execute(run_dir: Path, resume: bool = False) -> str:
         return status
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def run_scratch(run_dir: Path):
+    """Temporary files made while the block runs (a zip of images extracted, in this process,
+    its DataLoader workers and torchrun ranks) go to `RUN_DIR/.tmp/`, removed at the end: after a
+    kill they stay in the run folder, visible and deleted with it, and the next start clears
+    them; nothing is left in the system's temp folder."""
+    scratch = Path(run_dir) / SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = str(scratch)
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _refused(run_dir: Path, error: JobError) -> None:
@@ -123,9 +150,10 @@ def dry_run(run_dir: Path) -> None:
     for i, stage in enumerate(STAGES, 1):
         skip = stage.stream and stage.stream not in with_data
         print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
-    for stream in with_data:
-        for line in check_data(cfg, stream):
-            print(f"  {stream}: {line}")
+    with run_scratch(run_dir):
+        for stream in with_data:
+            for line in check_data(cfg, stream):
+                print(f"  {stream}: {line}")
     progress = initial_progress(run_dir.name, stage_names(), "planned")
     for stage in progress["stages"]:
         if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in STAGES):
