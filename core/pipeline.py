@@ -219,6 +219,7 @@ def cmd_resume(args) -> int:
         raise AtcError(f"{run_dir}: not a run folder (no run.yaml)")
     workspace_of(run_dir)
     jobs.check_resumable(run_dir)
+    read_config(run_dir / "run.yaml")  # an unreadable config: refused, the run left as it is
     return _launch(run_dir, args.detach, resume=True)
 
 
