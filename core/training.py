@@ -80,8 +80,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
         raise TrainingError(f"{path}: holds Python objects other than tensors and plain values; "
                             "refused for safety (expected a checkpoint written by this "
                             "project)") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        reason = str(e).split(". ")[0][:200] if "weights_only" not in str(e) else type(e).__name__
+    except Exception as e:  # garbage makes torch raise RuntimeError, EOFError, KeyError, ...
+        text = str(e).split(". ")[0][:200]
+        reason = text if text and "weights_only" not in str(e) else type(e).__name__
         raise TrainingError(f"{path}: cannot be read as a checkpoint ({reason}); expected a "
                             "complete checkpoint written by this project") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:

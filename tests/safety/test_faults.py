@@ -272,3 +272,27 @@ def test_a_run_folder_outside_a_runs_folder_is_refused(tmp_path):
         assert res.returncode == 2 and "runs/" in res.stderr, res.stderr
     assert not (tmp_path / jobs.LOCK_FILE).exists()
     assert not (tmp_path / "elsewhere" / jobs.LOCK_FILE).exists()
+
+
+# ---------------------------------------------------------------- 12. one-line errors
+
+def test_a_workdir_that_is_a_file_is_a_one_line_error(tmp_path, tiny_dataset):
+    (tmp_path / "afile").write_text("x")
+    for args in (("index",), ("run", "--ts-data", str(tiny_dataset), "--dry-run")):
+        res = run_cli(*args, "--workdir", str(tmp_path / "afile"))
+        assert res.returncode == 2, res.stderr
+        assert "expected a folder" in res.stderr and "found a file" in res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_cpu_out_of_memory_names_the_setting_to_lower():
+    from core.devices import explain_oom
+    from core.errors import TrainingError
+    with pytest.raises(TrainingError, match=r"the CPU ran out of memory training PatchTST; "
+                                            r"lower patchtst.train.batch_size \(now 64\)"):
+        with explain_oom("training PatchTST", "lower patchtst.train.batch_size (now 64)"):
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                               "can't allocate memory: you tried to allocate 9999999999 bytes.")
+    with pytest.raises(RuntimeError, match="something else"):  # other errors pass through
+        with explain_oom("training PatchTST", "lower it"):
+            raise RuntimeError("something else")
