@@ -189,6 +189,9 @@ class ImageDataConfig:
     val_fraction: float = _range(0.1, gt=0.0, max=0.5)  # normal images held out (threshold)
     hflip: bool = True  # random horizontal flips in training (no colour jitter: inspection data)
     num_workers: int = _range(2, min=0)  # DataLoader worker processes
+    # width × height above which an image is skipped (or fails, with on_corrupt="fail"): a small
+    # PNG can declare 13000×13000 pixels and take ~2 GB to decode
+    max_pixels: int = _range(40_000_000, min=1)
 
 
 @dataclass
