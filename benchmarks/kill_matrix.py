@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models; the children inher
 import numpy as np  # noqa: E402
 
 from core import jobs  # noqa: E402
+from core.errors import JobError  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.fileio import read_json  # noqa: E402
 from core.runs import create_run, runs_dir, summarize_run, workspace  # noqa: E402
@@ -72,6 +73,22 @@ def _wait(predicate, timeout: float) -> bool:
     return False
 
 
+DYING_S: list[float] = []  # per kill: seconds from SIGKILL until the trainer was gone
+
+
+def _reap(pid: int, timeout: float) -> float:
+    """Seconds until our child `pid` has exited (reaped here); `timeout` if it has not."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+        except ChildProcessError:
+            break  # reaped already
+        time.sleep(0.01)
+    return time.time() - t0
+
+
 def kill_round(ws: Path, rng: random.Random, images: Path, last: Path | None,
                max_wait: float) -> tuple[Path, list[str]]:
     """Start (or resume) a run, SIGKILL it at a random moment; returns it and any problems with
@@ -79,17 +96,28 @@ def kill_round(ws: Path, rng: random.Random, images: Path, last: Path | None,
     resume = last is not None and rng.random() < 0.3 and \
         (read_json(last / "progress.json") or {}).get("status") != "done"
     run = last if resume else new_run(ws, rng.choice(["ts", "img", "both"]), images)
-    pid = jobs.start(run, resume=resume)
+    what = f"{run.name} ({'resume' if resume else 'new'})"
+    try:
+        pid = jobs.start(run, resume=resume)
+    except JobError as e:  # the last round's state was not honest: note it, let it clear
+        starting = read_json(ws / jobs.STARTING_FILE) or {}
+        holder = Path(f"/proc/{starting.get('pid')}/cmdline")
+        why = (f"lock held by {jobs.active_run_id(ws)}; starting.json {starting}; that pid runs "
+               f"{holder.read_bytes()[:80] if holder.exists() else 'nothing'}")
+        _wait(lambda: jobs.running_run_id(ws) is None, 120)
+        return run, [f"{what}: refused to start: {e} ({why})"]
     time.sleep(rng.uniform(0.2, max_wait))
     whole_group = rng.random() < 0.7
     try:
         os.killpg(pid, signal.SIGKILL) if whole_group else os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it had finished already
+    what += f", killed {'its group' if whole_group else 'the trainer only'}"
     problems = []
-    what = f"{run.name} ({'resume' if resume else 'new'}, {'group' if whole_group else 'pid'})"
+    dying = _reap(pid, 60.0)  # a process in uninterruptible I/O (fsync) dies when that ends
+    DYING_S.append(dying)
     if not _wait(lambda: jobs.active_run_id(ws) is None, 2.0):
-        problems.append(f"{what}: the job lock was still held 2 s after the kill")
+        problems.append(f"{what}: the job lock was still held 2 s after the trainer died")
     status = jobs.run_status(run)
     if status["status"] in jobs.LIVE_STATES or status["status"] not in ("done", "failed") or \
             status["status"] == "failed" and not status["lost"]:
@@ -188,7 +216,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     for p in problems:
         print("PROBLEM", p)
-    print(f"seed {seed}: {args.kills} kills over {n_runs} run folders, {len(problems)} problems")
+    print(f"seed {seed}: {args.kills} kills over {n_runs} run folders, {len(problems)} problems; "
+          f"SIGKILL to exit: median {np.median(DYING_S):.2f} s, max {max(DYING_S):.2f} s")
     print(f"kills={args.kills} problems={len(problems)} seconds={time.time() - t0:.0f}")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.errors import JobError
 from core.fileio import read_json, write_json
-from core.progress import PROGRESS_FILE, initial_progress, read_progress
+from core.progress import PROGRESS_FILE, initial_progress, process_start, read_progress
 from core import runs
 from core.runs import PROJECT_ROOT, RunIndex, workspace_of
 from core.stages import stage_names
@@ -133,7 +133,8 @@ def running_run_id(ws: Path) -> str | None:
     if active:
         return active
     starting = read_json(Path(ws) / STARTING_FILE)
-    if starting and _pid_alive(starting["pid"]) and time.time() - starting["time"] < 120:
+    if starting and _pid_alive(starting["pid"], starting.get("pid_start")) \
+            and time.time() - starting["time"] < 120:
         return starting["run_id"]
     return None
 
@@ -162,10 +163,12 @@ def start(run_dir: Path, resume: bool = False) -> int:
                 "error": f"the pipeline process could not be started: {e}"})
             raise JobError(f"run {run_dir.name}: the pipeline process could not be started "
                            f"({e})") from None
+        born = process_start(proc.pid)
         write_json(ws / STARTING_FILE, {"run_id": run_dir.name, "pid": proc.pid,
-                                        "time": time.time()})
+                                        "pid_start": born, "time": time.time()})
     if read_progress(run_dir)["pid"] is None:  # the child (seconds to import) has not written
-        write_json(run_dir / PROGRESS_FILE, progress | {"pid": proc.pid, "pgid": proc.pid})
+        write_json(run_dir / PROGRESS_FILE, progress | {"pid": proc.pid, "pgid": proc.pid,
+                                                        "pid_start": born})
     RunIndex(ws).update(run_dir)
     return proc.pid
 
@@ -177,9 +180,13 @@ def _spawn(run_dir: Path, resume: bool) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _pid_alive(pid: int | None) -> bool:
-    """True while `pid` runs; reaps it first if it is our exited child (no zombie counts)."""
+def _pid_alive(pid: int | None, started: str | None = None) -> bool:
+    """True while `pid` runs; reaps it first if it is our exited child (no zombie counts). With
+    `started` (`process_start` when it was recorded), a later process given the same pid does
+    not count."""
     if not pid:
+        return False
+    if started is not None and process_start(pid) not in (None, started):
         return False
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -229,7 +236,7 @@ def _writer_alive(progress: dict) -> bool:
     as alive for a few seconds: `start` writes it right after spawning.)"""
     if progress.get("pid") is None:
         return time.time() - progress["started"] < SPAWN_GRACE_S
-    return _pid_alive(progress["pid"]) and \
+    return _pid_alive(progress["pid"], progress.get("pid_start")) and \
         time.time() - progress.get("heartbeat", 0) < HEARTBEAT_STALE_S
 
 

@@ -70,8 +70,7 @@ def execute(run_dir: Path, resume: bool = False) -> str:
             signal.signal(sig, lambda *_: (ctx.stop_event.set(),
                                            log.warning("stop requested: finishing the step")))
         progress.start_heartbeat()
-        with run_scratch(run_dir):
-            status, error = _run(ctx)
+        status, error = _run(ctx)
         progress.finish(status, error)
         try:
             RunIndex(workspace_of(run_dir)).update(run_dir)
@@ -123,7 +122,8 @@ def _run(ctx: Context) -> tuple[str, str | None]:
         ctx.cfg = read_config(ctx.run_dir / "run.yaml")
         ctx.progress.set(device=Runtime.of(ctx.cfg.pipeline).describe())
         RunIndex(workspace_of(ctx.run_dir)).update(ctx.run_dir)
-        run_stages(ctx)
+        with run_scratch(ctx.run_dir):
+            run_stages(ctx)
         return "done", None
     except StopRequested as e:
         ctx.log.warning("stopped: %s", e)

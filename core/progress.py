@@ -26,10 +26,20 @@ RESERVE_FILE = ".progress.reserve"  # space kept so the final status can be writ
 RESERVE_BYTES = 256 * 1024
 
 
+def process_start(pid: int | None) -> str | None:
+    """When process `pid` started (/proc/<pid>/stat field 22, clock ticks since boot), which
+    tells it from a later process given the same pid; None when unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def initial_progress(run_id: str, stages: list[str], status: str, pid: int | None = None) -> dict:
     """A progress record with every stage idle (also what `core.jobs.start` writes at spawn)."""
     now = time.time()
-    return {"run_id": run_id, "status": status, "pid": pid, "pgid": pid, "started": now,
+    return {"run_id": run_id, "status": status, "pid": pid, "pgid": pid,
+            "pid_start": process_start(pid) if pid else None, "started": now,
             "heartbeat": now, "finished": None, "error": None, "device": None, "active": None,
             "stages": [{"name": s, "status": "idle", "started": None, "ended": None,
                         "message": None} for s in stages]}

@@ -136,7 +136,8 @@ def _entry(run_dir: Path, cfg: dict) -> dict:
     progress = read_progress(run_dir)
     progress = progress if isinstance(progress, dict) else {}
     started, finished = (_scalar(progress.get(k)) for k in ("started", "finished"))
-    timed = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (started, finished))
+    timed = all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                for t in (started, finished))
     streams = [s for s in STREAMS.values() if pipe.get(s.data_key)]
     metrics = {}
     for s in streams:

@@ -99,6 +99,23 @@ def test_a_spawned_run_that_is_refused_says_so_instead_of_lost(ws):
     assert jobs.run_status(run)["label"] == "failed"  # not lost
 
 
+def test_a_reused_pid_does_not_keep_a_dead_start_or_run_alive(ws):
+    """pids wrap (32768 here): a later process given a recorded pid is not the run's."""
+    run = new_run(ws)
+    me, born = os.getpid(), progress_mod.process_start(os.getpid())
+    write_json(ws / jobs.STARTING_FILE, {"run_id": run.name, "pid": me, "pid_start": born,
+                                         "time": time.time()})
+    assert jobs.running_run_id(ws) == run.name
+    write_json(ws / jobs.STARTING_FILE, {"run_id": run.name, "pid": me, "pid_start": "1",
+                                         "time": time.time()})
+    assert jobs.running_run_id(ws) is None
+    write_running(run, me)
+    assert jobs.run_status(run)["status"] == "running"  # pid_start recorded: it is us
+    progress = read_progress(run) | {"pid_start": "1"}
+    write_json(run / PROGRESS_FILE, progress)
+    assert jobs.run_status(run)["label"] == "failed (lost)"
+
+
 # ---------------------------------------------------------------- 2. a full disk
 
 def test_status_of_a_lost_run_on_a_full_disk_answers_without_raising(ws, monkeypatch):
