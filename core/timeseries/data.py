@@ -168,7 +168,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def memory_needed(path: Path) -> tuple[int, int]:
     """(rows, bytes): an estimate, from the file's size and its first lines, of the data rows in
-    a CSV and the memory loading it takes (float32 cells, a working copy, timestamps)."""
+    a CSV and the memory loading it takes (beyond the ~100 MB of the process itself)."""
     path = Path(path)
     with _open_bytes(path) as f:
         head = f.read(SNIFF_BYTES)
@@ -184,7 +184,9 @@ def memory_needed(path: Path) -> tuple[int, int]:
     rows = int(size / per_row)
     columns = len(next(csv.reader([lines[0].decode("utf-8", "replace")],
                                   delimiter=_sniff_delimiter(head.decode("utf-8", "replace")))))
-    return rows, rows * (columns * 4 * 3 + 64)  # cells ×3 (read, filled, channel copy) + a stamp
+    # per cell: pandas' float64 parse, its float32 copy, the filled values; per row: a timestamp's
+    # text and its string form (benchmarks/csv_memory.py: 1.03 GB peak for 501 MB, 38 channels)
+    return rows, rows * (columns * 16 + 160)
 
 
 def available_memory() -> int | None:
