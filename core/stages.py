@@ -208,8 +208,7 @@ class TrainReporter:
     def resumed(self, *, step: int, epoch: int) -> None:
         """Training resumes after `step` steps and `epoch` epochs: metrics.jsonl forgets this
         stage's later lines (a killed run logged them, and they are about to be trained again)."""
-        if self.ctx.is_main:
-            self.ctx.metrics.rewind(self.stage, step, epoch)
+        self.ctx.metrics.rewind(self.stage, step, epoch)
 
     def warn(self, message: str) -> None:
         self.ctx.log.warning("    %s", message)

@@ -234,6 +234,25 @@ def test_metrics_rewind_drops_steps_logged_after_the_checkpoint(tmp_path):
     assert log.path.read_text().endswith("\n")  # the next append starts a fresh line
 
 
+def test_a_rewind_on_rank_0_of_several_reaches_the_pipelines_metrics_log(tmp_path):
+    """Under torchrun rank 0 sends events; the pipeline process owns metrics.jsonl."""
+    import contextlib
+    import io
+    import json as json_mod
+    from types import SimpleNamespace
+
+    from core.distributed import EventSink, _relay
+    log = MetricsLog(tmp_path)
+    for step in (1, 2, 3):
+        log.log(stage="train_patchtst", kind="step", epoch=1, step=step)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        EventSink().rewind("train_patchtst", 1, 0)
+    _relay(SimpleNamespace(metrics=log), out.getvalue().strip())
+    assert [line["step"] for line in read_jsonl(log.path)] == [1]
+    assert json_mod.loads(out.getvalue().split(" ", 1)[1])["to"] == "rewind"
+
+
 LOCK_HOLDER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
