@@ -195,6 +195,9 @@ class ImageDataConfig:
     val_fraction: float = _range(0.1, gt=0.0, max=0.5)  # normal images held out (threshold)
     hflip: bool = True  # random horizontal flips in training (no colour jitter: inspection data)
     num_workers: int = _range(2, min=0)  # DataLoader worker processes
+    # width × height above which an image is skipped (or fails, with on_corrupt="fail"): a small
+    # PNG can declare 13000×13000 pixels and take ~2 GB to decode
+    max_pixels: int = _range(40_000_000, min=1)
 
 
 @dataclass
@@ -384,12 +387,37 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+MAX_YAML_BYTES = 1024 * 1024  # a config is a few KB; anything this large is not one of ours
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """`yaml.safe_load` without anchors and aliases (`&a`, `*a`): a config never needs them,
+    and a few nested aliases in 2 KB expand to hundreds of MB (a "billion laughs" file)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(
+                problem="found an anchor or alias (&name / *name); expected plain values "
+                        "(anchors and aliases are not accepted)", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_yaml(path: Path) -> Any:
+    """The YAML in `path` (UTF-8, at most MAX_YAML_BYTES, no anchors or aliases), as plain
+    Python values; ConfigError naming the file for anything else."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: expected a config of at most {MAX_YAML_BYTES:,} bytes, "
+                          f"found {path.stat().st_size:,}")
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=_PlainLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: expected UTF-8 text, found the byte "
+                          f"0x{e.object[e.start]:02x}; save it as UTF-8") from None
 
 
 def _apply_preset(section: str, raw: dict, name: str | None) -> dict:

@@ -89,12 +89,17 @@ def compiled(module: nn.Module, warn: Callable[[str], None]) -> nn.Module:
 
 @contextlib.contextmanager
 def explain_oom(where: str, hint: str):
-    """Turn a CUDA out-of-memory error into a TrainingError saying what to lower."""
+    """Turn an out-of-memory error (CUDA, or the CPU allocator's) into a TrainingError saying
+    what to lower."""
+    keep = ", then start a new run (the checkpoints this run wrote so far are kept)"
     try:
         yield
     except torch.OutOfMemoryError as e:
-        raise TrainingError(f"the GPU ran out of memory {where}; {hint}, then start a new "
-                            "run (the checkpoints this run wrote so far are kept)") from e
+        raise TrainingError(f"the GPU ran out of memory {where}; {hint}{keep}") from e
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "DefaultCPUAllocator" not in str(e):
+            raise
+        raise TrainingError(f"the CPU ran out of memory {where}; {hint}{keep}") from e
 
 
 def seed_everything(seed: int | None) -> None:

@@ -135,6 +135,8 @@ def _relay(ctx, line: str) -> None:
         event = json.loads(line[len(EVENT):])
         if event["to"] == "metrics":
             ctx.metrics.log(**event["fields"])
+        elif event["to"] == "rewind":
+            ctx.metrics.rewind(**event["fields"])
         else:
             ctx.progress.update_active(**event["fields"])
     elif line.strip():
@@ -174,6 +176,10 @@ class EventSink:
     def log(self, **fields) -> None:
         print(EVENT + json.dumps({"to": "metrics", "fields": fields}), flush=True)
 
+    def rewind(self, stage: str, step: int, epoch: int) -> None:
+        print(EVENT + json.dumps({"to": "rewind", "fields": {"stage": stage, "step": step,
+                                                             "epoch": epoch}}), flush=True)
+
     def update_active(self, **fields) -> None:
         print(EVENT + json.dumps({"to": "progress", "fields": fields}), flush=True)
 
@@ -182,6 +188,9 @@ class NullSink:
     """Ranks other than 0 report nothing."""
 
     def log(self, **fields) -> None:
+        pass
+
+    def rewind(self, stage: str, step: int, epoch: int) -> None:
         pass
 
     def update_active(self, **fields) -> None:

@@ -25,7 +25,7 @@ from core.errors import ConfigError, DataError
 from core.fileio import read_json
 from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
 from core.images.overlays import overlay
-from core.results import CHECKPOINT, METRICS, SCORES, SCORING, ResultsError
+from core.results import CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays
 
 STREAM = "swinmae"  # core.images.stages.STREAM (that module imports torch)
 MAPS, SUMMARY, OVERLAYS = "maps.npz", "data_summary.json", "overlays"
@@ -80,8 +80,8 @@ def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
         raise ResultsError(f"run {run_dir.name}: expected {stream}/{SCORES}, {stream}/{MAPS} "
                            f"and {stream}/{SCORING}, found some missing; was the run scored?")
     scores = pd.read_csv(out / SCORES)
-    with np.load(out / MAPS) as npz:
-        maps, files = npz["maps"], [str(f) for f in npz["files"]]
+    arrays = load_arrays(out / MAPS, ("maps", "files"))
+    maps, files = arrays["maps"], [str(f) for f in arrays["files"]]
     if files != scores["file"].astype(str).tolist():
         raise ResultsError(f"run {run_dir.name}: {MAPS} lists {len(files)} images and {SCORES} "
                            f"{len(scores)}; expected the same files in the same order")

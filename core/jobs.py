@@ -10,6 +10,7 @@ status call sends SIGKILL and marks the run stopped itself. A run whose process 
 progress.json says running is shown `failed (lost)`."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from core.errors import JobError
 from core.fileio import read_json, write_json
-from core.progress import PROGRESS_FILE, initial_progress, read_progress
+from core.progress import PROGRESS_FILE, initial_progress, process_start, read_progress
 from core import runs
 from core.runs import PROJECT_ROOT, RunIndex, workspace_of
 from core.stages import stage_names
@@ -35,8 +36,24 @@ SPAWN_GRACE_S = 10.0
 LIVE_STATES = ("starting", "running")
 
 
+_HELD: list = []  # the job lock files this process holds (closed in forked children)
+
+
+def _close_held_in_child() -> None:
+    """In a forked child (a DataLoader worker): close the inherited lock file without unlocking,
+    so the lock goes with the parent and a killed trainer frees the workspace at once, not when
+    its last worker exits."""
+    for f in _HELD:
+        f.close()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 class JobLock:
-    """Held by the pipeline process while it runs; released by the kernel when it exits."""
+    """Held by the pipeline process while it runs; released by the kernel when it exits (its
+    forked children do not keep it: see `_close_held_in_child`)."""
 
     def __init__(self, ws: Path, run_id: str):
         self.path = Path(ws) / LOCK_FILE
@@ -52,10 +69,47 @@ class JobLock:
         self._file.truncate()
         self._file.write(run_id)
         self._file.flush()
+        _HELD.append(self._file)
 
     def release(self) -> None:
+        _HELD.remove(self._file)
         fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()
+
+
+@contextlib.contextmanager
+def _start_lock(ws: Path):
+    """Serialises every start in a workspace (console, detached and foreground CLI): the check
+    that no job runs and the claim of the workspace happen as one step."""
+    with open(Path(ws) / START_LOCK_FILE, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _refuse_if_busy(ws: Path, run_id: str | None = None) -> None:
+    """JobError when a job other than `run_id` runs or is being spawned in `ws`."""
+    other = running_run_id(ws)
+    if other and other != run_id:
+        raise JobError(f"a training job is already running in {ws} ({other}); "
+                       "stop it or wait for it to finish")
+
+
+def acquire(run_dir: Path) -> JobLock:
+    """The job lock for a pipeline process about to run `run_dir`, taken through the same start
+    protocol as `start`: refused while another run holds the lock or was spawned a moment ago
+    (its `starting.json`); the child that `start` spawned for this very run is let in."""
+    ws = workspace_of(run_dir)
+    with _start_lock(ws):
+        _refuse_if_busy(ws, Path(run_dir).name)
+        return JobLock(ws, Path(run_dir).name)
+
+
+def check_resumable(run_dir: Path) -> None:
+    """JobError when `run_dir` has nothing to resume: it finished (done)."""
+    progress = read_progress(run_dir)
+    if progress and progress.get("status") == "done":
+        raise JobError(f"run {Path(run_dir).name} is done; nothing to resume "
+                       "(start a new run to train again)")
 
 
 def active_run_id(ws: Path) -> str | None:
@@ -79,7 +133,8 @@ def running_run_id(ws: Path) -> str | None:
     if active:
         return active
     starting = read_json(Path(ws) / STARTING_FILE)
-    if starting and _pid_alive(starting["pid"]) and time.time() - starting["time"] < 120:
+    if starting and _pid_alive(starting["pid"], starting.get("pid_start")) \
+            and time.time() - starting["time"] < 120:
         return starting["run_id"]
     return None
 
@@ -93,20 +148,27 @@ def start(run_dir: Path, resume: bool = False) -> int:
     run_dir, ws = Path(run_dir), workspace_of(run_dir)
     if not (run_dir / "run.yaml").exists():
         raise JobError(f"{run_dir}: no run.yaml; prepare the run folder first")
-    with open(ws / START_LOCK_FILE, "w") as start_lock:
-        fcntl.flock(start_lock, fcntl.LOCK_EX)
-        other = running_run_id(ws)
-        if other:
-            raise JobError(f"a training job is already running in {ws} ({other}); "
-                           "stop it or wait for it to finish")
+    if resume:
+        check_resumable(run_dir)
+    with _start_lock(ws):
+        _refuse_if_busy(ws)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         progress = initial_progress(run_dir.name, stage_names(), "starting")
         write_json(run_dir / PROGRESS_FILE, progress)  # before the child can write its own
-        proc = _spawn(run_dir, resume)
+        try:
+            proc = _spawn(run_dir, resume)
+        except OSError as e:
+            write_json(run_dir / PROGRESS_FILE, progress | {
+                "status": "failed", "finished": time.time(),
+                "error": f"the pipeline process could not be started: {e}"})
+            raise JobError(f"run {run_dir.name}: the pipeline process could not be started "
+                           f"({e})") from None
+        born = process_start(proc.pid)
         write_json(ws / STARTING_FILE, {"run_id": run_dir.name, "pid": proc.pid,
-                                        "time": time.time()})
+                                        "pid_start": born, "time": time.time()})
     if read_progress(run_dir)["pid"] is None:  # the child (seconds to import) has not written
-        write_json(run_dir / PROGRESS_FILE, progress | {"pid": proc.pid, "pgid": proc.pid})
+        write_json(run_dir / PROGRESS_FILE, progress | {"pid": proc.pid, "pgid": proc.pid,
+                                                        "pid_start": born})
     RunIndex(ws).update(run_dir)
     return proc.pid
 
@@ -118,9 +180,13 @@ def _spawn(run_dir: Path, resume: bool) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _pid_alive(pid: int | None) -> bool:
-    """True while `pid` runs; reaps it first if it is our exited child (no zombie counts)."""
+def _pid_alive(pid: int | None, started: str | None = None) -> bool:
+    """True while `pid` runs; reaps it first if it is our exited child (no zombie counts). With
+    `started` (`process_start` when it was recorded), a later process given the same pid does
+    not count."""
     if not pid:
+        return False
+    if started is not None and process_start(pid) not in (None, started):
         return False
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -157,8 +223,11 @@ def _mark_ended(run_dir: Path, progress: dict, status: str, error: str) -> dict:
         if stage["status"] == "running":
             stage.update(status="failed" if status == "failed" else "stopped", ended=now)
     progress.update(status=status, error=error, finished=now, active=None)
-    write_json(Path(run_dir) / PROGRESS_FILE, progress)
-    RunIndex(workspace_of(run_dir)).update(run_dir)
+    try:
+        write_json(Path(run_dir) / PROGRESS_FILE, progress)
+        RunIndex(workspace_of(run_dir)).update(run_dir)
+    except OSError as e:  # a full disk: still answer; the next reader tries to persist again
+        progress["unsaved"] = f"could not be saved ({e.strerror or e})"
     return progress
 
 
@@ -167,8 +236,24 @@ def _writer_alive(progress: dict) -> bool:
     as alive for a few seconds: `start` writes it right after spawning.)"""
     if progress.get("pid") is None:
         return time.time() - progress["started"] < SPAWN_GRACE_S
-    return _pid_alive(progress["pid"]) and \
+    return _pid_alive(progress["pid"], progress.get("pid_start")) and \
         time.time() - progress.get("heartbeat", 0) < HEARTBEAT_STALE_S
+
+
+def _last_logged_error(run_dir: Path, tail_bytes: int = 16384) -> str | None:
+    """The last ERROR line of the run's log (or of stdout.log, where the pipeline's stderr
+    goes), without its time stamp; None when there is none or no log can be read."""
+    for name in ("pipeline.log", "stdout.log"):
+        try:
+            with open(Path(run_dir) / name, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            continue
+        errors = [line.split(" ERROR ", 1)[1].strip() for line in lines if " ERROR " in line]
+        if errors:
+            return errors[-1][:500]
+    return None
 
 
 def run_status(run_dir: Path) -> dict:
@@ -190,10 +275,12 @@ def run_status(run_dir: Path) -> dict:
             # stopped before the pipeline installed its SIGTERM handler (while importing)
             progress = _mark_ended(run_dir, progress, "stopped", "stopped before training began")
         elif not alive and read_progress(run_dir)["status"] in LIVE_STATES:
+            last = _last_logged_error(run_dir)
             progress = _mark_ended(
                 run_dir, progress, "failed",
                 f"lost: the pipeline process (pid {progress.get('pid')}) ended without "
-                "finishing the run; see pipeline.log and stdout.log")
+                "finishing the run" + (f"; its last logged error: {last}" if last else
+                                       "; see pipeline.log and stdout.log"))
             progress["lost"] = True
     progress["lost"] = progress.get("lost") or (progress.get("error") or "").startswith("lost:")
     progress["label"] = "failed (lost)" if progress["lost"] else progress["status"]

@@ -13,21 +13,27 @@ folder that already holds run.yaml (what `core.jobs.start` spawns). Exit status:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from core import jobs
 from core.config import read_config
-from core.errors import AtcError, StopRequested
-from core.progress import MetricsLog, ProgressWriter, initial_progress
+from core.errors import AtcError, JobError, StopRequested
+from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
-from core.runs import RunIndex, new_run, workspace, workspace_of
+from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
 from core.stages import STAGES, Context, check_data, run_stages, stage_names, streams_with_data
 
+SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
 
 
@@ -46,9 +52,17 @@ def _logger(run_dir: Path) -> logging.Logger:
 def execute(run_dir: Path, resume: bool = False) -> str:
     """Run every stage of a prepared run folder in this process; returns the final status."""
     run_dir = Path(run_dir).resolve()
-    lock = jobs.JobLock(workspace_of(run_dir), run_dir.name)
     try:
-        progress = ProgressWriter(run_dir, run_dir.name, stage_names())
+        lock = jobs.acquire(run_dir)
+    except JobError as e:
+        _refused(run_dir, e)
+        raise
+    try:
+        try:
+            progress = ProgressWriter(run_dir, run_dir.name, stage_names())
+        except OSError as e:
+            raise AtcError(f"{run_dir}: cannot write progress.json ({e.strerror or e}); "
+                           "the run did not start") from None
         log = _logger(run_dir)
         log.info("%s run %s", "resuming" if resume else "starting", run_dir.name)
         ctx = Context(run_dir, None, progress, MetricsLog(run_dir), log, resume=resume)
@@ -58,11 +72,47 @@ def execute(run_dir: Path, resume: bool = False) -> str:
         progress.start_heartbeat()
         status, error = _run(ctx)
         progress.finish(status, error)
-        RunIndex(workspace_of(run_dir)).update(run_dir)
+        try:
+            RunIndex(workspace_of(run_dir)).update(run_dir)
+        except OSError as e:  # progress.json holds the outcome; the index can be rebuilt
+            log.error("runs index not updated (%s); `index --rebuild` restores it", e)
         log.info("run %s: %s", status, run_dir)
         return status
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def run_scratch(run_dir: Path):
+    """Temporary files made while the block runs (a zip of images extracted, in this process,
+    its DataLoader workers and torchrun ranks) go to `RUN_DIR/.tmp/`, removed at the end: after a
+    kill they stay in the run folder, visible and deleted with it, and the next start clears
+    them; nothing is left in the system's temp folder."""
+    scratch = Path(run_dir) / SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = str(scratch)
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _refused(run_dir: Path, error: JobError) -> None:
+    """A run that `core.jobs.start` spawned for us (progress.json `starting`, our pid or none
+    yet) and that cannot run: say so in its progress.json, so it is not shown lost."""
+    progress = read_progress(run_dir)
+    if progress and progress.get("status") == "starting" \
+            and progress.get("pid") in (None, os.getpid()):
+        write_json(run_dir / PROGRESS_FILE, progress | {
+            "status": "failed", "error": f"refused: {error}", "finished": time.time()})
+        RunIndex(workspace_of(run_dir)).update(run_dir)
 
 
 def _run(ctx: Context) -> tuple[str, str | None]:
@@ -72,7 +122,8 @@ def _run(ctx: Context) -> tuple[str, str | None]:
         ctx.cfg = read_config(ctx.run_dir / "run.yaml")
         ctx.progress.set(device=Runtime.of(ctx.cfg.pipeline).describe())
         RunIndex(workspace_of(ctx.run_dir)).update(ctx.run_dir)
-        run_stages(ctx)
+        with run_scratch(ctx.run_dir):
+            run_stages(ctx)
         return "done", None
     except StopRequested as e:
         ctx.log.warning("stopped: %s", e)
@@ -80,7 +131,13 @@ def _run(ctx: Context) -> tuple[str, str | None]:
     except AtcError as e:
         ctx.log.error("failed: %s", e)
         return "failed", str(e)
-    except Exception as e:  # an unexpected crash: keep the traceback in the log
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            message = (f"no space left on the device holding {e.filename or ctx.run_dir}; "
+                       "free some space, then resume the run")
+            ctx.log.error("failed: %s", message)  # first, while the log may take a line
+            return "failed", message
+        # an unexpected crash: keep the traceback in the log
         ctx.log.exception("failed with an unexpected error")
         return "failed", f"{type(e).__name__}: {e}"
 
@@ -93,9 +150,10 @@ def dry_run(run_dir: Path) -> None:
     for i, stage in enumerate(STAGES, 1):
         skip = stage.stream and stage.stream not in with_data
         print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
-    for stream in with_data:
-        for line in check_data(cfg, stream):
-            print(f"  {stream}: {line}")
+    with run_scratch(run_dir):
+        for stream in with_data:
+            for line in check_data(cfg, stream):
+                print(f"  {stream}: {line}")
     progress = initial_progress(run_dir.name, stage_names(), "planned")
     for stage in progress["stages"]:
         if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in STAGES):
@@ -122,12 +180,26 @@ def cmd_run(args) -> int:
         if not (run_dir / "run.yaml").exists():
             raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass --ts-data or "
                            "--img-data instead")
+        workspace_of(run_dir)  # a run folder must sit in a workspace's runs/
     else:
         run_dir = _new_run(args)
+        if not args.dry_run:
+            return _launch_new(run_dir, args.detach)
     if args.dry_run:
         dry_run(run_dir)
         return 0
     return _launch(run_dir, args.detach, resume=False)
+
+
+def _launch_new(run_dir: Path, detach: bool) -> int:
+    """Launch a run folder this command just created; when the start is refused (another job
+    runs), remove it again rather than leave a folder holding only run.yaml."""
+    try:
+        return _launch(run_dir, detach, resume=False)
+    except JobError:
+        if not (run_dir / PROGRESS_FILE).exists():
+            delete_run(workspace_of(run_dir), run_dir.name)
+        raise
 
 
 def _launch(run_dir: Path, detach: bool, resume: bool) -> int:
@@ -145,6 +217,9 @@ def cmd_resume(args) -> int:
     run_dir = Path(args.run_dir).resolve()
     if not (run_dir / "run.yaml").exists():
         raise AtcError(f"{run_dir}: not a run folder (no run.yaml)")
+    workspace_of(run_dir)
+    jobs.check_resumable(run_dir)
+    read_config(run_dir / "run.yaml")  # an unreadable config: refused, the run left as it is
     return _launch(run_dir, args.detach, resume=True)
 
 
@@ -173,8 +248,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_index(args) -> int:
-    index = RunIndex(workspace(args.workdir))
-    for e in index.rebuild() if args.rebuild else index.entries():
+    from core.results import index_entries  # live runs re-checked, so a killed one shows lost
+    ws = workspace(args.workdir)
+    if args.rebuild:
+        RunIndex(ws).rebuild()
+    for e in index_entries(ws):
         print(f"{e['run_id']}  {e['status']:<8} {','.join(e['streams']):<10} "
               f"{json.dumps(e['metrics'])}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,22 @@ SCALED_SCORE_TITLE = "anomaly score (MSE ÷ each channel's normal MSE)"
 
 class ResultsError(AtcError):
     """A run folder lacks what the results view needs (e.g. the run was never scored)."""
+
+
+def load_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `keys` of an .npz the pipeline wrote; ResultsError naming the file when it is
+    unreadable, lacks one, or holds pickled objects (never loaded: `allow_pickle=False`)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in keys}
+    except KeyError as e:
+        raise ResultsError(f"{path}: expected arrays {', '.join(keys)}, found no {e}") from None
+    except ValueError as e:
+        found = "pickled Python objects" if "allow_pickle" in str(e) else str(e)
+        raise ResultsError(f"{path}: expected plain numeric and text arrays, found {found}"
+                           ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ResultsError(f"{path}: cannot be read ({e})") from None
 
 
 # ---------------------------------------------------------------- one run's results
@@ -117,8 +134,8 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
         raise ResultsError(f"run {Path(run_dir).name}: expected {stream}/{SCORES} and "
                            f"{stream}/{SCORING}, found none; was the run scored?")
     scores = pd.read_csv(out / SCORES)
-    with np.load(out / CHANNELS) as npz:
-        errors, channels = npz["errors"].astype(float), [str(c) for c in npz["channels"]]
+    arrays = load_arrays(out / CHANNELS, ("errors", "channels"))
+    errors, channels = arrays["errors"].astype(float), [str(c) for c in arrays["channels"]]
     if errors.shape[0] != len(scores):
         raise ResultsError(f"run {Path(run_dir).name}: {CHANNELS} has {errors.shape[0]} rows "
                            f"but {SCORES} has {len(scores)}; expected one row per scored row")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import math
 import os
 import secrets
 import shutil
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 from core.config import PATH_KEYS, RunConfig, load_config, read_yaml, save_config
-from core.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError, JobError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
 from core.stages import STREAMS, streams_with_data
@@ -25,9 +27,15 @@ INDEX_FILE = "index.json"
 
 
 def workspace(workdir: str | Path | None = None) -> Path:
-    """The workspace folder, created if needed: `workdir`, else $ATC_WORKDIR, else artifacts/."""
+    """The workspace folder, created if needed: `workdir`, else $ATC_WORKDIR, else artifacts/.
+    DataError when it cannot be a folder (a file is in the way, no permission...)."""
     path = Path(workdir or os.environ.get("ATC_WORKDIR") or PROJECT_ROOT / "artifacts")
-    (path / "runs").mkdir(parents=True, exist_ok=True)
+    try:
+        (path / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        found = "a file" if path.is_file() else e.strerror or str(e)
+        raise DataError(f"workspace {path}: expected a folder (or a place to create one), "
+                        f"found {found}") from None
     return path.resolve()
 
 
@@ -36,8 +44,13 @@ def runs_dir(ws: Path) -> Path:
 
 
 def workspace_of(run_dir: Path) -> Path:
-    """The workspace a run folder belongs to (`<workspace>/runs/<run_id>`)."""
-    return Path(run_dir).resolve().parent.parent
+    """The workspace a run folder belongs to (`<workspace>/runs/<run_id>`); JobError for a
+    folder that is not in a `runs/` folder (its lock and index would land in a stranger's)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir.parent.name != "runs":
+        raise JobError(f"{run_dir}: expected a run folder inside a workspace's runs/ folder "
+                       "(<workspace>/runs/<run_id>)")
+    return run_dir.parent.parent
 
 
 def new_run_dir(ws: Path) -> Path:
@@ -73,32 +86,74 @@ def create_run(ws: Path, cfg: RunConfig) -> Path:
     return run_dir
 
 
+MAX_ENTRY_BYTES = 16 * 1024  # an index entry larger than this (a huge run.yaml) is refused
+
+
+def _run_yaml(run_dir: Path) -> dict:
+    """run.yaml as {section: mapping}; ConfigError naming the problem when it is not that."""
+    path = run_dir / "run.yaml"
+    cfg = read_yaml(path)
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, found {type(cfg).__name__}")
+    for section, value in cfg.items():
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{section}' is {type(value).__name__}; expected a "
+                              "mapping of keys")
+    return cfg
+
+
+def _scalar(value):
+    """A value fit for the index: a finite number, bool, None, or a string (capped)."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)[:200]
+
+
 def summarize_run(run_dir: Path) -> dict:
-    """The index entry of one run, from its run.yaml, progress.json and metrics files."""
+    """The index entry of one run, from its run.yaml, progress.json and metrics files. A run
+    whose run.yaml cannot be read is listed with status `unreadable` and the reason in `error`
+    (one bad run folder never hides the others)."""
     run_dir = Path(run_dir)
     try:
-        cfg = read_yaml(run_dir / "run.yaml")
-    except (ConfigError, OSError):
-        cfg = None  # one unreadable run must not hide the others: it shows with no params
-    cfg = cfg if isinstance(cfg, dict) else {}
+        cfg, problem = _run_yaml(run_dir), None
+    except FileNotFoundError:
+        cfg, problem = {}, None  # not written yet: nothing to show, nothing wrong
+    except (ConfigError, OSError) as e:
+        cfg, problem = {}, str(e)
+    entry = _entry(run_dir, cfg)
+    if problem is None and len(json.dumps(entry)) > MAX_ENTRY_BYTES:
+        problem = f"{run_dir / 'run.yaml'}: its index entry is over {MAX_ENTRY_BYTES:,} bytes"
+        entry = _entry(run_dir, {})
+    if problem:
+        entry.update(status="unreadable", error=problem[:500])
+    return entry
+
+
+def _entry(run_dir: Path, cfg: dict) -> dict:
     pipe = cfg.get("pipeline") or {}
-    progress = read_progress(run_dir) or {}
-    started, finished = progress.get("started"), progress.get("finished")
+    progress = read_progress(run_dir)
+    progress = progress if isinstance(progress, dict) else {}
+    started, finished = (_scalar(progress.get(k)) for k in ("started", "finished"))
+    timed = all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                for t in (started, finished))
     streams = [s for s in STREAMS.values() if pipe.get(s.data_key)]
     metrics = {}
     for s in streams:
-        m = read_json(run_dir / s.name / "metrics.json") or {}
-        metrics[s.name] = {k: m[k] for k in s.headline if k in m}
+        m = read_json(run_dir / s.name / "metrics.json")
+        m = m if isinstance(m, dict) else {}
+        metrics[s.name] = {k: _scalar(m[k]) for k in s.headline if k in m}
     return {
         "run_id": run_dir.name,
-        "name": pipe.get("name", ""),
-        "status": progress.get("status", "unknown"),
-        "error": progress.get("error"),
+        "name": _scalar(pipe.get("name", "")),
+        "status": _scalar(progress.get("status", "unknown")),
+        "error": _scalar(progress.get("error")),
         "started": started,
         "finished": finished,
-        "duration_s": round(finished - started, 1) if started and finished else None,
+        "duration_s": round(finished - started, 1) if timed else None,
         "streams": [s.name for s in streams],
-        "data": {s.kind: pipe.get(s.data_key) for s in streams},
+        "data": {s.kind: _scalar(pipe.get(s.data_key)) for s in streams},
         "params": _key_params(pipe, cfg),
         "metrics": metrics,
     }
@@ -115,12 +170,15 @@ KEY_PARAMS = {  # per stream: the config keys (section, key) the runs index show
 
 def _key_params(pipe: dict, cfg: dict) -> dict:
     """{"device": ..., "patchtst.preset": ..., "patchtst.epochs": ..., ...} for the streams run."""
-    params = {"device": pipe.get("device")} if pipe else {}
+    params = {"device": _scalar(pipe.get("device"))} if pipe else {}
     for stream, keys in KEY_PARAMS.items():
         section = cfg.get(stream)
         if pipe.get(STREAMS[stream].data_key) and section:
-            params[f"{stream}.preset"] = section.get("preset")
-            params |= {f"{stream}.{key}": (section.get(part) or {}).get(key) for part, key in keys}
+            params[f"{stream}.preset"] = _scalar(section.get("preset"))
+            for part, key in keys:
+                group = section.get(part)
+                params[f"{stream}.{key}"] = _scalar(group.get(key)) \
+                    if isinstance(group, dict) else None
     return params
 
 
@@ -137,10 +195,18 @@ class RunIndex:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
+    def _stored(self) -> list[dict] | None:
+        """index.json's entries; None when it is missing, unreadable or not a list of entries
+        (valid JSON of another shape counts as corrupt)."""
+        data = read_json(self.path)
+        ok = isinstance(data, list) and all(
+            isinstance(e, dict) and isinstance(e.get("run_id"), str) for e in data)
+        return data if ok else None
+
     def entries(self) -> list[dict]:
         """The index; rebuilt from the run folders when it is missing or unreadable."""
-        data = read_json(self.path)
-        return data if isinstance(data, list) else self.rebuild()
+        data = self._stored()
+        return data if data is not None else self.rebuild()
 
     def _write(self, entries: list[dict]) -> None:
         entries.sort(key=lambda e: e["run_id"], reverse=True)
@@ -153,8 +219,8 @@ class RunIndex:
     def _current(self) -> list[dict]:
         """The stored entries, or a fresh scan when index.json is missing or unreadable (so an
         update never drops the other runs). Call with the lock held."""
-        data = read_json(self.path)
-        return data if isinstance(data, list) else self._scan()
+        data = self._stored()
+        return data if data is not None else self._scan()
 
     def update(self, run_dir: Path) -> dict:
         """Recompute the entry of `run_dir` and put it in the index."""

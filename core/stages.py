@@ -211,6 +211,11 @@ class TrainReporter:
     def should_stop(self) -> bool:
         return self.ctx.should_stop()
 
+    def resumed(self, *, step: int, epoch: int) -> None:
+        """Training resumes after `step` steps and `epoch` epochs: metrics.jsonl forgets this
+        stage's later lines (a killed run logged them, and they are about to be trained again)."""
+        self.ctx.metrics.rewind(self.stage, step, epoch)
+
     def warn(self, message: str) -> None:
         self.ctx.log.warning("    %s", message)
 

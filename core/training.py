@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ class Reporter(Protocol):
 
     def warn(self, message: str) -> None: ...
 
+    def resumed(self, *, step: int, epoch: int) -> None: ...
+
 
 @dataclass
 class FitResult:
@@ -68,7 +71,24 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    return torch.load(path, map_location=device, weights_only=True)
+    """A checkpoint's dict, loaded with `weights_only=True` (tensors and plain values only).
+    TrainingError naming the file when it is truncated, not a checkpoint, or holds other
+    Python objects (refused; torch's advice to load it unsafely is never passed on)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise TrainingError(f"{path}: holds Python objects other than tensors and plain values; "
+                            "refused for safety (expected a checkpoint written by this "
+                            "project)") from None
+    except Exception as e:  # garbage makes torch raise RuntimeError, EOFError, KeyError, ...
+        text = str(e).split(". ")[0][:200]
+        reason = text if text and "weights_only" not in str(e) else type(e).__name__
+        raise TrainingError(f"{path}: cannot be read as a checkpoint ({reason}); expected a "
+                            "complete checkpoint written by this project") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise TrainingError(f"{path}: expected a checkpoint written by this project (a dict "
+                            "with 'model'), found something else")
+    return ckpt
 
 
 @dataclass
@@ -125,6 +145,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
     state = _State()
     if resume and (out_dir / LAST).exists():
         state = _restore(out_dir / LAST, model, opt, step.scaler, device)
+    if resume:  # steps logged after the checkpoint (a killed run) are trained again: drop them
+        reporter.resumed(step=state.step, epoch=state.epoch)
     total_steps = cfg.epochs * n_batches
 
     def checkpoint(name: str) -> None:
@@ -235,8 +257,15 @@ class _Stepper:
 def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler, device) -> _State:
     ckpt = load_checkpoint(path, device)
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    if "scaler" in ckpt:
-        scaler.load_state_dict(ckpt["scaler"])
-    return _State(**ckpt["state"])
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        return _State(**ckpt["state"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line),
+                      str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        raise TrainingError(f"{path} does not fit the model run.yaml describes ({detail}); "
+                            "resume needs the model config the run was trained with: undo "
+                            "the edit, or start a new run") from None

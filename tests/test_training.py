@@ -46,6 +46,9 @@ class Recorder:
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
+    def resumed(self, **kw) -> None:
+        self.resumed_at = kw
+
 
 class LinearAE(nn.Module):
     """Smallest trainable model with the loop's interface: a linear map learning identity."""

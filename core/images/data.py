@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.config import ImageDataConfig
 from core.errors import DataError
 
 KINDS = "PNG, JPEG, BMP or TIFF"
@@ -47,6 +49,7 @@ LAYOUT_DIRS = ("train", "test", "ground_truth")
 RESIZE_MODES = ("resize", "pad")
 HIGH_DEPTH = {"I", "I;16", "I;16L", "I;16B", "I;16N"}  # integer grayscale, scaled by 1/65535
 GRAY_MODES = {"1", "L", "LA", "F", *HIGH_DEPTH}
+MAX_PIXELS = ImageDataConfig.max_pixels  # the config's default, also for the Data page's check
 
 
 @dataclass
@@ -104,12 +107,31 @@ def _some(names: list[str], k: int = 5) -> str:
     return ", ".join(names[:k]) + more
 
 
+class _TooLarge(Exception):
+    """An image over the pixel cap (`max_pixels`), seen in its header before decoding; the
+    message says its size."""
+
+
+def _check_pixels(path: Path, max_pixels: int) -> None:
+    """_TooLarge when the image's header declares more than `max_pixels` pixels; nothing is
+    decoded. Pillow's own bomb warning is silenced (this is the cap), its error reworded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path, formats=PILLOW_FORMATS) as im:
+                w, h = im.size
+        except Image.DecompressionBombError:
+            raise _TooLarge(f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    if w * h > max_pixels:
+        raise _TooLarge(f"{w}×{h} = {w * h:,} pixels")
+
+
 class _Scan:
     """Listing one dataset folder: its root, the corrupt-file policy, and what was skipped or
     ignored on the way. Names in messages are paths inside the dataset (`test/crack/003.png`)."""
 
-    def __init__(self, root: Path, on_corrupt: str):
-        self.root, self.on_corrupt = root, on_corrupt
+    def __init__(self, root: Path, on_corrupt: str, max_pixels: int = MAX_PIXELS):
+        self.root, self.on_corrupt, self.max_pixels = root, on_corrupt, max_pixels
         self.skipped: list[str] = []
         self.skipped_paths: set[Path] = set()
         self.ignored: list[str] = []
@@ -144,18 +166,24 @@ class _Scan:
     def inspect(self, path: Path) -> tuple[tuple[int, int], str] | None:
         """((width, height), mode) of a readable image; None (noted as skipped) or a DataError
         (on_corrupt="fail") for a broken one."""
+        expected = f"a complete {KINDS} image"
         try:
+            _check_pixels(path, self.max_pixels)
             with Image.open(path, formats=PILLOW_FORMATS) as im:
                 im.verify()  # structure and checksums; does not decode the pixels
             with Image.open(path, formats=PILLOW_FORMATS) as im:
                 im.load()  # decodes everything: raises on truncated data
                 return im.size, im.mode
+        except _TooLarge as e:
+            reason = (f"{e}, over the cap of {self.max_pixels:,} (swinmae.data.max_pixels; "
+                      "decoding takes ~10 bytes a pixel)")
+            expected = f"at most {self.max_pixels:,} pixels"
         except UnidentifiedImageError:
             reason = f"not a readable {KINDS} image"
         except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
             reason = f"cannot be decoded ({str(e) or type(e).__name__})"
         if self.on_corrupt == "fail":
-            raise DataError(f"{self.rel(path)}: {reason}; expected a complete {KINDS} image "
+            raise DataError(f"{self.rel(path)}: {reason}; expected {expected} "
                             f"(on_corrupt='skip' would skip it)")
         self.skipped.append(f"{self.rel(path)}: {reason}")
         self.skipped_paths.add(path)
@@ -286,10 +314,13 @@ def _warnings(scan: _Scan, test: list[ImageItem]) -> list[str]:
 
 
 def load_image_dataset(path: str | Path, on_corrupt: str = "skip",
-                       extract_to: str | Path | None = None) -> ImageDataset:
+                       extract_to: str | Path | None = None,
+                       max_pixels: int = MAX_PIXELS) -> ImageDataset:
     """List and validate an image dataset: an MVTec-layout folder, a zip of one, or a flat folder
     of images (all training images). A zip is extracted into `extract_to` (default: a temporary
-    folder removed when the process exits). `on_corrupt`: "skip" or "fail" (see the module doc).
+    folder removed when the process exits). `on_corrupt`: "skip" or "fail" (see the module doc);
+    an image of more than `max_pixels` pixels (from its header, before decoding) is treated
+    the same way.
 
     Raises DataError, naming the file, for an unsupported image type, a mask without an image or
     of another size than its image, a corrupt file under "fail", or no training image at all.
@@ -297,7 +328,7 @@ def load_image_dataset(path: str | Path, on_corrupt: str = "skip",
     if on_corrupt not in ("skip", "fail"):
         raise ValueError(f"on_corrupt: expected 'skip' or 'fail', found {on_corrupt!r}")
     folder = _as_folder(Path(path), Path(extract_to) if extract_to else None)
-    scan = _Scan(dataset_root(folder), on_corrupt)
+    scan = _Scan(dataset_root(folder), on_corrupt, max_pixels)
     layout = "mvtec" if any((scan.root / d).is_dir() for d in LAYOUT_DIRS) else "flat"
     train, test = _mvtec(scan) if layout == "mvtec" else (scan.items(scan.root, 0, "good"), [])
     if not train:

@@ -47,7 +47,8 @@ class Prepared:
 
 def load(cfg: RunConfig) -> tuple[Prepared, ImageDataset]:
     data = cfg.swinmae.data
-    ds = load_image_dataset(cfg.pipeline.img_data, on_corrupt=data.on_corrupt)
+    ds = load_image_dataset(cfg.pipeline.img_data, on_corrupt=data.on_corrupt,
+                            max_pixels=data.max_pixels)
     if len(ds.train) < 4:
         raise DataError(f"{cfg.pipeline.img_data}: {len(ds.train)} usable training images; "
                         "expected at least 4 (some are held out to set the threshold)")

@@ -20,7 +20,10 @@ import codecs
 import csv
 import gzip
 import io
+import os
+import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ TIME_NAMES = ("timestamp", "time", "datetime", "date")
 DELIMITERS = ",;\t"
 MISSING = ["", "nan", "NaN", "NAN"]  # the only cell texts read as missing ('n/a' is an error)
 SNIFF_BYTES = 8192
+MAX_ROWS = 10_000_000  # data rows per file; float32 cells keep that within a few GB
 
 
 @dataclass
@@ -64,35 +68,50 @@ def _row(i: int) -> str:
     return f"row {i + 1:,}"
 
 
-def _read_text(path: Path) -> str:
-    """The file's text: gunzipped if `.gz`, decoded as UTF-8 (a BOM is dropped)."""
+def _open_bytes(path: Path):
+    """The file's bytes as a stream: gunzipped when its name ends in `.gz`."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _check_text(path: Path) -> str:
+    """Check, streaming, that the file is non-empty UTF-8 (gunzipped if `.gz`; a BOM is
+    dropped); returns its first SNIFF_BYTES characters. Memory stays at one chunk whatever the
+    file's size."""
     name = path.name
     if not path.is_file():
         raise DataError(f"{name}: expected a CSV file at {path}, found none")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{name}: expected gzip-compressed CSV, found unreadable data ({e})")
-    if not raw.strip():
-        raise DataError(f"{name}: the file is empty; expected a header line and data rows")
-    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    head, offset, lines, seen_text = "", 0, 0, False
     try:
-        return raw[bom:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        at = bom + e.start  # offset in the file's (decompressed) bytes, BOM included
-        line = raw[:at].count(b"\n") + 1
-        raise DataError(
-            f"{name}: expected UTF-8 text, found byte 0x{raw[at]:02x} at byte offset "
-            f"{at:,} (line {line:,}); save the file as UTF-8"
-        ) from None
+        with _open_bytes(path) as f:
+            while chunk := f.read(1 << 20):
+                if offset == 0 and chunk.startswith(codecs.BOM_UTF8):
+                    chunk, offset = chunk[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
+                try:
+                    text = decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    at = offset + e.start  # offset in the file's (decompressed) bytes
+                    line = lines + chunk[:e.start].count(b"\n") + 1
+                    raise DataError(
+                        f"{name}: expected UTF-8 text, found byte 0x{chunk[e.start]:02x} at byte "
+                        f"offset {at:,} (line {line:,}); save the file as UTF-8") from None
+                head = head or text[:SNIFF_BYTES]
+                seen_text = seen_text or bool(chunk.strip())
+                offset, lines = offset + len(chunk), lines + chunk.count(b"\n")
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{name}: expected gzip-compressed CSV, found unreadable data ({e})"
+                        ) from None
+    if not seen_text:
+        raise DataError(f"{name}: the file is empty; expected a header line and data rows")
+    return head
 
 
 def _sniff_delimiter(text: str) -> str:
     """`,`, `;` or tab, guessed from the first few KB; `,` when the sniffer cannot tell."""
+    if not any(d in text.split("\n", 1)[0] for d in DELIMITERS):
+        return ","  # one column (a labels file): nothing to sniff, and the sniffer is slow on it
     sample = text[:SNIFF_BYTES]
-    if len(text) > SNIFF_BYTES and "\n" in sample:
+    if len(text) >= SNIFF_BYTES and "\n" in sample:
         sample = sample[: sample.rindex("\n")]  # whole lines only
     try:
         return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
@@ -100,24 +119,95 @@ def _sniff_delimiter(text: str) -> str:
         return ","
 
 
+def _check_header(head: str, sep: str, name: str) -> None:
+    """DataError for a column name used twice (pandas would silently rename it 'a.1')."""
+    header = next(csv.reader(io.StringIO(head), delimiter=sep), [])
+    first: dict[str, int] = {}
+    for i, column in enumerate(c.strip() for c in header):
+        if column in first:
+            raise DataError(f"{name}: column '{column}' appears twice in the header (columns "
+                            f"{first[column] + 1} and {i + 1}); expected unique column names")
+        first[column] = i
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Parse one CSV (`.csv` or `.csv.gz`, `,`/`;`/tab) into a DataFrame of raw columns.
 
     Only empty cells and 'nan' read as missing; column names are stripped of surrounding spaces.
-    Raises DataError for a missing, empty, header-only, non-UTF-8 or malformed file.
+    The file is read from disk by pandas (never held as text), columns that look numeric in the
+    first rows as float32, so memory is about 4 bytes per cell (see `memory_needed`).
+    Raises DataError for a missing, empty, header-only, non-UTF-8 or malformed file, a column
+    name used twice, or more than MAX_ROWS data rows.
     """
     path = Path(path)
-    text = _read_text(path)
+    head = _check_text(path)
+    sep = _sniff_delimiter(head)
+    _check_header(head, sep, path.name)
+    options = dict(sep=sep, keep_default_na=False, na_values=MISSING, encoding="utf-8-sig",
+                   compression="gzip" if path.suffix == ".gz" else None)
     try:
-        df = pd.read_csv(
-            io.StringIO(text), sep=_sniff_delimiter(text), keep_default_na=False, na_values=MISSING
-        )
+        lines = head[: head.rindex("\n")] if "\n" in head else head  # whole lines only
+        sample = pd.read_csv(io.StringIO(lines), **(options | {"encoding": None,
+                                                              "compression": None}))
+        floats = {c: np.float32 for c in sample.columns if sample[c].dtype.kind in "fi"
+                  and str(c).strip().lower() not in LABEL_COLUMNS + TIME_NAMES}
+        try:
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf: _check_finite names it
+                df = pd.read_csv(path, nrows=MAX_ROWS + 1, dtype=floats, **options)
+        except ValueError:  # text further down a numeric-looking column: let _check_numeric
+            df = pd.read_csv(path, nrows=MAX_ROWS + 1, **options)  # find and name it
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path.name}: expected a well-formed CSV table, found: {e}") from None
     df.columns = [str(c).strip() for c in df.columns]
     if df.empty:
         raise DataError(f"{path.name}: found a header but no data rows")
+    if len(df) > MAX_ROWS:
+        raise DataError(f"{path.name}: expected at most {MAX_ROWS:,} data rows, found more")
     return df
+
+
+def memory_needed(path: Path) -> tuple[int, int]:
+    """(rows, bytes): an estimate, from the file's size and its first lines, of the data rows in
+    a CSV and the memory loading it takes (beyond the ~100 MB of the process itself)."""
+    path = Path(path)
+    with _open_bytes(path) as f:
+        head = f.read(SNIFF_BYTES)
+    size = path.stat().st_size
+    if path.suffix == ".gz" and size >= 4:  # gzip's trailer: the uncompressed size mod 2**32
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            size = max(size, int.from_bytes(f.read(4), "little"))
+    lines = head.splitlines()[:50]
+    if len(lines) < 2:
+        return 1, 0
+    per_row = max(1, sum(len(line) + 1 for line in lines[1:]) / (len(lines) - 1))
+    rows = int(size / per_row)
+    columns = len(next(csv.reader([lines[0].decode("utf-8", "replace")],
+                                  delimiter=_sniff_delimiter(head.decode("utf-8", "replace")))))
+    # per cell: pandas' float64 parse, its float32 copy, the filled values; per row: a timestamp's
+    # text and its string form (benchmarks/csv_memory.py: 1.03 GB peak for 501 MB, 38 channels)
+    return rows, rows * (columns * 16 + 160)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable), None when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(path: Path) -> None:
+    """DataError, before reading, when loading `path` would take more memory than is free."""
+    rows, need = memory_needed(path)
+    free = available_memory()
+    if free is not None and need > free:
+        raise DataError(f"{path.name}: about {rows:,} rows need about {need / 2**30:.1f} GB of "
+                        f"memory to load, and {free / 2**30:.1f} GB is free; expected a smaller "
+                        "file (or free some memory)")
 
 
 # ---------------------------------------------------------------- column roles
@@ -168,16 +258,23 @@ def _first_non_number(col: pd.Series) -> tuple[int, str] | None:
     return i, str(col.iloc[i])
 
 
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
 def _check_numeric(df: pd.DataFrame, columns: list[str], stamp: str | None, name: str) -> None:
     """Raise one DataError listing every non-numeric column with its first offending cell."""
-    bad = []
+    bad, commas = [], False
     for c in columns:
         hit = _first_non_number(df[c])
         if hit is not None:
             bad.append(f"column '{c}' {_row(hit[0])}: expected a number, found '{hit[1]}'")
+            commas = commas or bool(DECIMAL_COMMA.fullmatch(hit[1].strip()))
     if not bad:
         return
     kept = f" ('{stamp}' is the timestamp column; only one is kept)" if stamp else ""
+    if commas:
+        kept += ("; the decimal separator looks like a comma: save the file with '.' as the "
+                 "decimal separator")
     if len(bad) == 1:
         raise DataError(f"{name}: {bad[0]}{kept}")
     raise DataError(f"{name}: expected numeric channels and at most one timestamp column{kept}, "
@@ -214,18 +311,20 @@ def _fill_gaps(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, int, list[st
         leading = int(frame[c].notna().to_numpy().argmax())
         tail = f" ({leading:,} leading ones back-filled)" if leading else ""
         notes.append(f"{name}: column '{c}': {n:,} missing values forward-filled{tail}")
-    values = frame.ffill().bfill().to_numpy(dtype=np.float64)
+    filled = frame.ffill().bfill() if missing.any() else frame
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf: reported below
+        values = filled.to_numpy(dtype=np.float32)
     _check_finite(values, list(frame.columns), name)
-    return values.astype(np.float32), int(missing.sum()), notes
+    return values, int(missing.sum()), notes
 
 
 def _check_finite(values: np.ndarray, channels: list[str], name: str) -> None:
     """Raise a DataError at the first infinite (or float32-overflowing) cell."""
-    big = ~(np.abs(values) <= np.finfo(np.float32).max)
+    big = ~np.isfinite(values)
     if big.any():
         i, j = np.argwhere(big)[0]
-        raise DataError(f"{name}: column '{channels[j]}' {_row(int(i))}: "
-                        f"expected a finite number, found {values[i, j]!r}")
+        raise DataError(f"{name}: column '{channels[j]}' {_row(int(i))}: expected a finite "
+                        f"number within ±3.4e38, found {values[i, j]!r}")
 
 
 def _constant_warnings(series: Series, name: str) -> list[str]:
@@ -238,6 +337,7 @@ def _constant_warnings(series: Series, name: str) -> list[str]:
 def _load_series(path: Path) -> tuple[Series, int, list[str]]:
     """Read one file into a Series. Returns (series, cells filled, warnings)."""
     name = path.name
+    _check_memory(path)
     df = read_table(path)
     columns = list(df.columns)
     labels_from = _label_column(columns)
@@ -248,7 +348,9 @@ def _load_series(path: Path) -> tuple[Series, int, list[str]]:
         raise DataError(f"{name}: expected at least one numeric channel column, "
                         f"found only {columns}")
     _check_numeric(df, channels, stamp, name)
-    numbers = df[channels].apply(pd.to_numeric, errors="coerce")
+    numbers = df[channels]
+    if any(numbers[c].dtype.kind not in "fi" for c in channels):
+        numbers = numbers.apply(pd.to_numeric, errors="coerce")
     values, filled, notes = _fill_gaps(numbers, name)
     series = Series(
         values=values,

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
 from core import results
+from core.progress import process_start
 from core.runs import RunIndex
 
 PAGES = REPO / "pages"
@@ -142,7 +143,8 @@ def test_runs_page_lists_compares_and_deletes(ws, finished):
 
 def test_runs_page_refuses_to_delete_a_running_run(ws, finished):
     running = copy_run(ws, finished, "20000101-000000-0003", status="running",
-                       pid=os.getpid(), heartbeat=time.time(), finished=None)
+                       pid=os.getpid(), pid_start=process_start(os.getpid()),
+                       heartbeat=time.time(), finished=None)
     try:
         at = page("runs.py")
         at.selectbox(key="runs_action_pick").set_value(running.name).run()
