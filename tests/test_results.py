@@ -20,7 +20,7 @@ from core.curves import loss_curves
 from core.figures.results import (MAX_BANDS, display_segments, minmax_indices,
                                   ranges_differ, signal_score_figure)
 from core.figures.runs import overlay_loss_figure
-from core.progress import read_metrics
+from core.progress import process_start, read_metrics
 from core.runs import RunIndex
 
 
@@ -212,7 +212,8 @@ def test_job_summary_of_a_running_job(run_dir, tmp_path):
     active = {"stage": "train_patchtst", "index": 2, "n": 9, "epoch": 2, "n_epochs": 3,
               "step": 40, "n_steps": 120, "eta_s": 12.0}
     (live / "progress.json").write_text(json.dumps(progress | {
-        "status": "running", "pid": os.getpid(), "heartbeat": time.time(), "active": active}))
+        "status": "running", "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+        "heartbeat": time.time(), "active": active}))
     lock = jobs.JobLock(ws, live.name)  # held here, as the pipeline process holds it
     try:
         job = results.job_summary(ws)
