@@ -25,7 +25,10 @@ def compare(ws, entries: list[dict]) -> None:
     if len(picked) > 1:
         diff = results.compare_configs([runs_dir(ws) / r for r in picked])
         st.markdown("**Config differences**")
-        st.dataframe(diff, width="stretch") if len(diff) else st.caption("Same config.")
+        if len(diff):
+            st.dataframe(diff, width="stretch")
+        else:
+            st.caption("Same config.")
 
 
 def actions(ws, entries: list[dict]) -> None:
