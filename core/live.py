@@ -173,6 +173,12 @@ class LiveView:
     log_tail: list[str] = field(default_factory=list)
     elapsed_s: float | None = None
 
+    @property
+    def stage_count(self) -> str:
+        """'2/6' of `stage_text` (the stage a run is at or ended in); '—' before it has one."""
+        count = self.stage_text.split(" ", 1)[0]
+        return count if "/" in count else "—"
+
 
 def format_eta(seconds: float | None) -> str:
     """'—' when unknown, '45 s', '3 min 05 s', '2 h 04 min'."""
@@ -214,12 +220,19 @@ def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_M
         active=current, active_index=active.get("index"), n_stages=len(stages),
         stage_text=_stage_text(stages, current, active.get("index"), status),
         epoch=epoch, n_epochs=n_epochs, step=step, n_steps=n_steps, fraction=fraction,
-        eta_s=eta, eta_text=format_eta(eta) if current and n_steps else "—",
+        eta_s=eta, eta_text=_eta_text(eta, status) if current and n_steps else "—",
         samples_per_s=active.get("samples_per_s") or _last_throughput(lines),
         device=_device_text(progress, active), curves=curves,
         log_tail=tail_log(run_dir, log_lines),
         elapsed_s=((progress.get("finished") or now) - progress["started"])
         if progress.get("started") else None)
+
+
+def _eta_text(eta: float | None, status: str) -> str:
+    """The ETA of a training stage; a live run has none until two steps were reported."""
+    if eta is None and status in jobs.LIVE_STATES:
+        return "estimating…"
+    return format_eta(eta)
 
 
 def _stage_text(stages: list[StageView], current: StageView | None, index: int | None,

@@ -183,10 +183,11 @@ class TrainReporter:
 
     def step(self, *, epoch, n_epochs, step, n_steps, loss, lr, samples_per_s,
              gpu_mem_gb) -> None:
-        if self.first_step is None:
-            self.first_step, self.t0 = step - 1, time.time()  # a resumed run starts mid-way
+        now = time.time()
+        if self.first_step is None:  # the first report is one point: a rate needs two
+            self.first_step, self.t0 = step, now  # (a resumed run starts mid-way)
         done = step - self.first_step
-        eta = (time.time() - self.t0) / done * (n_steps - step) if done else None
+        eta = (now - self.t0) / done * (n_steps - step) if done else None
         self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="step", epoch=epoch,
                              step=step, train_loss=loss, lr=lr,
                              samples_per_s=round(samples_per_s, 1))

@@ -120,23 +120,25 @@ def draw_panel(run_dir: Path) -> None:
             (st.warning if view.status == "stopped" else st.error)(view.error)
         st.plotly_chart(stage_graph(view.stages), key="train_stage_graph",
                         config={"displayModeBar": False})
-        c = st.columns([3, 1, 1, 3])
-        c[0].metric("Stage", view.stage_text)
+        # tiles hold short numbers; the stage name and the device are text and would be cut
+        c = st.columns(3)
+        c[0].metric("Stage", view.stage_count)
         c[1].metric("Epoch" if view.live else "Epochs done",
                     f"{view.epoch or 0}/{view.n_epochs}" if view.n_epochs else "—")
         c[2].metric("Samples/s", f"{view.samples_per_s:,.0f}" if view.samples_per_s else "—")
-        c[3].metric("Device", view.device)
+        st.caption(f"Stage: **{view.stage_text}** · device: {view.device}")
         if view.fraction is not None:
             text = f"step {view.step}/{view.n_steps} · ETA {view.eta_text}" if view.n_steps \
                 else "training finished"
             st.progress(view.fraction, text=text)
     with loss_box:
-        st.plotly_chart(loss_figure(view.curves, log_y), key="train_loss_chart",
-                        config={"displayModeBar": False})
+        st.plotly_chart(loss_figure(view.curves, log_y, revision=view.run_id),
+                        key="train_loss_chart", config={"displayModeBar": False})
     with log_box:
-        st.caption("pipeline.log (end)")
-        st.code("\n".join(view.log_tail) or "(no log yet)", language=None, height=300,
-                wrap_lines=True)
+        # newest first: a scrolled box opens at its top, where "run done" must be seen
+        st.caption("pipeline.log, newest line first")
+        st.code("\n".join(reversed(view.log_tail)) or "(no log yet)", language=None,
+                height=300, wrap_lines=True)
 
 
 def rerun_on_change(ws: Path) -> Path | None:

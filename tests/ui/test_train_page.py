@@ -3,6 +3,7 @@ started from the page (Train disabled while it runs, `done` with the stage graph
 Stop. AppTest never fires `run_every`, so each `at.run()` stands for one refresh."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, wait_for
 from core import jobs
-from core.runs import PROJECT_ROOT, workspace
+from core.fileio import write_json
+from core.progress import initial_progress
+from core.runs import PROJECT_ROOT, RunIndex, new_run, workspace
 from core.stages import STAGES
 
 PAGE = str(REPO / "pages" / "train.py")
+SAMPLE_TS = PROJECT_ROOT / "data" / "samples" / "timeseries"
 
 
 @pytest.fixture
@@ -48,6 +52,37 @@ def config_expander(at: AppTest):
 
 def plotly_charts(at: AppTest) -> list:
     return at.get("plotly_chart")
+
+
+def ended_run(ws: Path, status: str = "stopped", log: list[str] = (),
+              device: str = "cuda:0 NVIDIA H200 NVL, bf16 × 4 processes", **overrides) -> Path:
+    """A run that ended at its second stage, as the pipeline leaves it (run.yaml from the page's
+    defaults plus `overrides`, progress.json, pipeline.log), indexed."""
+    run = new_run(ws, {"pipeline.ts_data": str(SAMPLE_TS), **overrides})
+    progress = initial_progress(run.name, [s.name for s in STAGES], status, pid=None)
+    progress["stages"][0].update(status="done", started=1.0, ended=2.0)
+    progress["stages"][1].update(status=status, started=2.0, ended=3.0)
+    progress.update(finished=time.time(), device=device,
+                    error="stopped at epoch 1, step 7; checkpoint saved")
+    write_json(run / "progress.json", progress)
+    (run / "pipeline.log").write_text("".join(line + "\n" for line in log))
+    RunIndex(ws).update(run)
+    return run
+
+
+def test_panel_shows_the_newest_log_line_first_and_tiles_fit(ws):
+    log = [f"line {i}" for i in range(40)] + ["stop requested: finishing the step"]
+    run = ended_run(ws, log=log)
+    at = page()
+    tail = at.code[-1].value.splitlines()
+    assert tail[0] == "stop requested: finishing the step" and tail[1] == "line 39"
+    assert "newest line first" in " ".join(c.value for c in at.caption)
+    # tiles hold short values (a tile cuts long text); the stage name and device are a caption
+    assert {m.label: m.value for m in at.metric} == {
+        "Stage": f"2/{len(STAGES)}", "Epochs done": "—", "Samples/s": "—"}
+    assert any(f"Stage: **2/{len(STAGES)} train_patchtst (stopped)** · device: cuda:0 NVIDIA "
+               "H200 NVL, bf16 × 4 processes" == c.value for c in at.caption)
+    assert f"Run {run.name} :orange-badge[stopped]" in markdown_text(at)
 
 
 def start_from_page(at: AppTest, epochs: int) -> Path:
