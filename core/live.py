@@ -88,11 +88,12 @@ def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
 
 def training_overrides(data: dict[str, Path | str | None], presets: dict[str, str],
                        values: dict[str, dict[str, Any]],
-                       hardware: dict[str, Any]) -> dict[str, Any]:
+                       pipeline: dict[str, Any]) -> dict[str, Any]:
     """The form → dotted overrides for `load_config`. `data`, `presets`, `values` are keyed by
     stream name (`values[stream][field key]`); a stream whose data is None is not trained.
-    `hardware` holds `pipeline` keys: device, precision, distributed, nproc, compile."""
-    overrides: dict[str, Any] = {f"pipeline.{key}": value for key, value in hardware.items()}
+    `pipeline` holds `pipeline` keys: name, seed, device, precision, distributed, nproc,
+    compile."""
+    overrides: dict[str, Any] = {f"pipeline.{key}": value for key, value in pipeline.items()}
     for name, stream in STREAMS.items():
         path = data.get(name)
         overrides[f"pipeline.{stream.data_key}"] = str(path) if path else None

@@ -10,6 +10,12 @@ from core.runs import runs_dir, workspace
 CONFIRM, COMPARE, MESSAGE = "runs_confirm_delete", "runs_compare", "runs_message"
 
 
+def shown(table):
+    """A table for display: numbers to three decimals, a missing value as '–' (not 'None')."""
+    numbers = list(table.select_dtypes("number"))
+    return table.style.format("{:.3f}", na_rep=results.EMPTY, subset=numbers)
+
+
 def compare(ws, entries: list[dict]) -> None:
     ids = [e["run_id"] for e in entries]
     # Keep the selection valid (a run may be gone); first visit: the two newest runs.
@@ -20,8 +26,7 @@ def compare(ws, entries: list[dict]) -> None:
     log_y = st.toggle("Log-scale loss", key="runs_log_y")
     st.plotly_chart(overlay_loss_figure(results.run_curves(ws, picked), log_y), key="runs_loss")
     chosen = [e for e in entries if e["run_id"] in picked]
-    st.dataframe(results.compare_metrics(chosen), width="stretch",
-                 column_config={r: st.column_config.NumberColumn(format="%.3f") for r in picked})
+    st.dataframe(shown(results.compare_metrics(chosen)), width="stretch")
     if len(picked) > 1:
         diff = results.compare_configs([runs_dir(ws) / r for r in picked])
         st.markdown("**Config differences**")
@@ -69,9 +74,7 @@ entries = results.index_entries(ws)
 if not entries:
     st.info("No runs yet. Start one on the **Train** page.")
     st.stop()
-table = results.runs_table(entries)
-st.dataframe(table, width="stretch", column_config={
-    c: st.column_config.NumberColumn(format="%.3f") for c in table.select_dtypes("number")})
+st.dataframe(shown(results.runs_table(entries)), width="stretch")
 st.subheader("Compare runs")
 compare(ws, entries)
 st.subheader("Open or delete a run")

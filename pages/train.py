@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
-from core.config import presets
+from core.config import PipelineConfig, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
 from core.live import (form_fields, latest_run, live_view, pipeline_choices, preset_values,
@@ -58,6 +58,16 @@ def choose_data(ws: Path) -> tuple[dict, dict]:
     return data, chosen
 
 
+def identity() -> dict:
+    """The run's name (shown in the runs index) and its random seed: `pipeline` keys."""
+    left, right, _ = st.columns([2, 1, 3])
+    return {"name": left.text_input("Run name", key="train_name", max_chars=80,
+                                    placeholder="optional, shown on the Runs page"),
+            "seed": right.number_input("Seed", min_value=0, step=1, key="train_seed",
+                                       value=PipelineConfig().seed,
+                                       help="the same seed and config give the same run")}
+
+
 def hardware() -> dict:
     """Where and how to train: `pipeline` keys (device, precision, processes, compile)."""
     with st.expander("Hardware"):
@@ -82,9 +92,11 @@ def hardware() -> dict:
 
 
 def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
-    """The form: ({stream: {key: value}}, hardware, Train clicked). Values apply on submit."""
+    """The form: ({stream: {key: value}}, `pipeline` keys (name, seed, hardware), Train
+    clicked). Values apply on submit."""
     values = {}
     with st.form("train_form"):
+        chosen = identity()
         for stream in STREAMS.values():
             st.markdown(f"**{stream.title}**")
             cols = st.columns(3)
@@ -95,7 +107,7 @@ def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
                                          key=field_key(stream, f.key))
             values[stream.name] = {f.key: st.session_state[field_key(stream, f.key)]
                                    for f in form_fields(stream)}
-        chosen = hardware()
+        chosen |= hardware()
         left, right, _ = st.columns([1, 1, 4])
         left.form_submit_button("Check config", key="train_check")
         train = right.form_submit_button("Train", key="train_start", type="primary",
@@ -174,13 +186,13 @@ def main() -> None:
     st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
 
     data, chosen = choose_data(ws)
-    values, chosen_hardware, train = hyperparameters(busy, any(data.values()))
+    values, pipeline, train = hyperparameters(busy, any(data.values()))
     if busy:
         st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
                 "or you stop it.")
     elif not any(data.values()):
         st.info("Choose a dataset for at least one stream to train.")
-    overrides = training_overrides(data, chosen, values, chosen_hardware)
+    overrides = training_overrides(data, chosen, values, pipeline)
     try:
         config_text = preview_config(overrides)
     except ConfigError as e:

@@ -8,11 +8,14 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
 from core.runs import RunIndex
+from core.stages import STREAMS
 
 PAGES = REPO / "pages"
 
@@ -125,6 +128,37 @@ def test_runs_page_lists_compares_and_deletes(ws, finished):
     assert not copy.exists()
     assert at.success[0].value == f"Deleted run {copy.name}."
     assert copy.name not in at.dataframe[0].value.index
+
+
+def displayed(frame) -> pd.DataFrame:
+    """The text a person sees in an st.dataframe drawn from a pandas Styler."""
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(frame.proto.arrow_data.styler.display_values)
+
+
+def test_runs_page_compares_two_runs_readably(ws, finished):
+    named = copy_run(ws, finished, "20000101-000000-0005")
+    (named / "run.yaml").write_text((named / "run.yaml").read_text().replace(
+        "name: ''", "name: second try", 1))
+    (named / "patchtst" / "metrics.json").unlink()  # no metrics: its cells are empty
+    RunIndex(ws).update(named)
+    try:
+        at = page("runs.py", runs_compare=[finished.name, named.name])
+        assert not at.get("doc_string"), "a bare expression drew a docstring"
+        names = displayed(at.dataframe[0])["name"].tolist()
+        table = at.dataframe[0].value
+        assert names[table.index.tolist().index(named.name)] == "second try"
+        assert names[table.index.tolist().index(finished.name)] == "–"
+        metrics = displayed(at.dataframe[1])
+        assert (metrics.iloc[:, 1] == "–").all() and (metrics.iloc[:, 0] != "–").all()
+        assert not (metrics == "None").any().any()
+        diff = at.dataframe[2].value
+        assert diff.loc["pipeline.name"].tolist() == ["–", "second try"]
+        assert not any(k.startswith("swinmae.") for k in diff.index)  # no images trained
+        loss = at.get("plotly_chart")[0].proto.spec
+        assert STREAMS["patchtst"].title in loss
+    finally:
+        shutil.rmtree(named)
+        RunIndex(ws).remove(named.name)
 
 
 def test_runs_page_refuses_to_delete_a_running_run(ws, finished):

@@ -131,6 +131,16 @@ def test_hardware_choices_reach_the_config(ws):
         assert line in config, (line, config)
 
 
+def test_run_name_and_seed_reach_the_config(ws):
+    at = page()
+    assert at.number_input(key="train_seed").value == 0
+    at.text_input(key="train_name").input("smd baseline")
+    at.number_input(key="train_seed").set_value(7)
+    at.button(key="train_check").click().run()
+    config = config_expander(at).code[0].value
+    assert "name: smd baseline" in config and "seed: 7" in config, config
+
+
 def test_a_bad_override_shows_the_config_error(ws):
     at = page()
     at.number_input(key="train_patchtst_data_window").set_value(105)
