@@ -6,7 +6,8 @@
   talks to the training process, so a reload, a second tab or a restarted server sees the same.
 - `latest_run(ws)`: the run the page follows (the running job, else the newest run).
 - `training_overrides`, `preview_config`, `start_training`: the form's values → the merged
-  runtime config → a run folder and a started job.
+  runtime config → a run folder and a started job; `run_form`: back from a run.yaml to the
+  form's values.
 
 No torch here (the console imports this at page load)."""
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 import yaml
 
 from core import jobs
-from core.config import PipelineConfig, load_config, read_yaml, to_dict
+from core.config import PipelineConfig, load_config, read_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves
-from core.errors import JobError
+from core.errors import AtcError, JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, delete_run, new_run, runs_dir
 from core.stages import STAGES, STREAMS, Stream
@@ -74,9 +75,11 @@ def form_fields(stream: Stream) -> tuple[FormField, ...]:
     return FORM_FIELDS.get(stream.kind, _TRAIN_FIELDS)
 
 
-def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
-    """The form's starting values: {field key: value} of `stream` under `preset`."""
-    section = to_dict(load_config({f"{stream.name}.preset": preset}))[stream.name]
+FORM_PIPELINE_KEYS = ("name", "seed", "device", "precision", "distributed", "nproc", "compile")
+
+
+def _field_values(stream: Stream, section: dict) -> dict[str, Any]:
+    """{field key: value} of the form's fields in a stream's config section."""
     values = {}
     for f in form_fields(stream):
         node = section
@@ -84,6 +87,35 @@ def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
             node = node[part]
         values[f.key] = node
     return values
+
+
+def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
+    """The form's starting values: {field key: value} of `stream` under `preset`."""
+    cfg = to_dict(load_config({f"{stream.name}.preset": preset}))
+    return _field_values(stream, cfg[stream.name])
+
+
+@dataclass
+class RunForm:
+    """The Train form's values that started a run (from its run.yaml), keyed like the form."""
+    data: dict[str, str | None]  # {stream: data path or None}
+    presets: dict[str, str]  # {stream: preset}
+    values: dict[str, dict[str, Any]]  # {stream: {field key: value}}
+    pipeline: dict[str, Any]  # FORM_PIPELINE_KEYS
+
+
+def run_form(run_dir: Path) -> RunForm | None:
+    """What the form held when `run_dir` was started, so a reload mid-run shows the run's
+    settings rather than the defaults; None when its run.yaml is missing or unreadable."""
+    try:
+        cfg = to_dict(read_config(Path(run_dir) / "run.yaml"))
+    except (AtcError, OSError):
+        return None
+    return RunForm(
+        data={name: cfg["pipeline"][s.data_key] for name, s in STREAMS.items()},
+        presets={name: cfg[name]["preset"] for name in STREAMS},
+        values={name: _field_values(s, cfg[name]) for name, s in STREAMS.items()},
+        pipeline={k: cfg["pipeline"][k] for k in FORM_PIPELINE_KEYS})
 
 
 def training_overrides(data: dict[str, Path | str | None], presets: dict[str, str],

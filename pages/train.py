@@ -14,7 +14,7 @@ from core.config import PipelineConfig, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
 from core.live import (form_fields, latest_run, live_view, pipeline_choices, preset_values,
-                       preview_config, start_training, training_overrides)
+                       preview_config, run_form, start_training, training_overrides)
 from core.runs import workspace
 from core.stages import STREAMS
 from core.uploads import list_datasets
@@ -22,7 +22,8 @@ from core.uploads import list_datasets
 NONE = "none"  # the dataset choice that leaves a stream out of the run
 BADGE = {"starting": "yellow", "running": "blue", "done": "green", "failed": "red",
          "stopped": "orange", "planned": "gray"}
-TOAST, SEEN = "train_toast", "train_seen"  # session keys: next toast; (run id, live) shown
+# session keys: the next toast; (run id, live) shown; the form was filled on this session's first view
+TOAST, SEEN, FILLED = "train_toast", "train_seen", "train_filled"
 
 
 def field_key(stream, key: str) -> str:
@@ -36,6 +37,24 @@ def prefill(stream) -> None:
         st.session_state[field_key(stream, key)] = value
 
 
+def fill_from_run(ws: Path, run_dir: Path) -> None:
+    """Put the settings a run was started with into the form (a reload or a new tab while it
+    runs shows them, not the defaults). A dataset no longer stored is left as it is."""
+    form = run_form(run_dir)
+    if form is None:
+        return
+    for name, stream in STREAMS.items():
+        path = form.data[name]
+        stored = {Path(d.path).resolve(): d.name for d in list_datasets(ws, stream.kind)}
+        if path is None or Path(path).resolve() in stored:
+            st.session_state[f"train_data_{name}"] = stored[Path(path).resolve()] if path else NONE
+        st.session_state[f"train_preset_{name}"] = form.presets[name]
+        for key, value in form.values[name].items():
+            st.session_state[field_key(stream, key)] = value
+    for key, value in form.pipeline.items():
+        st.session_state[f"train_{key}"] = value
+
+
 def choose_data(ws: Path) -> tuple[dict, dict]:
     """Dataset and preset per stream → ({stream: path or None}, {stream: preset})."""
     data, chosen = {}, {}
@@ -43,9 +62,10 @@ def choose_data(ws: Path) -> tuple[dict, dict]:
         datasets = {d.name: d for d in list_datasets(ws, stream.kind)}
         left, right = st.columns(2)
         options = [*datasets, NONE]
-        name = left.selectbox(f"{stream.title}: dataset", options,
-                              index=0 if stream.preselected else len(options) - 1,
-                              key=f"train_data_{stream.name}",
+        key = f"train_data_{stream.name}"
+        if st.session_state.get(key) not in options:  # first load, or its dataset was deleted
+            st.session_state[key] = options[0] if stream.preselected else NONE
+        name = left.selectbox(f"{stream.title}: dataset", options, key=key,
                               format_func=lambda n: f"{n} (bundled)"
                               if n in datasets and datasets[n].sample else n,
                               help="upload more on the Data page; 'none' leaves this stream out")
@@ -64,7 +84,6 @@ def identity() -> dict:
     return {"name": left.text_input("Run name", key="train_name", max_chars=80,
                                     placeholder="optional, shown on the Runs page"),
             "seed": right.number_input("Seed", min_value=0, step=1, key="train_seed",
-                                       value=PipelineConfig().seed,
                                        help="the same seed and config give the same run")}
 
 
@@ -184,6 +203,11 @@ def main() -> None:
     status = jobs.run_status(run_dir) if run_dir else None
     busy = bool(status and status["status"] in jobs.LIVE_STATES)
     st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
+    if FILLED not in st.session_state:  # this session's first view of the page
+        st.session_state[FILLED] = True
+        st.session_state["train_seed"] = PipelineConfig().seed
+        if busy:
+            fill_from_run(ws, run_dir)
 
     data, chosen = choose_data(ws)
     values, pipeline, train = hyperparameters(busy, any(data.values()))

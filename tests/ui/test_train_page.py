@@ -3,6 +3,7 @@ started from the page (Train disabled while it runs, `done` with the stage graph
 Stop. AppTest never fires `run_every`, so each `at.run()` stands for one refresh."""
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -83,6 +84,33 @@ def test_panel_shows_the_newest_log_line_first_and_tiles_fit(ws):
     assert any(f"Stage: **2/{len(STAGES)} train_patchtst (stopped)** · device: cuda:0 NVIDIA "
                "H200 NVL, bf16 × 4 processes" == c.value for c in at.caption)
     assert f"Run {run.name} :orange-badge[stopped]" in markdown_text(at)
+
+
+def test_a_reload_mid_run_shows_the_running_runs_settings(ws):
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)  # the "trainer"
+    try:
+        run = new_run(ws, {"pipeline.ts_data": str(SAMPLE_TS), "patchtst.preset": "tiny",
+                           "patchtst.train.epochs": 3, "patchtst.train.lr": 0.002,
+                           "pipeline.device": "cpu", "pipeline.name": "live one",
+                           "pipeline.seed": 5})
+        progress = initial_progress(run.name, [s.name for s in STAGES], "running", sleeper.pid)
+        write_json(run / "progress.json", progress)
+        RunIndex(ws).update(run)
+        at = page()  # a new session: a reload, a second tab
+        assert at.button(key="train_start").disabled  # the run is live
+        assert at.selectbox(key="train_data_patchtst").value == "sample"
+        assert at.selectbox(key="train_data_swinmae").value == "none"
+        assert at.selectbox(key="train_preset_patchtst").value == "tiny"
+        assert at.number_input(key="train_patchtst_train_epochs").value == 3
+        assert at.number_input(key="train_patchtst_train_lr").value == 0.002
+        assert at.number_input(key="train_patchtst_data_window").value == 40  # tiny's
+        assert at.selectbox(key="train_device").value == "cpu"
+        assert at.text_input(key="train_name").value == "live one"
+        assert at.number_input(key="train_seed").value == 5
+        assert not at.get("alert") and not at.warning, [w.value for w in at.warning]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def start_from_page(at: AppTest, epochs: int) -> Path:
