@@ -30,7 +30,7 @@ from core.curves import DEFAULT_MAX_POINTS, loss_curves
 from core.errors import AtcError, JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, delete_run, new_run, runs_dir
-from core.stages import STAGES, STREAMS, Stream
+from core.stages import STAGES, STREAMS, Stream, preflight
 
 LOG_FILE = "pipeline.log"
 FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it dies before logging
@@ -142,12 +142,22 @@ def preview_config(overrides: dict[str, Any]) -> str:
     return yaml.safe_dump(to_dict(load_config(overrides)), sort_keys=False)
 
 
+def check_run(overrides: dict[str, Any]) -> list[str]:
+    """The dry run's checks (`core.stages.preflight`: device, processes, each stream's data
+    loaded and fitted to the config) on the form's config; what was found, in lines. Raises
+    ConfigError or DataError naming the problem, before any run folder exists."""
+    return preflight(load_config(overrides))  # imports torch: only when asked
+
+
 def start_training(ws: Path, overrides: dict[str, Any]) -> Path:
-    """Merge the config, create the run folder, start the pipeline job; returns the run folder.
-    Raises ConfigError (bad value), DataError (missing data), JobError (a job is running)."""
+    """Check the config, device and data as a dry run does (`check_run`), create the run
+    folder, start the pipeline job; returns the run folder. Raises ConfigError (bad value or
+    device), DataError (missing or unusable data), JobError (a job is running); a failed check
+    leaves no run behind."""
     running = jobs.running_run_id(ws)
     if running:
         raise JobError(f"a training job is already running ({running}); stop it or wait")
+    check_run(overrides)
     run_dir = new_run(ws, overrides)
     try:
         jobs.start(run_dir)

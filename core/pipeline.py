@@ -26,7 +26,7 @@ from core.errors import AtcError, StopRequested
 from core.progress import MetricsLog, ProgressWriter, initial_progress
 from core.fileio import write_json
 from core.runs import RunIndex, new_run, workspace, workspace_of
-from core.stages import STAGES, Context, check_data, run_stages, stage_names, streams_with_data
+from core.stages import STAGES, Context, preflight, run_stages, stage_names, streams_with_data
 
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
 
@@ -86,16 +86,15 @@ def _run(ctx: Context) -> tuple[str, str | None]:
 
 
 def dry_run(run_dir: Path) -> None:
-    """Print the stage plan and check the data; nothing is trained or scored."""
+    """Print the stage plan and check the device and the data; nothing is trained or scored."""
     cfg = read_config(run_dir / "run.yaml")
     with_data = streams_with_data(cfg)
     print(f"dry run: {run_dir}")
     for i, stage in enumerate(STAGES, 1):
         skip = stage.stream and stage.stream not in with_data
         print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
-    for stream in with_data:
-        for line in check_data(cfg, stream):
-            print(f"  {stream}: {line}")
+    for line in preflight(cfg):
+        print(f"  {line}")
     progress = initial_progress(run_dir.name, stage_names(), "planned")
     for stage in progress["stages"]:
         if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in STAGES):

@@ -13,11 +13,12 @@ from core import jobs
 from core.config import PipelineConfig, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
-from core.live import (form_fields, latest_run, live_view, pipeline_choices, preset_values,
-                       preview_config, run_form, start_training, training_overrides)
+from core.live import (check_run, form_fields, latest_run, live_view, pipeline_choices,
+                       preset_values, preview_config, run_form, start_training,
+                       training_overrides)
 from core.runs import workspace
 from core.stages import STREAMS
-from core.uploads import list_datasets
+from core.uploads import dataset_stamp, dataset_summary, list_datasets
 
 NONE = "none"  # the dataset choice that leaves a stream out of the run
 BADGE = {"starting": "yellow", "running": "blue", "done": "green", "failed": "red",
@@ -55,11 +56,30 @@ def fill_from_run(ws: Path, run_dir: Path) -> None:
         st.session_state[f"train_{key}"] = value
 
 
+@st.cache_data(max_entries=64, show_spinner="Checking the datasets…")
+def dataset_error(kind: str, path: str, stamp: tuple) -> str | None:
+    """Why a stored dataset cannot be used (the Data page's check), or None; `stamp` keys the
+    cache to its files."""
+    return dataset_summary(Path(path), kind)["error"]
+
+
+def usable_datasets(ws: Path, kind: str) -> tuple[dict, dict]:
+    """({name: Dataset} that load, {name: why not} for those that do not)."""
+    usable, refused = {}, {}
+    for d in list_datasets(ws, kind):
+        if error := dataset_error(kind, str(d.path), dataset_stamp(d.path)):
+            refused[d.name] = error
+        else:
+            usable[d.name] = d
+    return usable, refused
+
+
 def choose_data(ws: Path) -> tuple[dict, dict]:
-    """Dataset and preset per stream → ({stream: path or None}, {stream: preset})."""
+    """Dataset and preset per stream → ({stream: path or None}, {stream: preset}). A dataset
+    that cannot be used is not offered; a caption says why."""
     data, chosen = {}, {}
     for stream in STREAMS.values():
-        datasets = {d.name: d for d in list_datasets(ws, stream.kind)}
+        datasets, refused = usable_datasets(ws, stream.kind)
         left, right = st.columns(2)
         options = [*datasets, NONE]
         key = f"train_data_{stream.name}"
@@ -74,6 +94,8 @@ def choose_data(ws: Path) -> tuple[dict, dict]:
                                               on_change=prefill, args=(stream,))
         if field_key(stream, form_fields(stream)[0].key) not in st.session_state:
             prefill(stream)
+        for bad, why in refused.items():
+            left.caption(f"Not offered: **{bad}** cannot be used: {why}")
         data[stream.name] = datasets[name].path if name in datasets else None
     return data, chosen
 
@@ -110,9 +132,9 @@ def hardware() -> dict:
     return chosen
 
 
-def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
-    """The form: ({stream: {key: value}}, `pipeline` keys (name, seed, hardware), Train
-    clicked). Values apply on submit."""
+def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool, bool]:
+    """The form: ({stream: {key: value}}, `pipeline` keys (name, seed, hardware), Check
+    clicked, Train clicked). Values apply on submit."""
     values = {}
     with st.form("train_form"):
         chosen = identity()
@@ -128,10 +150,12 @@ def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
                                    for f in form_fields(stream)}
         chosen |= hardware()
         left, right, _ = st.columns([1, 1, 4])
-        left.form_submit_button("Check config", key="train_check")
+        check = left.form_submit_button("Check config", key="train_check",
+                                        help="check the config, the device and the data as "
+                                             "`--dry-run` does; trains nothing")
         train = right.form_submit_button("Train", key="train_start", type="primary",
                                          disabled=busy or not any_data)
-    return values, chosen, train
+    return values, chosen, check, train
 
 
 def draw_panel(run_dir: Path) -> None:
@@ -210,7 +234,7 @@ def main() -> None:
             fill_from_run(ws, run_dir)
 
     data, chosen = choose_data(ws)
-    values, pipeline, train = hyperparameters(busy, any(data.values()))
+    values, pipeline, check, train = hyperparameters(busy, any(data.values()))
     if busy:
         st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
                 "or you stop it.")
@@ -224,9 +248,18 @@ def main() -> None:
         config_text = None
     with st.expander("Runtime config (defaults ← preset ← your values)"):
         st.code(config_text or "fix the error above", language="yaml")
+    if check and config_text is not None and any(data.values()):
+        try:
+            with st.spinner("Checking the device and the data…"):
+                found = check_run(overrides)
+        except AtcError as e:
+            st.error(str(e))
+        else:
+            st.success("Ready to train:\n" + "\n".join(f"- {line}" for line in found))
     if train and config_text is not None:  # a bad config is already shown above
         try:
-            run = start_training(ws, overrides)
+            with st.spinner("Checking the device and the data, then starting…"):
+                run = start_training(ws, overrides)
         except AtcError as e:
             st.error(str(e))
         else:

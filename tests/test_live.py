@@ -312,8 +312,8 @@ def test_form_values_overrides_and_preview():
 def test_start_training_refuses_no_or_missing_data(ws):
     with pytest.raises(DataError, match="choose a dataset for at least one stream"):
         start_training(ws, {"pipeline.ts_data": None})
-    with pytest.raises(DataError, match="no such file"):
-        start_training(ws, {"pipeline.ts_data": str(ws / "nope")})
+    with pytest.raises(DataError, match="nope: expected a CSV file or a dataset folder"):
+        start_training(ws, {"pipeline.ts_data": str(ws / "nope")})  # the dry run's check
     assert not [p for p in (ws / "runs").iterdir() if p.is_dir()]
 
 

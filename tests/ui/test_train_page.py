@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, wait_for
@@ -167,6 +168,39 @@ def test_run_name_and_seed_reach_the_config(ws):
     at.button(key="train_check").click().run()
     config = config_expander(at).code[0].value
     assert "name: smd baseline" in config and "seed: 7" in config, config
+
+
+def test_train_checks_data_and_device_first_and_starts_nothing_on_a_problem(ws):
+    at = page()
+    at.number_input(key="train_patchtst_data_window").set_value(5000)  # > the sample's rows
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    assert "rows are too few for window 5000" in at.error[0].value, at.error[0].value
+    assert not runs_of(ws) and not RunIndex(ws).entries()  # no failed run in the index
+    at.number_input(key="train_patchtst_data_window").set_value(100)
+    at.button(key="train_check").click().run()  # the same checks, and what they found
+    assert not at.error and "Ready to train" in at.success[0].value
+    assert "device: cpu" in at.success[0].value or "device: cuda" in at.success[0].value
+    assert "patchtst:" in at.success[0].value and not runs_of(ws)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: device=cuda is fine")
+def test_train_refuses_cuda_without_a_gpu(ws):
+    at = page()
+    at.selectbox(key="train_device").set_value("cuda")
+    at.button(key="train_start").click().run()
+    assert "pipeline.device: 'cuda' was asked for" in at.error[0].value
+    assert not runs_of(ws)
+
+
+def test_unusable_datasets_are_not_offered(ws):
+    broken = ws / "uploads" / "timeseries" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "train.csv").write_text("a,b\n1,x\n2,y\n")
+    at = page()
+    assert at.selectbox(key="train_data_patchtst").options == ["sample (bundled)", "none"]
+    why = [c.value for c in at.caption if "Not offered" in c.value]
+    assert len(why) == 1 and "**broken**" in why[0] and "train.csv" in why[0], why
 
 
 def test_a_bad_override_shows_the_config_error(ws):
