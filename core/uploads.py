@@ -325,6 +325,18 @@ def _dataset_name(dataset: str) -> str:
     return name
 
 
+def free_name(ws: Path, kind: str, wanted: str) -> str:
+    """`wanted`, sanitised, or with '-2', '-3'... appended when a dataset of the kind (or the
+    sample) has that name: a name the console proposes never collides with a stored one."""
+    base = sanitize_name(wanted)
+    taken = {d.name.lower() for d in list_datasets(ws, kind)} | {SAMPLE}
+    name, n = base, 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
 def _store(ws: Path, kind: str, name: str, fill: Callable[[Path], None], meta: dict,
            round_id: str | None) -> Path:
     """Write the dataset `<ws>/uploads/<kind>/<name>/` at once or not at all: `fill(folder)`

@@ -38,14 +38,20 @@ TS_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` t
 
 
 def ts_uploaders(kind: str, ws: Path) -> None:
-    st.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv", help=TS_HELP,
-                     type=["csv", "gz"], accept_multiple_files=True, key=f"data_{kind}_files",
-                     on_change=save_upload, args=(kind, ws))
+    files, folder = st.columns([3, 2])
+    files.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv",
+                        help=TS_HELP, type=["csv", "gz"], accept_multiple_files=True,
+                        key=f"data_{kind}_files", on_change=save_upload, args=(kind, ws))
+    folder.file_uploader("…or a folder holding them", help=TS_HELP, type=["csv", "gz"],
+                         accept_multiple_files="directory", key=f"data_{kind}_folder",
+                         on_change=save_upload, args=(kind, ws))
 
 
 def ts_save(ws: Path, name: str, files: list[uploads.Upload], round_id: str) -> tuple[Path, str]:
     roles = uploads.assign_roles(files)
-    name = name or roles["train"][0].removesuffix(".gz").removesuffix(".csv")
+    names = [n for n, _ in files]
+    stem = Path(roles["train"][0]).name.removesuffix(".gz").removesuffix(".csv")
+    name = name or uploads.free_name(ws, "timeseries", top_folder(names) or stem)
     path = uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_id)
     return path, ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
 
@@ -114,7 +120,8 @@ def image_save(ws: Path, name: str, files: list[uploads.Upload],
     names = [n for n, _ in files]
     zipped = len(names) == 1 and names[0].lower().endswith(".zip")
     default = names[0].rsplit(".", 1)[0] if zipped else top_folder(names) or "images"
-    path = uploads.save_image_dataset(ws, name or default, files, round_id=round_id)
+    name = name or uploads.free_name(ws, "images", default)
+    path = uploads.save_image_dataset(ws, name, files, round_id=round_id)
     return path, uploaded_as(names)
 
 
@@ -181,8 +188,8 @@ class KindPage:
 
 
 KINDS = {
-    "timeseries": KindPage(("files",), "Dataset name",
-                           "taken from the training file's name when empty",
+    "timeseries": KindPage(("files", "folder"), "Dataset name",
+                           "taken from the folder's or the training file's name when empty",
                            ts_uploaders, ts_save, ts_preview, ts_shape, ts_files, ts_show),
     "images": KindPage(("files", "folder"), "Name of the image dataset",
                        "taken from the zip's or folder's name when empty",

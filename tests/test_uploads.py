@@ -64,6 +64,16 @@ def test_sanitize_name_caps_length_and_is_idempotent():
         assert sanitize_name(once) == once
 
 
+def test_free_name_never_collides(tmp_path):
+    for name in ("train", "train-2", "Images"):
+        uploads.save_timeseries_dataset(tmp_path, name, ("train.csv", b"a\n1\n2\n"))
+    assert uploads.free_name(tmp_path, "timeseries", "train") == "train-3"
+    assert uploads.free_name(tmp_path, "timeseries", "images") == "images-2"  # case ignored
+    assert uploads.free_name(tmp_path, "timeseries", "sample") == "sample-2"  # reserved
+    assert uploads.free_name(tmp_path, "timeseries", "machine 1") == "machine_1"
+    assert uploads.free_name(tmp_path, "images", "train") == "train"  # per data kind
+
+
 # ---------------------------------------------------------------- assign_roles
 
 def roles_of(*names: str) -> dict[str, str]:

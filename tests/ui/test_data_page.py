@@ -16,7 +16,7 @@ from conftest import REPO, make_series
 PAGE = str(REPO / "pages" / "data.py")
 KIND = "timeseries"
 SAMPLE_LABEL = "**sample** (bundled sample) · 3,000 training rows × 5 channels"
-FILES, NAME = f"data_{KIND}_files", f"data_{KIND}_name"
+FILES, FOLDER, NAME = f"data_{KIND}_files", f"data_{KIND}_folder", f"data_{KIND}_name"
 
 
 @pytest.fixture
@@ -69,11 +69,15 @@ def metrics(at: AppTest, dataset: str, kind: str = KIND) -> dict[str, str]:
     return {m.label: m.value for m in expander(at, dataset, kind).metric}
 
 
-def test_one_multi_file_uploader_and_no_save_button(at):
+def test_a_files_and_a_folder_uploader_and_no_save_button(at):
     box = at.file_uploader(key=FILES)
-    assert box.accept_multiple_files and box.allowed_type == [".csv", ".gz"]
+    assert box.accept_multiple_files and not box.accept_directory
+    assert box.allowed_type == [".csv", ".gz"]
     assert box.label.startswith("CSV files: train.csv")
-    assert [u.key for u in at.file_uploader if u.key.startswith(f"data_{KIND}")] == [FILES]
+    folder = at.file_uploader(key=FOLDER)
+    assert folder.accept_directory
+    assert [u.key for u in at.file_uploader if u.key.startswith(f"data_{KIND}")] == [FILES,
+                                                                                     FOLDER]
     assert not [b for b in at.button if "save" in b.key]
 
 
@@ -121,6 +125,25 @@ def test_a_single_file_is_the_training_data_named_after_it(at, workdir):
     upload(at, ("machine 7.csv.gz", gzip.compress(csv(300))))
     assert stored(workdir, "machine_7") == ["train.csv.gz", "upload.json"]
     assert at.success[0].value.startswith("Saved 'machine_7' (train `machine 7.csv.gz`)")
+
+
+def test_default_names_never_collide(at, workdir):
+    upload(at, ("train.csv", csv(300)))
+    upload(at)  # round over: a second SMD-style upload, no name typed
+    upload(at, ("train.csv", csv(200, 1)), ("test.csv", csv(100, 2)))
+    assert at.success[0].value.startswith("Saved 'train-2'"), [e.value for e in at.error]
+    assert stored(workdir, "train") == ["train.csv", "upload.json"]
+    assert stored(workdir, "train-2") == ["test.csv", "train.csv", "upload.json"]
+
+
+def test_a_folder_upload_is_named_after_its_folder(at, workdir):
+    at.file_uploader(key=FOLDER).set_value([
+        ("machine-1-1/train.csv", csv(300), "text/csv"),
+        ("machine-1-1/test.csv", csv(100, 1), "text/csv")])
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Saved 'machine-1-1'")
+    assert stored(workdir, "machine-1-1") == ["test.csv", "train.csv", "upload.json"]
 
 
 def test_files_added_in_the_same_round_replace_that_dataset(at, workdir):
