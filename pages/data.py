@@ -152,15 +152,14 @@ def span(lo: int, hi: int) -> str:
 
 
 def image_show(key: str, summary: dict, thumbs: list) -> None:
-    cols = st.columns(6)
+    cols = st.columns(4)  # tiles hold counts; sizes and modes are text a tile would cut
     cols[0].metric("Training images", f"{summary['train']:,}")
     cols[1].metric("Test good", f"{summary['test_good']:,}")
     cols[2].metric("Test defect", f"{summary['test_defect']:,}")
     cols[3].metric("Masks", f"{summary['masks']:,}")
-    cols[4].metric("Size (px)", f"{span(*summary['width'])} × {span(*summary['height'])}",
-                   help="width × height, smallest–largest")
-    cols[5].metric("Modes", ", ".join(summary["modes"]),
-                   help=", ".join(f"{m}: {n:,} images" for m, n in summary["modes"].items()))
+    st.caption(f"Size: {span(*summary['width'])} × {span(*summary['height'])} px "
+               "(width × height, smallest–largest) · mode: "
+               + ", ".join(f"{m} ({n:,} images)" for m, n in summary["modes"].items()))
     if summary["layout"] == "flat":
         st.caption("A flat folder: all images are normal training images.")
     elif summary["counts"]["test"]:

@@ -279,10 +279,11 @@ def test_image_sample_is_shown_ready_with_counts_and_a_preview(at):
     assert section(at, IMG).header[0].value == "Images (Swin MAE)"
     assert expander_labels(at, IMG) == [IMG_SAMPLE_LABEL]
     assert metrics(at, "sample", IMG) == {
-        "Training images": "60", "Test good": "10", "Test defect": "15", "Masks": "15",
-        "Size (px)": "96 × 96", "Modes": "L"}
+        "Training images": "60", "Test good": "10", "Test defect": "15", "Masks": "15"}
     box = expander(at, "sample", IMG)
-    assert "missing_pattern 5 · scratch 5 · spot 5" in box.caption[0].value
+    assert box.caption[0].value == ("Size: 96 × 96 px (width × height, smallest–largest) · "
+                                    "mode: L (85 images)")
+    assert "missing_pattern 5 · scratch 5 · spot 5" in box.caption[1].value
     shown = captions(box)
     assert len(shown) == 8 and sum(c.startswith("train: ") for c in shown) == 4
     assert {c.split(":")[0] for c in shown[4:]} == {
@@ -297,15 +298,25 @@ def test_image_zip_is_saved_at_once_and_summarised(at, workdir):
         "Saved 'Part_A' (`Part A.zip`): 2 training + 2 test images."]
     assert "**Part_A** · 2 training + 2 test images" in expander_labels(at, IMG)
     assert metrics(at, "Part_A", IMG) == {
-        "Training images": "2", "Test good": "1", "Test defect": "1", "Masks": "1",
-        "Size (px)": "20 × 16", "Modes": "RGB"}
+        "Training images": "2", "Test good": "1", "Test defect": "1", "Masks": "1"}
     box = expander(at, "Part_A", IMG)
     assert box.caption[0].value == "Uploaded as `Part A.zip`"
+    assert box.caption[1].value.startswith("Size: 20 × 16 px")
     assert captions(box) == ["train: 0.png", "train: 1.png", "test dent: 0.png", "test good: 0.png"]
 
     at.button(key=f"data_{IMG}_Part_A_delete").click().run()
     assert not at.exception and not path.exists()
     assert expander_labels(at, IMG) == [IMG_SAMPLE_LABEL]
+
+
+def test_mixed_sizes_and_modes_are_a_caption_not_a_cut_tile(at, workdir):
+    upload_images(at, ("a.png", png(size=(121, 98))), ("b.png", png(size=(640, 480))),
+                  ("c.png", png(size=(300, 300))), ("d.png", png(size=(200, 100))),
+                  name="tiles")
+    assert all(len(v) <= 8 for v in metrics(at, "tiles", IMG).values())
+    sizes = [c.value for c in expander(at, "tiles", IMG).caption if c.value.startswith("Size")]
+    assert sizes == ["Size: 121–640 × 98–480 px (width × height, smallest–largest) · "
+                     "mode: RGB (4 images)"]
 
 
 def test_image_files_and_a_folder_join_one_round(at, workdir):
