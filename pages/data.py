@@ -8,6 +8,7 @@ replace the dataset that round saved; removing them all, or leaving the page, st
 The upload round, the notice, the dataset list and Delete are shared; what differs per data kind
 (the uploaders, how files become a dataset, the summary and the preview) is a `KindPage`.
 """
+import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,12 @@ def listed(names: list[str], k: int = 3) -> str:
 
 # ---------------------------------------------------------------- time series
 
+KIND_TS = "timeseries"
 TS_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` the training "
-           "data (normal operation, required), `test…` the test data (may hold a `label` "
-           "column), `test_label…` or `labels…` one `label` per test row. A single file is "
-           "the training data whatever its name.")
+           "data (normal operation, required), `test…` the test data (may hold a `label`, "
+           "`is_anomaly` or `anomaly` column, never used as a channel), `test_label…` or "
+           "`labels…` one `label` per test row. A single file is the training data whatever "
+           "its name; with several, a role picker below shows each file's role to change.")
 
 
 def ts_uploaders(kind: str, ws: Path) -> None:
@@ -45,10 +48,43 @@ def ts_uploaders(kind: str, ws: Path) -> None:
     folder.file_uploader("…or a folder holding them", help=TS_HELP, type=["csv", "gz"],
                          accept_multiple_files="directory", key=f"data_{kind}_folder",
                          on_change=save_upload, args=(kind, ws))
+    role_picker(kind, ws)
+
+
+ROLE_LABELS = {"train": "train", "test": "test", "labels": "test labels", "ignore": "ignore"}
+
+
+def role_key(kind: str, file_name: str) -> str:
+    """The role picker's key for one uploaded file (names may hold any character)."""
+    return f"data_{kind}_role_{hashlib.sha1(file_name.encode()).hexdigest()[:12]}"
+
+
+def picked_roles(kind: str, files: list[uploads.Upload]) -> dict[str, str]:
+    """{file name: role}: the picker's choice, else the guess (from the name or the labels)."""
+    return {n: st.session_state.get(role_key(kind, n), guess)
+            for n, guess in uploads.guess_roles(files).items()}
+
+
+def role_picker(kind: str, ws: Path) -> None:
+    """With several files held: one role per file, pre-filled with the guess; a change saves
+    the round's dataset again with the new roles."""
+    files = held_files(kind)
+    if len(files) < 2:
+        return
+    roles = picked_roles(kind, [(f.name, f) for f in files])
+    st.caption("Role of each file, from its name or, where the name does not say, its labels "
+               "(the file with fewest labelled anomalies trains). Change it if it is wrong.")
+    cols = st.columns(min(len(files), 4))
+    for i, f in enumerate(files):
+        key = role_key(kind, f.name)
+        st.session_state[key] = roles[f.name]
+        cols[i % len(cols)].selectbox(f"`{f.name}`", list(ROLE_LABELS), key=key,
+                                      format_func=ROLE_LABELS.get, on_change=save_upload,
+                                      args=(kind, ws))
 
 
 def ts_save(ws: Path, name: str, files: list[uploads.Upload], round_id: str) -> tuple[Path, str]:
-    roles = uploads.assign_roles(files)
+    roles = uploads.assign_roles(files, picked_roles(KIND_TS, files))
     names = [n for n, _ in files]
     stem = Path(roles["train"][0]).name.removesuffix(".gz").removesuffix(".csv")
     name = name or uploads.free_name(ws, "timeseries", top_folder(names) or stem)
@@ -250,6 +286,8 @@ def upload_area(kind: str, ws: Path) -> None:
     state = st.session_state
     if not held_files(kind) and state.pop(f"data_{kind}_round", None):
         state[f"data_{kind}_name"] = ""  # uploaders emptied or page left: the round is over
+        for key in [k for k in state if str(k).startswith(f"data_{kind}_role_")]:
+            del state[key]  # a file of the same name in a new round starts from its guess
     round_ = state.get(f"data_{kind}_round")
     st.text_input(KINDS[kind].name_label, key=f"data_{kind}_name", disabled=round_ is not None,
                   placeholder=KINDS[kind].name_hint,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def test_upload_is_saved_at_once_with_roles_from_the_names(at, workdir):
         "NaN cells filled": "0", "Label ratio": "5.00%"}
     assert [f.name for f in at.file_uploader(key=FILES).value] == ["Train.csv", "test.csv"]
     assert at.text_input(key=NAME).disabled  # the round's dataset is named
-    assert "go to 'machine_7'" in section(at).caption[0].value
+    assert any("go to 'machine_7'" in c.value for c in section(at).caption)
+    assert roles(at) == {"Train.csv": "train", "test.csv": "test"}  # the picker shows them
 
     at.run()  # a later run lists it from disk, message gone
     assert not at.success
@@ -179,17 +181,50 @@ def test_a_new_round_never_overwrites_an_earlier_dataset(at, workdir):
     assert stored(workdir, "second") == ["test.csv", "train.csv", "upload.json"]
 
 
+def skab(anomalies: int, rows: int = 300, seed: int = 0) -> bytes:
+    """A SKAB-like file: `;`-separated, with `anomaly` and `changepoint` columns."""
+    frame = make_series(rows, seed).rename(columns={"timestamp": "datetime"})
+    frame["anomaly"] = [1.0] * anomalies + [0.0] * (rows - anomalies)
+    frame["changepoint"] = 0.0
+    return frame.to_csv(index=False, sep=";").encode()
+
+
+def roles(at: AppTest) -> dict[str, str]:
+    return {s.label.strip("`"): s.value for s in at.selectbox
+            if s.key.startswith(f"data_{KIND}_role_")}
+
+
+def test_role_picker_guesses_skab_roles_and_a_change_saves_again(at, workdir):
+    upload(at, ("0.csv", skab(105)), ("anomaly-free.csv", skab(0, seed=1)), name="skab")
+    assert not at.error, [e.value for e in at.error]
+    # names that say nothing: the file without labelled anomalies trains
+    assert roles(at) == {"0.csv": "test", "anomaly-free.csv": "train"}
+    meta = json.loads((workdir / "uploads" / KIND / "skab" / "upload.json").read_text())
+    assert meta["files"] == {"train.csv": "anomaly-free.csv", "test.csv": "0.csv"}
+    assert metrics(at, "skab")["Channels"] == "3"  # anomaly, changepoint: not channels
+    assert metrics(at, "skab")["Label ratio"] == "35.00%"
+
+    picker = next(s for s in at.selectbox if s.label == "`0.csv`")
+    picker.set_value("train").run()  # swapped by hand: the SKAB test file as training data
+    next(s for s in at.selectbox if s.label == "`anomaly-free.csv`").set_value("ignore").run()
+    assert not at.exception, at.exception
+    meta = json.loads((workdir / "uploads" / KIND / "skab" / "upload.json").read_text())
+    assert meta["files"] == {"train.csv": "0.csv"}
+    assert any("marks 35.0% of the training rows as anomalies" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+
+
 def test_naming_errors_are_shown_beside_the_uploader(at, workdir):
-    upload(at, ("a.csv", csv()), ("b.csv", csv()))
-    assert [e.value for e in at.error] == [
-        "'a.csv', 'b.csv': cannot tell which file is which; expected names starting with "
-        "train, test or test_label (train.csv, test.csv, test_label.csv)"]
     upload(at, ("test.csv", csv()))
     assert "expected a training file too" in at.error[0].value
     upload(at, ("train.csv", csv()), name="sample")
     assert "reserved for the bundled sample" in at.error[0].value
     assert not (workdir / "uploads" / KIND).exists()
     assert expander_labels(at) == [SAMPLE_LABEL]
+    upload(at)
+    upload(at, ("a.csv", csv()), ("b.csv", csv()), name="ab")  # names that say nothing:
+    assert at.success[0].value.startswith("Saved 'ab' (train `a.csv`, test `b.csv`)")  # guessed
+    assert not at.error and roles(at) == {"a.csv": "train", "b.csv": "test"}
 
 
 def test_bad_text_column_shows_the_error_naming_the_column(at, workdir):
