@@ -218,27 +218,11 @@ def watch(ws: Path) -> None:
     rerun_on_change(ws)
 
 
-def main() -> None:
-    st.title("Train")
-    if TOAST in st.session_state:
-        st.toast(st.session_state.pop(TOAST))
-    ws = workspace()
-    run_dir = latest_run(ws)
-    status = jobs.run_status(run_dir) if run_dir else None
-    busy = bool(status and status["status"] in jobs.LIVE_STATES)
-    st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
-    if FILLED not in st.session_state:  # this session's first view of the page
-        st.session_state[FILLED] = True
-        st.session_state["train_seed"] = PipelineConfig().seed
-        if busy:
-            fill_from_run(ws, run_dir)
-
+def settings(ws: Path, busy: bool) -> None:
+    """Data, preset, hyperparameters and hardware of a new run; Check config and Train."""
     data, chosen = choose_data(ws)
     values, pipeline, check, train = hyperparameters(busy, any(data.values()))
-    if busy:
-        st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
-                "or you stop it.")
-    elif not any(data.values()):
+    if not busy and not any(data.values()):
         st.info("Choose a dataset for at least one stream to train.")
     overrides = training_overrides(data, chosen, values, pipeline)
     try:
@@ -266,21 +250,49 @@ def main() -> None:
             st.session_state[TOAST] = f"Started run {run.name}"
             st.rerun()
 
+
+def controls(run_dir: Path | None, busy: bool) -> None:
+    """Refresh, and Stop while a run is live."""
     left, right, _ = st.columns([1, 1, 6])
     left.button("Refresh", key="train_refresh")  # any click reruns the page: files re-read
     if busy and right.button("Stop", key="train_stop", type="primary"):
         jobs.stop(run_dir, wait=False)
         st.session_state[TOAST] = "Stop requested: the trainer saves a checkpoint, then stops"
         st.rerun()
+
+
+def main() -> None:
+    st.title("Train")
+    if TOAST in st.session_state:
+        st.toast(st.session_state.pop(TOAST))
+    ws = workspace()
+    run_dir = latest_run(ws)
+    status = jobs.run_status(run_dir) if run_dir else None
+    busy = bool(status and status["status"] in jobs.LIVE_STATES)
+    st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
+    if FILLED not in st.session_state:  # this session's first view of the page
+        st.session_state[FILLED] = True
+        st.session_state["train_seed"] = PipelineConfig().seed
+        if busy:
+            fill_from_run(ws, run_dir)
+
+    if busy:  # the live run first, where Train left the user; the settings below it
+        st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
+                "or you stop it. Its settings are below.")
+        controls(run_dir, busy)
+        live_panel(ws)
+        st.divider()
+        st.subheader("Settings")
+        settings(ws, busy)
+        return
+    settings(ws, busy)
+    controls(run_dir, busy)
     st.divider()
     if run_dir is None:
         st.info("No run yet: choose data above and click Train.")
-        watch(ws)
-    elif busy:
-        live_panel(ws)
     else:
         draw_panel(run_dir)
-        watch(ws)
+    watch(ws)
 
 
 main()

@@ -109,6 +109,10 @@ def test_a_reload_mid_run_shows_the_running_runs_settings(ws):
         assert at.text_input(key="train_name").value == "live one"
         assert at.number_input(key="train_seed").value == 5
         assert not at.get("alert") and not at.warning, [w.value for w in at.warning]
+        # the live run comes first (below the fold after Train before), its settings after it
+        order = [getattr(node, "key", None) or node.type for node in at.main]
+        assert order.index("train_stop") < order.index("train_stage_graph") < \
+            order.index("train_data_patchtst") < order.index("train_start"), order
     finally:
         sleeper.kill()
         sleeper.wait()
