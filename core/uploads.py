@@ -175,9 +175,9 @@ def labelled_share(up: Upload) -> float | None:
 
 def guess_roles(files: list[Upload]) -> dict[str, str]:
     """{file name: role in ROLES}: what its name says (see `assign_roles`); a single file whose
-    name says nothing is the training data. Files whose name says nothing fill the roles still free, training data first
-    and from the files with the fewest labelled anomalies (SKAB's `anomaly-free.csv` before
-    `valve1/0.csv`); any left over are ignored."""
+    name says nothing is the training data. Files whose name says nothing fill the roles still
+    free, training data first and from the files with the fewest labelled anomalies (SKAB's
+    `anomaly-free.csv` before `valve1/0.csv`); any left over are ignored."""
     roles = {up[0]: role_from_name(up[0]) for up in files}
     if len(files) == 1:
         return {name: role or "train" for name, role in roles.items()}

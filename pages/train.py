@@ -1,10 +1,10 @@
 """Train: pick data and a preset per stream, set the hyperparameters that matter, start and stop
 a run, and watch it live.
 
-Everything below the controls is drawn from the run's files (`core.live`), so a second tab, a
-reload or a restarted server shows the same run. While a job runs, the panel is a fragment that
-reruns every second; when the run starts or ends, the whole page reruns once so the buttons
-follow."""
+The run panel is drawn from the run's files (`core.live`), so a second tab, a reload or a
+restarted server shows the same run; while a job runs the panel comes first (above the
+settings, which then show what it was started with) and is a fragment that reruns every
+second; when the run starts or ends, the whole page reruns once so the buttons follow."""
 from pathlib import Path
 
 import streamlit as st
@@ -23,7 +23,7 @@ from core.uploads import dataset_stamp, dataset_summary, list_datasets
 NONE = "none"  # the dataset choice that leaves a stream out of the run
 BADGE = {"starting": "yellow", "running": "blue", "done": "green", "failed": "red",
          "stopped": "orange", "planned": "gray"}
-# session keys: the next toast; (run id, live) shown; the form was filled on this session's first view
+# session keys: the next toast; (run id, live) shown; the form was filled (this session's 1st view)
 TOAST, SEEN, FILLED = "train_toast", "train_seen", "train_filled"
 
 

@@ -132,7 +132,8 @@ def test_runs_page_lists_compares_and_deletes(ws, finished):
 
 def displayed(frame) -> pd.DataFrame:
     """The text a person sees in an st.dataframe drawn from a pandas Styler."""
-    return dataframe_util.convert_arrow_bytes_to_pandas_df(frame.proto.arrow_data.styler.display_values)
+    styler = frame.proto.arrow_data.styler
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(styler.display_values)
 
 
 def test_runs_page_compares_two_runs_readably(ws, finished):
