@@ -234,7 +234,7 @@ def assign_roles(files: list[Upload], picked: dict[str, str] | None = None
         raise DataError(f"{_listed([u[0] for u in files])}: expected a training file too "
                         f"(a name starting with train, e.g. train.csv, or a file picked as "
                         f"train)")
-    return {role: ups[0] for role, ups in by_role.items()}
+    return {role: by_role[role][0] for role in ROLES if role in by_role}  # train, test, labels
 
 
 def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload | None = None,

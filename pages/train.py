@@ -32,10 +32,21 @@ def field_key(stream, key: str) -> str:
 
 
 def prefill(stream) -> None:
-    """Put the chosen preset's values into the form (on first load and when the preset changes)."""
+    """Put the chosen preset's values into the form (when the preset changes)."""
     preset = st.session_state[f"train_preset_{stream.name}"]
     for key, value in preset_values(stream, preset).items():
         st.session_state[field_key(stream, key)] = value
+
+
+def fill_missing(stream) -> None:
+    """Give form fields with no value the preset's (on first load; and when an interrupted
+    rerun dropped a field's state, which would else show 0)."""
+    missing = [f.key for f in form_fields(stream)
+               if field_key(stream, f.key) not in st.session_state]
+    if missing:
+        values = preset_values(stream, st.session_state[f"train_preset_{stream.name}"])
+        for key in missing:
+            st.session_state[field_key(stream, key)] = values[key]
 
 
 def fill_from_run(ws: Path, run_dir: Path) -> None:
@@ -92,8 +103,7 @@ def choose_data(ws: Path) -> tuple[dict, dict]:
         chosen[stream.name] = right.selectbox(f"{stream.title}: preset", presets(stream.name),
                                               key=f"train_preset_{stream.name}",
                                               on_change=prefill, args=(stream,))
-        if field_key(stream, form_fields(stream)[0].key) not in st.session_state:
-            prefill(stream)
+        fill_missing(stream)
         for bad, why in refused.items():
             left.caption(f"Not offered: **{bad}** cannot be used: {why}")
         data[stream.name] = datasets[name].path if name in datasets else None

@@ -127,10 +127,32 @@ def set_number(page: Page, label: str, value: int) -> None:
     box.press("Enter")
 
 
+def x_range(chart) -> list[float] | None:
+    """The x range a Plotly chart shows; None while it autoranges."""
+    return chart.locator(".js-plotly-plot").evaluate(
+        "el => el._fullLayout.xaxis.autorange ? null : el._fullLayout.xaxis.range")
+
+
+def zoom_in(page: Page, chart) -> list[float]:
+    """Drag across the middle of a Plotly chart's plot area, as a user zooms; the new range."""
+    box = chart.bounding_box()  # its middle is inside the plot area
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    zoomed = x_range(chart)
+    assert zoomed is not None, "the drag did not zoom"
+    return zoomed
+
+
 def train_tiny(page: Page, dataset: str, epochs: int) -> None:
     open_page(page, "Train")
     choose(page, "Time series (PatchTST): dataset", dataset)
     choose(page, "Time series (PatchTST): preset", "tiny")
+    # the preset fills the form in a rerun: type only after it (else "3" + "400" = "3400")
+    expect(page.get_by_label("Window (time steps)", exact=True).first).to_have_value(
+        "40", timeout=30_000)
     set_number(page, "Epochs", epochs)
     page.get_by_test_id("stFormSubmitButton").filter(has_text="Train").locator("button").click()
 
@@ -165,7 +187,7 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
     screenshot(page, "train")
 
     open_page(page, "Results")
-    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("anomaly score", exact=False).first).to_be_visible()
     screenshot(page, "results")
 
@@ -184,7 +206,12 @@ def test_reload_mid_training_then_stop(page: Page, screenshot):
     expect(page.get_by_text(re.compile(r"step \d+/\d+ · ETA"))).to_be_visible(timeout=30_000)
     expect(page.get_by_label("Epochs", exact=True).first).to_have_value("400")
     expect(page.get_by_label("Window (time steps)", exact=True).first).to_have_value("40")  # tiny
+    loss = page.get_by_test_id("stPlotlyChart").nth(1)
+    expect(loss).to_contain_text("patchtst train", timeout=30_000)
     screenshot(page, "train-live-after-reload")
+    zoomed = zoom_in(page, loss)
+    page.wait_for_timeout(3_000)  # three redraws of the live panel, with new points
+    assert x_range(loss) == zoomed, "the live loss chart lost the user's zoom"
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("[data-testid=stMarkdownContainer] span",
                         has_text=re.compile(r"^stopped$")).first).to_be_visible(timeout=60_000)
@@ -201,8 +228,9 @@ def no_accidents(page: Page) -> None:
 def test_runs_compare_and_every_page_is_clean(page: Page, screenshot):
     """After the two runs above: the Runs page compares them (the two newest, by default)."""
     open_page(page, "Runs")
-    expect(page.get_by_text("Config differences")).to_be_visible()
-    expect(page.get_by_test_id("stPlotlyChart").first).to_contain_text("Time series (PatchTST)")
+    expect(page.get_by_text("Config differences")).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("stPlotlyChart").first).to_contain_text("Time series (PatchTST)",
+                                                                       timeout=30_000)
     no_accidents(page)
     page.get_by_text("Compare runs").scroll_into_view_if_needed()
     screenshot(page, "runs-compare")
@@ -224,6 +252,7 @@ def test_data_role_picker_for_files_whose_names_say_nothing(page: Page, screensh
         [str(tmp_path / "0.csv"), str(tmp_path / "anomaly-free.csv")])
     saved = page.get_by_test_id("stAlert").filter(has_text="Saved 'anomaly-free'")
     expect(saved).to_contain_text("(train anomaly-free.csv, test 0.csv)", timeout=30_000)
-    expect(page.get_by_test_id("stSelectbox").filter(has_text="0.csv")).to_contain_text("test")
+    expect(page.get_by_test_id("stSelectbox").filter(has_text="0.csv")).to_be_visible(
+        timeout=30_000)  # the role picker (its value is not text: the alert says the roles)
     no_accidents(page)
     screenshot(page, "data-role-picker")
