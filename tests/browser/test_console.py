@@ -148,6 +148,12 @@ def zoom_in(page: Page, chart) -> list[float]:
 
 def train_tiny(page: Page, dataset: str, epochs: int) -> None:
     open_page(page, "Train")
+    # the page's first run checks every stored dataset (cached after) and draws the last run:
+    # widgets clicked before it ends can wait for it past the click's timeout on a busy machine
+    expect(page.get_by_test_id("stFormSubmitButton").filter(has_text="Train")).to_be_visible(
+        timeout=60_000)
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state",
+                                                           "notRunning", timeout=60_000)
     choose(page, "Time series (PatchTST): dataset", dataset)
     choose(page, "Time series (PatchTST): preset", "tiny")
     # the preset fills the form in a rerun: type only after it (else "3" + "400" = "3400")
