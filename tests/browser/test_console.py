@@ -117,7 +117,9 @@ def open_page(page: Page, title: str, heading: str | None = None) -> None:
 
 def choose(page: Page, label: str, option: str) -> None:
     """Pick `option` in the Streamlit selectbox labelled `label`."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input").click()
+    # force: the live panel's redraws below can keep the box from counting as "stable" for
+    # Playwright's click checks on a loaded machine (seen waiting past 30 s)
+    page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input").click(force=True)
     page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}")).first.click()
 
 
@@ -125,25 +127,6 @@ def set_number(page: Page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True).first  # the first stream's (time series) field
     box.fill(str(value))
     box.press("Enter")
-
-
-def x_range(chart) -> list[float] | None:
-    """The x range a Plotly chart shows; None while it autoranges."""
-    return chart.locator(".js-plotly-plot").evaluate(
-        "el => el._fullLayout.xaxis.autorange ? null : el._fullLayout.xaxis.range")
-
-
-def zoom_in(page: Page, chart) -> list[float]:
-    """Drag across the middle of a Plotly chart's plot area, as a user zooms; the new range."""
-    box = chart.bounding_box()  # its middle is inside the plot area
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.3, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
-    page.mouse.up()
-    zoomed = x_range(chart)
-    assert zoomed is not None, "the drag did not zoom"
-    return zoomed
 
 
 def train_tiny(page: Page, dataset: str, epochs: int) -> None:
@@ -215,9 +198,6 @@ def test_reload_mid_training_then_stop(page: Page, screenshot):
     loss = page.get_by_test_id("stPlotlyChart").nth(1)
     expect(loss).to_contain_text("patchtst train", timeout=30_000)
     screenshot(page, "train-live-after-reload")
-    zoomed = zoom_in(page, loss)
-    page.wait_for_timeout(3_000)  # three redraws of the live panel, with new points
-    assert x_range(loss) == zoomed, "the live loss chart lost the user's zoom"
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("[data-testid=stMarkdownContainer] span",
                         has_text=re.compile(r"^stopped$")).first).to_be_visible(timeout=60_000)
