@@ -1,5 +1,6 @@
 """Runs: every run of the workspace as a table; compare several (loss curves, metrics, config
 differences); open one in Results; delete one that is not running."""
+import pandas as pd
 import streamlit as st
 
 from core import jobs, results
@@ -11,9 +12,12 @@ CONFIRM, COMPARE, MESSAGE = "runs_confirm_delete", "runs_compare", "runs_message
 
 
 def shown(table):
-    """A table for display: numbers to three decimals, a missing value as '–' (not 'None')."""
-    numbers = list(table.select_dtypes("number"))
-    return table.style.format("{:.3f}", na_rep=results.EMPTY, subset=numbers)
+    """A table for display: numbers as text with three decimals, a missing value as '–' (the
+    browser draws a missing number as 'None', whatever a Styler says)."""
+    out = table.copy()
+    for column in table.select_dtypes("number"):
+        out[column] = [results.EMPTY if pd.isna(v) else f"{v:.3f}" for v in table[column]]
+    return out
 
 
 def compare(ws, entries: list[dict]) -> None:

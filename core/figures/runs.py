@@ -45,6 +45,7 @@ def overlay_loss_figure(curves: Mapping[str, Mapping[str, Mapping]], log_y: bool
     fig.update_xaxes(title_text="epoch", tick0=1, dtick=math.ceil(last_epoch / 10))
     fig.update_yaxes(title_text=LOSS_TITLE, type="log" if log_y else "linear")
     fig.update_layout(height=160 + 300 * max(len(streams), 1),
-                      margin=dict(l=10, r=10, t=60, b=10),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+                      margin=dict(l=10, r=10, t=110, b=10),  # room for legend and titles
+                      legend=dict(orientation="h", yref="container", y=1.0, yanchor="top",
+                                  x=0))
     return fig
