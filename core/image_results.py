@@ -24,7 +24,7 @@ from core.config import read_yaml
 from core.errors import ConfigError, DataError
 from core.fileio import read_json
 from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
-from core.images.overlays import overlay
+from core.images.overlays import outlined, overlay, side_by_side
 from core.results import CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays
 
 STREAM = "swinmae"  # core.images.stages.STREAM (that module imports torch)
@@ -215,6 +215,16 @@ class GalleryItem:
     flagged: bool  # score > the threshold asked for
     overlay: np.ndarray | None  # (S, S, 3) uint8 heatmap over the image; None when unavailable
     mask_known: bool  # the overlay outlines the ground-truth mask (green)
+    # (S, S, 3) uint8 the image itself, outlining the map's pixels above the threshold (blue) and
+    # the mask (green); None when the dataset's image cannot be read
+    image: np.ndarray | None = None
+
+    @property
+    def tile(self) -> np.ndarray | None:
+        """What the gallery draws: the image beside its overlay, or whichever one exists."""
+        if self.image is None or self.overlay is None:
+            return self.overlay if self.image is None else self.image
+        return side_by_side(self.image, self.overlay)
 
     @property
     def caption(self) -> str:
@@ -238,16 +248,20 @@ def gallery(res: ImageResults, threshold: float, k: int, order: str = "score",
     items = []
     for r in frame.itertuples(index=False):
         label = int(r.label) if "label" in frame and pd.notna(r.label) else None
-        image, known = _overlay_of(res, r.row, str(r.file), str(r.defect_type))
+        shown, known, image = _overlay_of(res, r.row, str(r.file), str(r.defect_type),
+                                          threshold)
         items.append(GalleryItem(str(r.file), str(r.defect_type), label, float(r.score),
-                                 bool(r.score > threshold), image, known))
+                                 bool(r.score > threshold), shown, known, image))
     return items
 
 
-def _overlay_of(res: ImageResults, row: int, file: str,
-                defect_type: str) -> tuple[np.ndarray | None, bool]:
-    """(overlay (S, S, 3) uint8, mask shown): made from the image when it can be read, else the
-    overlay the score stage saved for it (only the top images have one), else (None, False)."""
+def _overlay_of(res: ImageResults, row: int, file: str, defect_type: str, threshold: float
+                ) -> tuple[np.ndarray | None, bool, np.ndarray | None]:
+    """(overlay (S, S, 3) uint8, mask shown, outlined image (S, S, 3) uint8): made from the
+    image when it can be read, else the overlay the score stage saved for it (only the top
+    images have one) and no image, else (None, False, None). The flagged region is the map's
+    pixels above `threshold`: the image score is the map's maximum or top-k mean, in the same
+    units, so an image is flagged when some of its pixels are."""
     path = res.data_root / file if res.data_root is not None else None
     if path is not None and path.is_file():
         try:
@@ -257,13 +271,14 @@ def _overlay_of(res: ImageResults, row: int, file: str,
         except DataError:
             pass  # the file changed and no longer reads: fall back to the saved overlay
         else:
-            return overlay(image, res.maps[row].astype(np.float32), res.vmax, mask), \
-                mask is not None
+            amap = res.maps[row].astype(np.float32)  # (S, S)
+            return (overlay(image, amap, res.vmax, mask), mask is not None,
+                    outlined(image, amap > threshold, mask))
     saved = saved_overlay(res.stream_dir, file)
     if saved is None:
-        return None, False
-    with Image.open(saved) as im:
-        return np.asarray(im.convert("RGB")), False  # whether it outlines a mask is unknown
+        return None, False, None
+    with Image.open(saved) as im:  # whether it outlines a mask is unknown
+        return np.asarray(im.convert("RGB")), False, None
 
 
 def find_mask(root: Path, file: str, defect_type: str) -> Path | None:

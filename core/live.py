@@ -6,7 +6,8 @@
   talks to the training process, so a reload, a second tab or a restarted server sees the same.
 - `latest_run(ws)`: the run the page follows (the running job, else the newest run).
 - `training_overrides`, `preview_config`, `start_training`: the form's values → the merged
-  runtime config → a run folder and a started job.
+  runtime config → a run folder and a started job; `run_form`: back from a run.yaml to the
+  form's values.
 
 No torch here (the console imports this at page load)."""
 from __future__ import annotations
@@ -24,12 +25,12 @@ from typing import Any
 import yaml
 
 from core import jobs
-from core.config import PipelineConfig, load_config, read_yaml, to_dict
+from core.config import PipelineConfig, load_config, read_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
-from core.errors import JobError
+from core.errors import AtcError, JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, delete_run, new_run, runs_dir
-from core.stages import STAGES, STREAMS, Stream
+from core.stages import STAGES, STREAMS, Stream, preflight
 
 LOG_FILE = "pipeline.log"
 FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it dies before logging
@@ -74,9 +75,11 @@ def form_fields(stream: Stream) -> tuple[FormField, ...]:
     return FORM_FIELDS.get(stream.kind, _TRAIN_FIELDS)
 
 
-def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
-    """The form's starting values: {field key: value} of `stream` under `preset`."""
-    section = to_dict(load_config({f"{stream.name}.preset": preset}))[stream.name]
+FORM_PIPELINE_KEYS = ("name", "seed", "device", "precision", "distributed", "nproc", "compile")
+
+
+def _field_values(stream: Stream, section: dict) -> dict[str, Any]:
+    """{field key: value} of the form's fields in a stream's config section."""
     values = {}
     for f in form_fields(stream):
         node = section
@@ -86,13 +89,43 @@ def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
     return values
 
 
+def preset_values(stream: Stream, preset: str) -> dict[str, Any]:
+    """The form's starting values: {field key: value} of `stream` under `preset`."""
+    cfg = to_dict(load_config({f"{stream.name}.preset": preset}))
+    return _field_values(stream, cfg[stream.name])
+
+
+@dataclass
+class RunForm:
+    """The Train form's values that started a run (from its run.yaml), keyed like the form."""
+    data: dict[str, str | None]  # {stream: data path or None}
+    presets: dict[str, str]  # {stream: preset}
+    values: dict[str, dict[str, Any]]  # {stream: {field key: value}}
+    pipeline: dict[str, Any]  # FORM_PIPELINE_KEYS
+
+
+def run_form(run_dir: Path) -> RunForm | None:
+    """What the form held when `run_dir` was started, so a reload mid-run shows the run's
+    settings rather than the defaults; None when its run.yaml is missing or unreadable."""
+    try:
+        cfg = to_dict(read_config(Path(run_dir) / "run.yaml"))
+    except (AtcError, OSError):
+        return None
+    return RunForm(
+        data={name: cfg["pipeline"][s.data_key] for name, s in STREAMS.items()},
+        presets={name: cfg[name]["preset"] for name in STREAMS},
+        values={name: _field_values(s, cfg[name]) for name, s in STREAMS.items()},
+        pipeline={k: cfg["pipeline"][k] for k in FORM_PIPELINE_KEYS})
+
+
 def training_overrides(data: dict[str, Path | str | None], presets: dict[str, str],
                        values: dict[str, dict[str, Any]],
-                       hardware: dict[str, Any]) -> dict[str, Any]:
+                       pipeline: dict[str, Any]) -> dict[str, Any]:
     """The form → dotted overrides for `load_config`. `data`, `presets`, `values` are keyed by
     stream name (`values[stream][field key]`); a stream whose data is None is not trained.
-    `hardware` holds `pipeline` keys: device, precision, distributed, nproc, compile."""
-    overrides: dict[str, Any] = {f"pipeline.{key}": value for key, value in hardware.items()}
+    `pipeline` holds `pipeline` keys: name, seed, device, precision, distributed, nproc,
+    compile."""
+    overrides: dict[str, Any] = {f"pipeline.{key}": value for key, value in pipeline.items()}
     for name, stream in STREAMS.items():
         path = data.get(name)
         overrides[f"pipeline.{stream.data_key}"] = str(path) if path else None
@@ -109,12 +142,22 @@ def preview_config(overrides: dict[str, Any]) -> str:
     return yaml.safe_dump(to_dict(load_config(overrides)), sort_keys=False)
 
 
+def check_run(overrides: dict[str, Any]) -> list[str]:
+    """The dry run's checks (`core.stages.preflight`: device, processes, each stream's data
+    loaded and fitted to the config) on the form's config; what was found, in lines. Raises
+    ConfigError or DataError naming the problem, before any run folder exists."""
+    return preflight(load_config(overrides))  # imports torch: only when asked
+
+
 def start_training(ws: Path, overrides: dict[str, Any]) -> Path:
-    """Merge the config, create the run folder, start the pipeline job; returns the run folder.
-    Raises ConfigError (bad value), DataError (missing data), JobError (a job is running)."""
+    """Check the config, device and data as a dry run does (`check_run`), create the run
+    folder, start the pipeline job; returns the run folder. Raises ConfigError (bad value or
+    device), DataError (missing or unusable data), JobError (a job is running); a failed check
+    leaves no run behind."""
     running = jobs.running_run_id(ws)
     if running:
         raise JobError(f"a training job is already running ({running}); stop it or wait")
+    check_run(overrides)
     run_dir = new_run(ws, overrides)
     try:
         jobs.start(run_dir)
@@ -174,6 +217,12 @@ class LiveView:
     elapsed_s: float | None = None
     warnings: dict[str, str] = field(default_factory=dict)  # {stream: validation-shift warning}
 
+    @property
+    def stage_count(self) -> str:
+        """'2/6' of `stage_text` (the stage a run is at or ended in); '—' before it has one."""
+        count = self.stage_text.split(" ", 1)[0]
+        return count if "/" in count else "—"
+
 
 def format_eta(seconds: float | None) -> str:
     """'—' when unknown, '45 s', '3 min 05 s', '2 h 04 min'."""
@@ -215,12 +264,19 @@ def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_M
         active=current, active_index=active.get("index"), n_stages=len(stages),
         stage_text=_stage_text(stages, current, active.get("index"), status),
         epoch=epoch, n_epochs=n_epochs, step=step, n_steps=n_steps, fraction=fraction,
-        eta_s=eta, eta_text=format_eta(eta) if current and n_steps else "—",
+        eta_s=eta, eta_text=_eta_text(eta, status) if current and n_steps else "—",
         samples_per_s=active.get("samples_per_s") or _last_throughput(lines),
         device=_device_text(progress, active), curves=curves,
         log_tail=tail_log(run_dir, log_lines), warnings=shift_warnings(curves),
         elapsed_s=((progress.get("finished") or now) - progress["started"])
         if progress.get("started") else None)
+
+
+def _eta_text(eta: float | None, status: str) -> str:
+    """The ETA of a training stage; a live run has none until two steps were reported."""
+    if eta is None and status in jobs.LIVE_STATES:
+        return "estimating…"
+    return format_eta(eta)
 
 
 def _stage_text(stages: list[StageView], current: StageView | None, index: int | None,

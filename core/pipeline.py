@@ -31,7 +31,7 @@ from core.errors import AtcError, JobError, StopRequested
 from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
-from core.stages import STAGES, Context, check_data, run_stages, stage_names, streams_with_data
+from core.stages import STAGES, Context, preflight, run_stages, stage_names, streams_with_data
 
 SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
@@ -143,7 +143,7 @@ def _run(ctx: Context) -> tuple[str, str | None]:
 
 
 def dry_run(run_dir: Path) -> None:
-    """Print the stage plan and check the data; nothing is trained or scored."""
+    """Print the stage plan and check the device and the data; nothing is trained or scored."""
     cfg = read_config(run_dir / "run.yaml")
     with_data = streams_with_data(cfg)
     print(f"dry run: {run_dir}")
@@ -151,9 +151,8 @@ def dry_run(run_dir: Path) -> None:
         skip = stage.stream and stage.stream not in with_data
         print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
     with run_scratch(run_dir):
-        for stream in with_data:
-            for line in check_data(cfg, stream):
-                print(f"  {stream}: {line}")
+        for line in preflight(cfg):
+            print(f"  {line}")
     progress = initial_progress(run_dir.name, stage_names(), "planned")
     for stage in progress["stages"]:
         if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in STAGES):

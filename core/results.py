@@ -44,6 +44,7 @@ HEADLINE_COLUMNS = 3  # of each stream's headline metrics, the runs tables show 
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
 SCORE_TITLE = "anomaly score (MSE, normalised units)"
 SCALED_SCORE_TITLE = "anomaly score (MSE ÷ each channel's normal MSE)"
+EMPTY = "–"  # a table cell with no value (None, a key a run lacks, a stream it did not use)
 
 
 class ResultsError(AtcError):
@@ -361,12 +362,12 @@ def runs_table(entries: list[dict]) -> pd.DataFrame:
     metrics (NaN where missing). Indexed by run id."""
     rows = []
     for e in entries:
-        row = {"name": e.get("name") or "", "status": e.get("status", ""),
-               "started": human_time(e.get("started")),
-               "duration": human_duration(e.get("duration_s")),
+        row = {"name": e.get("name") or EMPTY, "status": e.get("status", ""),
+               "started": human_time(e.get("started")) or EMPTY,
+               "duration": human_duration(e.get("duration_s")) or EMPTY,
                "streams": ", ".join(e.get("streams") or []),
                "data": ", ".join(_short_path(p) for p in (e.get("data") or {}).values() if p),
-               "params": _params_text(e.get("params") or {})}
+               "params": _params_text(e.get("params") or {}) or EMPTY}
         for stream in STREAMS.values():
             got = (e.get("metrics") or {}).get(stream.name) or {}
             row |= {_metric_column(stream.name, k): _num(got.get(k))
@@ -397,19 +398,36 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+_UNUSED = object()  # a run's setting of a stream it did not train
+
+
+def _used_settings(cfg: dict) -> dict:
+    """A run.yaml's dotted settings, those of streams the run had no data for marked unused."""
+    flat = _flatten(cfg)
+    pipeline = cfg.get("pipeline") or {}
+    for s in STREAMS.values():
+        if not pipeline.get(s.data_key):
+            flat |= {k: _UNUSED for k in flat if k.startswith(f"{s.name}.")}
+    return flat
+
+
 def compare_configs(run_dirs: list[Path]) -> pd.DataFrame:
     """The dotted run.yaml keys whose values differ between the runs: one row per key, one
-    column per run (values as text; '(absent)' where a run lacks the key)."""
+    column per run (values as text). A stream's settings are compared only between the runs
+    that trained that stream; a run that did not, or lacks the key, shows '–'."""
     flat = {}
     for d in map(Path, run_dirs):
         try:
             cfg = read_yaml(d / "run.yaml")
         except (ConfigError, OSError):
             cfg = None
-        flat[d.name] = _flatten(cfg) if isinstance(cfg, dict) else {}
-    keys = sorted(set().union(*flat.values())) if flat else []
-    rows = {k: [str(f[k]) if k in f else "(absent)" for f in flat.values()] for k in keys}
-    rows = {k: v for k, v in rows.items() if len(set(v)) > 1}
+        flat[d.name] = _used_settings(cfg) if isinstance(cfg, dict) else {}
+    rows = {}
+    for key in sorted(set().union(*flat.values())) if flat else []:
+        values = [f.get(key) for f in flat.values()]
+        if len({repr(v) for v in values if v is not _UNUSED}) > 1:
+            rows[key] = [EMPTY if v is _UNUSED or v is None or v == "" else str(v)
+                         for v in values]
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(flat)).rename_axis(
         "config key")
 

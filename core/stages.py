@@ -163,6 +163,20 @@ def check_data(cfg: RunConfig, stream: str) -> list[str]:
     return module.describe(*module.load(cfg))
 
 
+def preflight(cfg: RunConfig) -> list[str]:
+    """Everything a run checks before it trains, without training: the device, precision and
+    process count can be had here, and every stream's data loads and fits the config (window
+    vs rows, image count...). Raises ConfigError or DataError naming the problem; returns what
+    it found, in lines. `--dry-run` and the console's Train and Check buttons run this."""
+    from core.devices import Runtime  # torch: only when a check is asked for
+    from core.distributed import planned_world
+    runtime, world = Runtime.of(cfg.pipeline), planned_world(cfg.pipeline)
+    lines = [f"device: {runtime.describe()}" + (f" × {world} processes" if world > 1 else "")]
+    for stream in streams_with_data(cfg):
+        lines += [f"{stream}: {line}" for line in check_data(cfg, stream)]
+    return lines
+
+
 def prepare_data(ctx: Context) -> None:
     """Load and check every stream's data before any training starts; the prepared data goes to
     `ctx.state[stream]` for the later stages, its summary to `<stream>/data_summary.json`."""
@@ -185,10 +199,11 @@ class TrainReporter:
 
     def step(self, *, epoch, n_epochs, step, n_steps, loss, lr, samples_per_s,
              gpu_mem_gb) -> None:
-        if self.first_step is None:
-            self.first_step, self.t0 = step - 1, time.time()  # a resumed run starts mid-way
+        now = time.time()
+        if self.first_step is None:  # the first report is one point: a rate needs two
+            self.first_step, self.t0 = step, now  # (a resumed run starts mid-way)
         done = step - self.first_step
-        eta = (time.time() - self.t0) / done * (n_steps - step) if done else None
+        eta = (now - self.t0) / done * (n_steps - step) if done else None
         self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="step", epoch=epoch,
                              step=step, train_loss=loss, lr=lr,
                              samples_per_s=round(samples_per_s, 1))

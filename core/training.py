@@ -148,6 +148,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
     if resume:  # steps logged after the checkpoint (a killed run) are trained again: drop them
         reporter.resumed(step=state.step, epoch=state.epoch)
     total_steps = cfg.epochs * n_batches
+    first_step = state.step + 1  # reported at once, so the console shows progress from the start
 
     def checkpoint(name: str) -> None:
         if not group.is_main:
@@ -175,7 +176,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
             state.step += 1
             state.epoch_loss_sum += loss
             state.epoch_loss_steps += 1
-            if state.step % cfg.log_every == 0 or i == left:
+            if state.step % cfg.log_every == 0 or i == left or state.step == first_step:
                 reporter.step(epoch=state.epoch + 1, n_epochs=cfg.epochs, step=state.step,
                               n_steps=total_steps, loss=loss, lr=lr,
                               samples_per_s=len(x) * group.world / (time.perf_counter() - t0),

@@ -25,6 +25,8 @@ No streamlit and no torch here: pages and the pipeline both import this module."
 from __future__ import annotations
 
 import contextlib
+import csv
+import gzip
 import io
 import os
 import re
@@ -38,12 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
 
+import pandas as pd
+
 from core.errors import DataError
 from core.fileio import read_json, write_json
 from core.images.data import (IMAGE_SUFFIXES, KINDS, LAYOUT_DIRS, SYSTEM_NAMES, ImageDataset,
                               load_image_dataset, summarize_images)
 from core.runs import PROJECT_ROOT
-from core.timeseries.data import TSDataset, load_ts_dataset, summarize
+from core.timeseries.data import LABEL_COLUMNS, TSDataset, load_ts_dataset, summarize
 
 MAX_NAME = 100
 SAMPLE = "sample"  # the bundled dataset's name; reserved, so an upload cannot shadow it
@@ -147,45 +151,94 @@ def _listed(names: list[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
 
 
-def assign_roles(files: list[Upload]) -> dict[str, Upload]:
-    """Which uploads are the training data, the test data and the labels, from their names.
+ROLES = ("train", "test", "labels", "ignore")  # what a time-series upload can be
 
-    A name starting with `train` is the training data; `test_label` or `label` (so `labels`) the
-    labels; any other starting with `test` the test data (case ignored). A single file whose name
-    says none of these is the training data. Returns the roles found, keyed like the arguments of
-    `save_timeseries_dataset` ("train", "test", "labels"). Reads names only, never contents.
-    DataError when several files are given and a name says nothing, when two files claim one
-    role, or when no file is the training data.
+
+def role_from_name(name: str) -> str | None:
+    """The role a file's name says (see `assign_roles`), or None."""
+    base = re.split(r"[/\\]", name)[-1].lower()
+    return next((r for r, prefixes in ROLE_PREFIXES if base.startswith(prefixes)), None)
+
+
+def labelled_share(up: Upload) -> float | None:
+    """The share of rows a CSV upload's label-like column (`LABEL_COLUMNS`) marks anomalous;
+    None when it has none or cannot be read (reading it is the loader's job, with errors)."""
+    name, content = up
+    try:
+        raw = content if isinstance(content, (bytes, bytearray)) else content.getvalue()
+        if name.lower().endswith(".gz"):
+            raw = gzip.decompress(raw)
+        frame = pd.read_csv(io.BytesIO(raw), sep=None, engine="python",
+                            usecols=lambda c: str(c).strip().lower() in LABEL_COLUMNS)
+    except (ValueError, OSError, EOFError, AttributeError, csv.Error, pd.errors.ParserError):
+        return None
+    if frame.empty or not len(frame.columns):
+        return None
+    return float(pd.to_numeric(frame.iloc[:, 0], errors="coerce").fillna(0).gt(0).mean())
+
+
+def guess_roles(files: list[Upload]) -> dict[str, str]:
+    """{file name: role in ROLES}: what its name says (see `assign_roles`); a single file whose
+    name says nothing is the training data. Files whose name says nothing fill the roles still
+    free, training data first and from the files with the fewest labelled anomalies (SKAB's
+    `anomaly-free.csv` before `valve1/0.csv`); any left over are ignored."""
+    roles = {up[0]: role_from_name(up[0]) for up in files}
+    if len(files) == 1:
+        return {name: role or "train" for name, role in roles.items()}
+    unknown = sorted((up for up in files if roles[up[0]] is None),
+                     key=lambda up: labelled_share(up) or 0.0)
+    free = [r for r in ("train", "test") if r not in roles.values()]
+    for up in unknown:
+        roles[up[0]] = free.pop(0) if free else "ignore"
+    return roles
+
+
+def assign_roles(files: list[Upload], picked: dict[str, str] | None = None
+                 ) -> dict[str, Upload]:
+    """Which uploads are the training data, the test data and the labels.
+
+    `picked` ({file name: role in ROLES}) wins; otherwise the name says: a name starting with
+    `train` is the training data; `test_label` or `label` (so `labels`) the labels; any other
+    starting with `test` the test data (case ignored). A single file whose name says none of
+    these is the training data; a file picked "ignore" is left out. Returns the roles found,
+    keyed like the arguments of `save_timeseries_dataset` ("train", "test", "labels"). Reads
+    names only, never contents. DataError when a file has no role (several files, a name that
+    says nothing and no pick), when two files claim one role, or when no file is the training
+    data.
 
     >>> sorted(assign_roles([("Test.csv", b""), ("train.csv.gz", b""), ("labels.csv", b"")]))
     ['labels', 'test', 'train']
     >>> assign_roles([("machine-1.csv", b"")])["train"][0]
     'machine-1.csv'
+    >>> sorted(assign_roles([("a.csv", b""), ("b.csv", b"")], {"a.csv": "train", "b.csv": "test"}))
+    ['test', 'train']
     """
     if not files:
         raise DataError(f"expected at least one CSV file ({EXPECTED_NAMES}), found none")
+    picked = picked or {}
     by_role: dict[str, list[Upload]] = {}
     unknown = []
     for up in files:
-        base = re.split(r"[/\\]", up[0])[-1].lower()
-        role = next((r for r, prefixes in ROLE_PREFIXES if base.startswith(prefixes)), None)
+        role = picked.get(up[0]) or role_from_name(up[0])
         if role is None and len(files) == 1:
             role = "train"
         if role is None:
             unknown.append(up[0])
-        else:
+        elif role != "ignore":
             by_role.setdefault(role, []).append(up)
     if unknown:
         raise DataError(f"{_listed(unknown)}: cannot tell which file is which; expected names "
-                        f"starting with train, test or test_label ({EXPECTED_NAMES})")
+                        f"starting with train, test or test_label ({EXPECTED_NAMES}), or a role "
+                        f"picked for each file")
     for role, ups in by_role.items():
         if len(ups) > 1:
             raise DataError(f"{_listed([u[0] for u in ups])}: expected one {role} file, "
                             f"found {len(ups)}")
     if "train" not in by_role:
         raise DataError(f"{_listed([u[0] for u in files])}: expected a training file too "
-                        f"(a name starting with train, e.g. train.csv)")
-    return {role: ups[0] for role, ups in by_role.items()}
+                        f"(a name starting with train, e.g. train.csv, or a file picked as "
+                        f"train)")
+    return {role: by_role[role][0] for role in ROLES if role in by_role}  # train, test, labels
 
 
 def save_timeseries_dataset(ws: Path, dataset: str, train: Upload, test: Upload | None = None,
@@ -326,6 +379,18 @@ def _dataset_name(dataset: str) -> str:
     if name == SAMPLE:
         raise DataError(f"dataset name '{SAMPLE}' is reserved for the bundled sample; "
                         f"expected another name")
+    return name
+
+
+def free_name(ws: Path, kind: str, wanted: str) -> str:
+    """`wanted`, sanitised, or with '-2', '-3'... appended when a dataset of the kind (or the
+    sample) has that name: a name the console proposes never collides with a stored one."""
+    base = sanitize_name(wanted)
+    taken = {d.name.lower() for d in list_datasets(ws, kind)} | {SAMPLE}
+    name, n = base, 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{base}-{n}"
     return name
 
 

@@ -8,6 +8,7 @@ replace the dataset that round saved; removing them all, or leaving the page, st
 The upload round, the notice, the dataset list and Delete are shared; what differs per data kind
 (the uploaders, how files become a dataset, the summary and the preview) is a `KindPage`.
 """
+import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +32,62 @@ def listed(names: list[str], k: int = 3) -> str:
 
 # ---------------------------------------------------------------- time series
 
+KIND_TS = "timeseries"
 TS_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` the training "
-           "data (normal operation, required), `test…` the test data (may hold a `label` "
-           "column), `test_label…` or `labels…` one `label` per test row. A single file is "
-           "the training data whatever its name.")
+           "data (normal operation, required), `test…` the test data (may hold a `label`, "
+           "`is_anomaly` or `anomaly` column, never used as a channel), `test_label…` or "
+           "`labels…` one `label` per test row. A single file is the training data whatever "
+           "its name; with several, a role picker below shows each file's role to change.")
 
 
 def ts_uploaders(kind: str, ws: Path) -> None:
-    st.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv", help=TS_HELP,
-                     type=["csv", "gz"], accept_multiple_files=True, key=f"data_{kind}_files",
-                     on_change=save_upload, args=(kind, ws))
+    files, folder = st.columns([3, 2])
+    files.file_uploader("CSV files: train.csv, optional test.csv and test_label.csv",
+                        help=TS_HELP, type=["csv", "gz"], accept_multiple_files=True,
+                        key=f"data_{kind}_files", on_change=save_upload, args=(kind, ws))
+    folder.file_uploader("…or a folder holding them", help=TS_HELP, type=["csv", "gz"],
+                         accept_multiple_files="directory", key=f"data_{kind}_folder",
+                         on_change=save_upload, args=(kind, ws))
+    role_picker(kind, ws)
+
+
+ROLE_LABELS = {"train": "train", "test": "test", "labels": "test labels", "ignore": "ignore"}
+
+
+def role_key(kind: str, file_name: str) -> str:
+    """The role picker's key for one uploaded file (names may hold any character)."""
+    return f"data_{kind}_role_{hashlib.sha1(file_name.encode()).hexdigest()[:12]}"
+
+
+def picked_roles(kind: str, files: list[uploads.Upload]) -> dict[str, str]:
+    """{file name: role}: the picker's choice, else the guess (from the name or the labels)."""
+    return {n: st.session_state.get(role_key(kind, n), guess)
+            for n, guess in uploads.guess_roles(files).items()}
+
+
+def role_picker(kind: str, ws: Path) -> None:
+    """With several files held: one role per file, pre-filled with the guess; a change saves
+    the round's dataset again with the new roles."""
+    files = held_files(kind)
+    if len(files) < 2:
+        return
+    roles = picked_roles(kind, [(f.name, f) for f in files])
+    st.caption("Role of each file, from its name or, where the name does not say, its labels "
+               "(the file with fewest labelled anomalies trains). Change it if it is wrong.")
+    cols = st.columns(min(len(files), 4))
+    for i, f in enumerate(files):
+        key = role_key(kind, f.name)
+        st.session_state[key] = roles[f.name]
+        cols[i % len(cols)].selectbox(f"`{f.name}`", list(ROLE_LABELS), key=key,
+                                      format_func=ROLE_LABELS.get, on_change=save_upload,
+                                      args=(kind, ws))
 
 
 def ts_save(ws: Path, name: str, files: list[uploads.Upload], round_id: str) -> tuple[Path, str]:
-    roles = uploads.assign_roles(files)
-    name = name or roles["train"][0].removesuffix(".gz").removesuffix(".csv")
+    roles = uploads.assign_roles(files, picked_roles(KIND_TS, files))
+    names = [n for n, _ in files]
+    stem = Path(roles["train"][0]).name.removesuffix(".gz").removesuffix(".csv")
+    name = name or uploads.free_name(ws, "timeseries", top_folder(names) or stem)
     path = uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_id)
     return path, ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
 
@@ -114,7 +156,8 @@ def image_save(ws: Path, name: str, files: list[uploads.Upload],
     names = [n for n, _ in files]
     zipped = len(names) == 1 and names[0].lower().endswith(".zip")
     default = names[0].rsplit(".", 1)[0] if zipped else top_folder(names) or "images"
-    path = uploads.save_image_dataset(ws, name or default, files, round_id=round_id)
+    name = name or uploads.free_name(ws, "images", default)
+    path = uploads.save_image_dataset(ws, name, files, round_id=round_id)
     return path, uploaded_as(names)
 
 
@@ -145,15 +188,14 @@ def span(lo: int, hi: int) -> str:
 
 
 def image_show(key: str, summary: dict, thumbs: list) -> None:
-    cols = st.columns(6)
+    cols = st.columns(4)  # tiles hold counts; sizes and modes are text a tile would cut
     cols[0].metric("Training images", f"{summary['train']:,}")
     cols[1].metric("Test good", f"{summary['test_good']:,}")
     cols[2].metric("Test defect", f"{summary['test_defect']:,}")
     cols[3].metric("Masks", f"{summary['masks']:,}")
-    cols[4].metric("Size (px)", f"{span(*summary['width'])} × {span(*summary['height'])}",
-                   help="width × height, smallest–largest")
-    cols[5].metric("Modes", ", ".join(summary["modes"]),
-                   help=", ".join(f"{m}: {n:,} images" for m, n in summary["modes"].items()))
+    st.caption(f"Size: {span(*summary['width'])} × {span(*summary['height'])} px "
+               "(width × height, smallest–largest) · mode: "
+               + ", ".join(f"{m} ({n:,} images)" for m, n in summary["modes"].items()))
     if summary["layout"] == "flat":
         st.caption("A flat folder: all images are normal training images.")
     elif summary["counts"]["test"]:
@@ -181,8 +223,8 @@ class KindPage:
 
 
 KINDS = {
-    "timeseries": KindPage(("files",), "Dataset name",
-                           "taken from the training file's name when empty",
+    "timeseries": KindPage(("files", "folder"), "Dataset name",
+                           "taken from the folder's or the training file's name when empty",
                            ts_uploaders, ts_save, ts_preview, ts_shape, ts_files, ts_show),
     "images": KindPage(("files", "folder"), "Name of the image dataset",
                        "taken from the zip's or folder's name when empty",
@@ -244,6 +286,8 @@ def upload_area(kind: str, ws: Path) -> None:
     state = st.session_state
     if not held_files(kind) and state.pop(f"data_{kind}_round", None):
         state[f"data_{kind}_name"] = ""  # uploaders emptied or page left: the round is over
+        for key in [k for k in state if str(k).startswith(f"data_{kind}_role_")]:
+            del state[key]  # a file of the same name in a new round starts from its guess
     round_ = state.get(f"data_{kind}_round")
     st.text_input(KINDS[kind].name_label, key=f"data_{kind}_name", disabled=round_ is not None,
                   placeholder=KINDS[kind].name_hint,

@@ -166,18 +166,28 @@ def image_gallery(run_dir: Path, res: img.ImageResults, stamp: int, threshold: f
     show = st.selectbox("Gallery: show", list(img.SHOW), format_func=img.SHOW.get,
                         key=f"{key}_show")
     items = gallery(str(run_dir), res.stream, stamp, threshold, show)
-    st.caption(f"Up to {GALLERY_SIZE} {img.SHOW[show]}, highest score first. Heat: the anomaly map "
-               "(black, red, yellow, white as the error grows; one scale for all images); "
-               "green outline: the ground-truth defect mask, where the dataset has one.")
+    st.caption(f"Up to {GALLERY_SIZE} {img.SHOW[show]}, highest score first. Left: the image; "
+               "blue outline: the pixels above the threshold (what is flagged); green outline: "
+               "the ground-truth defect mask, where the dataset has one. Right: the anomaly map "
+               "over the image (black, red, yellow, white as the error grows; one scale for all "
+               "images). **Open** shows an image large.")
     if not items:
         st.info(f"The run scored no {img.SHOW[show]}.")
     for start in range(0, len(items), PER_ROW):
-        for col, item in zip(st.columns(PER_ROW), items[start:start + PER_ROW]):
-            if item.overlay is None:
+        for i, (col, item) in enumerate(zip(st.columns(PER_ROW), items[start:start + PER_ROW]),
+                                        start):
+            if item.tile is None:
                 col.caption(f"{item.caption} (image unavailable)")
-            else:
-                col.image(item.overlay, caption=item.caption, width="stretch",
-                          output_format="PNG")  # PNG: JPEG smears the thin mask outline
+                continue
+            col.image(item.tile, caption=item.caption, width="stretch",
+                      output_format="PNG")  # PNG: JPEG smears the thin outlines
+            if col.button("Open", key=f"{key}_open_{i}", icon=":material/zoom_in:"):
+                enlarged(item)
+
+
+@st.dialog("Image and anomaly map", width="large")
+def enlarged(item: img.GalleryItem) -> None:
+    st.image(item.tile, caption=item.caption, width="stretch", output_format="PNG")
 
 
 def images_section(run_dir: Path, stream: Stream) -> None:

@@ -1,5 +1,6 @@
 """Runs: every run of the workspace as a table; compare several (loss curves, metrics, config
 differences); open one in Results; delete one that is not running."""
+import pandas as pd
 import streamlit as st
 
 from core import jobs, results
@@ -8,6 +9,15 @@ from core.figures.runs import overlay_loss_figure
 from core.runs import runs_dir, workspace
 
 CONFIRM, COMPARE, MESSAGE = "runs_confirm_delete", "runs_compare", "runs_message"
+
+
+def shown(table):
+    """A table for display: numbers as text with three decimals, a missing value as '–' (the
+    browser draws a missing number as 'None', whatever a Styler says)."""
+    out = table.copy()
+    for column in table.select_dtypes("number"):
+        out[column] = [results.EMPTY if pd.isna(v) else f"{v:.3f}" for v in table[column]]
+    return out
 
 
 def compare(ws, entries: list[dict]) -> None:
@@ -20,12 +30,14 @@ def compare(ws, entries: list[dict]) -> None:
     log_y = st.toggle("Log-scale loss", key="runs_log_y")
     st.plotly_chart(overlay_loss_figure(results.run_curves(ws, picked), log_y), key="runs_loss")
     chosen = [e for e in entries if e["run_id"] in picked]
-    st.dataframe(results.compare_metrics(chosen), width="stretch",
-                 column_config={r: st.column_config.NumberColumn(format="%.3f") for r in picked})
+    st.dataframe(shown(results.compare_metrics(chosen)), width="stretch")
     if len(picked) > 1:
         diff = results.compare_configs([runs_dir(ws) / r for r in picked])
         st.markdown("**Config differences**")
-        st.dataframe(diff, width="stretch") if len(diff) else st.caption("Same config.")
+        if len(diff):
+            st.dataframe(diff, width="stretch")
+        else:
+            st.caption("Same config.")
 
 
 def actions(ws, entries: list[dict]) -> None:
@@ -66,9 +78,7 @@ entries = results.index_entries(ws)
 if not entries:
     st.info("No runs yet. Start one on the **Train** page.")
     st.stop()
-table = results.runs_table(entries)
-st.dataframe(table, width="stretch", column_config={
-    c: st.column_config.NumberColumn(format="%.3f") for c in table.select_dtypes("number")})
+st.dataframe(shown(results.runs_table(entries)), width="stretch")
 st.subheader("Compare runs")
 compare(ws, entries)
 st.subheader("Open or delete a run")

@@ -1,28 +1,30 @@
 """Train: pick data and a preset per stream, set the hyperparameters that matter, start and stop
 a run, and watch it live.
 
-Everything below the controls is drawn from the run's files (`core.live`), so a second tab, a
-reload or a restarted server shows the same run. While a job runs, the panel is a fragment that
-reruns every second; when the run starts or ends, the whole page reruns once so the buttons
-follow."""
+The run panel is drawn from the run's files (`core.live`), so a second tab, a reload or a
+restarted server shows the same run; while a job runs the panel comes first (above the
+settings, which then show what it was started with) and is a fragment that reruns every
+second; when the run starts or ends, the whole page reruns once so the buttons follow."""
 from pathlib import Path
 
 import streamlit as st
 
 from core import jobs
-from core.config import presets
+from core.config import PipelineConfig, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
-from core.live import (form_fields, latest_run, live_view, pipeline_choices, preset_values,
-                       preview_config, start_training, training_overrides)
+from core.live import (check_run, form_fields, latest_run, live_view, pipeline_choices,
+                       preset_values, preview_config, run_form, start_training,
+                       training_overrides)
 from core.runs import workspace
 from core.stages import STREAMS
-from core.uploads import list_datasets
+from core.uploads import dataset_stamp, dataset_summary, list_datasets
 
 NONE = "none"  # the dataset choice that leaves a stream out of the run
 BADGE = {"starting": "yellow", "running": "blue", "done": "green", "failed": "red",
          "stopped": "orange", "planned": "gray"}
-TOAST, SEEN = "train_toast", "train_seen"  # session keys: next toast; (run id, live) shown
+# session keys: the next toast; (run id, live) shown; the form was filled (this session's 1st view)
+TOAST, SEEN, FILLED = "train_toast", "train_seen", "train_filled"
 
 
 def field_key(stream, key: str) -> str:
@@ -30,32 +32,91 @@ def field_key(stream, key: str) -> str:
 
 
 def prefill(stream) -> None:
-    """Put the chosen preset's values into the form (on first load and when the preset changes)."""
+    """Put the chosen preset's values into the form (when the preset changes)."""
     preset = st.session_state[f"train_preset_{stream.name}"]
     for key, value in preset_values(stream, preset).items():
         st.session_state[field_key(stream, key)] = value
 
 
+def fill_missing(stream) -> None:
+    """Give form fields with no value the preset's (on first load; and when an interrupted
+    rerun dropped a field's state, which would else show 0)."""
+    missing = [f.key for f in form_fields(stream)
+               if field_key(stream, f.key) not in st.session_state]
+    if missing:
+        values = preset_values(stream, st.session_state[f"train_preset_{stream.name}"])
+        for key in missing:
+            st.session_state[field_key(stream, key)] = values[key]
+
+
+def fill_from_run(ws: Path, run_dir: Path) -> None:
+    """Put the settings a run was started with into the form (a reload or a new tab while it
+    runs shows them, not the defaults). A dataset no longer stored is left as it is."""
+    form = run_form(run_dir)
+    if form is None:
+        return
+    for name, stream in STREAMS.items():
+        path = form.data[name]
+        stored = {Path(d.path).resolve(): d.name for d in list_datasets(ws, stream.kind)}
+        if path is None or Path(path).resolve() in stored:
+            st.session_state[f"train_data_{name}"] = stored[Path(path).resolve()] if path else NONE
+        st.session_state[f"train_preset_{name}"] = form.presets[name]
+        for key, value in form.values[name].items():
+            st.session_state[field_key(stream, key)] = value
+    for key, value in form.pipeline.items():
+        st.session_state[f"train_{key}"] = value
+
+
+@st.cache_data(max_entries=64, show_spinner="Checking the datasets…")
+def dataset_error(kind: str, path: str, stamp: tuple) -> str | None:
+    """Why a stored dataset cannot be used (the Data page's check), or None; `stamp` keys the
+    cache to its files."""
+    return dataset_summary(Path(path), kind)["error"]
+
+
+def usable_datasets(ws: Path, kind: str) -> tuple[dict, dict]:
+    """({name: Dataset} that load, {name: why not} for those that do not)."""
+    usable, refused = {}, {}
+    for d in list_datasets(ws, kind):
+        if error := dataset_error(kind, str(d.path), dataset_stamp(d.path)):
+            refused[d.name] = error
+        else:
+            usable[d.name] = d
+    return usable, refused
+
+
 def choose_data(ws: Path) -> tuple[dict, dict]:
-    """Dataset and preset per stream → ({stream: path or None}, {stream: preset})."""
+    """Dataset and preset per stream → ({stream: path or None}, {stream: preset}). A dataset
+    that cannot be used is not offered; a caption says why."""
     data, chosen = {}, {}
     for stream in STREAMS.values():
-        datasets = {d.name: d for d in list_datasets(ws, stream.kind)}
+        datasets, refused = usable_datasets(ws, stream.kind)
         left, right = st.columns(2)
         options = [*datasets, NONE]
-        name = left.selectbox(f"{stream.title}: dataset", options,
-                              index=0 if stream.preselected else len(options) - 1,
-                              key=f"train_data_{stream.name}",
+        key = f"train_data_{stream.name}"
+        if st.session_state.get(key) not in options:  # first load, or its dataset was deleted
+            st.session_state[key] = options[0] if stream.preselected else NONE
+        name = left.selectbox(f"{stream.title}: dataset", options, key=key,
                               format_func=lambda n: f"{n} (bundled)"
                               if n in datasets and datasets[n].sample else n,
                               help="upload more on the Data page; 'none' leaves this stream out")
         chosen[stream.name] = right.selectbox(f"{stream.title}: preset", presets(stream.name),
                                               key=f"train_preset_{stream.name}",
                                               on_change=prefill, args=(stream,))
-        if field_key(stream, form_fields(stream)[0].key) not in st.session_state:
-            prefill(stream)
+        fill_missing(stream)
+        for bad, why in refused.items():
+            left.caption(f"Not offered: **{bad}** cannot be used: {why}")
         data[stream.name] = datasets[name].path if name in datasets else None
     return data, chosen
+
+
+def identity() -> dict:
+    """The run's name (shown in the runs index) and its random seed: `pipeline` keys."""
+    left, right, _ = st.columns([2, 1, 3])
+    return {"name": left.text_input("Run name", key="train_name", max_chars=80,
+                                    placeholder="optional, shown on the Runs page"),
+            "seed": right.number_input("Seed", min_value=0, step=1, key="train_seed",
+                                       help="the same seed and config give the same run")}
 
 
 def hardware() -> dict:
@@ -81,10 +142,12 @@ def hardware() -> dict:
     return chosen
 
 
-def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
-    """The form: ({stream: {key: value}}, hardware, Train clicked). Values apply on submit."""
+def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool, bool]:
+    """The form: ({stream: {key: value}}, `pipeline` keys (name, seed, hardware), Check
+    clicked, Train clicked). Values apply on submit."""
     values = {}
     with st.form("train_form"):
+        chosen = identity()
         for stream in STREAMS.values():
             st.markdown(f"**{stream.title}**")
             cols = st.columns(3)
@@ -95,12 +158,14 @@ def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool]:
                                          key=field_key(stream, f.key))
             values[stream.name] = {f.key: st.session_state[field_key(stream, f.key)]
                                    for f in form_fields(stream)}
-        chosen = hardware()
+        chosen |= hardware()
         left, right, _ = st.columns([1, 1, 4])
-        left.form_submit_button("Check config", key="train_check")
+        check = left.form_submit_button("Check config", key="train_check",
+                                        help="check the config, the device and the data as "
+                                             "`--dry-run` does; trains nothing")
         train = right.form_submit_button("Train", key="train_start", type="primary",
                                          disabled=busy or not any_data)
-    return values, chosen, train
+    return values, chosen, check, train
 
 
 def draw_panel(run_dir: Path) -> None:
@@ -122,23 +187,25 @@ def draw_panel(run_dir: Path) -> None:
             st.warning(f"**{stream}**: {text}")
         st.plotly_chart(stage_graph(view.stages), key="train_stage_graph",
                         config={"displayModeBar": False})
-        c = st.columns([3, 1, 1, 3])
-        c[0].metric("Stage", view.stage_text)
+        # tiles hold short numbers; the stage name and the device are text and would be cut
+        c = st.columns(3)
+        c[0].metric("Stage", view.stage_count)
         c[1].metric("Epoch" if view.live else "Epochs done",
                     f"{view.epoch or 0}/{view.n_epochs}" if view.n_epochs else "—")
         c[2].metric("Samples/s", f"{view.samples_per_s:,.0f}" if view.samples_per_s else "—")
-        c[3].metric("Device", view.device)
+        st.caption(f"Stage: **{view.stage_text}** · device: {view.device}")
         if view.fraction is not None:
             text = f"step {view.step}/{view.n_steps} · ETA {view.eta_text}" if view.n_steps \
                 else "training finished"
             st.progress(view.fraction, text=text)
     with loss_box:
-        st.plotly_chart(loss_figure(view.curves, log_y), key="train_loss_chart",
-                        config={"displayModeBar": False})
+        st.plotly_chart(loss_figure(view.curves, log_y, revision=view.run_id),
+                        key="train_loss_chart", config={"displayModeBar": False})
     with log_box:
-        st.caption("pipeline.log (end)")
-        st.code("\n".join(view.log_tail) or "(no log yet)", language=None, height=300,
-                wrap_lines=True)
+        # newest first: a scrolled box opens at its top, where "run done" must be seen
+        st.caption("pipeline.log, newest line first")
+        st.code("\n".join(reversed(view.log_tail)) or "(no log yet)", language=None,
+                height=300, wrap_lines=True)
 
 
 def rerun_on_change(ws: Path) -> Path | None:
@@ -163,6 +230,49 @@ def watch(ws: Path) -> None:
     rerun_on_change(ws)
 
 
+def settings(ws: Path, busy: bool) -> None:
+    """Data, preset, hyperparameters and hardware of a new run; Check config and Train."""
+    data, chosen = choose_data(ws)
+    values, pipeline, check, train = hyperparameters(busy, any(data.values()))
+    if not busy and not any(data.values()):
+        st.info("Choose a dataset for at least one stream to train.")
+    overrides = training_overrides(data, chosen, values, pipeline)
+    try:
+        config_text = preview_config(overrides)
+    except ConfigError as e:
+        st.error(str(e))
+        config_text = None
+    with st.expander("Runtime config (defaults ← preset ← your values)"):
+        st.code(config_text or "fix the error above", language="yaml")
+    if check and config_text is not None and any(data.values()):
+        try:
+            with st.spinner("Checking the device and the data…"):
+                found = check_run(overrides)
+        except AtcError as e:
+            st.error(str(e))
+        else:
+            st.success("Ready to train:\n" + "\n".join(f"- {line}" for line in found))
+    if train and config_text is not None:  # a bad config is already shown above
+        try:
+            with st.spinner("Checking the device and the data, then starting…"):
+                run = start_training(ws, overrides)
+        except AtcError as e:
+            st.error(str(e))
+        else:
+            st.session_state[TOAST] = f"Started run {run.name}"
+            st.rerun()
+
+
+def controls(run_dir: Path | None, busy: bool) -> None:
+    """Refresh, and Stop while a run is live."""
+    left, right, _ = st.columns([1, 1, 6])
+    left.button("Refresh", key="train_refresh")  # any click reruns the page: files re-read
+    if busy and right.button("Stop", key="train_stop", type="primary"):
+        jobs.stop(run_dir, wait=False)
+        st.session_state[TOAST] = "Stop requested: the trainer saves a checkpoint, then stops"
+        st.rerun()
+
+
 def main() -> None:
     st.title("Train")
     if TOAST in st.session_state:
@@ -172,46 +282,29 @@ def main() -> None:
     status = jobs.run_status(run_dir) if run_dir else None
     busy = bool(status and status["status"] in jobs.LIVE_STATES)
     st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
+    if FILLED not in st.session_state:  # this session's first view of the page
+        st.session_state[FILLED] = True
+        st.session_state["train_seed"] = PipelineConfig().seed
+        if busy:
+            fill_from_run(ws, run_dir)
 
-    data, chosen = choose_data(ws)
-    values, chosen_hardware, train = hyperparameters(busy, any(data.values()))
-    if busy:
+    if busy:  # the live run first, where Train left the user; the settings below it
         st.info(f"Run {run_dir.name} is {status['label']}: Train is disabled until it finishes "
-                "or you stop it.")
-    elif not any(data.values()):
-        st.info("Choose a dataset for at least one stream to train.")
-    overrides = training_overrides(data, chosen, values, chosen_hardware)
-    try:
-        config_text = preview_config(overrides)
-    except ConfigError as e:
-        st.error(str(e))
-        config_text = None
-    with st.expander("Runtime config (defaults ← preset ← your values)"):
-        st.code(config_text or "fix the error above", language="yaml")
-    if train and config_text is not None:  # a bad config is already shown above
-        try:
-            run = start_training(ws, overrides)
-        except AtcError as e:
-            st.error(str(e))
-        else:
-            st.session_state[TOAST] = f"Started run {run.name}"
-            st.rerun()
-
-    left, right, _ = st.columns([1, 1, 6])
-    left.button("Refresh", key="train_refresh")  # any click reruns the page: files re-read
-    if busy and right.button("Stop", key="train_stop", type="primary"):
-        jobs.stop(run_dir, wait=False)
-        st.session_state[TOAST] = "Stop requested: the trainer saves a checkpoint, then stops"
-        st.rerun()
+                "or you stop it. Its settings are below.")
+        controls(run_dir, busy)
+        live_panel(ws)
+        st.divider()
+        st.subheader("Settings")
+        settings(ws, busy)
+        return
+    settings(ws, busy)
+    controls(run_dir, busy)
     st.divider()
     if run_dir is None:
         st.info("No run yet: choose data above and click Train.")
-        watch(ws)
-    elif busy:
-        live_panel(ws)
     else:
         draw_panel(run_dir)
-        watch(ws)
+    watch(ws)
 
 
 main()

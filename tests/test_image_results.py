@@ -20,6 +20,7 @@ from conftest import REPO, only_run_dir
 from core import image_results as img
 from core import results
 from core.figures.results import DEFECT_COLOUR, NORMAL_COLOUR, score_histogram
+from core.images.overlays import OUTLINE, REGION, outlined, overlay
 
 SAMPLE = REPO / "data" / "samples" / "images"  # 60 train, 25 test (10 good, 15 with masks)
 IMAGE_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
@@ -110,6 +111,29 @@ def test_histogram_splits_normal_and_defect_and_marks_the_threshold():
     assert len(unlabelled.data) == 1 and list(unlabelled.data[0].x) == scores.tolist()
 
 
+def test_gallery_tile_shows_the_image_with_flagged_and_true_outlines_beside_its_overlay():
+    image = np.full((1, 8, 8), 0.5, dtype=np.float32)  # (C, H, W) a flat grey part
+    amap = np.zeros((8, 8), dtype=np.float32)
+    amap[2:5, 2:5] = 3.0  # the flagged region at threshold 1
+    mask = np.zeros((8, 8))
+    mask[5:8, 5:8] = 1
+    plain = outlined(image, amap > 1.0, mask)
+    assert plain.shape == (8, 8, 3) and plain.dtype == np.uint8
+    blue, green = (plain == REGION).all(-1), (plain == OUTLINE).all(-1)
+    assert blue.sum() == 8 and blue[2:5, 2:5].sum() == 8 and not blue[3, 3]  # a ring
+    assert green.sum() == 8 and green[5:8, 5:8].sum() == 8 and not green[6, 6]
+    untouched = ~(blue | green)
+    assert (plain[untouched] == 127).all()  # the image itself, not darkened by the map
+    item = img.GalleryItem("a.png", "dent", 1, 3.0, True, overlay(image, amap, 3.0, mask), True,
+                           plain)
+    tile = item.tile
+    assert tile.shape == (8, 8 + 4 + 8, 3)
+    assert (tile[:, :8] == plain).all() and (tile[:, 8:12] == 255).all()
+    assert (tile[:, 12:] == item.overlay).all()
+    assert img.GalleryItem("a.png", "dent", 1, 3.0, True, item.overlay, False).tile is \
+        item.overlay  # no image to put beside it (the saved overlay only)
+
+
 def test_find_mask_and_saved_overlay_follow_the_naming_conventions(tmp_path):
     folder = tmp_path / "ground_truth" / "scratch_deep"
     folder.mkdir(parents=True)
@@ -154,7 +178,10 @@ def test_gallery_is_sorted_by_score_with_overlays_and_masks(res):
     assert scores == sorted(res.score, reverse=True)[:16]
     for it in items:
         assert it.overlay.shape == (64, 64, 3) and it.overlay.dtype == np.uint8
+        assert it.image.shape == (64, 64, 3) and it.tile.shape == (64, 132, 3)
         assert it.flagged == (it.score > res.threshold)
+        if it.flagged:  # a score above the threshold has map pixels above it: outlined
+            assert (it.image == REGION).all(-1).any(), it.file
         assert it.mask_known == (it.label == 1)  # every defect of the sample has a mask
     lower = img.gallery(res, -1.0, 3)
     assert all(it.flagged for it in lower) and "· flagged" in lower[0].caption

@@ -83,7 +83,7 @@ def test_live_view_of_a_running_run(ws):
     assert view.stages[1].seconds == pytest.approx(60.0)  # running: up to now
     assert view.stages[2].seconds is None
     assert (view.active.name, view.active_index, view.n_stages) == ("train_patchtst", 2, N)
-    assert view.stage_text == f"2/{N} train_patchtst"
+    assert view.stage_text == f"2/{N} train_patchtst" and view.stage_count == f"2/{N}"
     assert (view.epoch, view.n_epochs) == (2, 4)  # n_epochs from run.yaml before epoch 1 ends
     assert (view.step, view.n_steps, view.fraction) == (30, 120, 0.25)
     assert view.eta_text == "2 min 05 s"
@@ -123,6 +123,7 @@ def test_live_view_marks_a_vanished_process_lost(ws):
     assert view.label == "failed (lost)" and not view.live
     assert view.stages[1].status == "failed"
     assert view.stage_text == f"2/{N} train_patchtst (failed)" and "lost" in view.error
+    assert view.stage_count == f"2/{N}"
 
 
 def test_live_view_falls_back_to_stdout_log(ws):
@@ -252,6 +253,43 @@ def test_loss_figure_traces_axes_and_log_scale(ws):
     assert not empty.data and "no loss" in empty.layout.annotations[0].text
 
 
+def test_a_lone_loss_point_is_drawn_and_zoom_survives_new_points(ws):
+    run = fake_run(ws, "r1", states=RUNNING, active=ACTIVE)
+    write_metrics(run, 1, 10)
+    lone = loss_figure(live_view(run).curves, revision="r1")
+    assert "markers" in lone.data[0].mode and list(lone.data[0].x) == [1]
+    write_metrics(run, 40, 10)  # a longer curve: a line only
+    longer = loss_figure(live_view(run).curves, revision="r1")
+    assert longer.data[0].mode == "lines"
+    # the same run and scale keep plotly's UI state (zoom) across redraws; a new scale resets it
+    assert lone.layout.uirevision == longer.layout.uirevision
+    assert loss_figure({}, log_y=True, revision="r1").layout.uirevision != lone.layout.uirevision
+    assert loss_figure({}, revision="r2").layout.uirevision != lone.layout.uirevision
+
+
+def test_eta_is_estimating_until_two_steps_are_reported(ws):
+    first = fake_run(ws, "r1", states=RUNNING, active=ACTIVE | {"eta_s": None})
+    assert live_view(first).eta_text == "estimating…"
+    assert live_view(fake_run(ws, "r2", states=RUNNING, active=ACTIVE)).eta_text == "2 min 05 s"
+
+
+def test_train_reporter_has_no_eta_from_one_step(monkeypatch):
+    """The first report is a single point: no rate, so no ETA (it used to say '0 s')."""
+    from types import SimpleNamespace
+    from core import stages
+    active = []
+    ctx = SimpleNamespace(metrics=SimpleNamespace(log=lambda **kw: None),
+                          progress=SimpleNamespace(update_active=lambda **kw: active.append(kw)))
+    clock = iter([100.0, 101.0, 110.0])
+    monkeypatch.setattr(stages.time, "time", lambda: next(clock))
+    reporter = stages.TrainReporter(ctx, "train_patchtst", "patchtst")
+    step = dict(epoch=1, n_epochs=2, n_steps=100, loss=1.0, lr=1e-3, samples_per_s=10.0,
+                gpu_mem_gb=None)
+    reporter.step(step=1, **step)
+    reporter.step(step=10, **step)  # 9 steps in 9 s: 90 steps left take 90 s
+    assert [a["eta_s"] for a in active] == [None, 90.0]
+
+
 def test_form_values_overrides_and_preview():
     stream = STREAMS["patchtst"]
     tiny = preset_values(stream, "tiny")
@@ -274,8 +312,8 @@ def test_form_values_overrides_and_preview():
 def test_start_training_refuses_no_or_missing_data(ws):
     with pytest.raises(DataError, match="choose a dataset for at least one stream"):
         start_training(ws, {"pipeline.ts_data": None})
-    with pytest.raises(DataError, match="no such file"):
-        start_training(ws, {"pipeline.ts_data": str(ws / "nope")})
+    with pytest.raises(DataError, match="nope: expected a CSV file or a dataset folder"):
+        start_training(ws, {"pipeline.ts_data": str(ws / "nope")})  # the dry run's check
     assert not [p for p in (ws / "runs").iterdir() if p.is_dir()]
 
 

@@ -74,6 +74,7 @@ def test_dry_run_writes_config_and_trains_nothing(tiny_dataset, tmp_path):
     assert res.returncode == 0, res.stderr
     assert [line.split()[1] for line in res.stdout.splitlines() if line.startswith("[")] == STAGES
     assert "3 channels, 800 train rows" in res.stdout
+    assert "device: cpu" in res.stdout or "device: cuda" in res.stdout  # the device is checked
     run = only_run_dir(ws)
     assert "epochs: 7" in (run / "run.yaml").read_text()
     assert read_json(run / "progress.json")["status"] == "planned"

@@ -22,6 +22,7 @@ from core.figures.results import (MAX_BANDS, display_segments, minmax_indices,
 from core.figures.runs import overlay_loss_figure
 from core.progress import process_start, read_metrics
 from core.runs import RunIndex
+from core.stages import STREAMS
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +128,27 @@ def test_human_duration():
 
 
 def test_compare_configs_shows_only_differing_keys(tmp_path):
-    cfgs = {"r1": {"patchtst": {"train": {"epochs": 3, "lr": 0.001}}, "pipeline": {"seed": 0}},
-            "r2": {"patchtst": {"train": {"epochs": 5, "lr": 0.001}}, "pipeline": {"seed": 0,
-                                                                               "name": "x"}}}
+    cfgs = {"r1": {"patchtst": {"train": {"epochs": 3, "lr": 0.001}},
+                   "swinmae": {"train": {"epochs": 9}},
+                   "pipeline": {"seed": 0, "ts_data": "a", "img_data": None}},
+            "r2": {"patchtst": {"train": {"epochs": 5, "lr": 0.001}},
+                   "swinmae": {"train": {"epochs": 2}},
+                   "pipeline": {"seed": 0, "name": "x", "ts_data": "a", "img_data": "i"}},
+            "r3": {"patchtst": {"train": {"epochs": 3, "lr": 0.001}},
+                   "swinmae": {"train": {"epochs": 2}},
+                   "pipeline": {"seed": None, "ts_data": "a", "img_data": "i"}}}
     for name, cfg in cfgs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.yaml").write_text(yaml.safe_dump(cfg))
     diff = results.compare_configs([tmp_path / "r1", tmp_path / "r2"])
-    assert diff.index.tolist() == ["patchtst.train.epochs", "pipeline.name"]
+    # swinmae.train.epochs differs, but r1 trained no images: not a difference worth a row
+    assert diff.index.tolist() == ["patchtst.train.epochs", "pipeline.img_data", "pipeline.name"]
     assert diff.loc["patchtst.train.epochs"].tolist() == ["3", "5"]
-    assert diff.loc["pipeline.name"].tolist() == ["(absent)", "x"]
+    assert diff.loc["pipeline.name"].tolist() == ["–", "x"]  # no key, no "None"
+    assert diff.loc["pipeline.img_data"].tolist() == ["–", "i"]
+    three = results.compare_configs([tmp_path / r for r in ("r1", "r2", "r3")])
+    assert three.loc["pipeline.seed"].tolist() == ["0", "0", "–"]
+    assert "swinmae.train.epochs" not in three.index  # r2 and r3, which trained it, agree
     assert results.compare_configs([tmp_path / "r1"]).empty
 
 
@@ -283,6 +295,25 @@ def test_overlay_loss_figure(run_dir):
     assert [t.name for t in fig.data] == ["r1 · train", "r1 · val", "r2 · train", "r2 · val"]
     assert fig.data[0].line.color != fig.data[2].line.color
     assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.title.text == "epoch"
+
+
+def test_overlay_loss_figure_has_a_subplot_per_stream_and_a_colour_per_run(run_dir):
+    ts = loss_curves(read_metrics(run_dir))["patchtst"]
+    fig = overlay_loss_figure({"both": {"patchtst": ts, "swinmae": ts}, "ts": {"patchtst": ts}})
+    by_axis = {}
+    for t in fig.data:
+        by_axis.setdefault(t.yaxis, []).append((t.name, t.line.color, t.showlegend))
+    # time series on the first axis (both runs), images on the second (one run)
+    assert [n for n, _, _ in by_axis["y"]] == ["both · train", "both · val", "ts · train",
+                                               "ts · val"]
+    assert [n for n, _, _ in by_axis["y2"]] == ["both · train", "both · val"]
+    colours = {}
+    for name, colour, _ in by_axis["y"] + by_axis["y2"]:
+        colours.setdefault(name.split(" · ")[0], set()).add(colour)
+    assert len(colours["both"]) == len(colours["ts"]) == 1 and colours["both"] != colours["ts"]
+    assert [s for _, _, s in by_axis["y2"]] == [False, False]  # one legend entry per run
+    assert [a.text for a in fig.layout.annotations] == [STREAMS["patchtst"].title,
+                                                         STREAMS["swinmae"].title]
 
 
 def test_modules_do_not_import_torch():

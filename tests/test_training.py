@@ -153,8 +153,9 @@ def test_fit_patchtst_loss_falls_and_checkpoints_load(tmp_path):
     assert last < 0.5 * first, (first, last)
     assert rec.epochs[-1]["val_loss"] < 0.6 * rec.epochs[0]["val_loss"]
     assert all(math.isfinite(e["val_loss"]) for e in rec.epochs)
-    # step reports: every log_every steps (15 per epoch: 5, 10, 15 ...), numbered globally
-    assert [s["step"] for s in rec.steps] == list(range(5, 91, 5))
+    # step reports: the first step, then every log_every steps (15 per epoch: 5, 10, 15 ...),
+    # numbered globally
+    assert [s["step"] for s in rec.steps] == [1, *range(5, 91, 5)]
     assert all(s["n_steps"] == 90 and s["lr"] > 0 for s in rec.steps)
     # best.pt: the best epoch's weights and the extra; loads with weights_only
     best = load_checkpoint(tmp_path / BEST)

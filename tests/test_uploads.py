@@ -64,6 +64,16 @@ def test_sanitize_name_caps_length_and_is_idempotent():
         assert sanitize_name(once) == once
 
 
+def test_free_name_never_collides(tmp_path):
+    for name in ("train", "train-2", "Images"):
+        uploads.save_timeseries_dataset(tmp_path, name, ("train.csv", b"a\n1\n2\n"))
+    assert uploads.free_name(tmp_path, "timeseries", "train") == "train-3"
+    assert uploads.free_name(tmp_path, "timeseries", "images") == "images-2"  # case ignored
+    assert uploads.free_name(tmp_path, "timeseries", "sample") == "sample-2"  # reserved
+    assert uploads.free_name(tmp_path, "timeseries", "machine 1") == "machine_1"
+    assert uploads.free_name(tmp_path, "images", "train") == "train"  # per data kind
+
+
 # ---------------------------------------------------------------- assign_roles
 
 def roles_of(*names: str) -> dict[str, str]:
@@ -92,7 +102,8 @@ def test_assign_roles_from_names(names, expected):
     ([], "expected at least one CSV file .*found none"),
     (["train.csv", "m1.csv", "x.csv"],
      r"^'m1.csv', 'x.csv': cannot tell which file is which; expected names starting with "
-     r"train, test or test_label \(train.csv, test.csv, test_label.csv\)$"),
+     r"train, test or test_label \(train.csv, test.csv, test_label.csv\), or a role picked "
+     r"for each file$"),
     (["a.csv", "b.csv"], "^'a.csv', 'b.csv': cannot tell"),
     (["train.csv", "train_2.csv"], "^'train.csv', 'train_2.csv': expected one train file, found 2"),
     (["train.csv", "labels.csv", "test_label.csv"], "expected one labels file, found 2"),
@@ -102,6 +113,46 @@ def test_assign_roles_from_names(names, expected):
 def test_assign_roles_refuses_what_it_cannot_tell(names, message):
     with pytest.raises(DataError, match=message):
         roles_of(*names)
+
+
+def test_picked_roles_win_over_names_and_ignore_leaves_a_file_out():
+    ups = [(n, b"") for n in ("anomaly-free.csv", "0.csv", "train.csv")]
+    picked = {"anomaly-free.csv": "train", "0.csv": "test", "train.csv": "ignore"}
+    assert {r: up[0] for r, up in assign_roles(ups, picked).items()} == {
+        "train": "anomaly-free.csv", "test": "0.csv"}
+    with pytest.raises(DataError, match="expected one test file, found 2"):
+        assign_roles(ups, {"anomaly-free.csv": "test", "0.csv": "test"})
+    with pytest.raises(DataError, match="or a file picked as train"):
+        assign_roles(ups, {"train.csv": "ignore"} | {"anomaly-free.csv": "test",
+                                                       "0.csv": "labels"})
+
+
+def skab_csv(anomalies: int, rows: int = 20) -> bytes:
+    """SKAB's layout: `;`-separated, a datetime, channels, then `anomaly` and `changepoint`."""
+    lines = ["datetime;Accelerometer1RMS;Temperature;anomaly;changepoint"]
+    lines += [f"2020-03-09 10:{i:02d}:00;0.02{i};90.{i};{int(i < anomalies)}.0;0.0"
+              for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_guess_roles_fills_unknown_names_from_their_labels():
+    # SKAB: the anomaly-free file is the training data even when it comes second
+    ups = [("valve1/0.csv", skab_csv(7)), ("anomaly-free.csv", skab_csv(0))]
+    assert uploads.guess_roles(ups) == {"anomaly-free.csv": "train", "valve1/0.csv": "test"}
+    assert uploads.labelled_share(ups[0]) == pytest.approx(0.35)
+    assert uploads.labelled_share(("x.csv", b"a,b\n1,2\n")) is None
+    assert uploads.guess_roles([("test.csv", b""), ("a.csv", b""), ("b.csv", b"")]) == {
+        "test.csv": "test", "a.csv": "train", "b.csv": "ignore"}
+    assert uploads.guess_roles([("readings.csv", skab_csv(3))]) == {"readings.csv": "train"}
+
+
+def test_a_training_file_with_labelled_anomalies_is_warned_about(tmp_path):
+    uploads.save_timeseries_dataset(tmp_path, "skab", ("valve1/0.csv", skab_csv(7)))
+    summary = dataset_summary(tmp_path / "uploads" / "timeseries" / "skab")
+    assert summary["error"] is None and summary["channels"]["names"] == [
+        "Accelerometer1RMS", "Temperature"]  # label-like columns are never channels
+    assert any("marks 35.0% of the training rows as anomalies" in w
+               for w in summary["warnings"]), summary["warnings"]
 
 
 def test_assign_roles_keeps_the_content_objects():

@@ -71,17 +71,25 @@ def stage_graph(stages: Iterable[Any]) -> go.Figure:
     return fig
 
 
-def loss_figure(curves: Mapping[str, Mapping[str, Any]], log_y: bool = False) -> go.Figure:
+MARKED_POINTS = 30  # a training curve this short also gets markers (a lone point has no line)
+
+
+def loss_figure(curves: Mapping[str, Mapping[str, Any]], log_y: bool = False,
+                revision: str = "") -> go.Figure:
     """Training loss by optimizer step (line) and validation loss per epoch (markers) for each
     stream. A validation point sits at the step where its epoch ended (`val_step`, from
-    `core.live`); without `val_step` it falls back to epoch × steps-per-epoch."""
+    `core.live`); without `val_step` it falls back to epoch × steps-per-epoch.
+    `revision` (the run id) becomes plotly's `uirevision`: while it and the scale stay the same,
+    a redraw with new points keeps the user's zoom."""
     fig = go.Figure()
     for i, (stream, c) in enumerate(curves.items()):
         colour = STREAM_COLOURS[i % len(STREAM_COLOURS)]
         steps, train = c.get("step", []), c.get("train_loss", [])
         if len(steps):
-            fig.add_trace(go.Scatter(x=steps, y=train, mode="lines", name=f"{stream} train",
+            mode = "lines+markers" if len(steps) <= MARKED_POINTS else "lines"
+            fig.add_trace(go.Scatter(x=steps, y=train, mode=mode, name=f"{stream} train",
                                        line=dict(color=colour, width=1.5),
+                                       marker=dict(size=5, color=colour),
                                        hovertemplate="step %{x:.0f}: %{y:.4g}<extra></extra>"))
         val, epochs = c.get("val_loss", []), c.get("epoch", [])
         if len(val):
@@ -104,5 +112,5 @@ def loss_figure(curves: Mapping[str, Mapping[str, Any]], log_y: bool = False) ->
         xaxis=dict(title=dict(text=STEP_AXIS), rangemode="tozero"),
         yaxis=dict(title=dict(text=LOSS_AXIS + (", log scale" if log_y else "")),
                    type="log" if log_y else "linear"),
-        hovermode="x unified")
+        hovermode="x unified", uirevision=f"{revision}|{'log' if log_y else 'linear'}")
     return fig

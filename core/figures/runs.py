@@ -1,4 +1,5 @@
-"""The Runs page's chart: loss curves of several runs overlaid, one colour per run."""
+"""The Runs page's chart: loss curves of several runs overlaid, one subplot per stream (their
+losses are on different scales), one colour per run."""
 from __future__ import annotations
 
 import math
@@ -6,29 +7,45 @@ from collections.abc import Mapping
 
 import plotly.colors
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-LOSS_TITLE = "loss (MSE on masked patches, normalised units)"
+from core.stages import STREAMS
+
+LOSS_TITLE = "loss (MSE, normalised units)"
 
 
 def overlay_loss_figure(curves: Mapping[str, Mapping[str, Mapping]], log_y: bool = False
                         ) -> go.Figure:
     """{run_id: {stream: core.curves.loss_curves arrays}} → train (solid) and validation (dashed)
-    loss per epoch, one colour per run. Epochs, not steps, are the x axis: runs with different
-    batch sizes or data lengths take different steps per epoch, so steps would not line up."""
+    loss per epoch: one subplot per stream that any run trained, one colour per run (the same in
+    every subplot, one legend entry per run and kind). Epochs, not steps, are the x axis: runs
+    with different batch sizes or data lengths take different steps per epoch."""
     palette = plotly.colors.qualitative.Plotly
-    fig, last_epoch = go.Figure(), 1
-    for i, (run_id, streams) in enumerate(curves.items()):
+    streams = [s for s in STREAMS if any(s in by_stream for by_stream in curves.values())]
+    fig = make_subplots(rows=max(len(streams), 1), cols=1, vertical_spacing=0.12,
+                        subplot_titles=[STREAMS[s].title for s in streams] or None)
+    last_epoch, in_legend = 1, set()
+    for i, (run_id, by_stream) in enumerate(curves.items()):
         colour = palette[i % len(palette)]
-        for stream, c in streams.items():
+        for row, stream in enumerate(streams, 1):
+            c = by_stream.get(stream)
+            if c is None:
+                continue
             last_epoch = max([last_epoch, *c["epoch"]])
-            tag = run_id if len(streams) == 1 else f"{run_id} {stream}"
             for key, kind, dash in (("epoch_train_loss", "train", "solid"),
                                     ("val_loss", "val", "dash")):
-                fig.add_trace(go.Scatter(x=c["epoch"], y=c[key], name=f"{tag} · {kind}",
-                                         legendgroup=tag, mode="lines+markers",
-                                         line=dict(color=colour, dash=dash)))
-    fig.update_layout(height=400, margin=dict(l=10, r=10, t=60, b=10), hovermode="x unified",
-                      xaxis=dict(title="epoch", tick0=1, dtick=math.ceil(last_epoch / 10)),
-                      yaxis=dict(title=LOSS_TITLE, type="log" if log_y else "linear"),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+                name = f"{run_id} · {kind}"
+                fig.add_trace(go.Scatter(
+                    x=c["epoch"], y=c[key], name=name, legendgroup=run_id,
+                    showlegend=name not in in_legend, mode="lines+markers",
+                    line=dict(color=colour, dash=dash),
+                    hovertemplate=f"{run_id} {stream} {kind}, epoch %{{x}}: %{{y:.4g}}"
+                                  "<extra></extra>"), row=row, col=1)
+                in_legend.add(name)
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=math.ceil(last_epoch / 10))
+    fig.update_yaxes(title_text=LOSS_TITLE, type="log" if log_y else "linear")
+    fig.update_layout(height=160 + 300 * max(len(streams), 1),
+                      margin=dict(l=10, r=10, t=110, b=10),  # room for legend and titles
+                      legend=dict(orientation="h", yref="container", y=1.0, yanchor="top",
+                                  x=0))
     return fig

@@ -8,8 +8,9 @@ person counts data rows: the header is not a row). Fixable-by-us issues (NaN gap
 columns) become warnings instead.
 
 Column roles, in order of precedence:
-  - label-like (`label`, `anomaly`, `changepoint`, any case): never channels; `label` (else
-    `anomaly`) gives the 0/1 labels of that file;
+  - label-like (`label`, `is_anomaly`, `anomaly`, `changepoint`, any case): never channels;
+    `label` (else `is_anomaly`, else `anomaly`) gives the 0/1 labels of that file (a training
+    file with anomalies labelled gets a warning: they would be learned as normal);
   - one timestamp (named `timestamp`/`time`/`datetime`/`date`, or else the first non-numeric
     column that parses fully as datetimes): kept as strings for display;
   - everything else must be numeric: the channels, in file order.
@@ -32,7 +33,8 @@ import pandas as pd
 
 from core.errors import DataError
 
-LABEL_COLUMNS = ("label", "anomaly", "changepoint")  # never channels; the first two give labels
+# never channels; `label`, `is_anomaly` or `anomaly` (in that order) gives the labels
+LABEL_COLUMNS = ("label", "is_anomaly", "anomaly", "changepoint")
 TIME_NAMES = ("timestamp", "time", "datetime", "date")
 DELIMITERS = ",;\t"
 MISSING = ["", "nan", "NaN", "NAN"]  # the only cell texts read as missing ('n/a' is an error)
@@ -293,9 +295,10 @@ def _parse_labels(col: pd.Series, name: str) -> np.ndarray:
 
 
 def _label_column(columns: list[str]) -> str | None:
-    """The column holding labels: `label` wins over `anomaly` (any case); None if neither."""
+    """The column holding labels: `label`, else `is_anomaly`, else `anomaly` (any case); None
+    if none."""
     by_lower = {c.lower(): c for c in columns}
-    return by_lower.get("label") or by_lower.get("anomaly")
+    return by_lower.get("label") or by_lower.get("is_anomaly") or by_lower.get("anomaly")
 
 
 # ---------------------------------------------------------------- values and gaps
@@ -433,6 +436,10 @@ def load_ts_dataset(path: str | Path, test_path: str | Path | None = None) -> TS
     if len(train.values) < 2:
         raise DataError(f"{train_path.name}: expected at least 2 data rows, found 1")
     notes += _constant_warnings(train, train_path.name)
+    if train.labels is not None and train.labels.any():
+        notes.append(f"{train_path.name}: its label column marks {train.labels.mean():.1%} of "
+                     "the training rows as anomalies, but the model learns the training data "
+                     "as normal; train on anomaly-free data and use this file as test data")
     test = None
     if test_file is not None:
         test, test_filled, test_notes = _load_series(test_file)

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -109,12 +110,16 @@ def screenshot():
 
 def open_page(page: Page, title: str, heading: str | None = None) -> None:
     page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
-    expect(page.get_by_role("heading", name=heading or title, exact=True).first).to_be_visible()
+    # the first run of a fresh server imports torch for the sidebar: seconds on a busy machine
+    expect(page.get_by_role("heading", name=heading or title, exact=True).first).to_be_visible(
+        timeout=30_000)
 
 
 def choose(page: Page, label: str, option: str) -> None:
     """Pick `option` in the Streamlit selectbox labelled `label`."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input").click()
+    # force: the live panel's redraws below can keep the box from counting as "stable" for
+    # Playwright's click checks on a loaded machine (seen waiting past 30 s)
+    page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input").click(force=True)
     page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}")).first.click()
 
 
@@ -126,8 +131,17 @@ def set_number(page: Page, label: str, value: int) -> None:
 
 def train_tiny(page: Page, dataset: str, epochs: int) -> None:
     open_page(page, "Train")
+    # the page's first run checks every stored dataset (cached after) and draws the last run:
+    # widgets clicked before it ends can wait for it past the click's timeout on a busy machine
+    expect(page.get_by_test_id("stFormSubmitButton").filter(has_text="Train")).to_be_visible(
+        timeout=60_000)
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state",
+                                                           "notRunning", timeout=60_000)
     choose(page, "Time series (PatchTST): dataset", dataset)
     choose(page, "Time series (PatchTST): preset", "tiny")
+    # the preset fills the form in a rerun: type only after it (else "3" + "400" = "3400")
+    expect(page.get_by_label("Window (time steps)", exact=True).first).to_have_value(
+        "40", timeout=30_000)
     set_number(page, "Epochs", epochs)
     page.get_by_test_id("stFormSubmitButton").filter(has_text="Train").locator("button").click()
 
@@ -154,7 +168,7 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
 
     train_tiny(page, "browser-sample", epochs=3)
     running = re.compile(r"Run \d{8}-\d{6}-\w{4} is (starting|running)")
-    expect(page.get_by_text(running)).to_be_visible()
+    expect(page.get_by_text(running)).to_be_visible(timeout=60_000)  # after the checks
     expect(page.locator("[data-testid=stMarkdownContainer] span", has_text=re.compile(r"^done$"))
            .first).to_be_visible(timeout=120_000)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)  # stage graph + loss curves
@@ -162,7 +176,7 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
     screenshot(page, "train")
 
     open_page(page, "Results")
-    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("anomaly score", exact=False).first).to_be_visible()
     screenshot(page, "results")
 
@@ -174,11 +188,57 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
     screenshot(page, "home")
 
 
-def test_stop_mid_training_shows_stopped(page: Page, screenshot):
+def test_reload_mid_training_then_stop(page: Page, screenshot):
     train_tiny(page, "sample", epochs=400)
     expect(page.get_by_text(re.compile(r"step \d+/\d+ · ETA"))).to_be_visible(timeout=90_000)
+    page.reload()  # the live run, first on the page, with the settings it was started with
+    expect(page.get_by_text(re.compile(r"step \d+/\d+ · ETA"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_label("Epochs", exact=True).first).to_have_value("400")
+    expect(page.get_by_label("Window (time steps)", exact=True).first).to_have_value("40")  # tiny
+    loss = page.get_by_test_id("stPlotlyChart").nth(1)
+    expect(loss).to_contain_text("patchtst train", timeout=30_000)
+    screenshot(page, "train-live-after-reload")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("[data-testid=stMarkdownContainer] span",
                         has_text=re.compile(r"^stopped$")).first).to_be_visible(timeout=60_000)
     expect(page.get_by_text("train_patchtst (stopped)")).to_be_visible()
     screenshot(page, "train-stopped")
+
+
+def no_accidents(page: Page) -> None:
+    """Nothing drawn by accident (a DeltaGenerator's docstring) and no exception box."""
+    expect(page.get_by_text("DeltaGenerator")).to_have_count(0)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_runs_compare_and_every_page_is_clean(page: Page, screenshot):
+    """After the two runs above: the Runs page compares them (the two newest, by default)."""
+    open_page(page, "Runs")
+    expect(page.get_by_text("Config differences")).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("stPlotlyChart").first).to_contain_text("Time series (PatchTST)",
+                                                                       timeout=30_000)
+    no_accidents(page)
+    page.get_by_text("Compare runs").scroll_into_view_if_needed()
+    screenshot(page, "runs-compare")
+    for title, heading in (("Home", "Anomaly training console"), ("Data", None),
+                           ("Train", None), ("Results", None)):
+        open_page(page, title, heading)
+        no_accidents(page)
+
+
+def test_data_role_picker_for_files_whose_names_say_nothing(page: Page, screenshot, tmp_path):
+    frame = pd.read_csv(SAMPLE / "train.csv").head(400)
+    free, faulty = frame.copy(), frame.copy()
+    free["anomaly"], faulty["anomaly"] = 0, [1] * 120 + [0] * 280  # SKAB-like label columns
+    free.to_csv(tmp_path / "anomaly-free.csv", sep=";", index=False)
+    faulty.to_csv(tmp_path / "0.csv", sep=";", index=False)
+    open_page(page, "Data")
+    expect(page.get_by_text("(bundled sample)")).to_have_count(len(STREAMS), timeout=30_000)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+        [str(tmp_path / "0.csv"), str(tmp_path / "anomaly-free.csv")])
+    saved = page.get_by_test_id("stAlert").filter(has_text="Saved 'anomaly-free'")
+    expect(saved).to_contain_text("(train anomaly-free.csv, test 0.csv)", timeout=30_000)
+    expect(page.get_by_test_id("stSelectbox").filter(has_text="0.csv")).to_be_visible(
+        timeout=30_000)  # the role picker (its value is not text: the alert says the roles)
+    no_accidents(page)
+    screenshot(page, "data-role-picker")

@@ -18,7 +18,7 @@ from conftest import REPO, TINY, run_cli
 from core import jobs, pipeline, progress as progress_mod, runs as runs_mod, uploads
 from core.config import load_config
 from core.errors import DataError, JobError
-from core.fileio import read_json, read_jsonl, write_json
+from core.fileio import read_jsonl, write_json
 from core.progress import (PROGRESS_FILE, RESERVE_FILE, MetricsLog, ProgressWriter,
                            initial_progress, read_progress)
 from core.runs import RunIndex, create_run, runs_dir, workspace

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from conftest import REPO, make_series
 PAGE = str(REPO / "pages" / "data.py")
 KIND = "timeseries"
 SAMPLE_LABEL = "**sample** (bundled sample) · 3,000 training rows × 5 channels"
-FILES, NAME = f"data_{KIND}_files", f"data_{KIND}_name"
+FILES, FOLDER, NAME = f"data_{KIND}_files", f"data_{KIND}_folder", f"data_{KIND}_name"
 
 
 @pytest.fixture
@@ -69,11 +70,15 @@ def metrics(at: AppTest, dataset: str, kind: str = KIND) -> dict[str, str]:
     return {m.label: m.value for m in expander(at, dataset, kind).metric}
 
 
-def test_one_multi_file_uploader_and_no_save_button(at):
+def test_a_files_and_a_folder_uploader_and_no_save_button(at):
     box = at.file_uploader(key=FILES)
-    assert box.accept_multiple_files and box.allowed_type == [".csv", ".gz"]
+    assert box.accept_multiple_files and not box.accept_directory
+    assert box.allowed_type == [".csv", ".gz"]
     assert box.label.startswith("CSV files: train.csv")
-    assert [u.key for u in at.file_uploader if u.key.startswith(f"data_{KIND}")] == [FILES]
+    folder = at.file_uploader(key=FOLDER)
+    assert folder.accept_directory
+    assert [u.key for u in at.file_uploader if u.key.startswith(f"data_{KIND}")] == [FILES,
+                                                                                     FOLDER]
     assert not [b for b in at.button if "save" in b.key]
 
 
@@ -106,7 +111,8 @@ def test_upload_is_saved_at_once_with_roles_from_the_names(at, workdir):
         "NaN cells filled": "0", "Label ratio": "5.00%"}
     assert [f.name for f in at.file_uploader(key=FILES).value] == ["Train.csv", "test.csv"]
     assert at.text_input(key=NAME).disabled  # the round's dataset is named
-    assert "go to 'machine_7'" in section(at).caption[0].value
+    assert any("go to 'machine_7'" in c.value for c in section(at).caption)
+    assert roles(at) == {"Train.csv": "train", "test.csv": "test"}  # the picker shows them
 
     at.run()  # a later run lists it from disk, message gone
     assert not at.success
@@ -121,6 +127,25 @@ def test_a_single_file_is_the_training_data_named_after_it(at, workdir):
     upload(at, ("machine 7.csv.gz", gzip.compress(csv(300))))
     assert stored(workdir, "machine_7") == ["train.csv.gz", "upload.json"]
     assert at.success[0].value.startswith("Saved 'machine_7' (train `machine 7.csv.gz`)")
+
+
+def test_default_names_never_collide(at, workdir):
+    upload(at, ("train.csv", csv(300)))
+    upload(at)  # round over: a second SMD-style upload, no name typed
+    upload(at, ("train.csv", csv(200, 1)), ("test.csv", csv(100, 2)))
+    assert at.success[0].value.startswith("Saved 'train-2'"), [e.value for e in at.error]
+    assert stored(workdir, "train") == ["train.csv", "upload.json"]
+    assert stored(workdir, "train-2") == ["test.csv", "train.csv", "upload.json"]
+
+
+def test_a_folder_upload_is_named_after_its_folder(at, workdir):
+    at.file_uploader(key=FOLDER).set_value([
+        ("machine-1-1/train.csv", csv(300), "text/csv"),
+        ("machine-1-1/test.csv", csv(100, 1), "text/csv")])
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Saved 'machine-1-1'")
+    assert stored(workdir, "machine-1-1") == ["test.csv", "train.csv", "upload.json"]
 
 
 def test_files_added_in_the_same_round_replace_that_dataset(at, workdir):
@@ -156,17 +181,50 @@ def test_a_new_round_never_overwrites_an_earlier_dataset(at, workdir):
     assert stored(workdir, "second") == ["test.csv", "train.csv", "upload.json"]
 
 
+def skab(anomalies: int, rows: int = 300, seed: int = 0) -> bytes:
+    """A SKAB-like file: `;`-separated, with `anomaly` and `changepoint` columns."""
+    frame = make_series(rows, seed).rename(columns={"timestamp": "datetime"})
+    frame["anomaly"] = [1.0] * anomalies + [0.0] * (rows - anomalies)
+    frame["changepoint"] = 0.0
+    return frame.to_csv(index=False, sep=";").encode()
+
+
+def roles(at: AppTest) -> dict[str, str]:
+    return {s.label.strip("`"): s.value for s in at.selectbox
+            if s.key.startswith(f"data_{KIND}_role_")}
+
+
+def test_role_picker_guesses_skab_roles_and_a_change_saves_again(at, workdir):
+    upload(at, ("0.csv", skab(105)), ("anomaly-free.csv", skab(0, seed=1)), name="skab")
+    assert not at.error, [e.value for e in at.error]
+    # names that say nothing: the file without labelled anomalies trains
+    assert roles(at) == {"0.csv": "test", "anomaly-free.csv": "train"}
+    meta = json.loads((workdir / "uploads" / KIND / "skab" / "upload.json").read_text())
+    assert meta["files"] == {"train.csv": "anomaly-free.csv", "test.csv": "0.csv"}
+    assert metrics(at, "skab")["Channels"] == "3"  # anomaly, changepoint: not channels
+    assert metrics(at, "skab")["Label ratio"] == "35.00%"
+
+    picker = next(s for s in at.selectbox if s.label == "`0.csv`")
+    picker.set_value("train").run()  # swapped by hand: the SKAB test file as training data
+    next(s for s in at.selectbox if s.label == "`anomaly-free.csv`").set_value("ignore").run()
+    assert not at.exception, at.exception
+    meta = json.loads((workdir / "uploads" / KIND / "skab" / "upload.json").read_text())
+    assert meta["files"] == {"train.csv": "0.csv"}
+    assert any("marks 35.0% of the training rows as anomalies" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+
+
 def test_naming_errors_are_shown_beside_the_uploader(at, workdir):
-    upload(at, ("a.csv", csv()), ("b.csv", csv()))
-    assert [e.value for e in at.error] == [
-        "'a.csv', 'b.csv': cannot tell which file is which; expected names starting with "
-        "train, test or test_label (train.csv, test.csv, test_label.csv)"]
     upload(at, ("test.csv", csv()))
     assert "expected a training file too" in at.error[0].value
     upload(at, ("train.csv", csv()), name="sample")
     assert "reserved for the bundled sample" in at.error[0].value
     assert not (workdir / "uploads" / KIND).exists()
     assert expander_labels(at) == [SAMPLE_LABEL]
+    upload(at)
+    upload(at, ("a.csv", csv()), ("b.csv", csv()), name="ab")  # names that say nothing:
+    assert at.success[0].value.startswith("Saved 'ab' (train `a.csv`, test `b.csv`)")  # guessed
+    assert not at.error and roles(at) == {"a.csv": "train", "b.csv": "test"}
 
 
 def test_bad_text_column_shows_the_error_naming_the_column(at, workdir):
@@ -256,10 +314,11 @@ def test_image_sample_is_shown_ready_with_counts_and_a_preview(at):
     assert section(at, IMG).header[0].value == "Images (Swin MAE)"
     assert expander_labels(at, IMG) == [IMG_SAMPLE_LABEL]
     assert metrics(at, "sample", IMG) == {
-        "Training images": "60", "Test good": "10", "Test defect": "15", "Masks": "15",
-        "Size (px)": "96 × 96", "Modes": "L"}
+        "Training images": "60", "Test good": "10", "Test defect": "15", "Masks": "15"}
     box = expander(at, "sample", IMG)
-    assert "missing_pattern 5 · scratch 5 · spot 5" in box.caption[0].value
+    assert box.caption[0].value == ("Size: 96 × 96 px (width × height, smallest–largest) · "
+                                    "mode: L (85 images)")
+    assert "missing_pattern 5 · scratch 5 · spot 5" in box.caption[1].value
     shown = captions(box)
     assert len(shown) == 8 and sum(c.startswith("train: ") for c in shown) == 4
     assert {c.split(":")[0] for c in shown[4:]} == {
@@ -274,15 +333,25 @@ def test_image_zip_is_saved_at_once_and_summarised(at, workdir):
         "Saved 'Part_A' (`Part A.zip`): 2 training + 2 test images."]
     assert "**Part_A** · 2 training + 2 test images" in expander_labels(at, IMG)
     assert metrics(at, "Part_A", IMG) == {
-        "Training images": "2", "Test good": "1", "Test defect": "1", "Masks": "1",
-        "Size (px)": "20 × 16", "Modes": "RGB"}
+        "Training images": "2", "Test good": "1", "Test defect": "1", "Masks": "1"}
     box = expander(at, "Part_A", IMG)
     assert box.caption[0].value == "Uploaded as `Part A.zip`"
+    assert box.caption[1].value.startswith("Size: 20 × 16 px")
     assert captions(box) == ["train: 0.png", "train: 1.png", "test dent: 0.png", "test good: 0.png"]
 
     at.button(key=f"data_{IMG}_Part_A_delete").click().run()
     assert not at.exception and not path.exists()
     assert expander_labels(at, IMG) == [IMG_SAMPLE_LABEL]
+
+
+def test_mixed_sizes_and_modes_are_a_caption_not_a_cut_tile(at, workdir):
+    upload_images(at, ("a.png", png(size=(121, 98))), ("b.png", png(size=(640, 480))),
+                  ("c.png", png(size=(300, 300))), ("d.png", png(size=(200, 100))),
+                  name="tiles")
+    assert all(len(v) <= 8 for v in metrics(at, "tiles", IMG).values())
+    sizes = [c.value for c in expander(at, "tiles", IMG).caption if c.value.startswith("Size")]
+    assert sizes == ["Size: 121–640 × 98–480 px (width × height, smallest–largest) · "
+                     "mode: RGB (4 images)"]
 
 
 def test_image_files_and_a_folder_join_one_round(at, workdir):

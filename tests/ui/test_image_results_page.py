@@ -75,3 +75,17 @@ def test_gallery_filter_shows_defects_or_normal_images(at, finished):
     assert len(captions(at)) == 10 and all(" · good · " in c for c in captions(at))
     show.set_value("defects").run()
     assert len(captions(at)) == 15 and not any(" · good · " in c for c in captions(at))
+
+
+def test_tiles_show_the_image_beside_its_map_and_open_large(at, finished):
+    key = f"results_{finished.name}_swinmae"
+    tile = at.image[0]
+    assert "Left: the image" in " ".join(c.value for c in at.caption)
+    at.button(key=f"{key}_open_0").click().run()
+    assert not at.exception, at.exception
+    # a dialog is drawn in the app's event area, not in main
+    dialogs = [b for area in at._tree.children.values() for b in area.children.values()
+               if b.type == "dialog"]
+    assert len(dialogs) == 1 and dialogs[0].proto.dialog.title == "Image and anomaly map"
+    (large,) = dialogs[0].get("image")
+    assert large.captions == tile.captions  # the first tile, large

@@ -16,6 +16,7 @@ from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
 from core import results
 from core.progress import process_start
 from core.runs import RunIndex
+from core.stages import STREAMS
 
 PAGES = REPO / "pages"
 
@@ -139,6 +140,32 @@ def test_runs_page_lists_compares_and_deletes(ws, finished):
     assert not copy.exists()
     assert at.success[0].value == f"Deleted run {copy.name}."
     assert copy.name not in at.dataframe[0].value.index
+
+
+def test_runs_page_compares_two_runs_readably(ws, finished):
+    named = copy_run(ws, finished, "20000101-000000-0005")
+    (named / "run.yaml").write_text((named / "run.yaml").read_text().replace(
+        "name: ''", "name: second try", 1))
+    (named / "patchtst" / "metrics.json").unlink()  # no metrics: its cells are empty
+    RunIndex(ws).update(named)
+    try:
+        at = page("runs.py", runs_compare=[finished.name, named.name])
+        assert not at.get("doc_string"), "a bare expression drew a docstring"
+        names = at.dataframe[0].value["name"].tolist()
+        table = at.dataframe[0].value
+        assert names[table.index.tolist().index(named.name)] == "second try"
+        assert names[table.index.tolist().index(finished.name)] == "–"
+        metrics = at.dataframe[1].value  # text: a missing number would be drawn as "None"
+        assert (metrics.iloc[:, 1] == "–").all() and (metrics.iloc[:, 0] != "–").all()
+        assert not (metrics == "None").any().any()
+        diff = at.dataframe[2].value
+        assert diff.loc["pipeline.name"].tolist() == ["–", "second try"]
+        assert not any(k.startswith("swinmae.") for k in diff.index)  # no images trained
+        loss = at.get("plotly_chart")[0].proto.spec
+        assert STREAMS["patchtst"].title in loss
+    finally:
+        shutil.rmtree(named)
+        RunIndex(ws).remove(named.name)
 
 
 def test_runs_page_refuses_to_delete_a_running_run(ws, finished):

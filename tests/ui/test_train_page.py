@@ -3,17 +3,23 @@ started from the page (Train disabled while it runs, `done` with the stage graph
 Stop. AppTest never fires `run_every`, so each `at.run()` stands for one refresh."""
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, wait_for
 from core import jobs
-from core.runs import PROJECT_ROOT, workspace
+from core.fileio import write_json
+from core.progress import initial_progress
+from core.runs import PROJECT_ROOT, RunIndex, new_run, workspace
 from core.stages import STAGES
 
 PAGE = str(REPO / "pages" / "train.py")
+SAMPLE_TS = PROJECT_ROOT / "data" / "samples" / "timeseries"
 
 
 @pytest.fixture
@@ -48,6 +54,68 @@ def config_expander(at: AppTest):
 
 def plotly_charts(at: AppTest) -> list:
     return at.get("plotly_chart")
+
+
+def ended_run(ws: Path, status: str = "stopped", log: list[str] = (),
+              device: str = "cuda:0 NVIDIA H200 NVL, bf16 × 4 processes", **overrides) -> Path:
+    """A run that ended at its second stage, as the pipeline leaves it (run.yaml from the page's
+    defaults plus `overrides`, progress.json, pipeline.log), indexed."""
+    run = new_run(ws, {"pipeline.ts_data": str(SAMPLE_TS), **overrides})
+    progress = initial_progress(run.name, [s.name for s in STAGES], status, pid=None)
+    progress["stages"][0].update(status="done", started=1.0, ended=2.0)
+    progress["stages"][1].update(status=status, started=2.0, ended=3.0)
+    progress.update(finished=time.time(), device=device,
+                    error="stopped at epoch 1, step 7; checkpoint saved")
+    write_json(run / "progress.json", progress)
+    (run / "pipeline.log").write_text("".join(line + "\n" for line in log))
+    RunIndex(ws).update(run)
+    return run
+
+
+def test_panel_shows_the_newest_log_line_first_and_tiles_fit(ws):
+    log = [f"line {i}" for i in range(40)] + ["stop requested: finishing the step"]
+    run = ended_run(ws, log=log)
+    at = page()
+    tail = at.code[-1].value.splitlines()
+    assert tail[0] == "stop requested: finishing the step" and tail[1] == "line 39"
+    assert "newest line first" in " ".join(c.value for c in at.caption)
+    # tiles hold short values (a tile cuts long text); the stage name and device are a caption
+    assert {m.label: m.value for m in at.metric} == {
+        "Stage": f"2/{len(STAGES)}", "Epochs done": "—", "Samples/s": "—"}
+    assert any(f"Stage: **2/{len(STAGES)} train_patchtst (stopped)** · device: cuda:0 NVIDIA "
+               "H200 NVL, bf16 × 4 processes" == c.value for c in at.caption)
+    assert f"Run {run.name} :orange-badge[stopped]" in markdown_text(at)
+
+
+def test_a_reload_mid_run_shows_the_running_runs_settings(ws):
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)  # the "trainer"
+    try:
+        run = new_run(ws, {"pipeline.ts_data": str(SAMPLE_TS), "patchtst.preset": "tiny",
+                           "patchtst.train.epochs": 3, "patchtst.train.lr": 0.002,
+                           "pipeline.device": "cpu", "pipeline.name": "live one",
+                           "pipeline.seed": 5})
+        progress = initial_progress(run.name, [s.name for s in STAGES], "running", sleeper.pid)
+        write_json(run / "progress.json", progress)
+        RunIndex(ws).update(run)
+        at = page()  # a new session: a reload, a second tab
+        assert at.button(key="train_start").disabled  # the run is live
+        assert at.selectbox(key="train_data_patchtst").value == "sample"
+        assert at.selectbox(key="train_data_swinmae").value == "none"
+        assert at.selectbox(key="train_preset_patchtst").value == "tiny"
+        assert at.number_input(key="train_patchtst_train_epochs").value == 3
+        assert at.number_input(key="train_patchtst_train_lr").value == 0.002
+        assert at.number_input(key="train_patchtst_data_window").value == 40  # tiny's
+        assert at.selectbox(key="train_device").value == "cpu"
+        assert at.text_input(key="train_name").value == "live one"
+        assert at.number_input(key="train_seed").value == 5
+        assert not at.get("alert") and not at.warning, [w.value for w in at.warning]
+        # the live run comes first (below the fold after Train before), its settings after it
+        order = [getattr(node, "key", None) or node.type for node in at.main]
+        assert order.index("train_stop") < order.index("train_stage_graph") < \
+            order.index("train_data_patchtst") < order.index("train_start"), order
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def start_from_page(at: AppTest, epochs: int) -> Path:
@@ -94,6 +162,49 @@ def test_hardware_choices_reach_the_config(ws):
     config = config_expander(at).code[0].value
     for line in ("precision: bf16", "distributed: 'true'", "nproc: 2", "compile: true"):
         assert line in config, (line, config)
+
+
+def test_run_name_and_seed_reach_the_config(ws):
+    at = page()
+    assert at.number_input(key="train_seed").value == 0
+    at.text_input(key="train_name").input("smd baseline")
+    at.number_input(key="train_seed").set_value(7)
+    at.button(key="train_check").click().run()
+    config = config_expander(at).code[0].value
+    assert "name: smd baseline" in config and "seed: 7" in config, config
+
+
+def test_train_checks_data_and_device_first_and_starts_nothing_on_a_problem(ws):
+    at = page()
+    at.number_input(key="train_patchtst_data_window").set_value(5000)  # > the sample's rows
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    assert "rows are too few for window 5000" in at.error[0].value, at.error[0].value
+    assert not runs_of(ws) and not RunIndex(ws).entries()  # no failed run in the index
+    at.number_input(key="train_patchtst_data_window").set_value(100)
+    at.button(key="train_check").click().run()  # the same checks, and what they found
+    assert not at.error and "Ready to train" in at.success[0].value
+    assert "device: cpu" in at.success[0].value or "device: cuda" in at.success[0].value
+    assert "patchtst:" in at.success[0].value and not runs_of(ws)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: device=cuda is fine")
+def test_train_refuses_cuda_without_a_gpu(ws):
+    at = page()
+    at.selectbox(key="train_device").set_value("cuda")
+    at.button(key="train_start").click().run()
+    assert "pipeline.device: 'cuda' was asked for" in at.error[0].value
+    assert not runs_of(ws)
+
+
+def test_unusable_datasets_are_not_offered(ws):
+    broken = ws / "uploads" / "timeseries" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "train.csv").write_text("a,b\n1,x\n2,y\n")
+    at = page()
+    assert at.selectbox(key="train_data_patchtst").options == ["sample (bundled)", "none"]
+    why = [c.value for c in at.caption if "Not offered" in c.value]
+    assert len(why) == 1 and "**broken**" in why[0] and "train.csv" in why[0], why
 
 
 def test_a_bad_override_shows_the_config_error(ws):
