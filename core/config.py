@@ -97,7 +97,7 @@ class TSScoreConfig:
     # that divisor is at least this share of the median channel's: a channel constant in
     # training cannot turn a small change into a huge score
     scale_floor: float = _range(0.1, min=0.0, max=1.0)
-    channel_cap: float = _range(100.0, min=0.0)  # a channel counts at most this; 0: no cap
+    channel_cap: float = _range(1000.0, min=0.0)  # a channel counts at most this; 0: no cap
     smooth: int = _range(10, min=1)  # centred moving mean of the step score, model and baselines
     threshold_percentile: float = _range(99.0, gt=0.0, max=100.0)  # of validation-split scores
 

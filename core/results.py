@@ -404,7 +404,8 @@ _UNUSED = object()  # a run's setting of a stream it did not train
 def _used_settings(cfg: dict) -> dict:
     """A run.yaml's dotted settings, those of streams the run had no data for marked unused."""
     flat = _flatten(cfg)
-    pipeline = cfg.get("pipeline") or {}
+    pipeline = cfg.get("pipeline")
+    pipeline = pipeline if isinstance(pipeline, dict) else {}  # a bad run.yaml: nothing used
     for s in STREAMS.values():
         if not pipeline.get(s.data_key):
             flat |= {k: _UNUSED for k in flat if k.startswith(f"{s.name}.")}

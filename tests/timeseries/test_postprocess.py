@@ -16,17 +16,17 @@ DEFAULT = TSScoreConfig()
 
 
 def errors_with_a_constant_channel(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Validation and test errors (T, 10) ~ 1 per channel, except channel 0, which was constant
-    in training (validation error ~1e-6). Test rows 100-104: channel 0 moves (error 2500, what a
-    0.05 change becomes after a 1e-3 std floor); rows 200-204: a real anomaly in channels 1-5
-    (error 20 each)."""
+    """Validation and test errors (T, 38), as many channels as an SMD machine, ~1 per channel,
+    except channel 0, which was constant in training (validation error ~1e-6). Test rows
+    100-104: channel 0 moves (error 2500, what a 0.05 change becomes after a 1e-3 std floor);
+    rows 200-204: a real anomaly in channels 1-10 (error 30 each)."""
     rng = np.random.default_rng(seed)
-    val = rng.exponential(1.0, (2000, 10))
+    val = rng.exponential(1.0, (2000, 38))
     val[:, 0] = 1e-6
-    test = rng.exponential(1.0, (1000, 10))
+    test = rng.exponential(1.0, (1000, 38))
     test[:, 0] = 1e-6
     test[100:105, 0] = 2500.0
-    test[200:205, 1:6] = 20.0
+    test[200:205, 1:11] = 30.0
     return val, test
 
 
@@ -43,6 +43,7 @@ def test_a_constant_training_channel_cannot_dominate_the_score():
     normal = np.delete(score, np.r_[100:105, 200:205])
     assert score[100:105].min() > normal.max()  # still visible
     assert score[200:205].min() > 0.2 * score[100:105].max()  # but not drowning a real anomaly
+    assert score[100:105].max() <= (DEFAULT.channel_cap + 37 * 2) / 38  # bounded by the cap
     share = errors[100:105, 0] / errors[100:105].sum(axis=1)
     assert share.max() < 1.0 and np.isfinite(score).all()
 

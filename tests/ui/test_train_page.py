@@ -132,11 +132,11 @@ def test_page_shows_datasets_presets_and_the_merged_config(ws):
     at = page()
     data = at.selectbox(key="train_data_patchtst")
     assert data.options == ["sample (bundled)", "none"] and data.value == "sample"
-    assert at.selectbox(key="train_preset_patchtst").options == ["default", "tiny", "fast"]
+    assert at.selectbox(key="train_preset_patchtst").options == ["default", "tiny", "fast", "large"]
     assert at.number_input(key="train_patchtst_data_window").value == 100
     config = config_expander(at).code[0].value
     assert f"ts_data: {PROJECT_ROOT / 'data' / 'samples' / 'timeseries'}" in config
-    assert "preset: default" in config and "epochs: 10" in config
+    assert "preset: default" in config and "    epochs: 3\n" in config
     assert "No run yet" in at.info[0].value
     assert not at.button(key="train_start").disabled
 
