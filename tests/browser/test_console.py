@@ -198,7 +198,8 @@ def test_reload_mid_training_then_stop(page: Page, screenshot):
     loss = page.get_by_test_id("stPlotlyChart").nth(1)
     expect(loss).to_contain_text("patchtst train", timeout=30_000)
     screenshot(page, "train-live-after-reload")
-    page.get_by_role("button", name="Stop").click()
+    # the app's Stop, not Streamlit's header Stop that shows while a script run is in progress
+    page.locator("button[kind=primary]", has_text="Stop").click()
     expect(page.locator("[data-testid=stMarkdownContainer] span",
                         has_text=re.compile(r"^stopped$")).first).to_be_visible(timeout=60_000)
     expect(page.get_by_text("train_patchtst (stopped)")).to_be_visible()

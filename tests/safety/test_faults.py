@@ -259,10 +259,11 @@ LOCK_HOLDER = textwrap.dedent("""
     from core import jobs
     lock = jobs.JobLock(Path(sys.argv[1]), "r1")
     if os.fork() == 0:  # a DataLoader worker: lives on a while after its parent
-        print("worker", flush=True)  # it runs: its after-fork handlers are done
+        os.write(1, b"worker\\n")  # it runs: its after-fork handlers are done (one write:
+        # the parent's line cannot land inside it)
         time.sleep(20)
         os._exit(0)
-    print("locked", flush=True)
+    os.write(1, b"locked\\n")
     time.sleep(60)
 """)
 
