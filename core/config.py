@@ -390,17 +390,15 @@ def _deep_merge(base: dict, over: dict) -> dict:
 MAX_YAML_BYTES = 1024 * 1024  # a config is a few KB; anything this large is not one of ours
 
 
-class _PlainLoader(yaml.SafeLoader):
-    """`yaml.safe_load` without anchors and aliases (`&a`, `*a`): a config never needs them,
-    and a few nested aliases in 2 KB expand to hundreds of MB (a "billion laughs" file)."""
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
+def _refuse_anchors(text: str) -> None:
+    """Anchors and aliases (`&a`, `*a`) are refused: a config never needs them, and a few nested
+    aliases in 2 KB expand to hundreds of MB (a "billion laughs" file). Only parser events are
+    read here: nothing is constructed."""
+    for event in yaml.parse(text):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise yaml.MarkedYAMLError(
                 problem="found an anchor or alias (&name / *name); expected plain values "
                         "(anchors and aliases are not accepted)", problem_mark=event.start_mark)
-        return super().compose_node(parent, index)
 
 
 def read_yaml(path: Path) -> Any:
@@ -411,8 +409,9 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: expected a config of at most {MAX_YAML_BYTES:,} bytes, "
                           f"found {path.stat().st_size:,}")
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_PlainLoader)
+        text = path.read_text(encoding="utf-8")
+        _refuse_anchors(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     except UnicodeDecodeError as e:
