@@ -20,7 +20,8 @@ def constant_channels(std: np.ndarray, train: np.ndarray, target: np.ndarray,
 def constant_notes(constant: dict[str, bool]) -> list[str]:
     """One sentence per channel that was constant in training and changes in the scored data."""
     return [f"{c} was constant in training and changes here: its share of the score is bounded "
-            "(patchtst.score.scale_floor, channel_cap), but any change in it is unlike the training data."
+            "(patchtst.score.scale_floor, channel_cap), but any change in it is unlike the "
+            "training data."
             for c, changes in constant.items() if changes]
 
 
