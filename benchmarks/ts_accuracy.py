@@ -1,14 +1,16 @@
 """Time-series accuracy on all the dev data: train and score PatchTST through the real CLI on
 the ten SMD machines and on SKAB (trained on `anomaly-free.csv`, tested on the 16 `valve1`
 experiments one after another) in `../shared/datasets`, and print one table: per dataset, the
-model beside the PCA and random baselines (AUPRC, best F1, AUROC), after the configured
+model (and, when it fuses PCA, its reconstruction part alone) beside the PCA and random
+baselines (AUPRC, best F1, AUROC), after the configured
 post-processing and point-wise, then the mean and spread.
 
     python benchmarks/ts_accuracy.py [--set patchtst.train.epochs=5 ...] [--datasets machine-1-2 skab]
         [--workdir DIR] [--ablate] [--jobs N] [--reuse]
 
-`--ablate` adds rows that re-score the same runs' saved errors with one setting changed (the
-scale floor, the channel cap, the smoothing window), with the product's own scoring functions
+`--ablate` adds rows that re-score the same runs' saved errors with today's post-hoc score
+defaults and then one setting changed (the PCA fusion, the scale floor, the channel cap, the
+smoothing window), with the product's own scoring functions
 and the same post-processing on the baselines; the cross-channel block needs a run of its own
 (`--set patchtst.model.cross_channel=false`). Ends with one line
 `mean_auprc=… pca_mean_auprc=…` (both after the same post-processing). PA-F1 is left out: it
@@ -27,9 +29,9 @@ import pandas as pd
 
 from cli import ROOT, run_pipeline
 from core import metrics
-from core.config import read_config
+from core.config import TSScoreConfig, read_config
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import channel_scale, smooth, step_scores
+from core.timeseries.scoring import channel_scale, detector_scores, smooth, step_scores
 from core.timeseries.stages import load
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -37,7 +39,7 @@ SMD = [f"machine-{m}" for m in ("1-2", "1-3", "1-4", "1-6", "2-1", "2-3", "2-7",
                                 "3-10")]
 DATASETS = SMD + ["skab"]
 KEYS = ["auprc", "best_f1", "auroc"]
-WHO = ["model", "pca", "random"]
+WHO = ["model", "reconstruction", "pca", "random"]  # reconstruction: the model's own part
 
 
 def skab_folder(workdir: Path) -> Path:
@@ -66,16 +68,20 @@ def run_dataset(name: str, overrides: list[str], workdir: Path,
 
 
 def table_row(m: dict, pointwise: bool) -> list[float | None]:
-    """Model, pca, random × KEYS from a metrics.json, post-processed or point-wise."""
-    sources = m["pointwise"] if pointwise else {"model": m, **m["baselines"]}
-    return [sources[who].get(k) for who in WHO for k in KEYS]
+    """WHO × KEYS from a metrics.json, post-processed or point-wise (None where a run has no
+    such detector: `reconstruction` is a part only when the model fuses PCA)."""
+    sources = m["pointwise"] if pointwise else {"model": m, **m.get("parts", {}),
+                                                **m["baselines"]}
+    return [sources.get(who, {}).get(k) for who in WHO for k in KEYS]
 
 
 def rescored(run: Path, change: dict) -> tuple[float, float]:
     """(model AUPRC, PCA AUPRC) of a finished run re-scored from its saved errors with one
-    score setting changed (`scale_floor`, `channel_cap` or `smooth`)."""
+    score setting changed (`scale_floor`, `channel_cap`, `smooth` or `fuse_pca`)."""
     cfg = read_config(run / "run.yaml")
     sc = cfg.patchtst.score
+    for key in POSTHOC:  # today's defaults, whatever the run had: the ablation's base
+        setattr(sc, key, getattr(TSScoreConfig(), key))
     for key, value in change.items():
         setattr(sc, key, value)
     with np.load(run / "patchtst" / "channel_scores.npz") as npz:
@@ -83,13 +89,18 @@ def rescored(run: Path, change: dict) -> tuple[float, float]:
     scale = channel_scale(raw_val, sc.normalize_channels, sc.scale_floor)
     data, _ = load(cfg)
     labels = data.target.labels
-    model = smooth(step_scores(raw / scale, sc.channel_cap), sc.smooth)
-    _, pca = pca_scores(data.train, [data.val, data.target_values])
+    pca_val, pca = pca_scores(data.train, [data.val, data.target_values])
+    parts = {"reconstruction": (step_scores(raw_val / scale, sc.channel_cap),
+                                step_scores(raw / scale, sc.channel_cap))}
+    if sc.fuse_pca:
+        parts["pca"] = (pca_val, pca)
+    _, model, _ = detector_scores(parts, sc.smooth)
     return (metrics.evaluate(model, labels, 0.0)["auprc"],
             metrics.evaluate(smooth(pca, sc.smooth), labels, 0.0)["auprc"])
 
 
-ABLATIONS = {"scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
+POSTHOC = ("scale_floor", "channel_cap", "smooth", "fuse_pca")  # need no new errors
+ABLATIONS = {"defaults": {}, "fuse_pca=false": {"fuse_pca": False}, "scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
              "smooth=1": {"smooth": 1}, "smooth=5": {"smooth": 5}, "smooth=20": {"smooth": 20},
              "smooth=50": {"smooth": 50}}
 
@@ -153,7 +164,7 @@ def main() -> None:
             pairs = np.array([rescored(run, change) for run in runs])  # (datasets, 2)
             print(f"{label:>16}  model {pairs[:, 0].mean():.3f}  pca {pairs[:, 1].mean():.3f}  "
                   "per dataset " + " ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs), flush=True)
-    print(f"mean_auprc={means[0]:.4f} pca_mean_auprc={means[len(KEYS)]:.4f}")
+    print(f"mean_auprc={means[0]:.4f} pca_mean_auprc={means[WHO.index('pca') * len(KEYS)]:.4f}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ class TSScoreConfig:
     scale_floor: float = _range(0.1, min=0.0, max=1.0)
     channel_cap: float = _range(1000.0, min=0.0)  # a channel counts at most this; 0: no cap
     smooth: int = _range(10, min=1)  # centred moving mean of the step score, model and baselines
+    # the score is the mean of the reconstruction's and a PCA's log scores, each standardised on
+    # the validation split: PCA sees a broken correlation under a shift that drowns the model
+    fuse_pca: bool = True
     threshold_percentile: float = _range(99.0, gt=0.0, max=100.0)  # of validation-split scores
 
 

@@ -44,6 +44,7 @@ HEADLINE_COLUMNS = 3  # of each stream's headline metrics, the runs tables show 
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
 SCORE_TITLE = "anomaly score (MSE, normalised units)"
 SCALED_SCORE_TITLE = "anomaly score (MSE ÷ each channel's normal MSE)"
+FUSED_SCORE_TITLE = "anomaly score (reconstruction and PCA log scores, in normal std units)"
 EMPTY = "–"  # a table cell with no value (None, a key a run lacks, a stream it did not use)
 
 
@@ -86,6 +87,7 @@ class TSResults:
     scored_file: str | None
     channel_scale: dict[str, float] | None = None  # errors were divided by these (scoring.json)
     notes: list[str] = field(default_factory=list)  # what a person should know before trusting it
+    parts: list[str] = field(default_factory=lambda: ["reconstruction"])  # fused into the score
 
     @property
     def score(self) -> np.ndarray:  # (T,)
@@ -108,8 +110,11 @@ class TSResults:
 
     @property
     def score_title(self) -> str:
-        """The score's unit: with per-channel scaling, each channel's error counts in units of
-        its own mean error on normal validation data."""
+        """The score's unit: fused parts count in standard deviations of their log score on
+        normal validation data; otherwise, with per-channel scaling, each channel's error counts
+        in units of its own mean error there."""
+        if len(self.parts) > 1:
+            return FUSED_SCORE_TITLE
         scaled = self.channel_scale and any(v != 1 for v in self.channel_scale.values())
         return SCALED_SCORE_TITLE if scaled else SCORE_TITLE
 
@@ -144,7 +149,8 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
     return TSResults(Path(run_dir).name, stream, out, scores, errors, channels,
                      float(scoring["threshold"]), scoring.get("percentile"),
                      read_json(out / METRICS), signal, note, scoring.get("scored_file"),
-                     scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring))
+                     scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring),
+                     scoring.get("parts") or ["reconstruction"])
 
 
 def _notes(run_dir: Path, stream: str, scoring: dict) -> list[str]:
@@ -271,10 +277,10 @@ def top_channels(errors: np.ndarray, channels: list[str], mask: np.ndarray | Non
 # ---------------------------------------------------------------- metrics beside baselines
 
 def metrics_table(m: dict) -> pd.DataFrame:
-    """Rows model, pca, random (those present), then the same point-wise when metrics.json has
+    """Rows model, the parts it fuses (`reconstruction`), pca, random (those present), then the same point-wise when metrics.json has
     them (`model · point-wise`, ...); columns auroc, auprc, best_f1, f1, pa_f1, labelled for
     people (pa_f1 as 'PA-F1 (point-adjusted)'), rounded to 3 decimals. None shows as NaN."""
-    rows = {"model": m, **(m.get("baselines") or {})}
+    rows = {"model": m, **(m.get("parts") or {}), **(m.get("baselines") or {})}
     rows |= {f"{name} · point-wise": r for name, r in (m.get("pointwise") or {}).items()}
     frame = pd.DataFrame([[_num(r.get(k)) for k in METRIC_LABELS] for r in rows.values()],
                          index=pd.Index(list(rows), name="scores"),
@@ -287,8 +293,11 @@ def postprocess_caption(m: dict) -> str | None:
     window = (m.get("postprocess") or {}).get("smooth", 1)
     if window <= 1:
         return None
-    return (f"model, pca and random: each score after a centred {window}-step moving mean, "
-            "applied alike to all three; the point-wise rows are without it.")
+    fused = (" The model's score is the mean of its parts' log scores (reconstruction and a PCA "
+             "fitted on the training data), each in standard deviations of its normal "
+             "validation scores; each part is also scored alone.") if m.get("parts") else ""
+    return (f"Every detector's score after a centred {window}-step moving mean, applied alike "
+            f"to all; the point-wise rows are without it.{fused}")
 
 
 def baseline_verdict(m: dict) -> str:

@@ -99,7 +99,9 @@ def controls(res: results.TSResults, key: str) -> tuple[list[str], float, bool, 
     standardise = left.toggle("Standardise channels (z-score)", key=f"{key}_zscore",
                               value=ranges_differ(list(res.signal_of(default).values())),
                               help="On by default when the channels' ranges differ over 10x.")
-    log_score = right.toggle("Log score axis", key=f"{key}_log")
+    positive = bool(np.all(res.score > 0))
+    log_score = right.toggle("Log score axis", key=f"{key}_log", disabled=not positive,
+                             help=None if positive else "The score is already a log score.") and positive
     return picked, threshold, standardise, log_score
 
 

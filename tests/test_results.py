@@ -164,6 +164,11 @@ def test_load_ts_results(run_dir):
     assert res.timestamps[0] == "2026-01-02 00:00:00"
     assert [s.name for s in results.result_streams(run_dir)] == ["patchtst"]
     assert set(res.channel_scale) == {"a", "b", "c"}  # per-channel scaling is the default
+    assert res.parts == ["reconstruction", "pca"]  # the PCA fusion is the default
+    assert res.score_title == results.FUSED_SCORE_TITLE
+    assert list(results.metrics_table(res.metrics).index[:4]) == [
+        "model", "reconstruction", "pca", "random"]
+    res.parts = ["reconstruction"]
     assert res.score_title == results.SCALED_SCORE_TITLE
 
 
@@ -252,7 +257,7 @@ def test_signal_score_figure_traces_and_shading(run_dir):
     assert fig.layout.yaxis.title.text == "value (raw units)"
     assert fig.layout.yaxis2.title.text == results.SCORE_TITLE
     titled = signal_score_figure(res.score, res.threshold, score_title=res.score_title)
-    assert titled.layout.yaxis.title.text == results.SCALED_SCORE_TITLE
+    assert titled.layout.yaxis.title.text == results.FUSED_SCORE_TITLE
     assert fig.layout.xaxis2.title.text == "time"
     assert ranges_differ([res.signal[:, 1], 1000 * res.signal[:, 0]])
     assert not ranges_differ([res.signal[:, 1], res.signal[:, 0]])

@@ -7,6 +7,8 @@ step, higher = more anomalous, as `core.metrics` expects.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.decomposition import PCA
 
@@ -62,26 +64,37 @@ def _residual_scores(x: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.nd
     return out
 
 
-def pca_scores(
-    train: np.ndarray, series: list[np.ndarray], variance: float = 0.90
-) -> list[np.ndarray]:
-    """PCA reconstruction-error baseline.
+@dataclass(frozen=True)
+class PCAFit:
+    """A PCA fitted on normal data: mean (C,) and kept principal axes (k, C), float64."""
+    mean: np.ndarray
+    axes: np.ndarray
 
-    Fits scikit-learn PCA(n_components=variance, svd_solver="full") on train (T, C) and returns,
-    for each (T_i, C) array in `series`, the per-time-step squared reconstruction error averaged
-    over channels: a list of (T_i,) float64. At most C - 1 components are kept (see
-    `_principal_axes`), so C == 1 and constant columns give finite, meaningful scores.
-    """
+    def scores(self, x: np.ndarray, name: str = "series") -> np.ndarray:
+        """(T, C) → (T,) float64: the mean squared PCA reconstruction error per time step."""
+        return _residual_scores(_check_2d(name, x, len(self.mean)), self.mean, self.axes)
+
+
+def fit_pca(train: np.ndarray, variance: float = 0.90) -> PCAFit:
+    """scikit-learn PCA(n_components=variance, svd_solver="full") on train (T, C), keeping at most
+    C - 1 components (see `_principal_axes`), so C == 1 and constant columns give finite,
+    meaningful scores."""
     if not 0 < variance < 1:
         raise BaselineError(f"variance: expected a fraction in (0, 1), found {variance}")
     train = _check_2d("train", train)
     if train.shape[0] < 2:
         raise BaselineError(f"train: expected at least 2 time steps, found {train.shape[0]}")
-    mean, axes = _principal_axes(train, variance)
-    return [
-        _residual_scores(_check_2d(f"series[{i}]", x, train.shape[1]), mean, axes)
-        for i, x in enumerate(series)
-    ]
+    return PCAFit(*_principal_axes(train, variance))
+
+
+def pca_scores(
+    train: np.ndarray, series: list[np.ndarray], variance: float = 0.90
+) -> list[np.ndarray]:
+    """PCA reconstruction-error baseline: `fit_pca` on train (T, C), then for each (T_i, C) array
+    in `series` the per-time-step squared reconstruction error averaged over channels: a list of
+    (T_i,) float64."""
+    fit = fit_pca(train, variance)
+    return [fit.scores(x, f"series[{i}]") for i, x in enumerate(series)]
 
 
 def random_scores(lengths: list[int], seed: int) -> list[np.ndarray]:

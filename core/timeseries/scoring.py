@@ -95,3 +95,38 @@ def smooth(scores: np.ndarray, window: int) -> np.ndarray:
     if window <= 1:
         return np.asarray(scores, dtype=np.float64)
     return uniform_filter1d(np.asarray(scores, dtype=np.float64), window, mode="nearest")
+
+
+LOG_EPS = 1e-12  # scores are ≥ 0; the log of an exact zero stays finite
+
+
+def log_standard(val: np.ndarray) -> tuple[float, float]:
+    """Mean and std of log(score) over a detector's validation scores (T_val,): the unit in which
+    `standardised` measures its scores on other data (std at least 1e-6: a flat validation score
+    does not divide by zero)."""
+    logs = np.log(np.asarray(val, dtype=np.float64) + LOG_EPS)
+    return float(logs.mean()), max(float(logs.std()), 1e-6)
+
+
+def standardised(scores: np.ndarray, unit: tuple[float, float]) -> np.ndarray:
+    """(T,) scores → (T,) log scores in standard deviations from the validation mean."""
+    mean, std = unit
+    return (np.log(np.asarray(scores, dtype=np.float64) + LOG_EPS) - mean) / std
+
+
+def detector_scores(parts: dict[str, tuple[np.ndarray, np.ndarray]], window: int
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[float, float]]]:
+    """The detector's (validation, target) scores from its parts' point-wise (val (T_val,),
+    target (T,)) scores: each part smoothed over `window` steps; one part is the score itself,
+    several are fused into the mean of their `standardised` logs, so detectors in different
+    units weigh alike and a part that fails on some data cannot silence the other. Also
+    returns each part's validation unit (empty for one part)."""
+    smoothed = {name: (smooth(val, window), smooth(target, window))
+                for name, (val, target) in parts.items()}
+    if len(smoothed) == 1:
+        (val, target), = smoothed.values()
+        return val, target, {}
+    units = {name: log_standard(val) for name, (val, _) in smoothed.items()}
+    val = np.mean([standardised(v, units[n]) for n, (v, _) in smoothed.items()], axis=0)
+    target = np.mean([standardised(t, units[n]) for n, (_, t) in smoothed.items()], axis=0)
+    return val, target, units

@@ -21,13 +21,13 @@ from core.distributed import group_of
 from core.errors import DataError
 from core.fileio import atomic_path, write_json
 from core.stages import Context, Skip, TrainReporter
-from core.timeseries.baselines import pca_scores, random_scores
+from core.timeseries.baselines import fit_pca, pca_scores, random_scores
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import (channel_errors, channel_scale, score_batch_size, smooth,
-                                     step_scores)
+from core.timeseries.scoring import (channel_errors, channel_scale, detector_scores,
+                                     score_batch_size, smooth, step_scores)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
 from core.training import BEST, fit, load_checkpoint
@@ -36,6 +36,8 @@ STREAM = "patchtst"
 POSTPROCESS_NOTE = ("the headline metrics and `baselines` are after a centred moving mean of "
                     "`postprocess.smooth` steps, applied alike to every detector; `pointwise` "
                     "has all of them without it")
+PARTS_NOTE = ("the model's score fuses `parts` (the reconstruction error and a PCA fitted on the "
+              "training data); each part is also scored alone, with the same post-processing")
 PA_F1_NOTE = ("pa_f1 is point-adjusted F1, only for comparison with published tables: point "
               "adjustment flatters every detector (random scores reach ~0.7 in published studies)")
 
@@ -139,8 +141,13 @@ def score(ctx: Context) -> None:
         errors = channel_errors(model, data.target_values, sc, rt, ctx.should_stop)  # (T, C)
     scale = channel_scale(val_errors, sc.normalize_channels, sc.scale_floor)  # (C,)
     val_errors, errors = val_errors / scale, errors / scale
-    val_point, point = (step_scores(e, sc.channel_cap) for e in (val_errors, errors))
-    val_scores, scores = smooth(val_point, sc.smooth), smooth(point, sc.smooth)  # (T_val,), (T,)
+    parts = {"reconstruction": tuple(step_scores(e, sc.channel_cap) for e in (val_errors, errors))}
+    if sc.fuse_pca:
+        pca = fit_pca(data.train)
+        parts["pca"] = (pca.scores(data.val), pca.scores(data.target_values))  # (T_val,), (T,)
+        with atomic_path(out / "pca.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, mean=pca.mean, axes=pca.axes)
+    val_scores, scores, units = detector_scores(parts, sc.smooth)  # (T_val,), (T,)
     threshold = metrics.threshold_from_normal(val_scores, sc.threshold_percentile)
     _write_scores(out, data.target, scores, threshold)
     with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:
@@ -153,13 +160,14 @@ def score(ctx: Context) -> None:
     write_json(out / "scoring.json", {
         "threshold": threshold, "percentile": sc.threshold_percentile,
         "mode": sc.mode, "smooth": sc.smooth, "rows": len(scores),
+        "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
         "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),
         "constant_in_training": constant, "out_of_range": far,
         "scored_file": data.target.source,
         "val_score_quantiles": {str(q): float(np.quantile(val_scores, q / 100))
                                 for q in (50, 90, 99, 100)}})
-    ctx.state[f"{STREAM}.scores"] = {"val": val_point, "target": point}
+    ctx.state[f"{STREAM}.parts"] = parts
     ctx.log.info("    %d rows scored, %d above the threshold %.4g", len(scores),
                  int((scores > threshold).sum()), threshold)
     for line in constant_notes(constant) + out_of_range_note(far, len(channels)):
@@ -187,21 +195,32 @@ def evaluate(ctx: Context) -> None:
     labels = data.target.labels
     pca_val, pca_test = pca_scores(data.train, [data.val, data.target_values])
     rnd_val, rnd_test = random_scores([len(data.val), len(labels)], ctx.cfg.pipeline.seed or 0)
-    model = ctx.state[f"{STREAM}.scores"]
-    raw = {"model": (model["val"], model["target"]), "pca": (pca_val, pca_test),
-           "random": (rnd_val, rnd_test)}
+    parts = ctx.state[f"{STREAM}.parts"]
+    baselines = {"pca": (pca_val, pca_test), "random": (rnd_val, rnd_test)}
 
     def scored(window: int) -> dict:
-        """Each detector's metrics after a moving mean over `window` steps."""
-        return {name: metrics.evaluate(smooth(test, window), labels, metrics.threshold_from_normal(
-            smooth(val, window), sc.threshold_percentile)) for name, (val, test) in raw.items()}
+        """Each detector's metrics after a moving mean over `window` steps: the model, its parts
+        when it fuses several, the baselines."""
+        detectors = {"model": detector_scores(parts, window)[:2]}
+        if len(parts) > 1:
+            detectors |= {name: (smooth(v, window), smooth(t, window))
+                          for name, (v, t) in parts.items() if name not in baselines}
+        detectors |= {name: (smooth(v, window), smooth(t, window))
+                      for name, (v, t) in baselines.items()}
+        return {name: metrics.evaluate(test, labels, metrics.threshold_from_normal(
+            val, sc.threshold_percentile)) for name, (val, test) in detectors.items()}
 
     post, point = scored(sc.smooth), scored(1)
     result = post.pop("model") | {
+        "parts": {name: post.pop(name) for name in list(post) if name not in baselines},
         "baselines": post,
         "postprocess": {"smooth": sc.smooth},
         "pointwise": point,
         "notes": {"pa_f1": PA_F1_NOTE, "postprocess": POSTPROCESS_NOTE}}
+    if not result["parts"]:
+        del result["parts"]
+    else:
+        result["notes"]["parts"] = PARTS_NOTE
     write_json(out / "metrics.json", result)
     ctx.log.info("    auprc %s (pca %s, random %s), auroc %s, best_f1 %s; point-wise auprc %s "
                  "(pca %s)", *(_fmt(v) for v in (

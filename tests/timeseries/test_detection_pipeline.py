@@ -17,7 +17,7 @@ from core.fileio import read_json
 from core.live import live_view
 from core.results import load_ts_results
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import smooth, step_scores
+from core.timeseries.scoring import detector_scores, smooth, step_scores
 from core.timeseries.stages import load
 
 pytestmark = pytest.mark.slow
@@ -37,32 +37,57 @@ def tiny_run(tmp_path_factory):
     return run_tiny(tiny_dataset.__wrapped__(root), root / "ws")
 
 
-def test_postprocessing_is_identical_for_the_model_and_its_baselines(tiny_run):
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """The same data without the cross-channel block and without the PCA fusion (one run for
+    both: each test below looks at one of the two)."""
+    from conftest import tiny_dataset
+    root = tmp_path_factory.mktemp("plain")
+    return run_tiny(tiny_dataset.__wrapped__(root), root / "ws",
+                    "patchtst.model.cross_channel=false", "patchtst.score.fuse_pca=false")
+
+
+def test_postprocessing_is_identical_for_the_model_its_parts_and_its_baselines(tiny_run):
     cfg = read_config(tiny_run / "run.yaml")
     sc = cfg.patchtst.score
-    assert sc.smooth > 1  # the default smooths: otherwise this test proves nothing
+    assert sc.smooth > 1 and sc.fuse_pca  # the defaults: otherwise this test proves less
     scores = pd.read_csv(tiny_run / "patchtst" / "scores.csv")
     labels = scores["label"].to_numpy()
     with np.load(tiny_run / "patchtst" / "channel_scores.npz") as npz:
-        point = step_scores(npz["errors"], sc.channel_cap)
-    np.testing.assert_allclose(scores["score"], smooth(point, sc.smooth), rtol=1e-5)
-
+        val_point, point = (step_scores(npz[k], sc.channel_cap) for k in ("val_errors", "errors"))
     data, _ = load(cfg)
-    _, pca = pca_scores(data.train, [data.val, data.target_values])
+    pca_val, pca = pca_scores(data.train, [data.val, data.target_values])
+    parts = {"reconstruction": (val_point, point), "pca": (pca_val, pca)}
+    fused = {w: detector_scores(parts, w)[1] for w in (sc.smooth, 1)}
+    np.testing.assert_allclose(scores["score"], fused[sc.smooth], rtol=1e-4, atol=1e-5)
+
     m = read_json(tiny_run / "patchtst" / "metrics.json")
     assert m["postprocess"] == {"smooth": sc.smooth}
-    expect = {("model", True): smooth(point, sc.smooth), ("pca", True): smooth(pca, sc.smooth),
-              ("model", False): point, ("pca", False): pca}
+    expect = {("model", True): fused[sc.smooth], ("model", False): fused[1],
+              ("reconstruction", True): smooth(point, sc.smooth),
+              ("reconstruction", False): point,
+              ("pca", True): smooth(pca, sc.smooth), ("pca", False): pca}
     for (who, post), values in expect.items():
-        found = (m if who == "model" else m["baselines"][who]) if post else m["pointwise"][who]
+        found = {"model": m, **m["parts"], **m["baselines"]}[who] if post else m["pointwise"][who]
         assert found["auprc"] == pytest.approx(
             metrics.evaluate(values, labels, 0.0)["auprc"], rel=1e-4), (who, post)
     assert m["baselines"]["random"]["auprc"] != m["pointwise"]["random"]["auprc"]
+    assert list(m["parts"]) == ["reconstruction"] and "pca" in m["baselines"]
 
 
-def test_cross_channel_block_on_and_off(tiny_run, tmp_path, tiny_dataset):
-    off = run_tiny(tiny_dataset, tmp_path / "ws", "patchtst.model.cross_channel=false")
-    for run, on in ((tiny_run, True), (off, False)):
+def test_the_reconstruction_alone_when_fusion_is_off(plain_run):
+    run = plain_run
+    sc = read_config(run / "run.yaml").patchtst.score
+    with np.load(run / "patchtst" / "channel_scores.npz") as npz:
+        point = step_scores(npz["errors"], sc.channel_cap)
+    scores = pd.read_csv(run / "patchtst" / "scores.csv")["score"]
+    np.testing.assert_allclose(scores, smooth(point, sc.smooth), rtol=1e-5)
+    assert "parts" not in read_json(run / "patchtst" / "metrics.json")
+    assert not (run / "patchtst" / "pca.npz").exists()
+
+
+def test_cross_channel_block_on_and_off(tiny_run, plain_run):
+    for run, on in ((tiny_run, True), (plain_run, False)):
         state = torch.load(run / "patchtst" / "best.pt", weights_only=True)["model"]
         assert any(k.startswith("mixer.") for k in state) == on
         scores = pd.read_csv(run / "patchtst" / "scores.csv")["score"]

@@ -1,5 +1,5 @@
 """Tests of the step score's post-processing (core/timeseries/scoring.py): the channel scale's
-floor, the per-channel cap, the moving mean, and the constant-channel facts
+floor, the per-channel cap, the moving mean, the fusion of several parts, and the constant-channel facts
 (core/timeseries/channels.py)."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from core.config import TSScoreConfig
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
-from core.timeseries.scoring import channel_scale, smooth, step_scores
+from core.timeseries.scoring import (channel_scale, detector_scores, log_standard, smooth,
+                                     standardised, step_scores)
 from core.timeseries.windows import Normalizer
 
 DEFAULT = TSScoreConfig()
@@ -91,3 +92,39 @@ def test_out_of_range_names_channels_far_from_the_training_range():
     (note,) = out_of_range_note(far, 4)
     assert note.startswith("The scored data is far from the training data in 1 of 4 channels (b 39")
     assert out_of_range_note({}, 4) == []
+
+
+def test_one_part_is_its_own_smoothed_score():
+    rng = np.random.default_rng(0)
+    val, target = rng.random(50), rng.random(80)
+    fused_val, fused, units = detector_scores({"reconstruction": (val, target)}, 5)
+    np.testing.assert_allclose(fused, smooth(target, 5))
+    np.testing.assert_allclose(fused_val, smooth(val, 5))
+    assert units == {}
+
+
+def test_fused_parts_weigh_alike_whatever_their_units():
+    """Part b is part a in other units (x 1000): standardised on their validation scores both
+    count the same, so an anomaly seen by only one part still stands out."""
+    rng = np.random.default_rng(1)
+    val = rng.lognormal(size=500)
+    target = rng.lognormal(size=300)
+    target[[100, 200]] = 1.0  # where the other part sees nothing, both look alike
+    seen_by_a = target.copy()
+    seen_by_a[100] = 1e3  # only part a sees row 100
+    seen_by_b = target.copy()
+    seen_by_b[200] = 1e3  # only part b sees row 200
+    _, fused, units = detector_scores(
+        {"a": (val, seen_by_a), "b": (val * 1000, seen_by_b * 1000)}, 1)
+    assert units["a"][1] == pytest.approx(units["b"][1])  # same spread of log scores
+    assert fused[100] == pytest.approx(fused[200])
+    assert set(np.argsort(fused)[-2:]) == {100, 200}
+    unit = log_standard(val)
+    np.testing.assert_allclose(fused, (standardised(seen_by_a, unit)
+                                       + standardised(seen_by_b * 1000, units["b"])) / 2)
+
+
+def test_a_flat_validation_score_does_not_divide_by_zero():
+    mean, std = log_standard(np.full(10, 2.0))
+    assert mean == pytest.approx(np.log(2.0)) and std == 1e-6
+    assert np.isfinite(standardised(np.array([0.0, 2.0, 3.0]), (mean, std))).all()
