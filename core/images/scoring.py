@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from core.config import ImageScoreConfig
 from core.images.swinmae import SwinMAE, complementary_block_masks
+from core.masking import masked_error
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -63,11 +64,10 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
     else:
         masks = complementary_block_masks(model.grid, model.grid, mcfg.mask_unit,
                                           mcfg.mask_ratio).to(imgs.device)  # (K, h, w)
-        err = torch.zeros(imgs.shape[0], *imgs.shape[2:], device=imgs.device)
-        for mask in masks:
-            hidden_px = mask.repeat_interleave(mcfg.patch_size, 0)\
-                .repeat_interleave(mcfg.patch_size, 1)  # (H, W)
-            err += pixel_error(model.reconstruct(imgs, mask), imgs, cfg) * hidden_px
+        err = masked_error(  # (B, H, W)
+            masks, lambda mask: pixel_error(model.reconstruct(imgs, mask), imgs, cfg),
+            lambda mask: mask.repeat_interleave(mcfg.patch_size, 0)
+            .repeat_interleave(mcfg.patch_size, 1))  # (H, W) hidden pixels
     return gaussian_blur(err.float(), cfg.sigma)
 
 

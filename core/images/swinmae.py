@@ -20,13 +20,13 @@ dropout or stochastic depth (their CPU cost is large, and the models here are sm
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.config import SwinMAEModelConfig, stage_windows
+from core.masking import n_complementary, random_hidden
 
 
 def preset(name: str, **changes) -> SwinMAEModelConfig:
@@ -150,28 +150,24 @@ def block_mask(B: int, grid_h: int, grid_w: int, unit: int, ratio: float,
                generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool (B, grid_h, grid_w), True = hidden: whole unit×unit blocks of patches are hidden,
-    exactly round(ratio * n_units) of the n_units blocks per image (at least 1, at most
-    n_units - 1), chosen uniformly at random. The generator must live on `device`."""
+    `core.masking.n_hidden` of the n_units blocks per image, chosen uniformly at random. The generator must live on `device`."""
     uh, uw = grid_h // unit, grid_w // unit
     if uh * unit != grid_h or uw * unit != grid_w:
         raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
-    n_units = uh * uw
-    n_hidden = min(max(1, round(ratio * n_units)), n_units - 1)
-    noise = torch.rand(B, n_units, generator=generator, device=device)
-    hidden = noise.argsort(dim=1).argsort(dim=1) < n_hidden  # (B, n_units): a random permutation
+    hidden = random_hidden(B, uh * uw, ratio, generator, device)  # (B, n_units)
     hidden = hidden.view(B, uh, 1, uw, 1).expand(B, uh, unit, uw, unit)  # unit → its patches
     return hidden.reshape(B, grid_h, grid_w)
 
 
 def complementary_block_masks(grid_h: int, grid_w: int, unit: int, ratio: float) -> torch.Tensor:
-    """Bool (K, grid_h, grid_w), True = hidden, K = min(max(2, ceil(1/ratio)), n_units): unit
+    """Bool (K, grid_h, grid_w), True = hidden, K = `core.masking.n_complementary`: unit
     (i, j) of the unit grid is hidden in mask (i * (K // 2) + j) % K only, so every unit is
     hidden exactly once and units sharing an edge are never hidden together (each hidden unit is
     predicted from context on all four sides). Each mask hides ~1/K of the image (1/2 at 0.75)."""
     uh, uw = grid_h // unit, grid_w // unit
     if uh * unit != grid_h or uw * unit != grid_w:
         raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
-    k = min(max(2, math.ceil(1 / ratio - 1e-9)), uh * uw)  # 1e-9: 1 / 0.2 may be 5.000001
+    k = n_complementary(uh * uw, ratio)
     i, j = torch.meshgrid(torch.arange(uh), torch.arange(uw), indexing="ij")
     which = (i * (k // 2) + j) % k  # (uh, uw)
     hidden = which[None] == torch.arange(k)[:, None, None]  # (K, uh, uw)

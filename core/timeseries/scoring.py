@@ -18,6 +18,7 @@ from scipy.ndimage import uniform_filter1d
 from core.config import TSScoreConfig
 from core.devices import Runtime
 from core.errors import StopRequested
+from core.masking import masked_error
 from core.timeseries.patchtst import PatchTST, staggered_masks
 from core.timeseries.windows import gather_windows, window_starts
 
@@ -28,12 +29,9 @@ def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
         return (model(x).float() - x).pow(2)
     B, L, C = x.shape
     masks = staggered_masks(model.n_patches, model.cfg.mask_ratio, C).to(x.device)  # (K, C, N)
-    err = torch.zeros_like(x)
-    for mask in masks:
-        hidden_steps = mask.repeat_interleave(model.cfg.patch_len, dim=1).T  # (L, C)
-        pred = model(x, mask.repeat(B, 1))  # (B*C, N): the same pattern in every window
-        err += (pred.float() - x).pow(2) * hidden_steps
-    return err
+    return masked_error(  # a mask's pattern is the same in every window
+        masks, lambda mask: (model(x, mask.repeat(B, 1)).float() - x).pow(2),
+        lambda mask: mask.repeat_interleave(model.cfg.patch_len, dim=1).T)  # (L, C)
 
 
 def score_batch_size(cfg: TSScoreConfig, device: torch.device) -> int:
