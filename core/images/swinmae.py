@@ -150,7 +150,8 @@ def block_mask(B: int, grid_h: int, grid_w: int, unit: int, ratio: float,
                generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool (B, grid_h, grid_w), True = hidden: whole unit×unit blocks of patches are hidden,
-    `core.masking.n_hidden` of the n_units blocks per image, chosen uniformly at random. The generator must live on `device`."""
+    `core.masking.n_hidden` of the n_units blocks per image, chosen uniformly at random. The
+    generator must live on `device`."""
     uh, uw = grid_h // unit, grid_w // unit
     if uh * unit != grid_h or uw * unit != grid_w:
         raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
