@@ -112,19 +112,25 @@ def standardised(scores: np.ndarray, unit: tuple[float, float]) -> np.ndarray:
     return (np.log(np.asarray(scores, dtype=np.float64) + LOG_EPS) - mean) / std
 
 
+def fuse(smoothed: dict[str, np.ndarray], units: dict[str, tuple[float, float]]) -> np.ndarray:
+    """Smoothed (T,) scores of several parts → (T,) the mean of their `standardised` logs, each
+    in its own part's validation `units` (so scoring new data uses the model run's units)."""
+    return np.mean([standardised(scores, units[name]) for name, scores in smoothed.items()],
+                   axis=0)
+
+
 def detector_scores(parts: dict[str, tuple[np.ndarray, np.ndarray]], window: int
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[float, float]]]:
     """The detector's (validation, target) scores from its parts' point-wise (val (T_val,),
     target (T,)) scores: each part smoothed over `window` steps; one part is the score itself,
-    several are fused into the mean of their `standardised` logs, so detectors in different
-    units weigh alike and a part that fails on some data cannot silence the other. Also
-    returns each part's validation unit (empty for one part)."""
+    several are `fuse`d in units of their validation scores, so detectors in different units
+    weigh alike and a part that fails on some data cannot silence the other. Also returns each
+    part's validation unit (empty for one part)."""
     smoothed = {name: (smooth(val, window), smooth(target, window))
                 for name, (val, target) in parts.items()}
     if len(smoothed) == 1:
         (val, target), = smoothed.values()
         return val, target, {}
     units = {name: log_standard(val) for name, (val, _) in smoothed.items()}
-    val = np.mean([standardised(v, units[n]) for n, (v, _) in smoothed.items()], axis=0)
-    target = np.mean([standardised(t, units[n]) for n, (_, t) in smoothed.items()], axis=0)
-    return val, target, units
+    return (fuse({name: val for name, (val, _) in smoothed.items()}, units),
+            fuse({name: target for name, (_, target) in smoothed.items()}, units), units)
