@@ -241,7 +241,8 @@ def test_a_rewind_on_rank_0_of_several_reaches_the_pipelines_metrics_log(tmp_pat
     import json as json_mod
     from types import SimpleNamespace
 
-    from core.distributed import EventSink, _relay
+    from core.distributed import _relay
+    from core.rank import EventSink
     log = MetricsLog(tmp_path)
     for step in (1, 2, 3):
         log.log(stage="train_patchtst", kind="step", epoch=1, step=step)
