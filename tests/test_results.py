@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
+from conftest import TINY, only_run_dir, run_cli, tiny_dataset
 from core import jobs, results
 from core.curves import loss_curves
 from core.figures.results import (MAX_BANDS, display_segments, minmax_indices,
@@ -314,9 +312,3 @@ def test_overlay_loss_figure_has_a_subplot_per_stream_and_a_colour_per_run(run_d
     assert [s for _, _, s in by_axis["y2"]] == [False, False]  # one legend entry per run
     assert [a.text for a in fig.layout.annotations] == [STREAMS["patchtst"].title,
                                                          STREAMS["swinmae"].title]
-
-
-def test_modules_do_not_import_torch():
-    code = ("import core.results, core.figures.results, core.figures.runs, sys; "
-            "assert 'torch' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
