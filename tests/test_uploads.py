@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, make_series, make_zip
 from core import uploads
 from core.errors import DataError
-from core.figures.data import minmax_rows, preview_figure, thin_split
+from core.figures.data import preview_figure, thin_split
 from core.uploads import (Dataset, assign_roles, dataset_summary, delete_dataset, image_paths,
                           list_datasets, sanitize_name, save_image_dataset,
                           save_timeseries_dataset)
@@ -316,15 +316,6 @@ def test_dataset_stamp_changes_with_the_files(tmp_path):
 
 
 # ---------------------------------------------------------------- preview figure
-
-def test_minmax_thinning_keeps_a_short_spike():
-    values = np.zeros((100_000, 2))
-    values[54_321, 1] = 9.0  # one-row anomaly
-    rows = minmax_rows(values, max_points=2000)
-    assert rows.shape[0] <= 2000 and np.all(np.diff(rows, axis=0) >= 0)
-    assert 54_321 in rows[:, 1]
-    assert minmax_rows(values[:10], 2000).shape == (10, 2)
-
 
 def test_preview_figure_axes_legend_and_labels():
     frame = make_series(5000, 0)
