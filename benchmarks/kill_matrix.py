@@ -193,9 +193,9 @@ def kill_matrix(ws: Path, kills: int, seed: int, max_wait: float) -> list[str]:
     for _ in range(kills):
         last, found = kill_round(ws, rng, images, last, max_wait)
         problems += found
-    for run in runs_dir(ws).iterdir():  # every reader sees the final state (lost runs marked)
-        if (run / "progress.json").exists():
-            jobs.run_status(run)
+    for run in runs_dir(ws).iterdir():  # record the final state (lost runs marked), as a
+        if (run / "progress.json").exists():  # watching page or the CLI's status would
+            jobs.watchdog(run)
     return problems + check_files(ws) + check_index(ws) + check_new_run(ws)
 
 

@@ -1,22 +1,14 @@
 """Loss curves from metrics.jsonl, ready to draw: per stream, training loss by step (optionally
-smoothed) and validation loss by epoch, downsampled so a long run stays fast to draw."""
+smoothed) and validation loss by epoch, downsampled so a long run stays fast to draw (each
+bucket's lowest and highest loss, `core.downsample`)."""
 from __future__ import annotations
 
 import numpy as np
 
+from core.downsample import minmax_indices
+
 DEFAULT_MAX_POINTS = 1500
 SHIFT_RATIO = 3.0  # validation loss over this many times the training loss: the data shifted
-
-
-def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most `max_points` points: bucket means over equal slices of the (x, y) series, so the
-    shape survives (no aliasing from taking every k-th point)."""
-    if len(x) <= max_points:
-        return x, y
-    edges = np.linspace(0, len(x), max_points + 1).astype(int)
-    sums_x, sums_y = np.add.reduceat(x, edges[:-1]), np.add.reduceat(y, edges[:-1])
-    counts = np.diff(edges)
-    return sums_x / counts, sums_y / counts
 
 
 def ema(y: np.ndarray, smoothing: float) -> np.ndarray:
@@ -50,8 +42,9 @@ def loss_curves(lines: list[dict], smoothing: float = 0.0,
     result = {}
     for stream, curve in out.items():
         arrays = {k: np.asarray(v, dtype=float) for k, v in curve.items()}
-        step, train = downsample(arrays["step"], ema(arrays["train_loss"], smoothing), max_points)
-        result[stream] = arrays | {"step": step, "train_loss": train}
+        train = ema(arrays["train_loss"], smoothing)
+        keep = minmax_indices(train, max_points)
+        result[stream] = arrays | {"step": arrays["step"][keep], "train_loss": train[keep]}
     return result
 
 

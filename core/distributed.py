@@ -1,7 +1,7 @@
 """Training on several processes: DistributedDataParallel under `torchrun`.
 
 With `pipeline.distributed` on, a training stage does not run in the pipeline process. The
-pipeline launches `torchrun --standalone --nproc_per_node=N -m core.distributed RUN_DIR STAGE`
+pipeline launches `torchrun --standalone --nproc_per_node=N -m core.rank RUN_DIR STAGE`
 and waits. Each rank loads the stream's data, trains its shard of every epoch (a
 DistributedSampler) on a DDP-wrapped model, and rank 0 alone writes checkpoints. The pipeline
 stays the only writer of progress.json and metrics.jsonl: rank 0 sends what the training loop
@@ -11,13 +11,15 @@ Stop reaches every rank three ways: SIGTERM forwarded by torchrun, a stop file t
 writes when it is asked to stop, and the death of the rank's parent (a SIGKILLed torchrun).
 Ranks agree on it with an all-reduce at each step, so they stop at the same step and rank 0
 saves `last.pt`. Each rank writes its outcome (done, stopped, or its error) to
-`<run>/distributed/`, so a failed run carries the failing rank's own error."""
+`<run>/distributed/`, so a failed run carries the failing rank's own error.
+
+This module is the pipeline's side and the process group the training loop sees; a rank's
+side, the module torchrun runs, is `core.rank` (it needs the stage list and Context of
+`core.stages`, which imports this module: keeping the two apart keeps imports one-way)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -103,7 +105,7 @@ def launch(ctx, stage, world: int) -> None:
     for old in folder.glob(f"{stage.name}.*"):
         old.unlink()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={world}", "-m", "core.distributed", str(ctx.run_dir), stage.name]
+           f"--nproc_per_node={world}", "-m", "core.rank", str(ctx.run_dir), stage.name]
     if ctx.resume:
         cmd.append("--resume")
     ctx.progress.update_active(processes=world)
@@ -166,101 +168,3 @@ def _raise_for_outcomes(folder: Path, stage: str, world: int, code: int, stoppin
         raise StopRequested(f"stopped during {stage} (all {world} processes)")
     if code != 0:
         raise TrainingError(f"{stage}: torchrun exited with code {code}; see pipeline.log")
-
-
-# --- a rank's side ----------------------------------------------------------------------------
-
-class EventSink:
-    """Stands in for ProgressWriter and MetricsLog on rank 0: each call becomes an event line."""
-
-    def log(self, **fields) -> None:
-        print(EVENT + json.dumps({"to": "metrics", "fields": fields}), flush=True)
-
-    def rewind(self, stage: str, step: int, epoch: int) -> None:
-        print(EVENT + json.dumps({"to": "rewind", "fields": {"stage": stage, "step": step,
-                                                             "epoch": epoch}}), flush=True)
-
-    def update_active(self, **fields) -> None:
-        print(EVENT + json.dumps({"to": "progress", "fields": fields}), flush=True)
-
-
-class NullSink:
-    """Ranks other than 0 report nothing."""
-
-    def log(self, **fields) -> None:
-        pass
-
-    def rewind(self, stage: str, step: int, epoch: int) -> None:
-        pass
-
-    def update_active(self, **fields) -> None:
-        pass
-
-
-def _watch_for_stop(stop_event: threading.Event, stop_file: Path, parent: int) -> None:
-    """Set `stop_event` when the pipeline's stop file appears or this rank's parent (torchrun)
-    is gone: a SIGKILLed torchrun cannot forward a stop, and its ranks must not run on."""
-    while not stop_event.wait(0.5):
-        if stop_file.exists() or os.getppid() != parent:
-            stop_event.set()
-
-
-def _rank_logger(is_main: bool) -> logging.Logger:
-    log = logging.getLogger("atc.rank")
-    log.setLevel(logging.INFO if is_main else logging.WARNING)
-    log.propagate = False
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    return log
-
-
-def _write_outcome(folder: Path, stage: str, rank: int, status: str,
-                   error: BaseException | None = None) -> None:
-    from core.fileio import write_json
-    outcome = {"status": status}
-    if error is not None:
-        outcome |= {"error": str(error) or type(error).__name__, "type": type(error).__name__}
-    write_json(folder / f"{stage}.rank{rank}.json", outcome)
-
-
-def worker(run_dir: Path, stage_name: str, resume: bool) -> int:
-    """One rank: join the group, load the stream's data, run the stage's function."""
-    from core.config import read_config
-    from core.devices import resolve_device
-    from core.stages import STAGES, Context, resolve, stream_module
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    folder = outcome_dir(run_dir)
-    stop_event = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop_event.set())
-    threading.Thread(target=_watch_for_stop, daemon=True,
-                     args=(stop_event, folder / f"{stage_name}.stop", os.getppid())).start()
-    try:
-        cfg = read_config(run_dir / "run.yaml")
-        device = resolve_device(cfg.pipeline.device)
-        if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        stage = next(s for s in STAGES if s.name == stage_name)
-        sink = EventSink() if rank == 0 else NullSink()
-        ctx = Context(run_dir, cfg, sink, sink, _rank_logger(rank == 0), resume=resume,
-                      stop_event=stop_event, group=Group(rank, world, device))
-        ctx.state[stage.stream] = stream_module(stage.stream).load(cfg)[0]
-        resolve(stage.target)(ctx)
-        _write_outcome(folder, stage_name, rank, "done")
-        return 0
-    except StopRequested:
-        _write_outcome(folder, stage_name, rank, "stopped")
-        return STOPPED_EXIT
-    except BaseException as e:
-        _write_outcome(folder, stage_name, rank, "failed", e)
-        logging.getLogger("atc.rank").exception("rank %d failed", rank)
-        return 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    sys.exit(worker(Path(sys.argv[1]), sys.argv[2], "--resume" in sys.argv[3:]))

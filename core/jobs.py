@@ -5,9 +5,11 @@ on `<workspace>/job.lock` for its whole life. The kernel drops the lock when the
 however it dies, so a killed trainer never leaves a stale lock behind.
 
 Stop sends SIGTERM to the run's process group; the trainer finishes its step, saves a checkpoint
-and marks the run `stopped`. If it is still alive after the grace period, the next stop or
-status call sends SIGKILL and marks the run stopped itself. A run whose process is gone while
-progress.json says running is shown `failed (lost)`."""
+and marks the run `stopped`. A run whose process is gone while progress.json says running is
+shown `failed (lost)` by `run_status`, which only reads. Acting on that is `watchdog`'s job,
+called deliberately by whoever watches a run (a waiting `stop`, the Train page's poll, the
+CLI): it sends SIGKILL to a run still alive after the stop's grace period and records the end
+state of a run whose process is gone."""
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +25,7 @@ from core.errors import JobError
 from core.fileio import read_json, write_json
 from core.progress import PROGRESS_FILE, initial_progress, process_start, read_progress
 from core import runs
-from core.runs import PROJECT_ROOT, RunIndex, workspace_of
+from core.runs import PROJECT_ROOT, RunIndex, runs_dir, workspace_of
 from core.stages import stage_names
 
 LOCK_FILE = "job.lock"
@@ -216,18 +218,24 @@ def _signal(progress: dict, sig: int) -> None:
         pass
 
 
-def _mark_ended(run_dir: Path, progress: dict, status: str, error: str) -> dict:
-    """Finish a run on behalf of a pipeline process that can no longer do it."""
+def _ended(progress: dict, status: str, error: str) -> dict:
+    """A copy of a live `progress` ended as `status` on behalf of a pipeline process that can no
+    longer end it itself: its running stage stopped (or failed), no active stage."""
     now = time.time()
-    for stage in progress["stages"]:
-        if stage["status"] == "running":
-            stage.update(status="failed" if status == "failed" else "stopped", ended=now)
-    progress.update(status=status, error=error, finished=now, active=None)
+    stages = [stage | {"status": "failed" if status == "failed" else "stopped", "ended": now}
+              if stage["status"] == "running" else stage for stage in progress["stages"]]
+    return progress | {"stages": stages, "status": status, "error": error, "finished": now,
+                       "active": None}
+
+
+def _persist(run_dir: Path, progress: dict) -> dict:
+    """Write an ended `progress` (progress.json, then the index); on a full disk say so in
+    `unsaved` and carry on: the next watchdog call tries again."""
     try:
         write_json(Path(run_dir) / PROGRESS_FILE, progress)
         RunIndex(workspace_of(run_dir)).update(run_dir)
-    except OSError as e:  # a full disk: still answer; the next reader tries to persist again
-        progress["unsaved"] = f"could not be saved ({e.strerror or e})"
+    except OSError as e:
+        progress = progress | {"unsaved": f"could not be saved ({e.strerror or e})"}
     return progress
 
 
@@ -256,48 +264,81 @@ def _last_logged_error(run_dir: Path, tail_bytes: int = 16384) -> str | None:
     return None
 
 
-def run_status(run_dir: Path) -> dict:
-    """progress.json as a reader should see it, with `label` for display. A live status whose
-    process is gone becomes `failed` with `lost: true` (label `failed (lost)`), persisted; a stop
-    whose grace period has passed is finished with SIGKILL."""
-    run_dir = Path(run_dir)
+def _seen(run_dir: Path) -> tuple[dict, str | None]:
+    """progress.json as a reader should see it, and what a watchdog has to do about it: None,
+    "kill" (a stop past its grace period while the process still runs) or "record" (the
+    process is gone, and the end state returned is not in progress.json yet)."""
     progress = read_progress(run_dir)
     if progress is None:
         raise JobError(f"{run_dir}: no progress.json; is this a run folder?")
-    if progress["status"] in LIVE_STATES:
+    if progress["status"] not in LIVE_STATES:
+        return progress, None
+    stop = read_json(run_dir / STOP_FILE)
+    if _writer_alive(progress):
+        overdue = stop and time.time() - stop["time"] > stop["grace_s"]
+        return progress, "kill" if overdue else None
+    latest = read_progress(run_dir)  # it may have ended itself since the first read
+    if latest["status"] not in LIVE_STATES:
+        return latest, None
+    if stop:  # stopped before the pipeline installed its SIGTERM handler (while importing)
+        return _ended(progress, "stopped", "stopped before training began"), "record"
+    last = _last_logged_error(run_dir)
+    return _ended(progress, "failed",
+                  f"lost: the pipeline process (pid {progress.get('pid')}) ended without "
+                  "finishing the run" + (f"; its last logged error: {last}" if last else
+                                         "; see pipeline.log and stdout.log")), "record"
+
+
+def _labelled(progress: dict) -> dict:
+    lost = (progress.get("error") or "").startswith("lost:")
+    return progress | {"lost": lost, "label": "failed (lost)" if lost else progress["status"]}
+
+
+def run_status(run_dir: Path) -> dict:
+    """progress.json as a reader should see it, with `lost` and `label` for display. A live
+    status whose process is gone reads `failed` with `lost: true` (label `failed (lost)`), or
+    `stopped` when a stop was asked for. Only reads: no file is written and no signal sent
+    (`watchdog` records what this shows, and finishes an overdue stop)."""
+    return _labelled(_seen(Path(run_dir))[0])
+
+
+def watchdog(run_dir: Path) -> dict:
+    """Finish what a run's process left undone, then return its `run_status`: a stop whose
+    grace period has passed gets SIGKILL and the run is recorded `stopped`; a run whose process
+    is gone gets the end state `run_status` shows written to progress.json and the index.
+    Called deliberately by whoever watches a run: `stop`, the Train page's poll, the CLI's
+    `status` and `index`."""
+    run_dir = Path(run_dir)
+    progress, todo = _seen(run_dir)
+    if todo == "kill":
         stop = read_json(run_dir / STOP_FILE)
-        alive = _writer_alive(progress)
-        if alive and stop and time.time() - stop["time"] > stop["grace_s"]:
-            _signal(progress, signal.SIGKILL)
-            progress = _mark_ended(run_dir, progress, "stopped",
-                                   f"killed: no clean stop within {stop['grace_s']:.0f} s")
-        elif not alive and stop and read_progress(run_dir)["status"] in LIVE_STATES:
-            # stopped before the pipeline installed its SIGTERM handler (while importing)
-            progress = _mark_ended(run_dir, progress, "stopped", "stopped before training began")
-        elif not alive and read_progress(run_dir)["status"] in LIVE_STATES:
-            last = _last_logged_error(run_dir)
-            progress = _mark_ended(
-                run_dir, progress, "failed",
-                f"lost: the pipeline process (pid {progress.get('pid')}) ended without "
-                "finishing the run" + (f"; its last logged error: {last}" if last else
-                                       "; see pipeline.log and stdout.log"))
-            progress["lost"] = True
-    progress["lost"] = progress.get("lost") or (progress.get("error") or "").startswith("lost:")
-    progress["label"] = "failed (lost)" if progress["lost"] else progress["status"]
-    return progress
+        _signal(progress, signal.SIGKILL)
+        progress = _ended(progress, "stopped",
+                          f"killed: no clean stop within {stop['grace_s']:.0f} s")
+    if todo is not None:
+        progress = _persist(run_dir, progress)
+    return _labelled(progress)
+
+
+def watch_workspace(ws: Path) -> None:
+    """`watchdog` for every run the workspace's index lists as live (`starting`, `running`)."""
+    for entry in RunIndex(ws).entries():
+        run_dir = runs_dir(ws) / entry["run_id"]
+        if entry.get("status") in LIVE_STATES and (run_dir / PROGRESS_FILE).exists():
+            watchdog(run_dir)
 
 
 def stop(run_dir: Path, grace_s: float = GRACE_S, wait: bool = True) -> dict:
     """Ask a run to stop (SIGTERM). With `wait`, block until it ends, escalating to SIGKILL
-    after `grace_s`; without, return at once (later `run_status` calls escalate)."""
+    after `grace_s`; without, return at once (later `watchdog` calls escalate)."""
     run_dir = Path(run_dir)
-    progress = run_status(run_dir)
+    progress = watchdog(run_dir)
     if progress["status"] not in LIVE_STATES:
         return progress
     write_json(run_dir / STOP_FILE, {"time": time.time(), "grace_s": grace_s})
     _signal(progress, signal.SIGTERM)
     while wait:
-        progress = run_status(run_dir)
+        progress = watchdog(run_dir)
         if progress["status"] not in LIVE_STATES:
             break
         time.sleep(0.2)

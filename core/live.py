@@ -242,7 +242,7 @@ def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_M
     [0, 1)) and `max_points` shape the training-loss curves; `log_lines` lines of the log tail."""
     run_dir = Path(run_dir)
     now = time.time() if now is None else now
-    progress = jobs.run_status(run_dir)  # also marks lost runs and finishes overdue stops
+    progress = jobs.run_status(run_dir)
     stream_of = {s.name: s.stream for s in STAGES}
     stages = [StageView(s["name"], s["status"], _duration(s, now), s.get("message"),
                         stream_of.get(s["name"])) for s in progress["stages"]]

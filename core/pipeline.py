@@ -229,7 +229,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_status(args) -> int:
-    progress = jobs.run_status(Path(args.run_dir))
+    progress = jobs.watchdog(Path(args.run_dir))  # a lost run is recorded, an overdue stop ended
     if args.json:
         print(json.dumps(progress, indent=2))
         return 0
@@ -251,7 +251,9 @@ def cmd_index(args) -> int:
     ws = workspace(args.workdir)
     if args.rebuild:
         RunIndex(ws).rebuild()
-    for e in index_entries(ws):
+    entries = index_entries(ws)
+    jobs.watch_workspace(ws)  # a killed run is recorded failed (lost) in its folder and the index
+    for e in entries:
         print(f"{e['run_id']}  {e['status']:<8} {','.join(e['streams']):<10} "
               f"{json.dumps(e['metrics'])}")
     return 0

@@ -211,7 +211,8 @@ def draw_panel(run_dir: Path) -> None:
 def rerun_on_change(ws: Path) -> Path | None:
     """Rerun the whole page once when the followed run or its liveness changed (buttons)."""
     run_dir = latest_run(ws)
-    now = (run_dir.name, jobs.run_status(run_dir)["status"] in jobs.LIVE_STATES) \
+    # the page watches the run it shows: an overdue stop is ended, a lost run recorded
+    now = (run_dir.name, jobs.watchdog(run_dir)["status"] in jobs.LIVE_STATES) \
         if run_dir else None
     if now != st.session_state.get(SEEN):
         st.rerun()

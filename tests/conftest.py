@@ -1,10 +1,13 @@
 """Shared fixtures: small generated datasets, the real-data path, and a CLI runner."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +80,14 @@ def only_run_dir(workdir: Path) -> Path:
     runs = [p for p in (workdir / "runs").iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+def make_zip(*members: tuple[str | zipfile.ZipInfo, bytes],
+             compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip archive in memory holding `members` (name or ZipInfo, content), in order."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", compression) as z:
+        warnings.simplefilter("ignore")  # zipfile warns about a duplicate name: tests make them
+        for name, data in members:
+            z.writestr(name, data)
+    return buf.getvalue()

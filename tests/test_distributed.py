@@ -80,7 +80,7 @@ def _rank_pids(run: Path) -> dict[int, int]:
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"core.distributed" in cmdline and str(run).encode() in cmdline:
+            if b"core.rank" in cmdline and str(run).encode() in cmdline:
                 env = dict(kv.split(b"=", 1) for kv in (proc / "environ").read_bytes().split(b"\0")
                            if b"=" in kv)
                 ranks[int(env[b"RANK"])] = int(proc.name)

@@ -163,9 +163,9 @@ def test_killed_run_is_shown_lost_and_frees_the_workspace(tiny_dataset, tmp_path
     status = wait_for(lambda: (s := jobs.run_status(run))["status"] != "running" and s,
                        what="the run to be seen lost")
     assert status["label"] == "failed (lost)"
-    assert read_json(run / "progress.json")["status"] == "failed"  # persisted for every reader
-    res = run_cli("status", str(run))
+    res = run_cli("status", str(run))  # the CLI's status watches: it records the loss
     assert "failed (lost)" in res.stdout
+    assert read_json(run / "progress.json")["status"] == "failed"  # persisted for every reader
     assert jobs.active_run_id(workspace(ws)) is None
     entry = next(e for e in read_json(ws / "runs" / "index.json") if e["run_id"] == run.name)
     assert entry["status"] == "failed"

@@ -365,13 +365,15 @@ def write_running(run_dir, pid: int, heartbeat_age: float = 0.0) -> None:
     write_json(run_dir / PROGRESS_FILE, progress)
 
 
-def test_run_status_marks_a_dead_running_run_failed_lost(ws):
+def test_run_status_shows_a_dead_running_run_failed_lost_and_watchdog_records_it(ws):
     run = make_run(ws, "20240101-000000-0001", status="running", finished=None)
     pid = finished_pid()
     write_running(run, pid)
     status = jobs.run_status(run)
     assert status["status"] == "failed" and status["label"] == "failed (lost)"
     assert status["lost"] is True and str(pid) in status["error"]
+    assert read_progress(run)["status"] == "running"  # a reader only reads
+    assert jobs.watchdog(run)["label"] == "failed (lost)"
     stored = read_progress(run)  # persisted
     assert stored["status"] == "failed" and stored["error"].startswith("lost:")
     assert stored["finished"] is not None and stored["active"] is None
@@ -394,9 +396,82 @@ def test_run_status_stale_heartbeat_counts_as_lost(ws):
     """A live pid with a heartbeat older than HEARTBEAT_STALE_S is a reused pid."""
     run = make_run(ws, "20240101-000000-0001", status="running", finished=None)
     write_running(run, os.getpid(), heartbeat_age=jobs.HEARTBEAT_STALE_S + 10)
-    status = jobs.run_status(run)
-    assert status["label"] == "failed (lost)"
+    assert jobs.run_status(run)["label"] == "failed (lost)"
+    assert jobs.watchdog(run)["label"] == "failed (lost)"
     assert read_progress(run)["status"] == "failed"
+
+
+def files_of(ws) -> dict:
+    """Every file under the workspace: path → (modification time, content)."""
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(ws.rglob("*"))
+            if p.is_file()}
+
+
+def sigterm_ignoring_process() -> subprocess.Popen:
+    """A process in its own session (a detached trainer) that ignores SIGTERM, as a trainer
+    stuck in a long step does; ready once it prints."""
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def write_overdue_stop(run) -> None:
+    write_json(run / jobs.STOP_FILE, {"time": time.time() - 10, "grace_s": 1.0})
+
+
+def test_run_status_writes_nothing_and_sends_no_signal(ws, monkeypatch):
+    """For a lost run, a run stopped while starting and a stop past its grace period (the
+    cases a watchdog acts on), run_status leaves every file as it was and kills nothing."""
+    lost = make_run(ws, "20240101-000000-0001", status="running", finished=None)
+    write_running(lost, finished_pid())
+    early = make_run(ws, "20240101-000000-0002", status="running", finished=None)
+    write_running(early, finished_pid())
+    write_json(early / jobs.STOP_FILE, {"time": time.time(), "grace_s": 30.0})
+    overdue = make_run(ws, "20240101-000000-0003", status="running", finished=None)
+    proc = sigterm_ignoring_process()
+    try:
+        write_running(overdue, proc.pid)  # its pgid too: it leads its own process group
+        write_overdue_stop(overdue)
+        for run in (lost, early, overdue):
+            RunIndex(ws).update(run)
+        before = files_of(ws)
+        time.sleep(0.01)  # a write now would show in the modification times
+        sent = []
+        monkeypatch.setattr(os, "kill", lambda *a: sent.append(a))
+        monkeypatch.setattr(os, "killpg", lambda *a: sent.append(a))
+        seen = {run.name[-1]: jobs.run_status(run)["label"] for run in (lost, early, overdue)}
+        monkeypatch.undo()
+        assert seen == {"1": "failed (lost)", "2": "stopped", "3": "running"}
+        assert files_of(ws) == before
+        assert [a for a in sent if a[1] != 0] == []  # kill(pid, 0) only asks whether it lives
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_watchdog_kills_a_run_past_its_stop_grace_period_and_records_it(ws):
+    run = make_run(ws, "20240101-000000-0001", status="running", finished=None)
+    proc = sigterm_ignoring_process()
+    try:
+        write_running(run, proc.pid)
+        write_json(run / jobs.STOP_FILE, {"time": time.time(), "grace_s": 30.0})
+        assert jobs.watchdog(run)["status"] == "running"  # within the grace period: left alone
+        assert proc.poll() is None
+        write_overdue_stop(run)
+        status = jobs.watchdog(run)
+        assert status["status"] == "stopped" and "no clean stop within 1 s" in status["error"]
+        assert proc.wait(timeout=10) == -9  # SIGKILL
+        stored = read_progress(run)
+        assert stored["status"] == "stopped" and stored["active"] is None
+        assert [s["status"] for s in stored["stages"]] == ["done", "stopped", "idle", "idle"]
+        assert RunIndex(ws).entries()[0]["status"] == "stopped"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_run_status_finished_run_is_left_alone(ws):

@@ -3,8 +3,8 @@ one small chart row per channel (channels differ in scale: rpm beside %), with t
 as a last row when the split has them.
 
 Thinning keeps each bucket's minimum and maximum (in time order) instead of its mean, so a
-3-row spike in a million rows still shows: a preview of anomaly data must not smooth the
-anomalies away (`core.curves.downsample` averages, which suits loss curves, not this)."""
+3-row spike in a million rows still shows (`core.downsample`); the labels row shows, per bucket,
+whether any row in it is an anomaly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from core.downsample import bucket_size, minmax_indices
 
 MAX_POINTS = 2000
 ROW_PX, LABEL_PX, MARGIN_PX = 140, 70, 90
@@ -30,40 +32,17 @@ class SeriesPreview:
     label_y: np.ndarray | None = None  # (L,) 0/1: any anomaly in the bucket
 
 
-def _buckets(n_rows: int, max_points: int) -> tuple[int, int]:
-    """(bucket size b, bucket count n) with n * 2 <= max_points and the last bucket non-empty."""
-    b = int(np.ceil(n_rows / max(1, max_points // 2)))
-    return b, int(np.ceil(n_rows / b))
-
-
-def minmax_rows(values: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
-    """(P, C) row indices to keep per channel, ascending: every row when T <= max_points, else
-    the rows of each bucket's min and max (P <= max_points). `values` is (T, C)."""
-    t, c = values.shape
-    if t <= max_points:
-        return np.repeat(np.arange(t)[:, None], c, axis=1)
-    b, n = _buckets(t, max_points)
-    padded = np.full((n * b, c), np.nan)
-    padded[:t] = values
-    grouped = padded.reshape(n, b, c)  # (n, b, C); only the last bucket has NaN padding
-    start = (np.arange(n) * b)[:, None]  # (n, 1)
-    lo = np.nanargmin(grouped, axis=1) + start  # (n, C)
-    hi = np.nanargmax(grouped, axis=1) + start
-    return np.sort(np.concatenate([lo, hi]), axis=0)  # (2n, C)
-
-
 def thin_split(values: np.ndarray, channels: list[str], timestamps: np.ndarray | None = None,
                labels: np.ndarray | None = None, max_points: int = MAX_POINTS) -> SeriesPreview:
     """A (T, C) split with optional (T,) timestamps and 0/1 labels, thinned for drawing."""
     values = np.asarray(values, dtype=float)
-    rows = minmax_rows(values, max_points)  # (P, C)
+    rows = minmax_indices(values, max_points)  # (P, C)
     y = np.take_along_axis(values, rows, axis=0)
     x = np.asarray(timestamps)[rows] if timestamps is not None else rows
     preview = SeriesPreview(list(channels), x, y, "time" if timestamps is not None else "row",
                             len(values))
     if labels is not None:
-        b, n = _buckets(len(values), max_points) if len(values) > max_points else (1, len(values))
-        starts = np.arange(n) * b
+        starts = np.arange(0, len(values), bucket_size(len(values), max_points))  # (L,)
         preview.label_y = np.maximum.reduceat(np.asarray(labels, dtype=np.int8), starts)
         preview.label_x = np.asarray(timestamps)[starts] if timestamps is not None else starts
     return preview

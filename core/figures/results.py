@@ -1,5 +1,6 @@
 """The Results page's charts: the signal over the anomaly score, flagged and labelled segments
-shaded across both, downsampled so a long series stays fast to draw (peaks kept); the score
+shaded across both, downsampled so a long series stays fast to draw (peaks kept,
+`core.downsample`); the score
 histogram (normal vs defect) with the threshold."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.downsample import minmax_indices
 from core.results import SCORE_TITLE, segments
 
 MAX_POINTS = 3000  # per trace
@@ -15,22 +17,6 @@ MAX_BANDS = 300  # shaded segments per kind (flagged, labelled)
 FLAG_COLOUR, LABEL_COLOUR = "rgba(214, 39, 40, 0.22)", "rgba(117, 60, 170, 0.22)"
 SCORE_COLOUR, THRESHOLD_COLOUR = "#1f3b5c", "#d62728"
 NORMAL_COLOUR, DEFECT_COLOUR = "#4c9be8", "#ff7f0e"  # histogram of scores by label
-
-
-def minmax_indices(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
-    """Sorted indices of at most `max_points` points of y (T,) that keep its shape: the first
-    and last points, and the minimum and maximum of each of ~max_points/2 equal buckets, so a
-    one-row spike survives any zoom level (a mean per bucket would flatten it)."""
-    y = np.asarray(y, dtype=float)
-    T = len(y)
-    if T <= max_points:
-        return np.arange(T)
-    per = -(-T // max(1, (max_points - 2) // 2))  # rows per bucket (ceil)
-    n = -(-T // per)
-    buckets = np.pad(y, (0, n * per - T), mode="edge").reshape(n, per)  # (n, per)
-    base = np.arange(n) * per
-    picks = np.concatenate(([0, T - 1], base + buckets.argmin(1), base + buckets.argmax(1)))
-    return np.unique(np.minimum(picks, T - 1))  # edge padding ties resolve to real rows
 
 
 def time_axis(timestamps: np.ndarray | None, n: int) -> tuple[np.ndarray, str]:

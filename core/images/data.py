@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.archive import extract_zip
 from core.config import ImageDataConfig
 from core.errors import DataError
 
@@ -209,8 +210,6 @@ def _as_folder(path: Path, extract_to: Path | None) -> Path:
     if extract_to is None:
         extract_to = Path(tempfile.mkdtemp(prefix="atc-images-"))
         atexit.register(shutil.rmtree, extract_to, ignore_errors=True)
-    from core.uploads import extract_zip  # here: core.uploads may import this module
-
     with open(path, "rb") as f:
         extract_zip(f, extract_to)
     return Path(extract_to)

@@ -122,11 +122,12 @@ def test_status_of_a_lost_run_on_a_full_disk_answers_without_raising(ws, monkeyp
     run = new_run(ws)
     write_running(run, dead_pid())
     monkeypatch.setattr(jobs, "write_json", no_space)
-    status = jobs.run_status(run)
+    assert jobs.run_status(run)["label"] == "failed (lost)"
+    status = jobs.watchdog(run)
     assert status["label"] == "failed (lost)" and "could not be saved" in status["unsaved"]
     assert read_progress(run)["status"] == "running"  # nothing could be written
-    monkeypatch.undo()  # space freed: the next reader persists it
-    assert jobs.run_status(run)["label"] == "failed (lost)"
+    monkeypatch.undo()  # space freed: the next watchdog call persists it
+    assert jobs.watchdog(run)["label"] == "failed (lost)"
     assert read_progress(run)["status"] == "failed"
 
 
@@ -136,8 +137,8 @@ def test_a_lost_run_keeps_the_last_logged_error(ws):
     (run / "pipeline.log").write_text(
         "2026-01-01 00:00:00 INFO    [2/4] train_patchtst\n"
         "2026-01-01 00:00:01 ERROR   failed: no space left on the device holding /x\n")
-    status = jobs.run_status(run)
-    assert "no space left on the device holding /x" in status["error"]
+    assert "no space left on the device holding /x" in jobs.run_status(run)["error"]
+    jobs.watchdog(run)
     assert "no space left" in read_progress(run)["error"]  # kept for every later reader
 
 
@@ -241,7 +242,8 @@ def test_a_rewind_on_rank_0_of_several_reaches_the_pipelines_metrics_log(tmp_pat
     import json as json_mod
     from types import SimpleNamespace
 
-    from core.distributed import EventSink, _relay
+    from core.distributed import _relay
+    from core.rank import EventSink
     log = MetricsLog(tmp_path)
     for step in (1, 2, 3):
         log.log(stage="train_patchtst", kind="step", epoch=1, step=step)

@@ -42,11 +42,14 @@ def requirement_names(path) -> set[str]:
     return {re.split(r"[=<>~!\[ ]", line)[0].lower() for line in lines if line}
 
 
-def test_runtime_requirements_hold_no_test_tools_and_dev_adds_them():
-    runtime, dev = requirement_names("requirements.txt"), requirement_names("requirements-dev.txt")
-    assert {"torch", "streamlit"} <= runtime and not {"pytest", "playwright"} & runtime
-    assert dev == {"-r", "pytest", "playwright"}
-    assert "-r requirements.txt" in (REPO / "requirements-dev.txt").read_text()
+def test_runtime_test_and_benchmark_requirements_are_apart_and_dev_is_runtime_plus_test():
+    runtime, test = requirement_names("requirements.txt"), requirement_names("requirements-test.txt")
+    bench = requirement_names("requirements-bench.txt")
+    assert {"torch", "streamlit"} <= runtime and test == {"pytest", "playwright", "import-linter"}
+    assert not test & runtime and not bench & (runtime | test)
+    dev = (REPO / "requirements-dev.txt").read_text().splitlines()
+    assert [line for line in dev if line and not line.startswith("#")] == [
+        "-r requirements.txt", "-r requirements-test.txt"]
     assert "pip install --quiet -r requirements-dev.txt" in (REPO / ".ci" / "run").read_text()
 
 
