@@ -19,13 +19,12 @@ absolute position embedding (Swin's default: the relative position bias carries 
 dropout or stochastic depth (their CPU cost is large, and the models here are small)."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.config import SwinMAEModelConfig, stage_windows
+from core.masking import complementary_count, random_hidden
 
 
 def preset(name: str, **changes) -> SwinMAEModelConfig:
@@ -156,8 +155,7 @@ def block_mask(B: int, grid_h: int, grid_w: int, unit: int, ratio: float,
         raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
     n_units = uh * uw
     n_hidden = min(max(1, round(ratio * n_units)), n_units - 1)
-    noise = torch.rand(B, n_units, generator=generator, device=device)
-    hidden = noise.argsort(dim=1).argsort(dim=1) < n_hidden  # (B, n_units): a random permutation
+    hidden = random_hidden(B, n_units, n_hidden, generator, device)  # (B, n_units)
     hidden = hidden.view(B, uh, 1, uw, 1).expand(B, uh, unit, uw, unit)  # unit → its patches
     return hidden.reshape(B, grid_h, grid_w)
 
@@ -170,7 +168,7 @@ def complementary_block_masks(grid_h: int, grid_w: int, unit: int, ratio: float)
     uh, uw = grid_h // unit, grid_w // unit
     if uh * unit != grid_h or uw * unit != grid_w:
         raise ValueError(f"patch grid {grid_h}×{grid_w} is not a multiple of mask unit {unit}")
-    k = min(max(2, math.ceil(1 / ratio - 1e-9)), uh * uw)  # 1e-9: 1 / 0.2 may be 5.000001
+    k = complementary_count(ratio, uh * uw)
     i, j = torch.meshgrid(torch.arange(uh), torch.arange(uw), indexing="ij")
     which = (i * (k // 2) + j) % k  # (uh, uw)
     hidden = which[None] == torch.arange(k)[:, None, None]  # (K, uh, uw)

@@ -18,13 +18,12 @@ and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; L
 well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput)."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.config import PatchTSTModelConfig
+from core.masking import complementary_count, random_hidden
 
 
 def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
@@ -43,16 +42,13 @@ def random_patch_mask(n_series: int, n_patches: int, ratio: float,
                       device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool mask (n_series, n_patches), True = hidden. Each series hides exactly
     round(ratio * n_patches) patches (at least 1), chosen uniformly at random."""
-    n_hidden = max(1, round(ratio * n_patches))
-    noise = torch.rand(n_series, n_patches, device=device)
-    ranks = noise.argsort(dim=1).argsort(dim=1)  # a random permutation per row
-    return ranks < n_hidden
+    return random_hidden(n_series, n_patches, max(1, round(ratio * n_patches)), device=device)
 
 
 def complementary_masks(n_patches: int, ratio: float) -> torch.Tensor:
     """Bool masks (K, N), True = hidden, K = ceil(1 / ratio): patch i is hidden in mask i % K
     only, so over the K masks every patch is predicted exactly once from its visible context."""
-    k = min(max(2, math.ceil(1 / ratio - 1e-9)), n_patches)  # 1e-9: 1 / 0.2 may be 5.000001
+    k = complementary_count(ratio, n_patches)
     return torch.arange(n_patches)[None, :] % k == torch.arange(k)[:, None]
 
 
