@@ -40,7 +40,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from cli import ROOT  # noqa: F401  (puts the project root on sys.path)
 
-from core.config import load_config
+from core.config import defaults
 from core.devices import Runtime
 from core.images.swinmae import SwinMAE, preset
 from core.timeseries.patchtst import PatchTST
@@ -98,8 +98,8 @@ def model_items(name: str, model: torch.nn.Module, x: torch.Tensor,
 
 
 def patchtst(device: torch.device) -> list[Item]:
-    cfg = dataclasses.replace(load_config().patchtst.model, patch_len=10, d_model=128,
-                              n_heads=16, n_layers=3, d_ff=256, mask_ratio=0.4)
+    cfg = defaults("patchtst.model", patch_len=10, d_model=128, n_heads=16, n_layers=3,
+                   d_ff=256, mask_ratio=0.4)
     x = torch.randn(32, 100, 38)  # (B, L, C)
     return model_items("patchtst", PatchTST(cfg, 38, 100), x, device)
 

@@ -22,7 +22,7 @@ from timing import Case, infer_step, train_step
 
 import torch
 
-from core.config import PatchTSTModelConfig
+from core.config import defaults
 from core.timeseries.patchtst import PatchTST
 
 CHANNELS, WINDOW, PATCH = 38, 100, 10
@@ -34,8 +34,8 @@ OURS, THEIRS = "ours PatchTST", "HF PatchTSTForPretraining"
 
 
 def our_model() -> PatchTST:
-    cfg = PatchTSTModelConfig(patch_len=PATCH, d_model=D_MODEL, n_heads=HEADS, n_layers=LAYERS,
-                              d_ff=FFN, dropout=0.0, mask_ratio=MASK_RATIO, revin=False)
+    cfg = defaults("patchtst.model", patch_len=PATCH, d_model=D_MODEL, n_heads=HEADS,
+                   n_layers=LAYERS, d_ff=FFN, dropout=0.0, mask_ratio=MASK_RATIO, revin=False)
     return PatchTST(cfg, CHANNELS, WINDOW)
 
 

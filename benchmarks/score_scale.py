@@ -44,7 +44,6 @@ large/small peak ratio.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import re
 import tempfile
@@ -239,7 +238,7 @@ def main() -> None:
             values, loads[rows] = load(path)
             modes = args.modes if rows == args.small_rows else args.big_modes
             for mode in modes.split(","):
-                score_cfg = dataclasses.replace(cfg.score, mode=mode, stride=stride)
+                score_cfg = cfg.score.model_copy(update={"mode": mode, "stride": stride})
                 results[rows, mode] = r = score(model, values, score_cfg, device)
                 print(f"  {rows:,} rows {mode}: {r['wall']:.1f} s, peak +{r['peak_mb']:.0f} MB"
                       f"{'' if r['hwm'] else ' (sampled)'}", flush=True)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from cli import ROOT, run_pipeline
 from core import metrics
-from core.config import TSScoreConfig, read_config
+from core.config import defaults, read_config
 from core.timeseries.baselines import pca_scores
 from core.timeseries.scoring import channel_scale, detector_scores, smooth, step_scores
 from core.timeseries.stages import load
@@ -80,8 +80,9 @@ def rescored(run: Path, change: dict) -> tuple[float, float]:
     score setting changed (`scale_floor`, `channel_cap`, `smooth` or `fuse_pca`)."""
     cfg = read_config(run / "run.yaml")
     sc = cfg.patchtst.score
+    today = defaults("patchtst.score")
     for key in POSTHOC:  # today's defaults, whatever the run had: the ablation's base
-        setattr(sc, key, getattr(TSScoreConfig(), key))
+        setattr(sc, key, getattr(today, key))
     for key, value in change.items():
         setattr(sc, key, value)
     with np.load(run / "patchtst" / "channel_scores.npz") as npz:

@@ -12,7 +12,6 @@
 No torch here (the console imports this at page load)."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 import yaml
 
 from core import jobs
-from core.config import PipelineConfig, load_config, read_config, read_yaml, to_dict
+from core.config import PipelineConfig, choices, load_config, read_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
 from core.errors import AtcError, JobError
 from core.progress import METRICS_FILE, PROGRESS_FILE
@@ -68,7 +67,7 @@ FORM_FIELDS: dict[str, tuple[FormField, ...]] = {  # by stream kind
 
 def pipeline_choices(key: str) -> tuple[str, ...]:
     """The allowed values of a `pipeline` config key with choices (device, precision...)."""
-    return next(f for f in dataclasses.fields(PipelineConfig) if f.name == key).metadata["choices"]
+    return choices(PipelineConfig, key)
 
 
 def form_fields(stream: Stream) -> tuple[FormField, ...]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
-from core.config import PipelineConfig, presets
+from core.config import defaults, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
 from core.live import (check_run, form_fields, latest_run, live_view, pipeline_choices,
@@ -285,7 +285,7 @@ def main() -> None:
     st.session_state[SEEN] = (run_dir.name, busy) if run_dir else None
     if FILLED not in st.session_state:  # this session's first view of the page
         st.session_state[FILLED] = True
-        st.session_state["train_seed"] = PipelineConfig().seed
+        st.session_state["train_seed"] = defaults("pipeline").seed
         if busy:
             fill_from_run(ws, run_dir)
 

@@ -3,13 +3,12 @@ errors' messages (they must name the dotted key and what is allowed), cross-fiel
 run.yaml round trip, and YAML files read from a config folder."""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import pytest
 import yaml
 
-from core.config import (CONFIG_DIR, PatchTSTModelConfig, RunConfig, TrainConfig, load_config,
+from core.config import (CONFIG_DIR, RunConfig, Section, TrainConfig, defaults, load_config,
                          parse_override, presets, read_config, save_config)
 from core.errors import ConfigError
 
@@ -45,10 +44,23 @@ def test_defaults_load_and_match_the_yaml_files():
     assert cfg.pipeline.ts_data is None and cfg.pipeline.seed == 0
 
 
-def test_yaml_defaults_equal_the_dataclass_defaults():
-    """The YAML files and the dataclasses should not drift apart (preset aside)."""
-    cfg = load_config()
-    assert cfg == RunConfig()
+def sections(model=RunConfig):
+    """Every section model of the config tree, RunConfig first."""
+    yield model
+    for f in model.model_fields.values():
+        if isinstance(f.annotation, type) and issubclass(f.annotation, Section):
+            yield from sections(f.annotation)
+
+
+def test_the_yaml_files_are_the_only_defaults(config_dir):
+    """No field has a default in code, so the YAML files and the code cannot drift apart: a key
+    a file leaves out is an error naming it."""
+    assert all(f.is_required() for model in sections() for f in model.model_fields.values())
+    path = config_dir / "pipeline.yaml"
+    path.write_text(path.read_text().replace("nproc: 0", ""))
+    msg = config_error((), config_dir=config_dir)
+    assert msg.startswith("pipeline.nproc:") and "missing" in msg
+    assert defaults() == load_config()
 
 
 def test_presets_lists_default_first():
@@ -75,27 +87,14 @@ def test_parse_override_types_by_field(text, key, value, tp):
     assert k == key and v == value and type(v) is tp
 
 
-@dataclasses.dataclass
-class _Flags:
-    on: bool = False
-
-
-@dataclasses.dataclass
-class _RunConfigWithFlags(RunConfig):
-    """RunConfig has no bool field yet; this throwaway tree adds one to test bool parsing."""
-    flags: _Flags = dataclasses.field(default_factory=_Flags)
-
-
 @pytest.mark.parametrize("raw, expected", [
     ("true", True), ("True", True), ("1", True), ("yes", True),
     ("false", False), ("0", False), ("no", False)])
-def test_parse_override_bool(raw, expected, monkeypatch):
-    import core.config as config
-    monkeypatch.setattr(config, "RunConfig", _RunConfigWithFlags)
-    key, value = parse_override(f"flags.on={raw}")
-    assert key == "flags.on" and value is expected
-    with pytest.raises(ConfigError, match=r"flags\.on: expected bool, found 'maybe'"):
-        parse_override("flags.on=maybe")
+def test_parse_override_bool(raw, expected):
+    key, value = parse_override(f"pipeline.compile={raw}")
+    assert key == "pipeline.compile" and value is expected
+    with pytest.raises(ConfigError, match=r"pipeline\.compile: expected bool, found 'maybe'"):
+        parse_override("pipeline.compile=maybe")
 
 
 def test_overrides_reach_the_config():
@@ -164,7 +163,7 @@ def test_unknown_preset_names_the_key_and_the_choices():
 def test_unknown_key_lists_allowed_keys():
     msg = config_error(["patchtst.train.epoch=5"])
     assert "patchtst.train.epoch" in msg and "unknown key" in msg
-    allowed = [f.name for f in dataclasses.fields(TrainConfig)]
+    allowed = list(TrainConfig.model_fields)
     for name in allowed:
         assert name in msg
 
@@ -342,5 +341,5 @@ def test_yaml_file_that_is_not_a_mapping_names_the_file(config_dir):
 
 
 def test_model_config_defaults_are_consistent():
-    m = PatchTSTModelConfig()
+    m = defaults("patchtst.model")
     assert m.d_model % m.n_heads == 0

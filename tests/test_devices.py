@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core import devices
-from core.config import PipelineConfig, load_config, read_config, save_config
+from core.config import defaults, load_config, read_config, save_config
 from core.devices import Runtime, resolve_precision
 from core.distributed import _raise_for_outcomes, planned_world
 from core.errors import ConfigError, DataError, StopRequested, TrainingError
@@ -53,15 +53,15 @@ def test_asking_for_cuda_without_one_is_a_config_error():
     ("true", 3, "cpu", 3),
 ])
 def test_planned_world(distributed, nproc, device, world):
-    cfg = PipelineConfig(distributed=distributed, nproc=nproc, device=device)
+    cfg = defaults("pipeline", distributed=distributed, nproc=nproc, device=device)
     assert planned_world(cfg) == world
 
 
 def test_more_processes_than_gpus_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert planned_world(PipelineConfig(distributed="auto")) == 2  # one per GPU
+    assert planned_world(defaults("pipeline", distributed="auto")) == 2  # one per GPU
     with pytest.raises(ConfigError, match="pipeline.nproc: 3 processes asked for, but only 2"):
-        planned_world(PipelineConfig(distributed="true", nproc=3))
+        planned_world(defaults("pipeline", distributed="true", nproc=3))
 
 
 def test_yaml_true_for_distributed_reads_as_the_choice(tmp_path):

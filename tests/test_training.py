@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.config import PatchTSTModelConfig, TrainConfig
+from core.config import TrainConfig, defaults
 from core.errors import StopRequested, TrainingError
 from core.timeseries.patchtst import PatchTST
 from core.devices import Runtime, explain_oom
@@ -70,7 +70,7 @@ def fixed_batches(n: int, dim: int = 4, size: int = 8, seed: int = 0) -> list[to
 def train_cfg(**changes) -> TrainConfig:
     base = dict(epochs=4, batch_size=8, lr=0.05, weight_decay=0.0, warmup_frac=0.0,
                 min_lr_frac=0.1, grad_clip=1.0, patience=0, log_every=1)
-    return TrainConfig(**{**base, **changes})
+    return defaults("patchtst.train", **{**base, **changes})
 
 
 def fit_linear(out_dir, reporter, model=None, resume=False, n_batches=5, rt=CPU, **cfg):
@@ -128,8 +128,8 @@ def test_lr_stays_at_the_floor_past_the_end():
 def test_fit_patchtst_loss_falls_and_checkpoints_load(tmp_path):
     torch.manual_seed(0)
     window, n_channels = 32, 2
-    mcfg = PatchTSTModelConfig(patch_len=4, d_model=16, n_heads=2, n_layers=1, d_ff=32,
-                               mask_ratio=0.4)
+    mcfg = defaults("patchtst.model", patch_len=4, d_model=16, n_heads=2, n_layers=1,
+                    d_ff=32, mask_ratio=0.4)
     model = PatchTST(mcfg, n_channels, window)
     t = np.arange(1200)[:, None]
     series = torch.from_numpy(np.sin(2 * np.pi * t / np.array([8.0, 12.0])).astype(np.float32))

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.archive import extract_zip
-from core.config import ImageDataConfig
+from core.config import ImageDataConfig, defaults
 from core.errors import DataError
 
 KINDS = "PNG, JPEG, BMP or TIFF"
@@ -50,7 +50,7 @@ LAYOUT_DIRS = ("train", "test", "ground_truth")
 RESIZE_MODES = ("resize", "pad")
 HIGH_DEPTH = {"I", "I;16", "I;16L", "I;16B", "I;16N"}  # integer grayscale, scaled by 1/65535
 GRAY_MODES = {"1", "L", "LA", "F", *HIGH_DEPTH}
-MAX_PIXELS = ImageDataConfig.max_pixels  # the config's default, also for the Data page's check
+MAX_PIXELS = defaults("swinmae.data").max_pixels  # configs/swinmae.yaml, also for the Data page
 
 
 @dataclass

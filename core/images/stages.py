@@ -5,7 +5,6 @@ Outputs in `<run>/swinmae/`: data_summary.json, best.pt / last.pt, scores.csv, m
 overlays/*.png, scoring.json, metrics.json (when the scored images are labelled)."""
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import random
 from dataclasses import dataclass
@@ -92,7 +91,7 @@ def _loader(ctx: Context, items: list[ImageItem], train: bool, batch_size: int,
 
 
 def model_config(ctx: Context):
-    return dataclasses.replace(ctx.cfg.swinmae.model, in_chans=ctx.state[STREAM].channels)
+    return ctx.cfg.swinmae.model.model_copy(update={"in_chans": ctx.state[STREAM].channels})
 
 
 def train(ctx: Context) -> None:

@@ -19,7 +19,6 @@ absolute position embedding (Swin's default: the relative position bias carries 
 dropout or stochastic depth (their CPU cost is large, and the models here are small)."""
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +31,9 @@ from core.masking import n_complementary, random_hidden
 def preset(name: str, **changes) -> SwinMAEModelConfig:
     """The model config of a preset in configs/swinmae.yaml (`tiny`, `base`), with optional
     field changes, checked."""
-    from core.config import load_config
+    from core.config import from_dict, load_config
     cfg = load_config([f"swinmae.preset={name}"]).swinmae.model
-    cfg = dataclasses.replace(cfg, **changes)
+    cfg = from_dict(SwinMAEModelConfig, cfg.model_dump() | changes, "swinmae.model")
     cfg.check()
     return cfg
 

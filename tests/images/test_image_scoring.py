@@ -8,7 +8,6 @@ textures and checks that its anomaly map lights up on a planted bright square.""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +17,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from core.config import ImageScoreConfig
+from core.config import ImageScoreConfig, defaults
 from core.images.baselines import MeanImageBaseline
 from core.images.overlays import OUTLINE, heat_colors, mask_outline, overlay, save_overlay
 from core.images.scoring import (PixelErrorStats, anomaly_maps, gaussian_blur, image_scores,
@@ -34,7 +33,7 @@ def one_thread(one_torch_thread):
 
 
 def score_cfg(**changes) -> ImageScoreConfig:
-    return ImageScoreConfig(**changes)
+    return defaults("swinmae.score", **changes)
 
 
 # ---------------------------------------------------------------- gaussian_blur
@@ -172,9 +171,10 @@ def test_masked_mode_counts_each_pixel_once():
 
     imgs = torch.rand(2, 3, 16, 16)
     for cfg in (score_cfg(sigma=0.0), score_cfg(error="l2_grad", sigma=1.0)):
-        masked = anomaly_maps(Fixed(mask_ratio=0.75), imgs, replace(cfg, mode="masked"))
+        masked = anomaly_maps(Fixed(mask_ratio=0.75), imgs,
+                              cfg.model_copy(update={"mode": "masked"}))
         full_model = Fixed()
-        full = anomaly_maps(full_model, imgs, replace(cfg, mode="full"))
+        full = anomaly_maps(full_model, imgs, cfg.model_copy(update={"mode": "full"}))
         assert full_model.masks == [None]
         assert torch.allclose(masked, full, atol=1e-6)
         assert torch.allclose(full, gaussian_blur(pixel_error(known, imgs, cfg), cfg.sigma))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.config import TrainConfig
+from core.config import defaults
 from core.devices import Runtime
 from core.errors import TrainingError
 from core.results import ResultsError, load_arrays, load_ts_results
@@ -48,7 +48,8 @@ class Quiet:
 def train(out_dir, dim: int = 4, resume: bool = False, epochs: int = 2) -> Quiet:
     g = torch.Generator().manual_seed(0)
     batches = [torch.randn(8, dim, generator=g) for _ in range(3)]
-    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=0.01, warmup_frac=0.0, patience=0)
+    cfg = defaults("patchtst.train", epochs=epochs, batch_size=8, lr=0.01, warmup_frac=0.0,
+                   patience=0)
     reporter = Quiet()
     fit(LinearAE(dim), lambda epoch: iter(batches), 3, lambda: iter(batches[:1]), cfg, CPU,
         out_dir, {}, reporter, resume=resume)

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from core.config import PatchTSTModelConfig
+from core.config import PatchTSTModelConfig, defaults
 from core.timeseries.patchtst import (PatchTST, RevIN, complementary_masks, patchify,
                                       random_patch_mask, unpatchify)
 
-TINY = PatchTSTModelConfig(patch_len=4, d_model=16, n_heads=2, n_layers=1, d_ff=32,
-                           dropout=0.0, mask_ratio=0.4)
+TINY = defaults("patchtst.model", patch_len=4, d_model=16, n_heads=2, n_layers=1, d_ff=32,
+                dropout=0.0, mask_ratio=0.4)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.config import TSScoreConfig
+from core.config import TSScoreConfig, defaults
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
 from core.timeseries.scoring import (channel_scale, detector_scores, log_standard, smooth,
                                      standardised, step_scores)
 from core.timeseries.windows import Normalizer
 
-DEFAULT = TSScoreConfig()
+DEFAULT = defaults("patchtst.score")
 
 
 def errors_with_a_constant_channel(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +38,7 @@ def scored(val: np.ndarray, test: np.ndarray, cfg: TSScoreConfig) -> tuple[np.nd
 
 def test_a_constant_training_channel_cannot_dominate_the_score():
     val, test = errors_with_a_constant_channel()
-    naive, _ = scored(val, test, TSScoreConfig(scale_floor=0.0, channel_cap=0.0))
+    naive, _ = scored(val, test, defaults("patchtst.score", scale_floor=0.0, channel_cap=0.0))
     assert naive[100:105].min() > 1e6 * naive[200:205].max()  # the failure this guards against
     score, errors = scored(val, test, DEFAULT)
     normal = np.delete(score, np.r_[100:105, 200:205])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import PatchTSTModelConfig, TSScoreConfig
+from core.config import TSScoreConfig, defaults
 from core.devices import Runtime
 from core.errors import DataError, StopRequested
 from core.timeseries.patchtst import PatchTST, staggered_masks
@@ -23,6 +23,10 @@ WINDOW, PATCH = 32, 4
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def score_cfg(**changes) -> TSScoreConfig:
+    return defaults("patchtst.score", **changes)
+
+
 def sine_series(n_rows: int, n_channels: int = 2, seed: int = 0) -> np.ndarray:
     """(T, C) float32 sines with per-channel periods and a little noise."""
     rng = np.random.default_rng(seed)
@@ -34,8 +38,8 @@ def sine_series(n_rows: int, n_channels: int = 2, seed: int = 0) -> np.ndarray:
 
 def tiny_model(seed: int = 0, n_channels: int = 2) -> PatchTST:
     torch.manual_seed(seed)
-    cfg = PatchTSTModelConfig(patch_len=PATCH, d_model=16, n_heads=2, n_layers=1, d_ff=32,
-                              mask_ratio=0.25)
+    cfg = defaults("patchtst.model", patch_len=PATCH, d_model=16, n_heads=2, n_layers=1,
+                   d_ff=32, mask_ratio=0.25)
     return PatchTST(cfg, n_channels, WINDOW)
 
 
@@ -198,7 +202,7 @@ def reference_errors(model: PatchTST, values: np.ndarray, mode: str, stride: int
 def test_channel_errors_shape_and_overlap_average(mode):
     model = tiny_model(seed=3).eval()
     values = sine_series(101, seed=4)  # 101: the last window is an extra, overlapping one
-    cfg = TSScoreConfig(mode=mode, stride=5, batch_size=3)
+    cfg = score_cfg(mode=mode, stride=5, batch_size=3)
     errors = channel_errors(model, values, cfg, CPU)
     assert errors.shape == (101, 2) and errors.dtype == np.float32
     assert np.isfinite(errors).all() and (errors >= 0).all() and errors.max() > 0
@@ -212,7 +216,7 @@ def test_channel_errors_shape_and_overlap_average(mode):
 def test_channel_errors_finite_when_score_stride_exceeds_window():
     """patchtst.score.stride=40 with window 32 is a valid config; no row may come back NaN."""
     model = tiny_model().eval()
-    errors = channel_errors(model, sine_series(100), TSScoreConfig(stride=40), CPU)
+    errors = channel_errors(model, sine_series(100), score_cfg(stride=40), CPU)
     assert errors.shape == (100, 2)
     assert np.isfinite(errors).all(), np.flatnonzero(~np.isfinite(errors).all(axis=1))
 
@@ -220,8 +224,8 @@ def test_channel_errors_finite_when_score_stride_exceeds_window():
 def test_channel_errors_do_not_depend_on_batch_size():
     model = tiny_model(seed=5).eval()
     values = sine_series(90, seed=6)
-    a = channel_errors(model, values, TSScoreConfig(stride=3, batch_size=1), CPU)
-    b = channel_errors(model, values, TSScoreConfig(stride=3, batch_size=256), CPU)
+    a = channel_errors(model, values, score_cfg(stride=3, batch_size=1), CPU)
+    b = channel_errors(model, values, score_cfg(stride=3, batch_size=256), CPU)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -244,7 +248,7 @@ def test_masked_window_errors_count_each_step_once():
 def test_channel_errors_stop_request():
     model = tiny_model().eval()
     with pytest.raises(StopRequested):
-        channel_errors(model, sine_series(64), TSScoreConfig(), CPU, should_stop=lambda: True)
+        channel_errors(model, sine_series(64), score_cfg(), CPU, should_stop=lambda: True)
 
 
 SPIKES = [(157, 0), (300, 1), (60, 0), (220, 1), (15, 0), (390, 1)]  # edges included
@@ -261,7 +265,7 @@ def test_trained_model_scores_a_small_spike_highest(trained, k, channel):
     """A spike of 1.5 (normalised units, the sines' amplitude is 1) is found only after training
     (the untrained model's peak lands elsewhere for most of these): the masked score peaks
     within a patch of it and clearly stands out from every row farther away."""
-    errors = channel_errors(trained, spiked(k, channel, 1.5), TSScoreConfig(mode="masked", stride=4),
+    errors = channel_errors(trained, spiked(k, channel, 1.5), score_cfg(mode="masked", stride=4),
                             CPU)
     scores = step_scores(errors)
     peak = int(scores.argmax())
@@ -274,7 +278,7 @@ def test_trained_model_scores_a_small_spike_highest(trained, k, channel):
 @pytest.mark.parametrize("mode", ["masked", "full"])
 @pytest.mark.parametrize("k, channel", SPIKES[:2])
 def test_trained_model_scores_a_large_spike_highest_in_both_modes(trained, mode, k, channel):
-    errors = channel_errors(trained, spiked(k, channel, 4.0), TSScoreConfig(mode=mode, stride=4),
+    errors = channel_errors(trained, spiked(k, channel, 4.0), score_cfg(mode=mode, stride=4),
                             CPU)
     peak = int(step_scores(errors).argmax())
     assert abs(peak - k) <= PATCH, (peak, k)
@@ -284,12 +288,12 @@ def test_trained_model_scores_a_large_spike_highest_in_both_modes(trained, mode,
 def test_trained_model_fits_clean_data_better_than_untrained(trained):
     """The training in the fixture did something: clean sines reconstruct much better."""
     values = sine_series(200, seed=10)
-    cfg = TSScoreConfig(mode="masked", stride=8)
+    cfg = score_cfg(mode="masked", stride=8)
     assert channel_errors(trained, values, cfg, CPU).mean() < \
         0.5 * channel_errors(tiny_model(seed=0).eval(), values, cfg, CPU).mean()
 
 
 def test_score_batch_size_follows_the_device_unless_set():
-    assert score_batch_size(TSScoreConfig(batch_size=0), torch.device("cpu")) == 32
-    assert score_batch_size(TSScoreConfig(batch_size=0), torch.device("cuda")) == 256
-    assert score_batch_size(TSScoreConfig(batch_size=100), torch.device("cuda")) == 100
+    assert score_batch_size(score_cfg(batch_size=0), torch.device("cpu")) == 32
+    assert score_batch_size(score_cfg(batch_size=0), torch.device("cuda")) == 256
+    assert score_batch_size(score_cfg(batch_size=100), torch.device("cuda")) == 100
