@@ -4,6 +4,7 @@
            [--dry-run] [--detach]
   score    RUN_DIR [--ts-data PATH] [--img-data PATH] [--name TEXT] [--detach]
                                   the finished run's models score new data, as a run of its own
+  export   RUN_DIR [--out DIR]    the run's models as ONNX + model.json + predict.py per stream
   resume   RUN_DIR [--detach]     continue a stopped or failed run from its last checkpoint
   stop     RUN_DIR [--grace S]    SIGTERM, then SIGKILL after the grace period
   status   RUN_DIR [--json]
@@ -226,6 +227,14 @@ def cmd_score(args) -> int:
     return _launch_new(run_dir, args.detach)
 
 
+def cmd_export(args) -> int:
+    from core.export import export_run
+    for folder in export_run(Path(args.run_dir), Path(args.out) if args.out else None):
+        print(f"exported {folder.name}: {folder}  (python {folder / 'predict.py'} DATA "
+              "--out scores.csv)")
+    return 0
+
+
 def cmd_resume(args) -> int:
     run_dir = Path(args.run_dir).resolve()
     if not (run_dir / "run.yaml").exists():
@@ -293,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--img-data", help="an image folder or zip (its test/ images, else all)")
     score.add_argument("--name", help="a name for the runs index")
     score.add_argument("--workdir", help="workspace folder (default: the model run's)")
+    export = sub.add_parser("export", help="write the run's models to run without this project "
+                            "(ONNX, model.json and predict.py per stream)")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="the export folder (default RUN_DIR/export)")
     resume = sub.add_parser("resume", help="continue a stopped or failed run from last.pt")
     resume.add_argument("run_dir")
     for parser in (run, score, resume):
@@ -313,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"run": cmd_run, "score": cmd_score, "resume": cmd_resume, "stop": cmd_stop, "status": cmd_status,
+    command = {"run": cmd_run, "score": cmd_score, "export": cmd_export,
+               "resume": cmd_resume, "stop": cmd_stop, "status": cmd_status,
                "index": cmd_index}[args.command]
     try:
         return command(args)
