@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import jobs
+from core import jobs, provenance
 from core.config import read_config
 from core.errors import AtcError, JobError, StopRequested
 from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
@@ -125,7 +125,10 @@ def _run(ctx: Context) -> tuple[str, str | None]:
     from core.devices import Runtime
     try:
         ctx.cfg = read_config(ctx.run_dir / "run.yaml")
-        ctx.progress.set(device=Runtime.of(ctx.cfg.pipeline).describe())
+        runtime = Runtime.of(ctx.cfg.pipeline)
+        ctx.progress.set(device=runtime.describe())
+        provenance.record(ctx.run_dir, ctx.cfg, streams_with_data(ctx.cfg), runtime.describe(),
+                          runtime.precision, ctx.resume)
         RunIndex(workspace_of(ctx.run_dir)).update(ctx.run_dir)
         with run_scratch(ctx.run_dir):
             run_stages(ctx)

@@ -3,6 +3,7 @@ new data as a run of its own, with the model run's statistics; data that does no
 before anything is computed, naming file and column."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +63,31 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
     assert metrics["auroc"] == pytest.approx(read_json(model_run / "patchtst" /
                                                        "metrics.json")["auroc"])
     assert read_json(run / "validation.json")["ok"] is True
+
+
+def test_provenance_names_data_hashes_versions_command_and_the_model(model_run):
+    trained = read_json(model_run / "provenance.json")
+    assert trained["command"].endswith(f"-m core.pipeline run --ts-data "
+                                       f"{model_run.parent.parent.parent / 'data'} "
+                                       f"--workdir {model_run.parent.parent} "
+                                       "--set patchtst.preset=tiny")
+    data = model_run.parent.parent.parent / "data"
+    assert trained["data_sha256"]["ts_data"] == {
+        name: hashlib.sha256((data / name).read_bytes()).hexdigest()
+        for name in ("test.csv", "train.csv")}
+    assert trained["seed"] == 0 and trained["precision"] == "fp32"
+    assert trained["device"].startswith("cpu") and trained["model_run"] is None
+    assert {"python", "torch", "numpy", "pandas", "streamlit"} <= set(trained["versions"])
+    assert trained["versions"]["torch"].startswith("2.13.0")
+    assert len(trained["git"]["commit"]) == 40  # the tests run in a git checkout
+    res, run = _score(model_run, "--ts-data", str(data / "test.csv"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    scoring = read_json(run / "provenance.json")
+    assert " core.pipeline score " in scoring["command"]
+    assert scoring["model_run"]["run_id"] == model_run.name
+    assert scoring["model_run"]["best_pt_sha256"] == {"patchtst": hashlib.sha256(
+        (model_run / "patchtst" / "best.pt").read_bytes()).hexdigest()}
+    assert list(scoring["data_sha256"]["ts_data"]) == ["test.csv"]
 
 
 def test_new_data_is_scored_with_the_training_statistics(model_run, tmp_path):
