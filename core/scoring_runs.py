@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from core.config import RunConfig, read_config
-from core.errors import DataError
+from core import jobs
+from core.config import RunConfig, read_config, read_yaml
+from core.errors import AtcError, DataError, JobError
 from core.fileio import write_json
 from core.progress import read_progress
-from core.runs import create_run, workspace, workspace_of
+from core.runs import create_run, delete_run, workspace, workspace_of
 from core.stages import STREAMS, Context, streams_with_data
 
 SCORING_MODULES = {"patchtst": "core.timeseries.scoring_run",
@@ -65,6 +66,16 @@ def new_scoring_run(model_run: Path, data: dict[str, str | Path | None],
     return create_run(ws, cfg)
 
 
+def model_run_of(run_dir: Path) -> str | None:
+    """The model run (its id) a scoring run scored with; None for a training run or an
+    unreadable run.yaml."""
+    try:
+        pipe = (read_yaml(Path(run_dir) / "run.yaml") or {}).get("pipeline") or {}
+    except (AtcError, OSError, AttributeError):
+        return None
+    return Path(str(pipe["from_run"])).name if pipe.get("from_run") else None
+
+
 def scoring_module(stream: str):
     return importlib.import_module(SCORING_MODULES[stream])
 
@@ -88,3 +99,21 @@ def prepare_data(ctx: Context) -> None:
                    summary | {"from_run": ctx.cfg.pipeline.from_run})
         for line in lines:
             ctx.log.info("    %s", line)
+
+
+def start_scoring(ws: Path, model_run: Path, data: dict[str, str | Path | None]) -> Path:
+    """The console's Score new data: check the model run and the data as the run would, create
+    the scoring run in `ws`, start its job; returns its folder. DataError or JobError (a job
+    is running) with nothing left behind."""
+    running = jobs.running_run_id(ws)
+    if running:
+        raise JobError(f"a job is already running ({running}); stop it or wait")
+    cfg = scoring_config(model_run, data)
+    check_scoring(cfg)
+    run_dir = create_run(ws, cfg)
+    try:
+        jobs.start(run_dir)
+    except BaseException:
+        delete_run(ws, run_dir.name)
+        raise
+    return run_dir
