@@ -47,6 +47,8 @@ class PipelineConfig:
     # training on several processes (torchrun, DistributedDataParallel); auto: when >1 GPU
     distributed: str = _choice("auto", ("auto", "true", "false"))
     nproc: int = _range(0, min=0)  # processes when distributed; 0: one per visible GPU
+    # a scoring run: the folder of the finished run whose models score this run's data
+    from_run: str | None = None
 
 
 PATH_KEYS = ("ts_data", "ts_test", "img_data")  # PipelineConfig fields naming files or folders

@@ -1,0 +1,36 @@
+"""The exported predict.py's own numpy steps against the project's (fast: no model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.timeseries import export_predict
+from core.timeseries.scoring import smooth
+from core.timeseries.windows import window_starts
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 10, 11, 64])
+@pytest.mark.parametrize("rows", [1, 7, 500])
+def test_moving_mean_is_the_projects_smooth(size, rows):
+    x = np.random.default_rng(size * rows).standard_normal(rows)
+    np.testing.assert_allclose(export_predict.moving_mean(x, size), smooth(x, size),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows, window, stride", [(40, 40, 8), (100, 40, 8), (101, 40, 40),
+                                                  (97, 10, 3)])
+def test_window_starts_are_the_projects(rows, window, stride):
+    assert export_predict.window_starts(rows, window, stride).tolist() == \
+        window_starts(rows, window, stride).tolist()
+
+
+def test_the_timestamp_column_is_found_and_formatted_as_the_project_does(tmp_path):
+    import pandas as pd
+    from core.timeseries.data import load_ts_dataset
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"when": ["2026-01-01 00:00", "2026-01-01 00:01"], "a": [1.0, 2.0],
+                  "label": [0, 1]}).to_csv(path, index=False)
+    values, (name, column), labels = export_predict.read_rows(path, ["a"])
+    series = load_ts_dataset(path).train
+    assert name == "timestamp" and column.tolist() == series.timestamps.tolist()
+    assert values.tolist() == series.values.tolist() and labels.tolist() == [0, 1]
