@@ -38,7 +38,10 @@ def spec(trained: TrainedSeries) -> dict:
             "mode": sc.mode, "batch_size": score_batch_size(sc, torch.device("cpu")),
             "channel_scale": trained.scale.tolist(), "channel_cap": sc.channel_cap,
             "smooth": sc.smooth, "threshold": trained.threshold,
-            "threshold_percentile": trained.percentile}
+            "threshold_percentile": trained.percentile,
+            "pca": None if trained.pca is None else {"mean": trained.pca.mean.tolist(),
+                                                     "axes": trained.pca.axes.tolist()},
+            "log_units": trained.units or {}}
 
 
 def export(run_dir: Path, folder: Path) -> None:

@@ -5,7 +5,10 @@ steps are those of the run that was exported: the channels named in model.json, 
 standardised with the training mean and std; windows every `stride` rows (the last one ending
 at the last row) reconstructed by model.onnx, each step's squared error per channel averaged
 over the windows that cover it; each channel divided by its scale and capped; the mean over
-channels; a centred moving mean over `smooth` steps; flagged above `threshold`.
+channels; a centred moving mean over `smooth` steps. When model.json has a `pca`, the PCA's
+residual of the standardised rows is a second part, smoothed the same way, and the score is
+the mean of the two parts' log scores, each standardised with its `log_units` (mean, std of
+its log score on the run's validation rows). Flagged above `threshold`.
 (This file is shipped verbatim by `python -m core.pipeline export`; it imports nothing of the
 project that made it.)"""
 import argparse
@@ -87,6 +90,20 @@ def moving_mean(x: np.ndarray, size: int) -> np.ndarray:
     return (cumsum[size:] - cumsum[:-size]) / size
 
 
+def pca_residual(series: np.ndarray, pca: dict) -> np.ndarray:
+    """Standardised rows (T, C) → (T,) mean squared residual off the PCA's kept axes."""
+    mean, axes = np.asarray(pca["mean"], np.float64), np.asarray(pca["axes"], np.float64)
+    axes = axes.reshape(-1, len(mean))  # (k, C); k may be 0
+    centred = series.astype(np.float64) - mean
+    return np.mean((centred - (centred @ axes.T) @ axes) ** 2, axis=1)
+
+
+def fused(parts: dict, units: dict) -> np.ndarray:
+    """Smoothed (T,) parts → the mean of their logs, each in its validation (mean, std)."""
+    return np.mean([(np.log(p + 1e-12) - units[name][0]) / units[name][1]
+                    for name, p in parts.items()], axis=0)
+
+
 def score(path: Path, spec: dict, session) -> pd.DataFrame:
     values, (first, column), labels = read_rows(path, spec["channels"])
     if len(values) < spec["window"]:
@@ -99,6 +116,9 @@ def score(path: Path, spec: dict, session) -> pd.DataFrame:
     cap = spec["channel_cap"]
     point = (np.minimum(errors, cap) if cap > 0 else errors).mean(axis=1)
     scores = moving_mean(point, spec["smooth"])
+    if spec.get("pca"):
+        pca = moving_mean(pca_residual(series, spec["pca"]), spec["smooth"])
+        scores = fused({"reconstruction": scores, "pca": pca}, spec["log_units"])
     frame = pd.DataFrame({first: column, "score": scores,
                           "is_anomaly": (scores > spec["threshold"]).astype(np.int8)})
     if labels is not None:

@@ -54,7 +54,8 @@ def score(ctx: Context) -> None:
     trained, rt = data.trained, Runtime.of(ctx.cfg.pipeline)
     with explain_oom("scoring PatchTST", "lower patchtst.score.batch_size in the model run"):
         errors = trained.errors(data.target.values, rt, ctx.should_stop)  # (T, C)
-    _, scores = trained.step_scores(errors)  # (T,) post-processed
+    parts = trained.parts(data.target.values, errors)  # each (T,) point-wise
+    scores = trained.score(parts)  # (T,) post-processed
     threshold = trained.threshold
     write_scores(out, data.target, scores, threshold)
     with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:
@@ -69,6 +70,7 @@ def score(ctx: Context) -> None:
     write_json(out / "scoring.json", {
         "threshold": threshold, "percentile": trained.percentile,
         "mode": trained.cfg.score.mode, "smooth": trained.cfg.score.smooth,
+        "parts": list(parts), "log_units": source.get("log_units", {}),
         "rows": len(scores), "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(trained.channels, trained.scale.tolist())),
         "constant_in_training": constant, "out_of_range": far,

@@ -34,3 +34,23 @@ def test_the_timestamp_column_is_found_and_formatted_as_the_project_does(tmp_pat
     series = load_ts_dataset(path).train
     assert name == "timestamp" and column.tolist() == series.timestamps.tolist()
     assert values.tolist() == series.values.tolist() and labels.tolist() == [0, 1]
+
+
+def test_pca_residual_is_the_projects_pca_score():
+    from core.timeseries.baselines import fit_pca
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5))
+    test = rng.standard_normal((50, 5))
+    pca = fit_pca(train)
+    spec = {"mean": pca.mean.tolist(), "axes": pca.axes.tolist()}
+    np.testing.assert_allclose(export_predict.pca_residual(test, spec), pca.scores(test),
+                               rtol=1e-10)
+
+
+def test_fused_is_the_projects_fuse():
+    from core.timeseries.scoring import fuse
+    rng = np.random.default_rng(1)
+    parts = {"reconstruction": rng.lognormal(size=40), "pca": rng.lognormal(size=40) * 100}
+    units = {"reconstruction": (0.1, 1.2), "pca": (4.0, 0.7)}
+    np.testing.assert_allclose(export_predict.fused(parts, units), fuse(parts, units),
+                               rtol=1e-10)
