@@ -54,7 +54,7 @@ def score(ctx: Context) -> None:
     trained, rt = data.trained, Runtime.of(ctx.cfg.pipeline)
     with explain_oom("scoring PatchTST", "lower patchtst.score.batch_size in the model run"):
         errors = trained.errors(data.target.values, rt, ctx.should_stop)  # (T, C)
-    _, scores = trained.step_scores(errors)  # (T,) post-processed
+    scores = trained.scores(errors)  # (T,)
     threshold = trained.threshold
     write_scores(out, data.target, scores, threshold)
     with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:

@@ -43,11 +43,10 @@ class TrainedSeries:
         normalised = self.normalizer(values)  # (T, C)
         return channel_errors(self.model, normalised, self.cfg.score, rt, should_stop) / self.scale
 
-    def step_scores(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled errors (T, C) → (point-wise score (T,), post-processed score (T,)): the
-        capped mean over channels, then the centred moving mean."""
-        point = step_scores(errors, self.cfg.score.channel_cap)
-        return point, smooth(point, self.cfg.score.smooth)
+    def scores(self, errors: np.ndarray) -> np.ndarray:
+        """Scaled errors (T, C) → the run's step score (T,): the capped mean over channels,
+        then the centred moving mean."""
+        return smooth(step_scores(errors, self.cfg.score.channel_cap), self.cfg.score.smooth)
 
 
 def load_trained(run_dir: Path) -> TrainedSeries:
