@@ -34,3 +34,12 @@ def test_the_timestamp_column_is_found_and_formatted_as_the_project_does(tmp_pat
     series = load_ts_dataset(path).train
     assert name == "timestamp" and column.tolist() == series.timestamps.tolist()
     assert values.tolist() == series.values.tolist() and labels.tolist() == [0, 1]
+
+
+def test_a_cell_that_is_not_a_number_is_named(tmp_path):
+    import pandas as pd
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"a": ["1.0", "2.0", "n/a"], "b": [1, 2, 3]}).to_csv(path, index=False)
+    with pytest.raises(SystemExit, match=r"bad.csv: column 'a' row 3: expected a number, "
+                                         r"found 'n/a'"):
+        export_predict.read_rows(path, ["a", "b"])
