@@ -7,7 +7,8 @@ file; compares predict.py's scores.csv with the scoring run's and prints the tim
     .venv/bin/python benchmarks/use_model.py --img-data ../shared/datasets/magnetic_tile \\
         --img-score ../shared/datasets/magnetic_tile --set swinmae.preset=tiny
 
-Ends with `max_rel_diff=… flagged_mismatch=…` per stream (the export must give ≤ 1e-3 and 0)."""
+Ends with `max_rel_diff=… flagged_mismatch=…` per stream (the export must give ≤ 1e-3
+and 0)."""
 from __future__ import annotations
 
 import argparse

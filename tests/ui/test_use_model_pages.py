@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, TINY, make_series, only_run_dir, run_cli, wait_for
 from core import jobs
 from core.fileio import read_json, read_jsonl
-from core.runs import RunIndex, workspace
+from core.runs import RunIndex
 from core.uploads import uploads_dir
 
 
