@@ -3,20 +3,18 @@
 `torch.onnx`), `model.json` (everything else scoring needs: channels, normalisation, windows,
 scales, post-processing, threshold; image size, mode, normal-map statistics, score method) and
 `predict.py` (numpy, pandas, pillow and onnxruntime only), which writes the same scores.csv as
-the run. Each stream's exporter (`EXPORTERS`) has `export(run_dir, folder)`."""
+the run. Each stream's exporter (`EXPORTERS`) has `export(run_dir, folder)` and traces its
+network with `core.onnx_export`. Importing this module does not import torch."""
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
-import logging
-import warnings
 import shutil
 import zipfile
 from pathlib import Path
 
 from core.config import read_config
-from core.errors import DataError
+from core.errors import AtcError, DataError
 from core.progress import read_progress
 from core.runs import workspace_of
 from core.stages import STREAMS
@@ -61,7 +59,14 @@ def _export_stream(run_dir: Path, stream: str, out: Path) -> Path:
     final, partial = out / stream, out / f".{stream}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    importlib.import_module(EXPORTERS[stream]).export(run_dir, partial)
+    try:
+        importlib.import_module(EXPORTERS[stream]).export(run_dir, partial)
+    except AtcError:
+        raise
+    except Exception as e:  # torch.onnx's exporter: an operator it cannot trace, ...
+        shutil.rmtree(partial, ignore_errors=True)
+        raise AtcError(f"run {run_dir.name}: exporting the {stream} model failed "
+                       f"({type(e).__name__}: {str(e)[:300]})") from None
     for path in partial.iterdir():
         path.chmod(0o644)  # readable by whoever the folder is handed to
     shutil.rmtree(final, ignore_errors=True)
@@ -82,21 +87,3 @@ def export_zip(run_dir: Path) -> bytes:
             for path in sorted((out / stream).iterdir()):
                 z.write(path, f"{stream}/{path.name}")
     return buffer.getvalue()
-
-
-def to_onnx(module, example, path: Path, input_name: str, output_name: str) -> None:
-    """`module` (one tensor in, one out) as an ONNX file whose first dimension (the batch) is
-    free."""
-    import torch
-    batch = torch.export.Dim("batch", min=1)
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)  # its notes (torchvision absent...) are not ours
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), (example,), str(path), input_names=[input_name],
-                              output_names=[output_name], dynamic_shapes=({0: batch},),
-                              dynamo=True, external_data=False, verbose=False)
-    finally:
-        exporter_log.setLevel(level)

@@ -142,8 +142,11 @@ def provenance_rows(run_dir: Path) -> list[tuple[str, str]]:
     rows = [("command", str(facts.get("command"))), ("seed", str(facts.get("seed"))),
             ("device", str(facts.get("device"))), ("precision", str(facts.get("precision")))]
     git = facts.get("git")
-    rows.append(("git commit", f"{git['commit']}{' (with uncommitted changes)' if git['dirty'] else ''}"
-                 if isinstance(git, dict) else "not a git checkout"))
+    if isinstance(git, dict):
+        dirty = " (with uncommitted changes)" if git["dirty"] else ""
+        rows.append(("git commit", f"{git['commit']}{dirty}"))
+    else:
+        rows.append(("git commit", "not a git checkout"))
     rows += [(f"version: {k}", str(v)) for k, v in (facts.get("versions") or {}).items()]
     model = facts.get("model_run")
     if isinstance(model, dict):

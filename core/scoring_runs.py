@@ -22,7 +22,8 @@ SCORING_MODULES = {"patchtst": "core.timeseries.scoring_run",
                    "swinmae": "core.images.scoring_run"}
 
 
-def scoring_config(model_run: Path, data: dict[str, str | Path | None], name: str = "") -> RunConfig:
+def scoring_config(model_run: Path, data: dict[str, str | Path | None],
+                   name: str = "") -> RunConfig:
     """The config of a scoring run: `model_run`'s, with `from_run` set and the data keys naming
     `data` ({stream: path}, absolute). DataError naming the run or path when the model run is
     not finished, is itself a scoring run, did not train a stream asked for, or a path is

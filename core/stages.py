@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig
+from core.config import RunConfig, read_yaml
 from core.curves import shift_warning
 from core.errors import AtcError, StopRequested
 from core.fileio import write_json
@@ -87,7 +87,6 @@ def stage_names(scoring: bool = False) -> list[str]:
 def is_scoring_run(run_dir: Path) -> bool:
     """Whether the run folder's run.yaml names a `pipeline.from_run` (False when unreadable:
     the run then fails on its config, with the reason)."""
-    from core.config import read_yaml
     try:
         cfg = read_yaml(Path(run_dir) / "run.yaml")
     except (AtcError, OSError):

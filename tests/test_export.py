@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY, make_series, run_cli
+from conftest import REPO, TINY, run_cli
 from core.export import export_zip
 from core.fileio import read_json
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 
-import pytest
-
 from core import provenance
-from core.config import load_config, save_config
+from core.config import load_config
 from core.fileio import read_json
 from core.runs import create_run, runs_using, workspace
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from core.config import ImageScoreConfig
-from core.export import to_onnx
+from core.onnx_export import to_onnx
 from core.fileio import write_json
 from core.images.scoring import anomaly_maps
 from core.images.trained import STREAM, TrainedImages, load_trained

@@ -61,9 +61,13 @@ def fit(img: Image.Image, size: int, resize: str) -> Image.Image:
 
 def load_image(path: Path, size: int, channels: int, resize: str) -> np.ndarray:
     """(C, size, size) float32 in [0, 1]."""
-    with Image.open(path, formats=FORMATS) as im:
-        im.load()
-        img = im.copy()
+    try:
+        with Image.open(path, formats=FORMATS) as im:
+            im.load()
+            img = im.copy()
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError...
+        sys.exit(f"{path}: cannot be read ({str(e) or type(e).__name__}); expected a complete "
+                 "PNG, JPEG, BMP or TIFF image")
     if img.mode in HIGH_DEPTH or img.mode == "F":
         scale = 65535.0 if img.mode != "F" else 1.0
         img = Image.fromarray(np.clip(np.asarray(img, np.float32) / scale, 0, 1))

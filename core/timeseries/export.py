@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.export import to_onnx
+from core.onnx_export import to_onnx
 from core.fileio import write_json
 from core.timeseries.scoring import score_batch_size, window_errors
 from core.timeseries.trained import STREAM, TrainedSeries, load_trained

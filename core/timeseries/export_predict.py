@@ -34,6 +34,12 @@ def read_rows(path: Path, channels: list) -> tuple:
     if missing:
         sys.exit(f"{path.name}: expected the channel columns {channels}; missing: {missing}")
     values = frame[channels].apply(pd.to_numeric, errors="coerce")
+    text = values.isna() & frame[channels].notna()  # a cell that is not a number
+    if text.any().any():
+        column = text.any().idxmax()
+        row = int(text[column].to_numpy().argmax())
+        sys.exit(f"{path.name}: column '{column}' row {row + 1:,}: expected a number, found "
+                 f"'{frame[column].iloc[row]}'")
     empty = [c for c in channels if values[c].isna().all()]
     if empty:
         sys.exit(f"{path.name}: column '{empty[0]}' has no numbers")

@@ -38,3 +38,10 @@ def test_image_scores_are_the_projects(tmp_path):
         np.testing.assert_allclose(export_predict.image_scores(maps, how, 0.05),
                                    image_scores(torch.from_numpy(maps), how, 0.05).numpy(),
                                    rtol=1e-6)
+
+
+def test_a_broken_image_is_named(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(SystemExit, match=r"broken.png: cannot be read .*expected a complete"):
+        export_predict.load_image(path, 32, 1, "resize")

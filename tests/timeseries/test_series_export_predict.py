@@ -54,3 +54,12 @@ def test_fused_is_the_projects_fuse():
     units = {"reconstruction": (0.1, 1.2), "pca": (4.0, 0.7)}
     np.testing.assert_allclose(export_predict.fused(parts, units), fuse(parts, units),
                                rtol=1e-10)
+
+
+def test_a_cell_that_is_not_a_number_is_named(tmp_path):
+    import pandas as pd
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"a": ["1.0", "2.0", "n/a"], "b": [1, 2, 3]}).to_csv(path, index=False)
+    with pytest.raises(SystemExit, match=r"bad.csv: column 'a' row 3: expected a number, "
+                                         r"found 'n/a'"):
+        export_predict.read_rows(path, ["a", "b"])

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, TINY, make_series, only_run_dir, run_cli, wait_for
 from core import jobs
 from core.fileio import read_json, read_jsonl
-from core.runs import RunIndex, workspace
+from core.runs import RunIndex
 from core.uploads import uploads_dir
 
 
@@ -137,10 +137,13 @@ def test_resume_continues_a_stopped_run_from_its_checkpoint(ws, model_run):
         stopped_at = jobs.run_status(run)
         assert stopped_at["status"] == "stopped" and (run / "patchtst" / "last.pt").exists()
 
+        # the stopped process writes its status, then exits and frees the workspace's job lock
+        wait_for(lambda: jobs.running_run_id(ws) is None, "the job lock to be released", 30)
         at = page("train.py")
         assert not at.button(key="train_resume").disabled
         at.button(key="train_resume").click().run()
         assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
         assert at.toast[0].value == f"Resumed run {run.name}"
         assert jobs.run_status(run)["status"] in jobs.LIVE_STATES
         assert any(f"Run {run.name}" in m.value for m in at.markdown)  # the panel follows it
