@@ -64,6 +64,8 @@ class PipelineConfig(Section):
     # training on several processes (torchrun, DistributedDataParallel); auto: when >1 GPU
     distributed: Annotated[Literal["auto", "true", "false"], BeforeValidator(_word_for_bool)]
     nproc: int = _number(ge=0)  # processes when distributed; 0: one per visible GPU
+    # a scoring run: the folder of the finished run whose models score this run's data
+    from_run: str | None
 
 
 PATH_KEYS = ("ts_data", "ts_test", "img_data")  # PipelineConfig fields naming files or folders

@@ -26,7 +26,7 @@ from core.fileio import read_json, write_json
 from core.progress import PROGRESS_FILE, initial_progress, process_start, read_progress
 from core import runs
 from core.runs import PROJECT_ROOT, RunIndex, runs_dir, workspace_of
-from core.stages import stage_names
+from core.stages import is_scoring_run, stage_names
 
 LOCK_FILE = "job.lock"
 START_LOCK_FILE = ".start.lock"
@@ -155,7 +155,8 @@ def start(run_dir: Path, resume: bool = False) -> int:
     with _start_lock(ws):
         _refuse_if_busy(ws)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
-        progress = initial_progress(run_dir.name, stage_names(), "starting")
+        progress = initial_progress(run_dir.name, stage_names(is_scoring_run(run_dir)),
+                                    "starting")
         write_json(run_dir / PROGRESS_FILE, progress)  # before the child can write its own
         try:
             proc = _spawn(run_dir, resume)

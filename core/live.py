@@ -167,9 +167,10 @@ def start_training(ws: Path, overrides: dict[str, Any]) -> Path:
 
 
 def latest_run(ws: Path) -> Path | None:
-    """The run the Train page follows: the one holding the job lock, else the newest run in the
-    index (so a reload, a new tab or a restarted server lands on the same run)."""
-    active = jobs.active_run_id(ws)
+    """The run the Train page follows: the one holding the job lock (or just spawned), else the
+    newest run in the index (so a reload, a new tab or a restarted server lands on the same
+    run)."""
+    active = jobs.running_run_id(ws)  # also one spawned a moment ago (a resume from Runs)
     if active and (runs_dir(ws) / active).is_dir():
         return runs_dir(ws) / active
     for entry in RunIndex(ws).entries():  # newest first

@@ -2,6 +2,9 @@
 
   run      [RUN_DIR] [--ts-data PATH [--ts-test PATH]] [--img-data PATH] [--set key=value ...]
            [--dry-run] [--detach]
+  score    RUN_DIR [--ts-data PATH] [--img-data PATH] [--name TEXT] [--detach]
+                                  the finished run's models score new data, as a run of its own
+  export   RUN_DIR [--out DIR]    the run's models as ONNX + model.json + predict.py per stream
   resume   RUN_DIR [--detach]     continue a stopped or failed run from its last checkpoint
   stop     RUN_DIR [--grace S]    SIGTERM, then SIGKILL after the grace period
   status   RUN_DIR [--json]
@@ -25,13 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import jobs
+from core import jobs, provenance
 from core.config import read_config
 from core.errors import AtcError, JobError, StopRequested
 from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
-from core.stages import STAGES, Context, preflight, run_stages, stage_names, streams_with_data
+from core.stages import (STAGES, Context, is_scoring_run, preflight, run_stages, stage_names,
+                         streams_with_data)
 
 SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
@@ -59,7 +63,8 @@ def execute(run_dir: Path, resume: bool = False) -> str:
         raise
     try:
         try:
-            progress = ProgressWriter(run_dir, run_dir.name, stage_names())
+            progress = ProgressWriter(run_dir, run_dir.name,
+                                      stage_names(is_scoring_run(run_dir)))
         except OSError as e:
             raise AtcError(f"{run_dir}: cannot write progress.json ({e.strerror or e}); "
                            "the run did not start") from None
@@ -120,7 +125,10 @@ def _run(ctx: Context) -> tuple[str, str | None]:
     from core.devices import Runtime
     try:
         ctx.cfg = read_config(ctx.run_dir / "run.yaml")
-        ctx.progress.set(device=Runtime.of(ctx.cfg.pipeline).describe())
+        runtime = Runtime.of(ctx.cfg.pipeline)
+        ctx.progress.set(device=runtime.describe())
+        provenance.record(ctx.run_dir, ctx.cfg, streams_with_data(ctx.cfg), runtime.describe(),
+                          runtime.precision, ctx.resume)
         RunIndex(workspace_of(ctx.run_dir)).update(ctx.run_dir)
         with run_scratch(ctx.run_dir):
             run_stages(ctx)
@@ -212,6 +220,24 @@ def _launch(run_dir: Path, detach: bool, resume: bool) -> int:
     return EXIT[status]
 
 
+def cmd_score(args) -> int:
+    from core.scoring_runs import new_scoring_run
+    run_dir = new_scoring_run(Path(args.run_dir), {"patchtst": args.ts_data,
+                                                   "swinmae": args.img_data},
+                              args.workdir, args.name or "")
+    print(f"scoring run {run_dir.name}: the models of {Path(args.run_dir).resolve().name} score "
+          "the new data")
+    return _launch_new(run_dir, args.detach)
+
+
+def cmd_export(args) -> int:
+    from core.export import export_run
+    for folder in export_run(Path(args.run_dir), Path(args.out) if args.out else None):
+        print(f"exported {folder.name}: {folder}  (python {folder / 'predict.py'} DATA "
+              "--out scores.csv)")
+    return 0
+
+
 def cmd_resume(args) -> int:
     run_dir = Path(args.run_dir).resolve()
     if not (run_dir / "run.yaml").exists():
@@ -274,9 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan, check the data, "
                      "write run.yaml; train nothing")
     run.add_argument("--workdir", help="workspace folder (default $ATC_WORKDIR or artifacts/)")
+    score = sub.add_parser("score", help="score new data with a finished run's models (a new "
+                           "run whose run.yaml names from_run)")
+    score.add_argument("run_dir", help="the finished run whose models score the data")
+    score.add_argument("--ts-data", help="a CSV file, or a folder (its test.csv, else train.csv)")
+    score.add_argument("--img-data", help="an image folder or zip (its test/ images, else all)")
+    score.add_argument("--name", help="a name for the runs index")
+    score.add_argument("--workdir", help="workspace folder (default: the model run's)")
+    export = sub.add_parser("export", help="write the run's models to run without this project "
+                            "(ONNX, model.json and predict.py per stream)")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="the export folder (default RUN_DIR/export)")
     resume = sub.add_parser("resume", help="continue a stopped or failed run from last.pt")
     resume.add_argument("run_dir")
-    for parser in (run, resume):
+    for parser in (run, score, resume):
         parser.add_argument("--detach", action="store_true",
                             help="start in the background and return at once")
     stop = sub.add_parser("stop", help="stop a running run")
@@ -294,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"run": cmd_run, "resume": cmd_resume, "stop": cmd_stop, "status": cmd_status,
+    command = {"run": cmd_run, "score": cmd_score, "export": cmd_export,
+               "resume": cmd_resume, "stop": cmd_stop, "status": cmd_status,
                "index": cmd_index}[args.command]
     try:
         return command(args)

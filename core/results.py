@@ -366,12 +366,29 @@ def _metric_column(stream: str, key: str) -> str:
     return LABELS[key] if len(STREAMS) == 1 else f"{stream} {LABELS[key]}"
 
 
+def grouped_by_model(entries: list[dict]) -> list[dict]:
+    """`entries` (newest first) with each model run's scorings right after it, newest first; a
+    scoring whose model run is not listed keeps its place."""
+    listed = {e["run_id"] for e in entries}
+    scorings: dict[str, list[dict]] = {}
+    for e in entries:
+        if e.get("from_run") in listed:
+            scorings.setdefault(e["from_run"], []).append(e)
+    out = []
+    for e in entries:
+        if e.get("from_run") not in listed:
+            out += [e, *scorings.get(e["run_id"], [])]
+    return out
+
+
 def runs_table(entries: list[dict]) -> pd.DataFrame:
     """One row per run: status, start time, duration, streams, data, key params, headline
-    metrics (NaN where missing). Indexed by run id."""
+    metrics (NaN where missing); a scoring says which model run scored. Indexed by run id."""
     rows = []
     for e in entries:
+        model = e.get("from_run")
         row = {"name": e.get("name") or EMPTY, "status": e.get("status", ""),
+               "model": f"↳ scoring with {model}" if model else "trained here",
                "started": human_time(e.get("started")) or EMPTY,
                "duration": human_duration(e.get("duration_s")) or EMPTY,
                "streams": ", ".join(e.get("streams") or []),

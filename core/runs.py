@@ -153,6 +153,7 @@ def _entry(run_dir: Path, cfg: dict) -> dict:
         "finished": finished,
         "duration_s": round(finished - started, 1) if timed else None,
         "streams": [s.name for s in streams],
+        "from_run": Path(str(pipe["from_run"])).name if pipe.get("from_run") else None,
         "data": {s.kind: _scalar(pipe.get(s.data_key)) for s in streams},
         "params": _key_params(pipe, cfg),
         "metrics": metrics,
@@ -241,6 +242,24 @@ class RunIndex:
             self._write(entries)
         return entries
 
+
+
+def runs_using(ws: Path, path: Path) -> list[str]:
+    """The runs (ids, newest first) whose run.yaml names `path` or a file inside it as data;
+    runs whose run.yaml cannot be read are left out."""
+    target = Path(path).resolve()
+    users = []
+    for run_dir in sorted(runs_dir(ws).iterdir(), reverse=True):
+        if not run_dir.is_dir():
+            continue
+        try:
+            pipe = _run_yaml(run_dir).get("pipeline") or {}
+        except (ConfigError, OSError):
+            continue
+        named = [Path(str(pipe[k])) for k in PATH_KEYS if pipe.get(k)]
+        if any(p == target or target in p.parents for p in named):
+            users.append(run_dir.name)
+    return users
 
 
 def delete_run(ws: Path, run_id: str) -> None:

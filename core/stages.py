@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig
+from core.config import RunConfig, read_yaml
 from core.curves import shift_warning
-from core.errors import StopRequested
+from core.errors import AtcError, StopRequested
 from core.fileio import write_json
 from core.progress import MetricsLog, ProgressWriter
 
@@ -37,6 +37,17 @@ STAGES = [
     Stage("train_swinmae", "core.images.stages:train", "swinmae", distributed=True),
     Stage("score_swinmae", "core.images.stages:score", "swinmae"),
     Stage("evaluate_swinmae", "core.images.stages:evaluate", "swinmae"),
+    Stage("validate_outputs", "core.validation:validate_outputs"),
+    Stage("publish", "core.publish:publish"),
+]
+
+# a scoring run (`pipeline.from_run`): the models of a finished run score new data
+SCORING_STAGES = [
+    Stage("prepare_data", "core.scoring_runs:prepare_data"),
+    Stage("score_patchtst", "core.timeseries.scoring_run:score", "patchtst"),
+    Stage("evaluate_patchtst", "core.timeseries.scoring_run:evaluate", "patchtst"),
+    Stage("score_swinmae", "core.images.scoring_run:score", "swinmae"),
+    Stage("evaluate_swinmae", "core.images.scoring_run:evaluate", "swinmae"),
     Stage("validate_outputs", "core.validation:validate_outputs"),
     Stage("publish", "core.publish:publish"),
 ]
@@ -64,8 +75,24 @@ STREAMS = {
 }
 
 
-def stage_names() -> list[str]:
-    return [s.name for s in STAGES]
+def plan(scoring: bool = False) -> list[Stage]:
+    """The stages of a training run, or of a scoring run."""
+    return SCORING_STAGES if scoring else STAGES
+
+
+def stage_names(scoring: bool = False) -> list[str]:
+    return [s.name for s in plan(scoring)]
+
+
+def is_scoring_run(run_dir: Path) -> bool:
+    """Whether the run folder's run.yaml names a `pipeline.from_run` (False when unreadable:
+    the run then fails on its config, with the reason)."""
+    try:
+        cfg = read_yaml(Path(run_dir) / "run.yaml")
+    except (AtcError, OSError):
+        return False
+    pipe = cfg.get("pipeline") if isinstance(cfg, dict) else None
+    return bool(isinstance(pipe, dict) and pipe.get("from_run"))
 
 
 def streams_with_data(cfg: RunConfig) -> list[str]:
@@ -111,8 +138,9 @@ def resolve(target: str):
 def run_stages(ctx: Context) -> None:
     """Run every stage in order; a stage's exception marks it failed/stopped and propagates."""
     with_data = streams_with_data(ctx.cfg)
-    for i, stage in enumerate(STAGES, 1):
-        ctx.log.info("[%d/%d] %s", i, len(STAGES), stage.name)
+    stages = plan(bool(ctx.cfg.pipeline.from_run))
+    for i, stage in enumerate(stages, 1):
+        ctx.log.info("[%d/%d] %s", i, len(stages), stage.name)
         if ctx.should_stop():
             ctx.progress.stage_ended(stage.name, "stopped", "stop requested")
             raise StopRequested(f"stopped before {stage.name}")

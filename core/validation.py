@@ -39,13 +39,16 @@ def _finite_numbers(obj) -> bool:
     return not isinstance(obj, float) or math.isfinite(obj)
 
 
-def _check_common(out: Path, files: tuple[str, ...], checks: Checks) -> dict:
-    """Files present, checkpoint loads, one finite score per scored item; returns scoring.json."""
+def _check_common(out: Path, files: tuple[str, ...], checks: Checks,
+                  checkpoint: Path | None = None) -> dict:
+    """Files present, checkpoint loads (`checkpoint`: a scoring run's is the model run's), one
+    finite score per scored item; returns scoring.json."""
     stream = out.name
-    for name in ("data_summary.json", BEST, "scores.csv", "scoring.json", *files):
+    own = () if checkpoint else (BEST,)
+    for name in ("data_summary.json", *own, "scores.csv", "scoring.json", *files):
         checks.add(f"{stream}/{name} exists", (out / name).exists())
     try:
-        ckpt = load_checkpoint(out / BEST)
+        ckpt = load_checkpoint(checkpoint or out / BEST)
         checks.add(f"{stream} checkpoint loads (weights_only=True)", "model" in ckpt)
     except Exception as e:  # any failure to load is the finding itself
         checks.add(f"{stream} checkpoint loads (weights_only=True)", False,
@@ -77,16 +80,16 @@ def _check_array(out: Path, file: str, key: str, scoring: dict, checks: Checks) 
                    f"shape {array.shape}")
 
 
-def check_patchtst(out: Path, checks: Checks) -> None:
-    scoring = _check_common(out, ("channel_scores.npz",), checks)
+def check_patchtst(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:
+    scoring = _check_common(out, ("channel_scores.npz",), checks, checkpoint)
     _check_array(out, "channel_scores.npz", "errors", scoring, checks)
     summary = read_json(out / "data_summary.json", {})
     labelled = (summary.get(summary.get("scored", "test")) or {}).get("label_ratio") is not None
     _check_metrics(out, labelled, checks)
 
 
-def check_swinmae(out: Path, checks: Checks) -> None:
-    scoring = _check_common(out, ("maps.npz",), checks)
+def check_swinmae(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:
+    scoring = _check_common(out, ("maps.npz",), checks, checkpoint)
     _check_array(out, "maps.npz", "maps", scoring, checks)
     summary = read_json(out / "data_summary.json", {})
     _check_metrics(out, summary.get("scored") == "test" and summary.get("test_defect", 0) > 0,
@@ -98,8 +101,10 @@ STREAM_CHECKS = {"patchtst": check_patchtst, "swinmae": check_swinmae}
 
 def validate_outputs(ctx: Context) -> None:
     checks = Checks()
+    model_run = ctx.cfg.pipeline.from_run  # a scoring run: the model run holds the checkpoints
     for stream in streams_with_data(ctx.cfg):
-        STREAM_CHECKS[stream](ctx.run_dir / stream, checks)
+        STREAM_CHECKS[stream](ctx.run_dir / stream, checks,
+                              Path(model_run) / stream / BEST if model_run else None)
     write_json(ctx.run_dir / "validation.json",
                {"ok": not checks.failed, "checks": checks.items})
     if checks.failed:

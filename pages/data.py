@@ -20,7 +20,7 @@ from core import uploads
 from core.errors import DataError
 from core.figures.data import draw_preview, thin_split
 from core.images.preview import THUMB, image_preview
-from core.runs import workspace
+from core.runs import runs_using, workspace
 from core.stages import STREAMS
 
 
@@ -320,6 +320,10 @@ def show_dataset(kind: str, ws: Path, ds: uploads.Dataset, summary: dict, previe
         KINDS[kind].show(key, summary, preview)
     if not ds.sample:
         with st.popover("Delete", key=f"{key}_confirm"):
+            if users := runs_using(ws, ds.path):
+                st.warning(f"Used by {len(users)} run(s): {', '.join(users)}. Their results "
+                           "stay, but they cannot be resumed or re-checked from this data.",
+                           icon=":material/warning:")
             st.button(f"Delete '{ds.name}' for good", key=f"{key}_delete", type="primary",
                       on_click=delete, args=(kind, ws, ds.name))
 

@@ -6,6 +6,7 @@ import streamlit as st
 from core import jobs, results
 from core.errors import AtcError
 from core.figures.runs import overlay_loss_figure
+from core.provenance import provenance_rows
 from core.runs import runs_dir, workspace
 
 CONFIRM, COMPARE, MESSAGE = "runs_confirm_delete", "runs_compare", "runs_message"
@@ -40,13 +41,37 @@ def compare(ws, entries: list[dict]) -> None:
             st.caption("Same config.")
 
 
+def details(ws, run_id: str) -> None:
+    """Where the run came from (provenance.json): data hashes, versions, commit, command."""
+    rows = provenance_rows(runs_dir(ws) / run_id)
+    with st.expander("Where this run came from", expanded=False):
+        if not rows:
+            st.caption("This run records no provenance (it started before runs did, or never "
+                       "started).")
+            return
+        st.dataframe(pd.DataFrame(rows, columns=["what", "value"]), hide_index=True,
+                     width="stretch")
+
+
 def actions(ws, entries: list[dict]) -> None:
     status = {e["run_id"]: e.get("status") for e in entries}
     run_id = st.selectbox("Run", list(status), key="runs_action_pick")
-    left, right = st.columns(2)
+    details(ws, run_id)
+    left, middle, right = st.columns(3)
     if left.button("Open in Results", key="runs_open", disabled=status[run_id] != "done"):
         st.session_state["results_run"] = run_id
         st.switch_page("pages/results.py")
+    resumable = status[run_id] in ("stopped", "failed", "failed (lost)")
+    if middle.button("Resume", key="runs_resume", disabled=not resumable,
+                     help="Continue from its last checkpoint; the Train page follows it" if
+                     resumable else f"Run {run_id} is {status[run_id]}: nothing to resume"):
+        try:
+            jobs.start(runs_dir(ws) / run_id, resume=True)
+        except AtcError as e:
+            st.error(str(e))
+        else:
+            st.session_state["train_toast"] = f"Resumed run {run_id}"
+            st.switch_page("pages/train.py")
     if right.button("Delete…", key="runs_delete"):
         if status[run_id] in jobs.LIVE_STATES:
             st.error(f"Run {run_id} is running; stop it on the Train page before deleting it.")
@@ -78,7 +103,9 @@ entries = results.index_entries(ws)
 if not entries:
     st.info("No runs yet. Start one on the **Train** page.")
     st.stop()
-st.dataframe(shown(results.runs_table(entries)), width="stretch")
+st.dataframe(shown(results.runs_table(results.grouped_by_model(entries))), width="stretch")
+st.caption("A scoring run (new data scored with a trained run's model) is listed under its "
+           "model run.")
 st.subheader("Compare runs")
 compare(ws, entries)
 st.subheader("Open or delete a run")

@@ -265,13 +265,33 @@ def settings(ws: Path, busy: bool) -> None:
 
 
 def controls(run_dir: Path | None, busy: bool) -> None:
-    """Refresh, and Stop while a run is live."""
+    """Refresh; Stop while a run is live, else Resume for the run shown."""
     left, right, _ = st.columns([1, 1, 6])
     left.button("Refresh", key="train_refresh")  # any click reruns the page: files re-read
     if busy and right.button("Stop", key="train_stop", type="primary"):
         jobs.stop(run_dir, wait=False)
         st.session_state[TOAST] = "Stop requested: the trainer saves a checkpoint, then stops"
         st.rerun()
+    if not busy and run_dir is not None:
+        resume_button(right, run_dir)
+
+
+def resume_button(box, run_dir: Path) -> None:
+    """Resume a stopped or failed (lost) run from its last checkpoint; a finished run says why
+    it cannot be resumed."""
+    status = jobs.run_status(run_dir)
+    resumable = status["status"] in ("stopped", "failed")
+    why = "continue from its last checkpoint (last.pt)" if resumable else \
+        f"run {run_dir.name} is {status['label']}: nothing to resume"
+    if box.button("Resume", key="train_resume", disabled=not resumable,
+                  help=f"Resume run {run_dir.name}: {why}"):
+        try:
+            jobs.start(run_dir, resume=True)
+        except AtcError as e:
+            st.error(str(e))
+        else:
+            st.session_state[TOAST] = f"Resumed run {run_dir.name}"
+            st.rerun()
 
 
 def main() -> None:

@@ -140,8 +140,8 @@ class Scored:
     """Maps and scores of a set of images, model and baseline side by side."""
     maps: np.ndarray  # (N, S, S) float32 model anomaly maps
     scores: np.ndarray  # (N,)
-    base_maps: np.ndarray  # (N, S, S) baseline maps
-    base_scores: np.ndarray  # (N,)
+    base_maps: np.ndarray | None  # (N, S, S) baseline maps
+    base_scores: np.ndarray | None  # (N,)
     masks: np.ndarray  # (N, S, S) uint8 ground truth (zeros when unknown)
     mask_known: np.ndarray  # (N,) bool: the mask is real ground truth
     images: np.ndarray  # (N, C, S, S) float16, for the overlays
@@ -166,22 +166,35 @@ def _normal_statistics(ctx: Context, model: SwinMAE, items: list[ImageItem]) -> 
     return PixelErrorStats.fit(torch.cat([m for m, _ in _maps(ctx, model, items[:n], False)]))
 
 
-def _score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
-                 items: list[ImageItem], normal: PixelErrorStats | None) -> Scored:
-    """Model and baseline maps and scores of `items`; model maps in units of `normal`'s."""
+def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None,
+                items: list[ImageItem], normal: PixelErrorStats | None) -> Scored:
+    """Model and baseline maps and scores of `items`; model maps in units of `normal`'s.
+    Without a baseline (a scoring run), its maps and scores are None."""
     cfg = ctx.cfg.swinmae.score
     parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
     for maps, batch in _maps(ctx, model, items, with_masks=True):
         parts["maps"].append(normal(maps) if normal else maps)
-        parts["base"].append(baseline.maps(batch["image"], cfg.sigma))
+        if baseline is not None:
+            parts["base"].append(baseline.maps(batch["image"], cfg.sigma))
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
         parts["images"].append(batch["image"].half())
-    maps, base = torch.cat(parts["maps"]), torch.cat(parts["base"])
+    maps = torch.cat(parts["maps"])
+    base = torch.cat(parts["base"]) if baseline is not None else None
     return Scored(maps.numpy(), image_scores(maps, cfg.image_score, cfg.topk).numpy(),
-                  base.numpy(), image_scores(base, cfg.image_score, cfg.topk).numpy(),
+                  None if base is None else base.numpy(),
+                  None if base is None else image_scores(base, cfg.image_score, cfg.topk).numpy(),
                   torch.cat(parts["masks"]).numpy(), torch.cat(parts["known"]).numpy(),
                   torch.cat(parts["images"]).numpy())
+
+
+NORMAL_STATS = "normal_stats.npz"  # the per-pixel statistics that scoring runs and exports reuse
+
+
+def save_normal_stats(out: Path, normal: PixelErrorStats) -> None:
+    with atomic_path(out / NORMAL_STATS) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mean=normal.mean.numpy().astype(np.float32),
+                 std=normal.std.numpy().astype(np.float32))
 
 
 def score(ctx: Context) -> None:
@@ -191,15 +204,17 @@ def score(ctx: Context) -> None:
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):
         normal = _normal_statistics(ctx, model, data.fit) if cfg.score.normalize else None
-        val, target = (_score_items(ctx, model, baseline, items, normal)
+        val, target = (score_items(ctx, model, baseline, items, normal)
                        for items in (data.val, data.target))
+    if normal is not None:
+        save_normal_stats(out, normal)
     pct = cfg.score.threshold_percentile
     threshold = metrics.threshold_from_normal(val.scores, pct)
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
-    _write_scores(out, data.target, names, target.scores, threshold)
+    write_scores(out, data.target, names, target.scores, threshold)
     with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, maps=target.maps.astype(np.float16), files=np.array(names))
-    _write_overlays(out, target, names, cfg.score.overlays)
+    write_overlays(out, target, names, cfg.score.overlays)
     write_json(out / "scoring.json", {
         "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
@@ -211,7 +226,7 @@ def score(ctx: Context) -> None:
                  int((target.scores > threshold).sum()), threshold)
 
 
-def _write_scores(out: Path, items: list[ImageItem], names: list[str], scores: np.ndarray,
+def write_scores(out: Path, items: list[ImageItem], names: list[str], scores: np.ndarray,
                   threshold: float) -> None:
     frame = pd.DataFrame({"file": names, "defect_type": [it.defect_type for it in items],
                           "score": scores, "is_anomaly": (scores > threshold).astype(np.int8),
@@ -220,7 +235,7 @@ def _write_scores(out: Path, items: list[ImageItem], names: list[str], scores: n
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def _write_overlays(out: Path, scored: Scored, names: list[str], count: int) -> None:
+def write_overlays(out: Path, scored: Scored, names: list[str], count: int) -> None:
     """Heatmap overlays of the `count` highest-scoring images, named by rank."""
     folder = out / "overlays"
     folder.mkdir(exist_ok=True)
@@ -239,8 +254,8 @@ def evaluate(ctx: Context) -> None:
         raise Skip("no labelled defect images among the scored images")
     scored, scoring = ctx.state[f"{STREAM}.scored"], read_json(out / "scoring.json")
     labels = np.array([it.label for it in data.target])
-    result = _image_metrics(scored.scores, scored.maps, labels, scored, scoring["threshold"])
-    result["baselines"] = {"mean_image": _image_metrics(
+    result = image_metrics(scored.scores, scored.maps, labels, scored, scoring["threshold"])
+    result["baselines"] = {"mean_image": image_metrics(
         scored.base_scores, scored.base_maps, labels, scored, scoring["baseline_threshold"])}
     write_json(out / "metrics.json", result)
     base = result["baselines"]["mean_image"]
@@ -249,7 +264,7 @@ def evaluate(ctx: Context) -> None:
                                      result["pixel_auroc"], base["pixel_auroc"])))
 
 
-def _image_metrics(scores: np.ndarray, maps: np.ndarray, labels: np.ndarray, scored: Scored,
+def image_metrics(scores: np.ndarray, maps: np.ndarray, labels: np.ndarray, scored: Scored,
                    threshold: float) -> dict:
     m = metrics.evaluate(scores, labels, threshold)
     return {"image_auroc": m["auroc"], "image_auprc": m["auprc"], "best_f1": m["best_f1"],

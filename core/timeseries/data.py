@@ -413,17 +413,23 @@ def _attach_label_file(test: Series, label_path: Path, notes: list[str]) -> None
 
 def _check_same_channels(train: Series, test: Series) -> None:
     """Test channels must equal train channels, names and order."""
-    if test.channels == train.channels:
+    check_channels(test, train.channels, Path(train.source).name)
+
+
+def check_channels(series: Series, expected: list[str], expected_from: str) -> None:
+    """DataError naming the file and the columns when `series` does not have the channel
+    columns `expected` (those of `expected_from`), by name and in that order."""
+    if series.channels == expected:
         return
-    tr, te = Path(train.source).name, Path(test.source).name
-    missing = [c for c in train.channels if c not in test.channels]
-    extra = [c for c in test.channels if c not in train.channels]
+    name = Path(series.source).name
+    missing = [c for c in expected if c not in series.channels]
+    extra = [c for c in series.channels if c not in expected]
     if missing or extra:
-        raise DataError(f"{te}: expected the same channel columns as {tr}; "
+        raise DataError(f"{name}: expected the same channel columns as {expected_from}; "
                         f"missing: {missing or 'none'}; extra: {extra or 'none'}")
-    k = next(k for k, (a, b) in enumerate(zip(train.channels, test.channels)) if a != b)
-    raise DataError(f"{te}: expected the channel columns in the order of {tr}; "
-                    f"channel {k + 1} is '{test.channels[k]}', expected '{train.channels[k]}'")
+    k = next(k for k, (a, b) in enumerate(zip(expected, series.channels)) if a != b)
+    raise DataError(f"{name}: expected the channel columns in the order of {expected_from}; "
+                    f"channel {k + 1} is '{series.channels[k]}', expected '{expected[k]}'")
 
 
 def load_ts_dataset(path: str | Path, test_path: str | Path | None = None) -> TSDataset:
@@ -450,6 +456,35 @@ def load_ts_dataset(path: str | Path, test_path: str | Path | None = None) -> TS
         if label_path is not None:
             _attach_label_file(test, label_path, notes)
     return TSDataset(train=train, test=test, warnings=notes, nan_filled=filled)
+
+
+def load_scored_series(path: str | Path) -> tuple[Series, list[str]]:
+    """The series a scoring run scores, and warnings: a CSV file itself, or from a folder its
+    test.csv (labels from test_label.csv beside it) or else its train.csv. A `label` column
+    gives the labels; DataError naming the file for anything unusable."""
+    path = Path(path)
+    if path.is_dir():
+        file = _find_file(path, "test") or _find_file(path, "train")
+        if file is None:
+            found = sorted(p.name for p in path.iterdir()) or ["nothing"]
+            raise DataError(f"{path.name}: expected test.csv or train.csv (or .csv.gz) in the "
+                            f"folder, found: {', '.join(found)}")
+    elif path.is_file():
+        file = path
+    else:
+        raise DataError(f"{path}: expected a CSV file or a dataset folder, found nothing there")
+    series, _, notes = _load_series(file)
+    label_path = _label_file_for(file)
+    if label_path is not None:
+        _attach_label_file(series, label_path, notes)
+    return series, notes
+
+
+def scored_summary(series: Series, notes: list[str]) -> dict:
+    """data_summary.json of a scoring run: the scored file as the `test` split."""
+    return {"channels": {"count": len(series.channels), "names": list(series.channels)},
+            "train": None, "test": _split_summary(series), "scored": "test",
+            "warnings": list(notes)}
 
 
 def _split_summary(s: Series) -> dict:

@@ -149,7 +149,7 @@ def score(ctx: Context) -> None:
             np.savez(f, mean=pca.mean, axes=pca.axes)
     val_scores, scores, units = detector_scores(parts, sc.smooth)  # (T_val,), (T,)
     threshold = metrics.threshold_from_normal(val_scores, sc.threshold_percentile)
-    _write_scores(out, data.target, scores, threshold)
+    write_scores(out, data.target, scores, threshold)
     with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, errors=errors.astype(np.float32),
                             val_errors=val_errors.astype(np.float32), scale=scale,
@@ -174,7 +174,7 @@ def score(ctx: Context) -> None:
         ctx.log.warning("    %s", line)
 
 
-def _write_scores(out: Path, target: Series, scores: np.ndarray, threshold: float) -> None:
+def write_scores(out: Path, target: Series, scores: np.ndarray, threshold: float) -> None:
     """scores.csv: one row per scored row: timestamp (or index), score, is_anomaly[, label]."""
     first = ("timestamp", target.timestamps) if target.timestamps is not None \
         else ("index", np.arange(len(scores)))

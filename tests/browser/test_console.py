@@ -188,6 +188,40 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
     screenshot(page, "home")
 
 
+def test_upload_new_data_score_it_and_see_its_scores(page: Page, screenshot, tmp_path):
+    """After the run above: new data uploaded, scored with that run's model from Results, the
+    scoring run followed live on Train, its scores on Results."""
+    new = pd.read_csv(SAMPLE / "test.csv").head(600).drop(columns="label")
+    new.to_csv(tmp_path / "tomorrow.csv", index=False)  # unlabelled: stored as its train.csv
+    open_page(page, "Data")
+    expect(page.get_by_text("(bundled sample)")).to_have_count(len(STREAMS), timeout=30_000)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]:not([webkitdirectory])").first \
+        .set_input_files([str(tmp_path / "tomorrow.csv")])
+    expect(page.get_by_test_id("stAlert").filter(has_text="Saved 'tomorrow'")).to_be_visible(
+        timeout=30_000)
+
+    open_page(page, "Results")
+    page.get_by_test_id("stExpander").filter(has_text="Use this model").click()
+    choose(page, "Time series (PatchTST): data to score", "tomorrow")
+    score = page.get_by_role("button", name="Score new data")
+    expect(score).to_have_count(1, timeout=30_000)  # the page's rerun after the choice is over
+    expect(score).to_be_enabled(timeout=30_000)
+    score.click()
+    expect(page.get_by_text(re.compile(r"Run \d{8}-\d{6}-\w{4} is (starting|running)"))
+           ).to_be_visible(timeout=60_000)  # the Train page's live panel follows the scoring
+    expect(page.locator("[data-testid=stMarkdownContainer] span", has_text=re.compile(r"^done$"))
+           .first).to_be_visible(timeout=120_000)
+    screenshot(page, "scoring-run")
+
+    open_page(page, "Results")  # the newest finished run: the scoring
+    expect(page.get_by_text("A scoring run: the data was scored with the model of run")
+           ).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Flagged rows")).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=30_000)
+    no_accidents(page)
+    screenshot(page, "results-scoring")
+
+
 def test_reload_mid_training_then_stop(page: Page, screenshot):
     train_tiny(page, "sample", epochs=400)
     expect(page.get_by_text(re.compile(r"step \d+/\d+ · ETA"))).to_be_visible(timeout=90_000)

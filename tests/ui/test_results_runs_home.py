@@ -71,7 +71,8 @@ def test_results_page_chart_and_live_threshold(ws, finished):
         "reconstruction · point-wise", "pca · point-wise", "random · point-wise"]
     assert any("moving mean" in c.value for c in at.caption)  # the smoothing is named
     assert {d.proto.label for d in at.get("download_button")} == {
-        "Download scores.csv", "Download model checkpoint (best.pt)"}
+        "Download scores.csv", "Download model checkpoint (best.pt)",
+        "Download the model export (zip)"}
     key = f"results_{finished.name}_patchtst_threshold"
     slider, typed = at.select_slider(key=key), at.number_input(key=f"{key}_typed")
     run_threshold = json.loads((finished / "patchtst" / "scoring.json").read_text())["threshold"]

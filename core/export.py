@@ -1,0 +1,89 @@
+"""Export a finished run's models to run without this project: one folder per trained stream,
+`OUT/patchtst/` and `OUT/swinmae/`, each holding `model.onnx` (the network, traced with
+`torch.onnx`), `model.json` (everything else scoring needs: channels, normalisation, windows,
+scales, post-processing, threshold; image size, mode, normal-map statistics, score method) and
+`predict.py` (numpy, pandas, pillow and onnxruntime only), which writes the same scores.csv as
+the run. Each stream's exporter (`EXPORTERS`) has `export(run_dir, folder)` and traces its
+network with `core.onnx_export`. Importing this module does not import torch."""
+from __future__ import annotations
+
+import importlib
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+from core.config import read_config
+from core.errors import AtcError, DataError
+from core.progress import read_progress
+from core.runs import workspace_of
+from core.stages import STREAMS
+
+EXPORTERS = {"patchtst": "core.timeseries.export", "swinmae": "core.images.export"}
+EXPORT_DIR = "export"  # the default place: RUN_DIR/export/
+
+
+def exportable_streams(run_dir: Path) -> list[str]:
+    """The streams whose model the run trained and scored."""
+    return [s for s in STREAMS if (Path(run_dir) / s / "best.pt").is_file()
+            and (Path(run_dir) / s / "scoring.json").is_file()]
+
+
+def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
+    """Export every trained stream of the finished run `run_dir` to `out` (default
+    RUN_DIR/export/); returns the stream folders. DataError naming the run when it is not
+    finished, is a scoring run, or trained nothing."""
+    run_dir = Path(run_dir).resolve()
+    workspace_of(run_dir)
+    progress = read_progress(run_dir)
+    status = progress.get("status") if isinstance(progress, dict) else None
+    if status != "done":
+        raise DataError(f"run {run_dir.name}: expected a finished (done) run to export, found "
+                        f"{status or 'no progress.json'}")
+    model_run = read_config(run_dir / "run.yaml").pipeline.from_run
+    if model_run:
+        raise DataError(f"run {run_dir.name} is a scoring run and holds no model; export its "
+                        f"model run {Path(model_run).name}")
+    streams = exportable_streams(run_dir)
+    if not streams:
+        raise DataError(f"run {run_dir.name}: expected a trained and scored model "
+                        "(<stream>/best.pt and scoring.json), found none")
+    out = Path(out) if out else run_dir / EXPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    return [_export_stream(run_dir, stream, out) for stream in streams]
+
+
+def _export_stream(run_dir: Path, stream: str, out: Path) -> Path:
+    """One stream's folder, written beside its final place and then moved there, so a reader
+    never sees half an export."""
+    final, partial = out / stream, out / f".{stream}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        importlib.import_module(EXPORTERS[stream]).export(run_dir, partial)
+    except AtcError:
+        raise
+    except Exception as e:  # torch.onnx's exporter: an operator it cannot trace, ...
+        shutil.rmtree(partial, ignore_errors=True)
+        raise AtcError(f"run {run_dir.name}: exporting the {stream} model failed "
+                       f"({type(e).__name__}: {str(e)[:300]})") from None
+    for path in partial.iterdir():
+        path.chmod(0o644)  # readable by whoever the folder is handed to
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return final
+
+
+def export_zip(run_dir: Path) -> bytes:
+    """The run's export (made now when RUN_DIR/export/ lacks a stream) as zip bytes, with
+    `patchtst/` and `swinmae/` at the top."""
+    run_dir = Path(run_dir)
+    out = run_dir / EXPORT_DIR
+    if any(not (out / s / "predict.py").is_file() for s in exportable_streams(run_dir)):
+        export_run(run_dir, out)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for stream in exportable_streams(run_dir):
+            for path in sorted((out / stream).iterdir()):
+                z.write(path, f"{stream}/{path.name}")
+    return buffer.getvalue()

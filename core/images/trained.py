@@ -1,0 +1,82 @@
+"""A finished run's image model as scoring needs it: the checkpoint's training config and
+channels, the per-pixel statistics of normal training images' maps, the threshold, and what the
+training images looked like (sizes, modes), so that new images that do not fit are refused. A
+scoring run and an export both read it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.config import SwinMAEConfig, from_dict
+from core.errors import DataError
+from core.fileio import read_json
+from core.images.data import GRAY_MODES, ImageItem
+from core.images.scoring import PixelErrorStats
+from core.images.stages import NORMAL_STATS, load_model
+from core.images.swinmae import SwinMAE
+
+STREAM = "swinmae"
+
+
+@dataclass
+class TrainedImages:
+    run_dir: Path
+    model: SwinMAE
+    cfg: SwinMAEConfig  # the training config: image size, resize, score settings
+    channels: int  # 1 (grayscale) or 3 (RGB), as the model takes them
+    normal: PixelErrorStats | None  # None when the run scored raw errors (score.normalize off)
+    normalized_by: int | None  # how many normal training images gave `normal`
+    threshold: float
+    percentile: float
+    width: tuple[int, int]  # [min, max] width of the training images, in pixels
+    height: tuple[int, int]
+    gray: set[bool]  # whether the training images were grayscale (a mix: both)
+
+    def check(self, items: list[ImageItem], root: Path) -> None:
+        """DataError naming the first image whose size lies outside the training images' or
+        whose mode (grayscale or colour) none of them had."""
+        for item in items:
+            name = item.path.relative_to(root).as_posix()
+            (w, h), trained = item.size, f"the images of run {self.run_dir.name}"
+            if not (self.width[0] <= w <= self.width[1] and self.height[0] <= h <= self.height[1]):
+                raise DataError(f"{name} is {w}×{h} (width×height); expected {_span(self.width)}"
+                                f"×{_span(self.height)} like {trained}")
+            if (item.mode in GRAY_MODES) not in self.gray:
+                found = "grayscale" if item.mode in GRAY_MODES else "colour"
+                raise DataError(f"{name} is {found} (mode {item.mode}); expected "
+                                f"{'colour' if found == 'grayscale' else 'grayscale'} images "
+                                f"like {trained}")
+
+
+def _span(r: tuple[int, int]) -> str:
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}–{r[1]}"
+
+
+def load_trained(run_dir: Path) -> TrainedImages:
+    """The image model of the finished run `run_dir`, on the CPU; DataError naming the file
+    when the run trained no image model or predates what scoring new images needs."""
+    run_dir = Path(run_dir)
+    out = run_dir / STREAM
+    scoring, summary = read_json(out / "scoring.json"), read_json(out / "data_summary.json")
+    if not (out / "best.pt").is_file() or not isinstance(scoring, dict) \
+            or not isinstance(summary, dict):
+        raise DataError(f"run {run_dir.name}: expected a trained and scored image model "
+                        f"({STREAM}/best.pt, scoring.json, data_summary.json), found none")
+    model, extra = load_model(out)
+    cfg = from_dict(SwinMAEConfig, extra["config"], STREAM)
+    normal = None
+    if scoring.get("normalized_by"):
+        if not (out / NORMAL_STATS).is_file():
+            raise DataError(f"run {run_dir.name}: {STREAM}/{NORMAL_STATS} is missing (the run "
+                            "predates it); expected the normal images' map statistics, which "
+                            "runs save since scoring runs exist: train again to use this model")
+        with np.load(out / NORMAL_STATS, allow_pickle=False) as z:
+            normal = PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]))
+    gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
+    return TrainedImages(run_dir, model, cfg, int(extra["channels"]), normal,
+                         scoring.get("normalized_by"),
+                         float(scoring["threshold"]), float(scoring["percentile"]),
+                         tuple(summary["width"]), tuple(summary["height"]), gray)

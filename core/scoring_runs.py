@@ -1,0 +1,120 @@
+"""Scoring runs: the models of a finished run score new data, as a run of its own.
+
+A scoring run is a run folder like any other (`runs/<id>/`, progress, log, index, Results); its
+run.yaml is the model run's config with `pipeline.from_run` naming that run and the data keys
+naming the new data, and its stages are `core.stages.SCORING_STAGES`. Each stream's scoring
+module (`SCORING_MODULES`) has `load(cfg) -> (prepared, data_summary, log lines)`, `score(ctx)`
+and `evaluate(ctx)`. Nothing here imports torch."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from core import jobs
+from core.config import RunConfig, read_config, read_yaml
+from core.errors import AtcError, DataError, JobError
+from core.fileio import write_json
+from core.progress import read_progress
+from core.runs import create_run, delete_run, workspace, workspace_of
+from core.stages import STREAMS, Context, streams_with_data
+
+SCORING_MODULES = {"patchtst": "core.timeseries.scoring_run",
+                   "swinmae": "core.images.scoring_run"}
+
+
+def scoring_config(model_run: Path, data: dict[str, str | Path | None],
+                   name: str = "") -> RunConfig:
+    """The config of a scoring run: `model_run`'s, with `from_run` set and the data keys naming
+    `data` ({stream: path}, absolute). DataError naming the run or path when the model run is
+    not finished, is itself a scoring run, did not train a stream asked for, or a path is
+    missing."""
+    model_run = Path(model_run).resolve()
+    workspace_of(model_run)
+    progress = read_progress(model_run)
+    status = progress.get("status") if isinstance(progress, dict) else None
+    if status != "done":
+        raise DataError(f"run {model_run.name}: expected a finished (done) run to score with, "
+                        f"found {status or 'no progress.json'}")
+    cfg = read_config(model_run / "run.yaml")
+    if cfg.pipeline.from_run:
+        raise DataError(f"run {model_run.name} is a scoring run; score with its model run "
+                        f"{Path(cfg.pipeline.from_run).name}")
+    given = {stream: path for stream, path in data.items() if path}
+    if not given:
+        raise DataError("no data given: pass --ts-data and/or --img-data")
+    for stream in STREAMS:
+        setattr(cfg.pipeline, STREAMS[stream].data_key, None)
+    cfg.pipeline.ts_test = None
+    for stream, path in given.items():
+        if not (model_run / stream / "best.pt").is_file():
+            raise DataError(f"run {model_run.name} trained no {STREAMS[stream].title} model "
+                            f"({stream}/best.pt is missing); expected a run that did")
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.exists():
+            raise DataError(f"{resolved}: no such file or folder")
+        setattr(cfg.pipeline, STREAMS[stream].data_key, str(resolved))
+    cfg.pipeline.from_run = str(model_run)
+    cfg.pipeline.name = name or f"scores with {model_run.name}"
+    return cfg
+
+
+def new_scoring_run(model_run: Path, data: dict[str, str | Path | None],
+                    workdir: str | Path | None = None, name: str = "") -> Path:
+    """A new scoring run folder (run.yaml only) in `workdir`, else in the model run's
+    workspace."""
+    cfg = scoring_config(model_run, data, name)
+    ws = workspace(workdir) if workdir else workspace_of(Path(model_run).resolve())
+    return create_run(ws, cfg)
+
+
+def model_run_of(run_dir: Path) -> str | None:
+    """The model run (its id) a scoring run scored with; None for a training run or an
+    unreadable run.yaml."""
+    try:
+        pipe = (read_yaml(Path(run_dir) / "run.yaml") or {}).get("pipeline") or {}
+    except (AtcError, OSError, AttributeError):
+        return None
+    return Path(str(pipe["from_run"])).name if pipe.get("from_run") else None
+
+
+def scoring_module(stream: str):
+    return importlib.import_module(SCORING_MODULES[stream])
+
+
+def check_scoring(cfg: RunConfig) -> list[str]:
+    """Every stream's new data loaded and checked against the model, as the run would (raises
+    DataError naming file and column); what was found, in lines."""
+    lines = []
+    for stream in streams_with_data(cfg):
+        lines += [f"{stream}: {line}" for line in scoring_module(stream).load(cfg)[2]]
+    return lines
+
+
+def prepare_data(ctx: Context) -> None:
+    """The scoring run's first stage: each stream's data, checked against the model run's
+    model before anything is computed."""
+    for stream in streams_with_data(ctx.cfg):
+        data, summary, lines = scoring_module(stream).load(ctx.cfg)
+        ctx.state[stream] = data
+        write_json(ctx.stream_dir(stream) / "data_summary.json",
+                   summary | {"from_run": ctx.cfg.pipeline.from_run})
+        for line in lines:
+            ctx.log.info("    %s", line)
+
+
+def start_scoring(ws: Path, model_run: Path, data: dict[str, str | Path | None]) -> Path:
+    """The console's Score new data: check the model run and the data as the run would, create
+    the scoring run in `ws`, start its job; returns its folder. DataError or JobError (a job
+    is running) with nothing left behind."""
+    running = jobs.running_run_id(ws)
+    if running:
+        raise JobError(f"a job is already running ({running}); stop it or wait")
+    cfg = scoring_config(model_run, data)
+    check_scoring(cfg)
+    run_dir = create_run(ws, cfg)
+    try:
+        jobs.start(run_dir)
+    except BaseException:
+        delete_run(ws, run_dir.name)
+        raise
+    return run_dir

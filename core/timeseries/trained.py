@@ -1,0 +1,101 @@
+"""A finished run's time-series model as scoring needs it: the checkpoint's training config,
+channel names and normaliser, and the run's channel scales, threshold and fused parts (its
+scoring.json, and pca.npz when the run fused a PCA).
+A scoring run and an export both read it, so new data is scored exactly as the run scored its
+own: with the training statistics, never with statistics of the new data."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.config import PatchTSTConfig, from_dict
+from core.devices import Runtime
+from core.errors import DataError
+from core.fileio import read_json
+from core.timeseries.baselines import PCAFit
+from core.timeseries.patchtst import PatchTST
+from core.timeseries.scoring import channel_errors, fuse, smooth, step_scores
+from core.timeseries.windows import Normalizer
+
+STREAM = "patchtst"
+
+
+@dataclass
+class TrainedSeries:
+    """What turns raw rows (T, C) into the run's step scores."""
+    run_dir: Path
+    model: PatchTST
+    cfg: PatchTSTConfig  # the training config: window, score settings
+    channels: list[str]  # C names, in the order the model takes them
+    normalizer: Normalizer
+    scale: np.ndarray  # (C,) float32: each channel's error divisor (scoring.json)
+    threshold: float  # a step score above it is flagged
+    percentile: float  # of the validation scores, where the threshold sits
+    pca: PCAFit | None = None  # fused into the score (score.fuse_pca), fitted on training rows
+    units: dict[str, tuple[float, float]] | None = None  # each fused part's validation unit
+
+    @property
+    def window(self) -> int:
+        return self.cfg.data.window
+
+    def errors(self, values: np.ndarray, rt: Runtime,
+               should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+        """Raw rows (T, C) → per-channel error (T, C) float32 in units of `scale`."""
+        normalised = self.normalizer(values)  # (T, C)
+        return channel_errors(self.model, normalised, self.cfg.score, rt, should_stop) / self.scale
+
+    def parts(self, values: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw rows (T, C) and their scaled errors (T, C) → each part's point-wise score (T,):
+        the reconstruction (the capped mean over channels) and, when the run fused one, the
+        PCA's residual."""
+        parts = {"reconstruction": step_scores(errors, self.cfg.score.channel_cap)}
+        if self.pca is not None:
+            parts["pca"] = self.pca.scores(self.normalizer(values))
+        return parts
+
+    def score(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Point-wise parts → the run's post-processed score (T,): each part smoothed, then
+        fused in the run's own validation units when there are several."""
+        smoothed = {name: smooth(p, self.cfg.score.smooth) for name, p in parts.items()}
+        return fuse(smoothed, self.units) if len(smoothed) > 1 else smoothed["reconstruction"]
+
+
+def load_trained(run_dir: Path) -> TrainedSeries:
+    """The time-series model of the finished run `run_dir`, on the CPU (scoring moves it);
+    DataError naming the file when the run trained or scored no time-series model."""
+    from core.timeseries.stages import load_model
+    run_dir = Path(run_dir)
+    out = run_dir / STREAM
+    scoring = read_json(out / "scoring.json")
+    if not (out / "best.pt").is_file() or not isinstance(scoring, dict):
+        raise DataError(f"run {run_dir.name}: expected a trained and scored time-series model "
+                        f"({STREAM}/best.pt and {STREAM}/scoring.json), found none")
+    model, extra = load_model(out)
+    cfg = from_dict(PatchTSTConfig, extra["config"], STREAM)
+    channels = [str(c) for c in extra["channels"]]
+    by_name = scoring.get("channel_scale") or {}
+    if sorted(by_name) != sorted(channels):
+        raise DataError(f"run {run_dir.name}: {STREAM}/scoring.json holds channel scales for "
+                        f"{sorted(by_name)}, expected the model's channels {channels}")
+    return TrainedSeries(run_dir, model, cfg, channels, Normalizer.from_dict(extra["normalizer"]),
+                         np.array([by_name[c] for c in channels], np.float32),
+                         float(scoring["threshold"]), float(scoring["percentile"]),
+                         *_fused_pca(run_dir, scoring))
+
+
+def _fused_pca(run_dir: Path, scoring: dict) -> tuple[PCAFit | None, dict | None]:
+    """The PCA the run fused into its score and every part's validation unit, or (None, None)
+    for a run that scored the reconstruction alone."""
+    if "pca" not in (scoring.get("parts") or []):
+        return None, None
+    path = run_dir / STREAM / "pca.npz"
+    units = scoring.get("log_units") or {}
+    if not path.is_file() or sorted(units) != sorted(scoring["parts"]):
+        raise DataError(f"run {run_dir.name}: its score fuses a PCA, but {STREAM}/pca.npz or "
+                        f"the parts' log_units in {STREAM}/scoring.json are missing")
+    with np.load(path) as npz:
+        pca = PCAFit(npz["mean"], npz["axes"])
+    return pca, {name: (float(m), float(s)) for name, (m, s) in units.items()}

@@ -1,0 +1,134 @@
+"""`python -m core.pipeline export`: each trained stream as model.onnx + model.json +
+predict.py, and predict.py, run in a bare process (no torch, not this project), writes the
+scores the project's own `score` writes for the same data."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, TINY, run_cli
+from core.export import export_zip
+from core.fileio import read_json
+
+pytestmark = pytest.mark.slow
+SAMPLES = REPO / "data" / "samples"
+IMG_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
+
+# predict.py run as a user would, in a process that cannot import torch or this project
+BARE = """
+import runpy, sys
+from pathlib import Path
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "core"):
+            raise ImportError(f"predict.py imported {name}")
+sys.meta_path.insert(0, Refuse())
+repo, script = Path(sys.argv[1]), sys.argv[2]
+assert all(Path(p or ".").resolve() != repo for p in sys.path), sys.path
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "core")]
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path]:
+    """(a finished run with both streams on the bundled samples, its export folder)."""
+    root = tmp_path_factory.mktemp("export")
+    ts = shutil.copytree(SAMPLES / "timeseries", root / "timeseries")
+    images = shutil.copytree(SAMPLES / "images", root / "images")
+    res = run_cli("run", "--ts-data", str(ts), "--img-data", str(images), "--workdir",
+                  str(root / "ws"), *TINY, *IMG_TINY, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = next(p for p in (root / "ws" / "runs").iterdir() if p.is_dir())
+    res = run_cli("export", str(run), "--out", str(root / "exported"), timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return run, root / "exported"
+
+
+def test_one_folder_per_stream_with_model_json_and_predict(exported):
+    run, out = exported
+    for stream in ("patchtst", "swinmae"):
+        assert sorted(p.name for p in (out / stream).iterdir()) == \
+            ["model.json", "model.onnx", "predict.py"]
+    ts = json.loads((out / "patchtst" / "model.json").read_text())
+    assert ts["channels"] == ["cpu_load", "mem_used", "temp_c", "fan_rpm", "net_mbps"]
+    assert ts["window"] == 40 and ts["stride"] == 8 and ts["smooth"] == 10
+    assert ts["threshold"] == read_json(run / "patchtst" / "scoring.json")["threshold"]
+    img = json.loads((out / "swinmae" / "model.json").read_text())
+    assert (img["image_size"], img["channels"], img["mode"]) == (64, 1, "L")
+    assert np.asarray(img["normal_map"]["mean"]).shape == (64, 64)
+
+
+def _scoring_run(run: Path, option: str, data: Path) -> Path:
+    before = set(run.parent.iterdir())
+    res = run_cli("score", str(run), option, str(data))
+    assert res.returncode == 0, res.stdout + res.stderr
+    return next(p for p in run.parent.iterdir() if p not in before and p.is_dir())
+
+
+def _bare_predict(script: Path, data: Path, out: Path) -> pd.DataFrame:
+    env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-I", "-c", BARE, str(REPO), str(script), str(data),
+                          "--out", str(out)], cwd=out.parent, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return pd.read_csv(out)
+
+
+def _assert_same_scores(ours: pd.DataFrame, theirs: pd.DataFrame, key: str) -> None:
+    assert ours[key].tolist() == theirs[key].tolist()
+    # relative to the score, or to its spread where it crosses zero (a fused score is a log
+    # score: near 0, scores.csv's 6 significant digits are all a relative difference could see)
+    scale = np.maximum(np.abs(theirs["score"]), theirs["score"].std())
+    rel = np.abs(ours["score"] - theirs["score"]) / scale.clip(1e-12)
+    assert rel.max() <= 1e-3, rel.max()
+    assert ours["is_anomaly"].tolist() == theirs["is_anomaly"].tolist()
+
+
+def test_bare_predict_matches_score_on_new_series(exported, tmp_path):
+    run, out = exported
+    new = pd.read_csv(SAMPLES / "timeseries" / "test.csv").iloc[500:1500].copy()
+    new.loc[new.index[300:320], ["temp_c", "fan_rpm"]] *= 2.0  # something to flag
+    data = tmp_path / "tomorrow.csv"
+    new.to_csv(data, index=False)
+    scored = pd.read_csv(_scoring_run(run, "--ts-data", data) / "patchtst" / "scores.csv")
+    predicted = _bare_predict(out / "patchtst" / "predict.py", data, tmp_path / "scores.csv")
+    assert list(predicted.columns) == list(scored.columns)
+    _assert_same_scores(predicted, scored, "timestamp")
+    assert predicted["is_anomaly"].any()  # the comparison covers flagged rows too
+
+
+def test_bare_predict_matches_score_on_new_images(exported, tmp_path):
+    run, out = exported
+    data = shutil.copytree(SAMPLES / "images", tmp_path / "images")
+    scored = pd.read_csv(_scoring_run(run, "--img-data", data) / "swinmae" / "scores.csv")
+    predicted = _bare_predict(out / "swinmae" / "predict.py", data, tmp_path / "scores.csv")
+    assert list(predicted.columns) == list(scored.columns)
+    _assert_same_scores(predicted, scored, "file")
+    assert predicted["label"].tolist() == scored["label"].tolist()
+
+
+def test_export_zip_holds_both_streams(exported):
+    run, _ = exported
+    names = zipfile.ZipFile(io.BytesIO(export_zip(run))).namelist()
+    assert sorted(names) == sorted(f"{s}/{f}" for s in ("patchtst", "swinmae")
+                                   for f in ("model.json", "model.onnx", "predict.py"))
+
+
+def test_export_refuses_a_scoring_run(exported, tmp_path):
+    run, _ = exported
+    scoring = _scoring_run(run, "--ts-data", SAMPLES / "timeseries" / "test.csv")
+    res = run_cli("export", str(scoring), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2
+    assert f"is a scoring run and holds no model; export its model run {run.name}" in res.stderr
