@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.archive import extract_zip
-from core.config import ImageDataConfig, defaults
+from core.config import defaults
 from core.errors import DataError
 
 KINDS = "PNG, JPEG, BMP or TIFF"
