@@ -13,10 +13,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from core.config import read_config
 from core.errors import AtcError, DataError
-from core.progress import read_progress
-from core.runs import workspace_of
+from core.scoring_runs import model_run_config
 from core.stages import STREAMS
 
 EXPORTERS = {"patchtst": "core.timeseries.export", "swinmae": "core.images.export"}
@@ -34,16 +32,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     RUN_DIR/export/); returns the stream folders. DataError naming the run when it is not
     finished, is a scoring run, or trained nothing."""
     run_dir = Path(run_dir).resolve()
-    workspace_of(run_dir)
-    progress = read_progress(run_dir)
-    status = progress.get("status") if isinstance(progress, dict) else None
-    if status != "done":
-        raise DataError(f"run {run_dir.name}: expected a finished (done) run to export, found "
-                        f"{status or 'no progress.json'}")
-    model_run = read_config(run_dir / "run.yaml").pipeline.from_run
-    if model_run:
-        raise DataError(f"run {run_dir.name} is a scoring run and holds no model; export its "
-                        f"model run {Path(model_run).name}")
+    model_run_config(run_dir, "export")
     streams = exportable_streams(run_dir)
     if not streams:
         raise DataError(f"run {run_dir.name}: expected a trained and scored model "

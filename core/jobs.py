@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from core.errors import JobError
 from core.fileio import read_json, write_json
@@ -139,6 +140,22 @@ def running_run_id(ws: Path) -> str | None:
             and time.time() - starting["time"] < 120:
         return starting["run_id"]
     return None
+
+
+def start_new(ws: Path, make_run: Callable[[], Path]) -> Path:
+    """Create a run with `make_run` (which checks its config and data first) and start its job;
+    returns its folder. JobError when a job is already running; a failed start leaves no run
+    behind."""
+    running = running_run_id(ws)
+    if running:
+        raise JobError(f"a job is already running ({running}); stop it or wait")
+    run_dir = make_run()
+    try:
+        start(run_dir)
+    except BaseException:
+        runs.delete_run(ws, run_dir.name)
+        raise
+    return run_dir
 
 
 def start(run_dir: Path, resume: bool = False) -> int:

@@ -26,9 +26,9 @@ import yaml
 from core import jobs
 from core.config import PipelineConfig, choices, load_config, read_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
-from core.errors import AtcError, JobError
+from core.errors import AtcError
 from core.progress import METRICS_FILE, PROGRESS_FILE
-from core.runs import RunIndex, delete_run, new_run, runs_dir
+from core.runs import RunIndex, new_run, runs_dir
 from core.stages import STAGES, STREAMS, Stream, preflight
 
 LOG_FILE = "pipeline.log"
@@ -153,17 +153,10 @@ def start_training(ws: Path, overrides: dict[str, Any]) -> Path:
     folder, start the pipeline job; returns the run folder. Raises ConfigError (bad value or
     device), DataError (missing or unusable data), JobError (a job is running); a failed check
     leaves no run behind."""
-    running = jobs.running_run_id(ws)
-    if running:
-        raise JobError(f"a training job is already running ({running}); stop it or wait")
-    check_run(overrides)
-    run_dir = new_run(ws, overrides)
-    try:
-        jobs.start(run_dir)
-    except BaseException:
-        delete_run(ws, run_dir.name)
-        raise
-    return run_dir
+    def make_run() -> Path:
+        check_run(overrides)
+        return new_run(ws, overrides)
+    return jobs.start_new(ws, make_run)
 
 
 def latest_run(ws: Path) -> Path | None:

@@ -12,14 +12,32 @@ from pathlib import Path
 
 from core import jobs
 from core.config import RunConfig, read_config, read_yaml
-from core.errors import AtcError, DataError, JobError
+from core.errors import AtcError, DataError
 from core.fileio import write_json
 from core.progress import read_progress
-from core.runs import create_run, delete_run, workspace, workspace_of
+from core.runs import create_run, workspace, workspace_of
 from core.stages import STREAMS, Context, streams_with_data
 
 SCORING_MODULES = {"patchtst": "core.timeseries.scoring_run",
                    "swinmae": "core.images.scoring_run"}
+
+
+def model_run_config(run_dir: Path, to: str) -> RunConfig:
+    """The config of `run_dir`, a finished run that trained models (`to`: what the caller does
+    with them, for the message). DataError naming the run when it is not in a workspace, not
+    done, or a scoring run (which holds no model of its own)."""
+    run_dir = Path(run_dir).resolve()
+    workspace_of(run_dir)
+    progress = read_progress(run_dir)
+    status = progress.get("status") if isinstance(progress, dict) else None
+    if status != "done":
+        raise DataError(f"run {run_dir.name}: expected a finished (done) run to {to}, found "
+                        f"{status or 'no progress.json'}")
+    cfg = read_config(run_dir / "run.yaml")
+    if cfg.pipeline.from_run:
+        raise DataError(f"run {run_dir.name} is a scoring run and holds no model; {to} its "
+                        f"model run {Path(cfg.pipeline.from_run).name}")
+    return cfg
 
 
 def scoring_config(model_run: Path, data: dict[str, str | Path | None],
@@ -29,16 +47,7 @@ def scoring_config(model_run: Path, data: dict[str, str | Path | None],
     not finished, is itself a scoring run, did not train a stream asked for, or a path is
     missing."""
     model_run = Path(model_run).resolve()
-    workspace_of(model_run)
-    progress = read_progress(model_run)
-    status = progress.get("status") if isinstance(progress, dict) else None
-    if status != "done":
-        raise DataError(f"run {model_run.name}: expected a finished (done) run to score with, "
-                        f"found {status or 'no progress.json'}")
-    cfg = read_config(model_run / "run.yaml")
-    if cfg.pipeline.from_run:
-        raise DataError(f"run {model_run.name} is a scoring run; score with its model run "
-                        f"{Path(cfg.pipeline.from_run).name}")
+    cfg = model_run_config(model_run, "score with")
     given = {stream: path for stream, path in data.items() if path}
     if not given:
         raise DataError("no data given: pass --ts-data and/or --img-data")
@@ -106,15 +115,8 @@ def start_scoring(ws: Path, model_run: Path, data: dict[str, str | Path | None])
     """The console's Score new data: check the model run and the data as the run would, create
     the scoring run in `ws`, start its job; returns its folder. DataError or JobError (a job
     is running) with nothing left behind."""
-    running = jobs.running_run_id(ws)
-    if running:
-        raise JobError(f"a job is already running ({running}); stop it or wait")
-    cfg = scoring_config(model_run, data)
-    check_scoring(cfg)
-    run_dir = create_run(ws, cfg)
-    try:
-        jobs.start(run_dir)
-    except BaseException:
-        delete_run(ws, run_dir.name)
-        raise
-    return run_dir
+    def make_run() -> Path:
+        cfg = scoring_config(model_run, data)
+        check_scoring(cfg)
+        return create_run(ws, cfg)
+    return jobs.start_new(ws, make_run)

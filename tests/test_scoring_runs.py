@@ -142,4 +142,4 @@ def test_refusals_exit_2_without_a_run_folder(model_run, tmp_path):
     scored, first = _score(model_run, "--ts-data", test_csv)
     assert scored.returncode == 0
     res, run = _score(first, "--ts-data", test_csv)
-    assert res.returncode == 2 and "is a scoring run; score with its model run" in res.stderr
+    assert res.returncode == 2 and "is a scoring run and holds no model; score with its model run" in res.stderr
