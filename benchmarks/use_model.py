@@ -8,7 +8,7 @@ file; compares predict.py's scores.csv with the scoring run's and prints the tim
         --img-score ../shared/datasets/magnetic_tile --set swinmae.preset=tiny
 
 Ends with `max_rel_diff=… flagged_mismatch=…` per stream (the export must give ≤ 1e-3
-and 0)."""
+and 0; relative to the score, or to the score's spread where a fused log score crosses 0)."""
 from __future__ import annotations
 
 import argparse
@@ -50,7 +50,9 @@ def newest_run(ws: Path) -> Path:
 def compare(stream: str, key: str, scored: Path, predicted: Path) -> None:
     ours, theirs = pd.read_csv(predicted), pd.read_csv(scored)
     assert ours[key].astype(str).tolist() == theirs[key].astype(str).tolist(), "rows differ"
-    rel = (np.abs(ours["score"] - theirs["score"]) / np.abs(theirs["score"]).clip(1e-12)).max()
+    # relative to the score, or to its spread where a (fused, log) score crosses zero
+    scale = np.maximum(np.abs(theirs["score"]), theirs["score"].std()).clip(1e-12)
+    rel = (np.abs(ours["score"] - theirs["score"]) / scale).max()
     mismatch = int((ours["is_anomaly"] != theirs["is_anomaly"]).sum())
     print(f"{stream}: {len(ours)} rows, {int(ours['is_anomaly'].sum())} flagged; "
           f"max_rel_diff={rel:.2e} flagged_mismatch={mismatch}")
