@@ -51,7 +51,8 @@ def test_page_shows_metrics_histogram_gallery_and_downloads(at, finished):
     assert len(shown) == 16  # of 25 scored images
     scores = [float(c.split("score ")[1].split(" ·")[0]) for c in shown]
     assert scores == sorted(scores, reverse=True)
-    assert {d.key for d in at.get("download_button")} == {f"{key}_dl_scores", f"{key}_dl_ckpt"}
+    assert {d.key for d in at.get("download_button")} == {
+        f"{key}_dl_scores", f"{key}_dl_ckpt", "results_export"}  # export: Use this model
     assert not any(d.proto.disabled for d in at.get("download_button"))
 
 
