@@ -20,15 +20,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory) -> Path:
     """A finished tiny time-series run on train.csv (800 rows) and test.csv (a spike)."""
+    from conftest import tiny_dataset
     root = tmp_path_factory.mktemp("scoring")
-    data = root / "data"
-    data.mkdir()
-    make_series(800, 0).to_csv(data / "train.csv", index=False)
-    test = make_series(400, 1, "2026-01-02")
-    test.loc[200:202, "b"] += 6.0
-    test["label"] = 0
-    test.loc[200:202, "label"] = 1
-    test.to_csv(data / "test.csv", index=False)
+    data = tiny_dataset.__wrapped__(root)
     res = run_cli("run", "--ts-data", str(data), "--workdir", str(root / "ws"), *TINY)
     assert res.returncode == 0, res.stdout + res.stderr
     return next(p for p in (root / "ws" / "runs").iterdir() if p.is_dir())
@@ -67,11 +61,10 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
 
 def test_provenance_names_data_hashes_versions_command_and_the_model(model_run):
     trained = read_json(model_run / "provenance.json")
-    assert trained["command"].endswith(f"-m core.pipeline run --ts-data "
-                                       f"{model_run.parent.parent.parent / 'data'} "
+    data = model_run.parent.parent.parent / "tiny"
+    assert trained["command"].endswith(f"-m core.pipeline run --ts-data {data} "
                                        f"--workdir {model_run.parent.parent} "
                                        "--set patchtst.preset=tiny")
-    data = model_run.parent.parent.parent / "data"
     assert trained["data_sha256"]["ts_data"] == {
         name: hashlib.sha256((data / name).read_bytes()).hexdigest()
         for name in ("test.csv", "train.csv")}
