@@ -52,16 +52,16 @@ def load(cfg: RunConfig) -> tuple[Prepared, dict, list[str]]:
 def score(ctx: Context) -> None:
     data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
     trained, rt = data.trained, Runtime.of(ctx.cfg.pipeline)
+    normalised = trained.normalizer(data.target.values)  # (T, C), training statistics
     with explain_oom("scoring PatchTST", "lower patchtst.score.batch_size in the model run"):
-        errors = trained.errors(data.target.values, rt, ctx.should_stop)  # (T, C)
-    parts = trained.parts(data.target.values, errors)  # each (T,) point-wise
+        errors = trained.errors(normalised, rt, ctx.should_stop)  # (T, C)
+    parts = trained.parts(normalised, errors)  # each (T,) point-wise
     scores = trained.score(parts)  # (T,) post-processed
     threshold = trained.threshold
     write_scores(out, data.target, scores, threshold)
     with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, errors=errors.astype(np.float32), scale=trained.scale,
                             channels=np.array(trained.channels))
-    normalised = trained.normalizer(data.target.values)
     # a constant training channel normalises to ~0: its training range is taken as 0 here
     constant = constant_channels(trained.normalizer.std, np.zeros((1, len(trained.channels))),
                                  normalised, trained.channels)

@@ -41,19 +41,19 @@ class TrainedSeries:
     def window(self) -> int:
         return self.cfg.data.window
 
-    def errors(self, values: np.ndarray, rt: Runtime,
+    def errors(self, normalised: np.ndarray, rt: Runtime,
                should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
-        """Raw rows (T, C) → per-channel error (T, C) float32 in units of `scale`."""
-        normalised = self.normalizer(values)  # (T, C)
+        """Rows standardised by `normalizer` (T, C) → per-channel error (T, C) float32 in units
+        of `scale`."""
         return channel_errors(self.model, normalised, self.cfg.score, rt, should_stop) / self.scale
 
-    def parts(self, values: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw rows (T, C) and their scaled errors (T, C) → each part's point-wise score (T,):
-        the reconstruction (the capped mean over channels) and, when the run fused one, the
-        PCA's residual."""
+    def parts(self, normalised: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
+        """Standardised rows (T, C) and their scaled errors (T, C) → each part's point-wise
+        score (T,): the reconstruction (the capped mean over channels) and, when the run fused
+        one, the PCA's residual."""
         parts = {"reconstruction": step_scores(errors, self.cfg.score.channel_cap)}
         if self.pca is not None:
-            parts["pca"] = self.pca.scores(self.normalizer(values))
+            parts["pca"] = self.pca.scores(normalised)
         return parts
 
     def score(self, parts: dict[str, np.ndarray]) -> np.ndarray:
