@@ -1,8 +1,9 @@
 """Configs: YAML files in `configs/` → pydantic models, with dotted-key overrides.
 
-The runtime config is one `RunConfig` with a section per YAML file (`pipeline`, `patchtst`,
-`swinmae`). The YAML files are the only defaults: no field has a default in code, so a key a file
-leaves out is an error naming it. Merge order: the file's values ← the chosen preset (a stream
+The runtime config is one `RunConfig` with a section per YAML file: `pipeline`, and one per
+stream of `core.streams.STREAMS` (`patchtst`, `swinmae`), whose spec names its section model.
+The YAML files are the only defaults: no field has a default in code (but a stream's data keys,
+which are null unless given), so a key a file leaves out is an error naming it. Merge order: the file's values ← the chosen preset (a stream
 file's `presets:` map) ← user overrides (`--set patchtst.train.epochs=5`, or the console's
 form). Unknown keys, wrong types and out-of-range values are `ConfigError`s that name the dotted
 key and what is allowed (`_config_error` words pydantic's findings so). The merged result is
@@ -14,14 +15,16 @@ strict: YAML `3.0` is not an int and `yes` is not a number (an int is taken for 
 from __future__ import annotations
 
 import copy
+import functools
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from core.errors import ConfigError
+from core.streams import STREAMS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -53,9 +56,7 @@ PositiveInts = Annotated[tuple[int, ...], BeforeValidator(_positive_ints)]
 
 
 class PipelineConfig(Section):
-    ts_data: str | None  # time-series dataset: a folder (train.csv, ...) or one CSV file
-    ts_test: str | None  # optional test CSV that overrides the folder's test.csv
-    img_data: str | None  # image dataset: an MVTec-style folder, a zip, or a flat folder
+    """Pipeline-wide settings; `run_config_model` adds each stream's data keys (`ts_data`...)."""
     device: Literal["auto", "cpu", "cuda"]
     seed: int | None  # None: not reproducible, but no determinism cost
     name: str  # free text shown in the runs index
@@ -66,9 +67,6 @@ class PipelineConfig(Section):
     nproc: int = _number(ge=0)  # processes when distributed; 0: one per visible GPU
     # a scoring run: the folder of the finished run whose models score this run's data
     from_run: str | None
-
-
-PATH_KEYS = ("ts_data", "ts_test", "img_data")  # PipelineConfig fields naming files or folders
 
 
 class TSDataConfig(Section):
@@ -231,13 +229,31 @@ class SwinMAEConfig(Section):
 
 
 class RunConfig(Section):
+    """The whole config: `pipeline`, and a section per stream (`run_config_model` declares
+    them from `core.streams.STREAMS`; the streams' configs are `RunConfig` subclasses)."""
     pipeline: PipelineConfig
-    patchtst: PatchTSTConfig
-    swinmae: SwinMAEConfig
 
     def check(self) -> None:
-        self.patchtst.check()
-        self.swinmae.check()
+        """Each stream section's rules between its fields."""
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if hasattr(section, "check"):
+                section.check()
+
+
+@functools.cache
+def _run_config_model(streams: tuple) -> type[RunConfig]:
+    specs = [STREAMS[name] for name, _ in streams]
+    # a stream's data keys are null unless given: no data, no stream (no default to drift)
+    pipeline = create_model("PipelineConfig", __base__=PipelineConfig,
+                            **{o.key: (str | None, None) for s in specs for o in s.data})
+    return create_model("RunConfig", __base__=RunConfig, pipeline=(pipeline, ...),
+                        **{s.name: (s.config, ...) for s in specs})
+
+
+def run_config_model() -> type[RunConfig]:
+    """The `RunConfig` of the registered streams: a section and data keys per stream."""
+    return _run_config_model(STREAMS.version())
 
 
 # --- the schema, walked by dotted key ------------------------------------------------------
@@ -261,6 +277,18 @@ def choices(section: type[Section], key: str) -> tuple:
     return typing.get_args(inner)
 
 
+def bounds(dotted: str) -> tuple[float | None, float | None]:
+    """The (lowest, highest) value the number field at a dotted key declares (None: unbounded;
+    a strict `gt` bound is given as its value): the Train form's limits."""
+    parent, _, name = dotted.rpartition(".")
+    field = _type_at(parent, run_config_model()).model_fields[name]
+    low = next((getattr(m, a) for m in field.metadata for a in ("ge", "gt") if hasattr(m, a)),
+               None)
+    high = next((getattr(m, a) for m in field.metadata for a in ("le", "lt") if hasattr(m, a)),
+                None)
+    return low, high
+
+
 def _type_at(dotted: str, root: type[Section]) -> Any:
     """The type of the field at a dotted key below `root` ("": root itself); None where a part
     is not a field (or sits below a value)."""
@@ -273,8 +301,8 @@ def _type_at(dotted: str, root: type[Section]) -> Any:
 
 
 def _field_type(dotted: str):
-    """The annotated type of a dotted key in `RunConfig`, or ConfigError naming the bad part."""
-    cls, parts = RunConfig, dotted.split(".")
+    """The annotated type of a dotted key in the config, or ConfigError naming the bad part."""
+    cls, parts = run_config_model(), dotted.split(".")
     for i, part in enumerate(parts):
         fields = cls.model_fields
         if part not in fields:
@@ -446,15 +474,21 @@ def _apply_preset(section: str, raw: dict, name: str | None) -> dict:
 
 def presets(section: str, config_dir: Path = CONFIG_DIR) -> list[str]:
     """Preset names a stream offers (for the console's preset picker)."""
-    raw = read_yaml(config_dir / f"{section}.yaml") or {}
+    raw = read_yaml(_section_file(section, config_dir)) or {}
     return ["default", *(raw.get("presets") or {})]
+
+
+def _section_file(name: str, config_dir: Path) -> Path:
+    """`config_dir/<name>.yaml`, or the YAML file a stream's spec names."""
+    spec = STREAMS.get(name)
+    return spec.config_file if spec is not None and spec.config_file else config_dir / f"{name}.yaml"
 
 
 def _file_tree(config_dir: Path, preset_of: dict[str, str | None]) -> dict:
     """{section: the section's YAML file, with the chosen preset applied} for every section."""
     tree = {}
-    for name in RunConfig.model_fields:
-        path = config_dir / f"{name}.yaml"
+    for name in run_config_model().model_fields:
+        path = _section_file(name, config_dir)
         raw = read_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of keys")
@@ -468,11 +502,12 @@ def load_config(overrides: list[str] | dict[str, Any] = (), config_dir: Path = C
     """The files in `config_dir/<section>.yaml` ← preset ← `overrides`, checked."""
     pairs = dict(parse_override(o) for o in overrides) if isinstance(overrides, (list, tuple)) \
         else {k: parse_override(f"{k}={v}")[1] if isinstance(v, str) else v for k, v in overrides.items()}
-    chosen = {name: pairs.get(f"{name}.preset") for name in RunConfig.model_fields}
+    model = run_config_model()
+    chosen = {name: pairs.get(f"{name}.preset") for name in model.model_fields}
     tree = _file_tree(config_dir, chosen)
     for key, value in pairs.items():
         _set_dotted(tree, key, value)
-    cfg = _validated(RunConfig, tree)
+    cfg = _validated(model, tree)
     cfg.check()
     return cfg
 
@@ -483,7 +518,7 @@ def defaults(dotted: str = "", config_dir: Path = CONFIG_DIR, **changes) -> Any:
     tree: Any = _file_tree(config_dir, {})
     for part in filter(None, dotted.split(".")):
         tree = tree[part]
-    section = _validated(_type_at(dotted, RunConfig), _deep_merge(tree, changes), dotted)
+    section = _validated(_type_at(dotted, run_config_model()), _deep_merge(tree, changes), dotted)
     if hasattr(section, "check"):  # the rules between its fields
         section.check()
     return section
@@ -507,6 +542,6 @@ def save_config(cfg: RunConfig, path: Path) -> None:
 def read_config(path: Path) -> RunConfig:
     """A saved runtime config (`run.yaml`): already merged, so no presets are applied again; a
     key it lacks (saved before the key existed) takes the YAML files' default."""
-    cfg = from_dict(RunConfig, read_yaml(path))
+    cfg = from_dict(run_config_model(), read_yaml(path))
     cfg.check()
     return cfg

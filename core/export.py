@@ -3,7 +3,7 @@
 `torch.onnx`), `model.json` (everything else scoring needs: channels, normalisation, windows,
 scales, post-processing, threshold; image size, mode, normal-map statistics, score method) and
 `predict.py` (numpy, pandas, pillow and onnxruntime only), which writes the same scores.csv as
-the run. Each stream's exporter (`EXPORTERS`) has `export(run_dir, folder)` and traces its
+the run. Each stream's exporter (its spec's `exporter`) has `export(run_dir, folder)` and traces its
 network with `core.onnx_export`. Importing this module does not import torch."""
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from pathlib import Path
 
 from core.errors import AtcError, DataError
 from core.scoring_runs import model_run_config
-from core.stages import STREAMS
+from core.streams import STREAMS
 
-EXPORTERS = {"patchtst": "core.timeseries.export", "swinmae": "core.images.export"}
 EXPORT_DIR = "export"  # the default place: RUN_DIR/export/
 
 
 def exportable_streams(run_dir: Path) -> list[str]:
     """The streams whose model the run trained and scored."""
-    return [s for s in STREAMS if (Path(run_dir) / s / "best.pt").is_file()
+    return [s for s, spec in STREAMS.items() if spec.exporter
+            and (Path(run_dir) / s / "best.pt").is_file()
             and (Path(run_dir) / s / "scoring.json").is_file()]
 
 
@@ -49,7 +49,7 @@ def _export_stream(run_dir: Path, stream: str, out: Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     try:
-        importlib.import_module(EXPORTERS[stream]).export(run_dir, partial)
+        importlib.import_module(STREAMS[stream].exporter).export(run_dir, partial)
     except AtcError:
         raise
     except Exception as e:  # torch.onnx's exporter: an operator it cannot trace, ...

@@ -29,7 +29,8 @@ from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
 from core.errors import AtcError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, new_run, runs_dir
-from core.stages import STAGES, STREAMS, Stream, preflight
+from core.stages import preflight
+from core.streams import STREAMS, Stream, plan
 
 LOG_FILE = "pipeline.log"
 FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it dies before logging
@@ -37,41 +38,9 @@ FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it d
 
 # --- the form: fields a user may override, per stream kind ---------------------------------
 
-@dataclass(frozen=True)
-class FormField:
-    """One hyperparameter in the Train form; `key` is dotted inside the stream's config section."""
-    key: str
-    label: str
-    kind: type  # int or float
-    help: str = ""
-
-
-_TRAIN_FIELDS = (
-    FormField("train.epochs", "Epochs", int, "passes over the training data"),
-    FormField("train.batch_size", "Batch size", int, "samples per optimizer step"),
-    FormField("train.lr", "Learning rate", float, "peak AdamW rate (warm-up, then cosine)"),
-)
-FORM_FIELDS: dict[str, tuple[FormField, ...]] = {  # by stream kind
-    "timeseries": _TRAIN_FIELDS + (
-        FormField("data.window", "Window (time steps)", int, "a multiple of the patch length"),
-        FormField("model.patch_len", "Patch length (time steps)", int),
-        FormField("model.mask_ratio", "Mask ratio", float, "share of patches hidden in training"),
-    ),
-    "images": _TRAIN_FIELDS + (
-        FormField("model.image_size", "Image size (px)", int,
-                  "images are resized to this square; must fit the windows (see the config)"),
-        FormField("model.mask_ratio", "Mask ratio", float, "share of mask units hidden"),
-    ),
-}
-
-
 def pipeline_choices(key: str) -> tuple[str, ...]:
     """The allowed values of a `pipeline` config key with choices (device, precision...)."""
     return choices(PipelineConfig, key)
-
-
-def form_fields(stream: Stream) -> tuple[FormField, ...]:
-    return FORM_FIELDS.get(stream.kind, _TRAIN_FIELDS)
 
 
 FORM_PIPELINE_KEYS = ("name", "seed", "device", "precision", "distributed", "nproc", "compile")
@@ -80,7 +49,7 @@ FORM_PIPELINE_KEYS = ("name", "seed", "device", "precision", "distributed", "npr
 def _field_values(stream: Stream, section: dict) -> dict[str, Any]:
     """{field key: value} of the form's fields in a stream's config section."""
     values = {}
-    for f in form_fields(stream):
+    for f in stream.form_fields:
         node = section
         for part in f.key.split("."):
             node = node[part]
@@ -236,7 +205,7 @@ def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_M
     run_dir = Path(run_dir)
     now = time.time() if now is None else now
     progress = jobs.run_status(run_dir)
-    stream_of = {s.name: s.stream for s in STAGES}
+    stream_of = {s.name: s.stream for s in plan()}
     stages = [StageView(s["name"], s["status"], _duration(s, now), s.get("message"),
                         stream_of.get(s["name"])) for s in progress["stages"]]
     active = progress.get("active") or {}

@@ -34,8 +34,8 @@ from core.errors import AtcError, JobError, StopRequested
 from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
-from core.stages import (STAGES, Context, is_scoring_run, preflight, run_stages, stage_names,
-                         streams_with_data)
+from core.stages import Context, is_scoring_run, preflight, run_stages, streams_with_data
+from core.streams import STREAMS, plan, stage_names
 
 SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3}
@@ -155,38 +155,45 @@ def dry_run(run_dir: Path) -> None:
     cfg = read_config(run_dir / "run.yaml")
     with_data = streams_with_data(cfg)
     print(f"dry run: {run_dir}")
-    for i, stage in enumerate(STAGES, 1):
+    stages = plan()
+    for i, stage in enumerate(stages, 1):
         skip = stage.stream and stage.stream not in with_data
-        print(f"[{i}/{len(STAGES)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
+        print(f"[{i}/{len(stages)}] {stage.name}{'  (skipped: no data)' if skip else ''}")
     with run_scratch(run_dir):
         for line in preflight(cfg):
             print(f"  {line}")
     progress = initial_progress(run_dir.name, stage_names(), "planned")
     for stage in progress["stages"]:
-        if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in STAGES):
+        if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in stages):
             stage["status"] = "skipped"
     write_json(run_dir / "progress.json", progress)
     RunIndex(workspace_of(run_dir)).update(run_dir)
     print(f"runtime config written to {run_dir / 'run.yaml'}; nothing was trained")
 
 
+def _data_options(scoring: bool = False):
+    """Every stream's data options (`--ts-data`...), those `score` takes when `scoring`."""
+    return [o for s in STREAMS.values() for o in s.data if not scoring or o.score_help]
+
+
+def _given_data(args) -> dict[str, str]:
+    """{pipeline data key: path} of the data options given on the command line."""
+    return {o.key: getattr(args, o.key) for o in _data_options() if getattr(args, o.key, None)}
+
+
 def _new_run(args) -> Path:
-    overrides = list(args.set)
-    for key, value in (("ts_data", args.ts_data), ("ts_test", args.ts_test),
-                       ("img_data", args.img_data), ("name", args.name)):
-        if value:
-            overrides.append(f"pipeline.{key}={value}")
-    return new_run(args.workdir, overrides)
+    given = _given_data(args) | ({"name": args.name} if args.name else {})
+    return new_run(args.workdir, [*args.set, *(f"pipeline.{k}={v}" for k, v in given.items())])
 
 
 def cmd_run(args) -> int:
     if args.run_dir:
         run_dir = Path(args.run_dir).resolve()
-        if args.ts_data or args.ts_test or args.img_data or args.set:
+        if _given_data(args) or args.set:
             raise AtcError("give either RUN_DIR (a prepared run folder) or data options, not both")
         if not (run_dir / "run.yaml").exists():
-            raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass --ts-data or "
-                           "--img-data instead")
+            flags = " or ".join(s.data[0].flag for s in STREAMS.values())
+            raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass {flags} instead")
         workspace_of(run_dir)  # a run folder must sit in a workspace's runs/
     else:
         run_dir = _new_run(args)
@@ -222,8 +229,8 @@ def _launch(run_dir: Path, detach: bool, resume: bool) -> int:
 
 def cmd_score(args) -> int:
     from core.scoring_runs import new_scoring_run
-    run_dir = new_scoring_run(Path(args.run_dir), {"patchtst": args.ts_data,
-                                                   "swinmae": args.img_data},
+    run_dir = new_scoring_run(Path(args.run_dir),
+                              {name: getattr(args, s.data_key, None) for name, s in STREAMS.items()},
                               args.workdir, args.name or "")
     print(f"scoring run {run_dir.name}: the models of {Path(args.run_dir).resolve().name} score "
           "the new data")
@@ -290,10 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start a run (new, or a prepared RUN_DIR)")
     run.add_argument("run_dir", nargs="?")
-    run.add_argument("--ts-data", help="time-series dataset: a folder or one CSV file")
-    run.add_argument("--ts-test", help="a test CSV (overrides the folder's test.csv)")
-    run.add_argument("--img-data", help="image dataset: an MVTec-style folder (train/good, "
-                     "test/<type>, ground_truth/<type>), a zip of one, or a folder of images")
+    for option in _data_options():
+        run.add_argument(option.flag, help=option.help)
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. patchtst.train.epochs=3 (repeatable)")
     run.add_argument("--name", help="a name for the runs index")
@@ -303,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="score new data with a finished run's models (a new "
                            "run whose run.yaml names from_run)")
     score.add_argument("run_dir", help="the finished run whose models score the data")
-    score.add_argument("--ts-data", help="a CSV file, or a folder (its test.csv, else train.csv)")
-    score.add_argument("--img-data", help="an image folder or zip (its test/ images, else all)")
+    for option in _data_options(scoring=True):
+        score.add_argument(option.flag, help=option.score_help)
     score.add_argument("--name", help="a name for the runs index")
     score.add_argument("--workdir", help="workspace folder (default: the model run's)")
     export = sub.add_parser("export", help="write the run's models to run without this project "

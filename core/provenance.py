@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import PATH_KEYS, RunConfig
+from core.config import RunConfig
+from core.streams import path_keys
 from core.fileio import read_json, write_json
 
 PROVENANCE = "provenance.json"
@@ -43,7 +44,7 @@ def data_files(path: Path) -> list[Path]:
 def data_hashes(cfg: RunConfig) -> dict[str, dict[str, str]]:
     """{config key: {file (relative to a folder): sha256}} of each data path the run names."""
     hashes = {}
-    for key in PATH_KEYS:
+    for key in path_keys():
         value = getattr(cfg.pipeline, key)
         if not value:
             continue

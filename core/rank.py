@@ -22,7 +22,8 @@ from core.devices import resolve_device
 from core.distributed import EVENT, STOPPED_EXIT, Group, outcome_dir
 from core.errors import StopRequested
 from core.fileio import write_json
-from core.stages import STAGES, Context, resolve, stream_module
+from core.stages import Context, stream_module
+from core.streams import plan, resolve
 
 
 class EventSink:
@@ -93,7 +94,7 @@ def worker(run_dir: Path, stage_name: str, resume: bool) -> int:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        stage = next(s for s in STAGES if s.name == stage_name)
+        stage = next(s for s in plan() if s.name == stage_name)
         sink = EventSink() if rank == 0 else NullSink()
         ctx = Context(run_dir, cfg, sink, sink, _rank_logger(rank == 0), resume=resume,
                       stop_event=stop_event, group=Group(rank, world, device))

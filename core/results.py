@@ -29,7 +29,7 @@ from core.fileio import read_json
 from core.live import format_eta
 from core.progress import read_metrics
 from core.runs import RunIndex, runs_dir
-from core.stages import STREAMS, Stream
+from core.streams import STREAMS, Stream
 from core.timeseries.channels import constant_notes, out_of_range_note
 from core.timeseries.data import load_ts_dataset
 
@@ -37,9 +37,6 @@ SCORES, CHANNELS, SCORING, METRICS, CHECKPOINT = (
     "scores.csv", "channel_scores.npz", "scoring.json", "metrics.json", "best.pt")
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "best_f1": "best F1",
                  "f1": "F1 at threshold", "pa_f1": "PA-F1 (point-adjusted)"}
-IMAGE_LABELS = {"image_auroc": "image AUROC", "image_auprc": "image AUPRC",
-                "pixel_auroc": "pixel AUROC"}
-LABELS = METRIC_LABELS | IMAGE_LABELS
 HEADLINE_COLUMNS = 3  # of each stream's headline metrics, the runs tables show the first three
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
 SCORE_TITLE = "anomaly score (MSE, normalised units)"
@@ -361,9 +358,10 @@ def _params_text(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if v is not None and k != "device")
 
 
-def _metric_column(stream: str, key: str) -> str:
+def _metric_column(stream: Stream, key: str) -> str:
     """'AUPRC' while there is one stream; 'patchtst AUPRC' once there are several."""
-    return LABELS[key] if len(STREAMS) == 1 else f"{stream} {LABELS[key]}"
+    label = stream.headline[key]
+    return label if len(STREAMS) == 1 else f"{stream.name} {label}"
 
 
 def grouped_by_model(entries: list[dict]) -> list[dict]:
@@ -396,20 +394,20 @@ def runs_table(entries: list[dict]) -> pd.DataFrame:
                "params": _params_text(e.get("params") or {}) or EMPTY}
         for stream in STREAMS.values():
             got = (e.get("metrics") or {}).get(stream.name) or {}
-            row |= {_metric_column(stream.name, k): _num(got.get(k))
-                    for k in stream.headline[:HEADLINE_COLUMNS]}
+            row |= {_metric_column(stream, k): _num(got.get(k))
+                    for k in list(stream.headline)[:HEADLINE_COLUMNS]}
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index([e["run_id"] for e in entries], name="run"))
 
 
 def compare_metrics(entries: list[dict]) -> pd.DataFrame:
-    """Rows '<stream>: <metric>' (the metrics of METRIC_LABELS that any of the runs has), one
+    """Rows '<stream>: <metric>' (the headline metrics that any of the runs has), one
     column per run; NaN where a run lacks one."""
     table = {}
     for e in entries:
         got = e.get("metrics") or {}
-        table[e["run_id"]] = {f"{s.name}: {LABELS[k]}": _num((got.get(s.name) or {}).get(k))
-                              for s in STREAMS.values() for k in s.headline}
+        table[e["run_id"]] = {f"{s.name}: {label}": _num((got.get(s.name) or {}).get(k))
+                              for s in STREAMS.values() for k, label in s.headline.items()}
     return pd.DataFrame(table).dropna(how="all").rename_axis("metric")
 
 

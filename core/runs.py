@@ -16,11 +16,12 @@ import shutil
 import time
 from pathlib import Path
 
-from core.config import PATH_KEYS, RunConfig, load_config, read_yaml, save_config
+from core.config import RunConfig, load_config, read_yaml, save_config
 from core.errors import ConfigError, DataError, JobError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
-from core.stages import STREAMS, streams_with_data
+from core.stages import streams_with_data
+from core.streams import STREAMS, path_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INDEX_FILE = "index.json"
@@ -69,7 +70,7 @@ def new_run(ws: Path | str | None, overrides: list[str] | dict) -> Path:
     if not streams_with_data(cfg):
         raise DataError("no data given: choose a dataset for at least one stream "
                         "(CLI: --ts-data FOLDER_OR_CSV and/or --img-data FOLDER_OR_ZIP)")
-    for key in PATH_KEYS:
+    for key in path_keys():
         value = getattr(cfg.pipeline, key)
         if value:
             path = Path(value).expanduser().resolve()
@@ -160,23 +161,14 @@ def _entry(run_dir: Path, cfg: dict) -> dict:
     }
 
 
-KEY_PARAMS = {  # per stream: the config keys (section, key) the runs index shows
-    "patchtst": [("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
-                 ("data", "window"), ("model", "patch_len"), ("model", "mask_ratio"),
-                 ("score", "mode")],
-    "swinmae": [("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
-                ("model", "image_size"), ("model", "mask_ratio"), ("score", "mode")],
-}
-
-
 def _key_params(pipe: dict, cfg: dict) -> dict:
     """{"device": ..., "patchtst.preset": ..., "patchtst.epochs": ..., ...} for the streams run."""
     params = {"device": _scalar(pipe.get("device"))} if pipe else {}
-    for stream, keys in KEY_PARAMS.items():
+    for stream, spec in STREAMS.items():
         section = cfg.get(stream)
-        if pipe.get(STREAMS[stream].data_key) and section:
+        if pipe.get(spec.data_key) and section:
             params[f"{stream}.preset"] = _scalar(section.get("preset"))
-            for part, key in keys:
+            for part, key in spec.key_params:
                 group = section.get(part)
                 params[f"{stream}.{key}"] = _scalar(group.get(key)) \
                     if isinstance(group, dict) else None
@@ -256,7 +248,7 @@ def runs_using(ws: Path, path: Path) -> list[str]:
             pipe = _run_yaml(run_dir).get("pipeline") or {}
         except (ConfigError, OSError):
             continue
-        named = [Path(str(pipe[k])) for k in PATH_KEYS if pipe.get(k)]
+        named = [Path(str(pipe[k])) for k in path_keys() if pipe.get(k)]
         if any(p == target or target in p.parents for p in named):
             users.append(run_dir.name)
     return users

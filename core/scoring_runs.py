@@ -2,8 +2,8 @@
 
 A scoring run is a run folder like any other (`runs/<id>/`, progress, log, index, Results); its
 run.yaml is the model run's config with `pipeline.from_run` naming that run and the data keys
-naming the new data, and its stages are `core.stages.SCORING_STAGES`. Each stream's scoring
-module (`SCORING_MODULES`) has `load(cfg) -> (prepared, data_summary, log lines)`, `score(ctx)`
+naming the new data, and its stages are `core.streams.plan(scoring=True)`. Each stream's scoring
+module (its spec's `scoring`) has `load(cfg) -> (prepared, data_summary, log lines)`, `score(ctx)`
 and `evaluate(ctx)`. Nothing here imports torch."""
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ from core.errors import AtcError, DataError
 from core.fileio import write_json
 from core.progress import read_progress
 from core.runs import create_run, workspace, workspace_of
-from core.stages import STREAMS, Context, streams_with_data
+from core.stages import Context, streams_with_data
+from core.streams import STREAMS, path_keys
 
-SCORING_MODULES = {"patchtst": "core.timeseries.scoring_run",
-                   "swinmae": "core.images.scoring_run"}
 
 
 def model_run_config(run_dir: Path, to: str) -> RunConfig:
@@ -50,10 +49,10 @@ def scoring_config(model_run: Path, data: dict[str, str | Path | None],
     cfg = model_run_config(model_run, "score with")
     given = {stream: path for stream, path in data.items() if path}
     if not given:
-        raise DataError("no data given: pass --ts-data and/or --img-data")
-    for stream in STREAMS:
-        setattr(cfg.pipeline, STREAMS[stream].data_key, None)
-    cfg.pipeline.ts_test = None
+        flags = " and/or ".join(s.data[0].flag for s in STREAMS.values())
+        raise DataError(f"no data given: pass {flags}")
+    for key in path_keys():
+        setattr(cfg.pipeline, key, None)
     for stream, path in given.items():
         if not (model_run / stream / "best.pt").is_file():
             raise DataError(f"run {model_run.name} trained no {STREAMS[stream].title} model "
@@ -87,7 +86,7 @@ def model_run_of(run_dir: Path) -> str | None:
 
 
 def scoring_module(stream: str):
-    return importlib.import_module(SCORING_MODULES[stream])
+    return importlib.import_module(STREAMS[stream].scoring)
 
 
 def check_scoring(cfg: RunConfig) -> list[str]:

@@ -1,4 +1,4 @@
-"""The pipeline's stages, in order, and the runner that walks them.
+"""The runner that walks a run's stages (`core.streams.plan`), and the stage context.
 
 Each stage is a function `stage(ctx) -> None` named by "module:function" and imported only when
 it runs, so readers of the stage list (the console's stage graph, `core.jobs`) never load torch.
@@ -19,69 +19,7 @@ from core.curves import shift_warning
 from core.errors import AtcError, StopRequested
 from core.fileio import write_json
 from core.progress import MetricsLog, ProgressWriter
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    target: str  # "module:function"
-    stream: str | None = None  # None: runs whenever the pipeline runs
-    distributed: bool = False  # may run on several processes (torchrun) when configured
-
-
-STAGES = [
-    Stage("prepare_data", "core.stages:prepare_data"),
-    Stage("train_patchtst", "core.timeseries.stages:train", "patchtst", distributed=True),
-    Stage("score_patchtst", "core.timeseries.stages:score", "patchtst"),
-    Stage("evaluate_patchtst", "core.timeseries.stages:evaluate", "patchtst"),
-    Stage("train_swinmae", "core.images.stages:train", "swinmae", distributed=True),
-    Stage("score_swinmae", "core.images.stages:score", "swinmae"),
-    Stage("evaluate_swinmae", "core.images.stages:evaluate", "swinmae"),
-    Stage("validate_outputs", "core.validation:validate_outputs"),
-    Stage("publish", "core.publish:publish"),
-]
-
-# a scoring run (`pipeline.from_run`): the models of a finished run score new data
-SCORING_STAGES = [
-    Stage("prepare_data", "core.scoring_runs:prepare_data"),
-    Stage("score_patchtst", "core.timeseries.scoring_run:score", "patchtst"),
-    Stage("evaluate_patchtst", "core.timeseries.scoring_run:evaluate", "patchtst"),
-    Stage("score_swinmae", "core.images.scoring_run:score", "swinmae"),
-    Stage("evaluate_swinmae", "core.images.scoring_run:evaluate", "swinmae"),
-    Stage("validate_outputs", "core.validation:validate_outputs"),
-    Stage("publish", "core.publish:publish"),
-]
-
-
-@dataclass(frozen=True)
-class Stream:
-    """One data stream: the pipeline and the console treat every stream alike through this."""
-    name: str  # the model: its output folder, config section and stage suffix
-    kind: str  # the data: uploads/<kind>/<dataset>/ and data/samples/<kind>/
-    title: str  # for people
-    data_key: str  # the pipeline config key naming its data
-    module: str  # holds load(cfg) -> (prepared, dataset), describe(...) -> lines, summary(...)
-    headline: tuple[str, ...]  # metrics.json keys shown in the runs index
-    preselected: bool  # the console's Train page picks its bundled sample by default
-
-
-STREAMS = {
-    "patchtst": Stream("patchtst", "timeseries", "Time series (PatchTST)", "ts_data",
-                       "core.timeseries.stages", ("auroc", "auprc", "best_f1", "f1", "pa_f1"),
-                       preselected=True),
-    "swinmae": Stream("swinmae", "images", "Images (Swin MAE)", "img_data", "core.images.stages",
-                      ("image_auroc", "image_auprc", "pixel_auroc", "f1"),
-                      preselected=False),  # minutes of CPU time even on the sample: opt in
-}
-
-
-def plan(scoring: bool = False) -> list[Stage]:
-    """The stages of a training run, or of a scoring run."""
-    return SCORING_STAGES if scoring else STAGES
-
-
-def stage_names(scoring: bool = False) -> list[str]:
-    return [s.name for s in plan(scoring)]
+from core.streams import STREAMS, Stage, plan, resolve
 
 
 def is_scoring_run(run_dir: Path) -> bool:
@@ -128,11 +66,6 @@ class Context:
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
-
-
-def resolve(target: str):
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
 
 
 def run_stages(ctx: Context) -> None:

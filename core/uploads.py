@@ -42,10 +42,10 @@ import pandas as pd
 from core.archive import extract_zip, safe_parts
 from core.errors import DataError
 from core.fileio import read_json, write_json
-from core.images.data import (IMAGE_SUFFIXES, KINDS, LAYOUT_DIRS, SYSTEM_NAMES, ImageDataset,
-                              load_image_dataset, summarize_images)
+from core.images.data import IMAGE_SUFFIXES, KINDS, LAYOUT_DIRS, SYSTEM_NAMES
 from core.runs import PROJECT_ROOT
-from core.timeseries.data import LABEL_COLUMNS, TSDataset, load_ts_dataset, summarize
+from core.streams import STREAMS, resolve
+from core.timeseries.data import LABEL_COLUMNS
 
 MAX_NAME = 100
 SAMPLE = "sample"  # the bundled dataset's name; reserved, so an upload cannot shadow it
@@ -306,6 +306,27 @@ def save_image_dataset(ws: Path, dataset: str, files: list[Upload], *,
     return _store(ws, "images", name, fill, {"uploaded": [up[0] for up in files]}, round_id)
 
 
+def save_files_dataset(ws: Path, kind: str, dataset: str, files: list[Upload], *,
+                       round_id: str | None = None) -> Path:
+    """Store uploaded files as they are (names sanitised) as `<ws>/uploads/<kind>/<dataset>/`:
+    the upload of a stream whose data needs no layout of its own. DataError for a bad name, no
+    files, or two files with one name; `round_id` as in `save_timeseries_dataset`."""
+    name = _dataset_name(dataset)
+    if not files:
+        raise DataError("expected at least one file, found none")
+    stored = {sanitize_name(up[0]): up for up in files}
+    if len(stored) < len(files) or META_FILE in stored:
+        raise DataError(f"{_listed([up[0] for up in files])}: expected files with different "
+                        f"names, none of them {META_FILE}")
+
+    def fill(staging: Path) -> None:
+        for file_name, (_, content) in stored.items():
+            _write_upload(content, staging / file_name)
+
+    return _store(ws, kind, name, fill, {"files": {k: up[0] for k, up in stored.items()}},
+                  round_id)
+
+
 def image_paths(files: list[Upload]) -> dict[str, Upload]:
     """Where each uploaded image goes in an image dataset: {relative path: upload}.
 
@@ -476,15 +497,11 @@ def dataset_stamp(path: Path) -> tuple:
 
 # ---------------------------------------------------------------- validation
 
-# per data kind: what reads a dataset folder, and what summarizes what it read
-CHECKS = {"timeseries": (load_ts_dataset, summarize),
-          "images": (load_image_dataset, summarize_images)}
-
-
-def check_dataset(path: Path, kind: str = "timeseries"
-                  ) -> tuple[dict, TSDataset | ImageDataset | None]:
-    """(`dataset_summary(path, kind)`, the loaded dataset or None when it does not validate)."""
-    load, summarize_kind = CHECKS[_check_kind(kind)]
+def check_dataset(path: Path, kind: str = "timeseries") -> tuple[dict, object | None]:
+    """(`dataset_summary(path, kind)`, the loaded dataset or None when it does not validate):
+    read and summarised by the functions the kind's stream spec names."""
+    spec = STREAMS.by_kind(_check_kind(kind))
+    load, summarize_kind = resolve(spec.load_dataset), resolve(spec.summarize)
     try:
         ds = load(path)
     except DataError as e:

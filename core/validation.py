@@ -1,6 +1,7 @@
 """The `validate_outputs` stage: check what the run produced before calling it done.
 
-Per stream that ran: files present, the checkpoint loads with `weights_only=True`, one score
+Per stream that ran, by the check its spec names (`check_outputs`, built from the helpers
+here): files present, the checkpoint loads with `weights_only=True`, one score
 per scored row, no NaN, metrics finite. The findings go to `validation.json`; any failed check
 fails the run (`ValidationFailed`), naming what is wrong."""
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 from core.errors import ValidationFailed
 from core.fileio import read_json, write_json
 from core.stages import Context, streams_with_data
+from core.streams import STREAMS, resolve
 from core.training import BEST, load_checkpoint
 
 
@@ -39,7 +41,7 @@ def _finite_numbers(obj) -> bool:
     return not isinstance(obj, float) or math.isfinite(obj)
 
 
-def _check_common(out: Path, files: tuple[str, ...], checks: Checks,
+def check_common(out: Path, files: tuple[str, ...], checks: Checks,
                   checkpoint: Path | None = None) -> dict:
     """Files present, checkpoint loads (`checkpoint`: a scoring run's is the model run's), one
     finite score per scored item; returns scoring.json."""
@@ -63,14 +65,14 @@ def _check_common(out: Path, files: tuple[str, ...], checks: Checks,
     return scoring
 
 
-def _check_metrics(out: Path, expected: bool, checks: Checks) -> None:
+def check_metrics(out: Path, expected: bool, checks: Checks) -> None:
     if expected:
         m = read_json(out / "metrics.json")
         checks.add(f"{out.name}/metrics.json exists", m is not None)
         checks.add(f"{out.name} metrics finite", m is not None and _finite_numbers(m))
 
 
-def _check_array(out: Path, file: str, key: str, scoring: dict, checks: Checks) -> None:
+def check_array(out: Path, file: str, key: str, scoring: dict, checks: Checks) -> None:
     """`file`'s array `key` is finite and has one entry per scored item."""
     if (out / file).exists():
         with np.load(out / file) as z:
@@ -80,30 +82,11 @@ def _check_array(out: Path, file: str, key: str, scoring: dict, checks: Checks) 
                    f"shape {array.shape}")
 
 
-def check_patchtst(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:
-    scoring = _check_common(out, ("channel_scores.npz",), checks, checkpoint)
-    _check_array(out, "channel_scores.npz", "errors", scoring, checks)
-    summary = read_json(out / "data_summary.json", {})
-    labelled = (summary.get(summary.get("scored", "test")) or {}).get("label_ratio") is not None
-    _check_metrics(out, labelled, checks)
-
-
-def check_swinmae(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:
-    scoring = _check_common(out, ("maps.npz",), checks, checkpoint)
-    _check_array(out, "maps.npz", "maps", scoring, checks)
-    summary = read_json(out / "data_summary.json", {})
-    _check_metrics(out, summary.get("scored") == "test" and summary.get("test_defect", 0) > 0,
-                   checks)
-
-
-STREAM_CHECKS = {"patchtst": check_patchtst, "swinmae": check_swinmae}
-
-
 def validate_outputs(ctx: Context) -> None:
     checks = Checks()
     model_run = ctx.cfg.pipeline.from_run  # a scoring run: the model run holds the checkpoints
     for stream in streams_with_data(ctx.cfg):
-        STREAM_CHECKS[stream](ctx.run_dir / stream, checks,
+        resolve(STREAMS[stream].check_outputs)(ctx.run_dir / stream, checks,
                               Path(model_run) / stream / BEST if model_run else None)
     write_json(ctx.run_dir / "validation.json",
                {"ok": not checks.failed, "checks": checks.items})

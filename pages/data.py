@@ -21,7 +21,7 @@ from core.errors import DataError
 from core.figures.data import draw_preview, thin_split
 from core.images.preview import THUMB, image_preview
 from core.runs import runs_using, workspace
-from core.stages import STREAMS
+from core.streams import STREAMS
 
 
 def listed(names: list[str], k: int = 3) -> str:
@@ -32,7 +32,6 @@ def listed(names: list[str], k: int = 3) -> str:
 
 # ---------------------------------------------------------------- time series
 
-KIND_TS = "timeseries"
 TS_HELP = ("Saved as they arrive. The name tells what a file holds: `train…` the training "
            "data (normal operation, required), `test…` the test data (may hold a `label`, "
            "`is_anomaly` or `anomaly` column, never used as a channel), `test_label…` or "
@@ -83,8 +82,9 @@ def role_picker(kind: str, ws: Path) -> None:
                                       args=(kind, ws))
 
 
-def ts_save(ws: Path, name: str, files: list[uploads.Upload], round_id: str) -> tuple[Path, str]:
-    roles = uploads.assign_roles(files, picked_roles(KIND_TS, files))
+def ts_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
+            round_id: str) -> tuple[Path, str]:
+    roles = uploads.assign_roles(files, picked_roles(kind, files))
     names = [n for n, _ in files]
     stem = Path(roles["train"][0]).name.removesuffix(".gz").removesuffix(".csv")
     name = name or uploads.free_name(ws, "timeseries", top_folder(names) or stem)
@@ -151,7 +151,7 @@ def image_uploaders(kind: str, ws: Path) -> None:
                          key=f"data_{kind}_folder", on_change=save_upload, args=(kind, ws))
 
 
-def image_save(ws: Path, name: str, files: list[uploads.Upload],
+def image_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
                round_id: str) -> tuple[Path, str]:
     names = [n for n, _ in files]
     zipped = len(names) == 1 and names[0].lower().endswith(".zip")
@@ -205,6 +205,35 @@ def image_show(key: str, summary: dict, thumbs: list) -> None:
     st.image([t for _, t in thumbs], caption=[c for c, _ in thumbs], width=THUMB)
 
 
+# ---------------------------------------------------------------- any other kind
+
+def plain_uploaders(kind: str, ws: Path) -> None:
+    st.file_uploader("Data files", accept_multiple_files=True, key=f"data_{kind}_files",
+                     on_change=save_upload, args=(kind, ws),
+                     help="Saved as they arrive, as one dataset; the stream's own check reads "
+                          "them below.")
+
+
+def plain_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
+               round_id: str) -> tuple[Path, str]:
+    name = name or uploads.free_name(ws, kind, Path(files[0][0]).stem)
+    path = uploads.save_files_dataset(ws, kind, name, files, round_id=round_id)
+    return path, f"{len(files)} file{'s' if len(files) != 1 else ''}"
+
+
+def plain_shape(summary: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in summary.items()
+                     if k not in ("error", "warnings") and isinstance(v, (int, float, str)))
+
+
+def plain_files(ds: uploads.Dataset) -> str:
+    return "Files: " + ", ".join(f"`{f['name']}`" for f in uploads.stored_files(ds.path))
+
+
+def plain_show(key: str, summary: dict, preview) -> None:
+    show_warnings(summary)
+
+
 # ---------------------------------------------------------------- per kind
 
 @dataclass(frozen=True)
@@ -215,7 +244,7 @@ class KindPage:
     name_label: str  # the name box's label: unique on the page (people and browser tests)
     name_hint: str  # where the dataset's name comes from when none is typed
     uploaders: Callable[[str, Path], None]  # draws them (on_change: save_upload)
-    save: Callable  # (ws, name, [(name, file)], round id) -> (path, what was saved, for people)
+    save: Callable  # (ws, kind, name, [(name, file)], round id) -> (path, what was saved)
     preview: Callable  # loaded dataset -> what `show` draws (cached)
     shape: Callable[[dict], str]  # summary -> one line for the dataset's label
     files: Callable[[uploads.Dataset], str]  # the stored files, for a caption
@@ -231,6 +260,13 @@ KINDS = {
                        image_uploaders, image_save, image_preview, image_shape, image_files,
                        image_show),
 }
+PLAIN = KindPage(("files",), "Dataset name", "taken from the first file's name when empty",
+                 plain_uploaders, plain_save, lambda ds: None, plain_shape, plain_files,
+                 plain_show)  # a stream without a page of its own: files in, its check shown
+
+
+def kind_page(kind: str) -> KindPage:
+    return KINDS.get(kind, PLAIN)
 
 
 # ---------------------------------------------------------------- shared
@@ -240,12 +276,12 @@ def overview(kind: str, path: str, stamp: tuple) -> tuple[dict, object]:
     """Summary (with `error`) and the kind's preview (None when invalid); `stamp` keys the cache
     to the files' sizes and times, so a changed dataset is checked again."""
     summary, ds = uploads.check_dataset(Path(path), kind)
-    return summary, None if ds is None else KINDS[kind].preview(ds)
+    return summary, None if ds is None else kind_page(kind).preview(ds)
 
 
 def held_files(kind: str) -> list:
     """The files all of the kind's uploaders hold now."""
-    return [f for suffix in KINDS[kind].file_keys
+    return [f for suffix in kind_page(kind).file_keys
             for f in st.session_state.get(f"data_{kind}_{suffix}") or []]
 
 
@@ -258,7 +294,8 @@ def save_upload(kind: str, ws: Path) -> None:
     round_ = state.get(f"data_{kind}_round") or {"id": secrets.token_hex(8), "dataset": None}
     try:
         name = round_["dataset"] or state.get(f"data_{kind}_name", "").strip()
-        path, got = KINDS[kind].save(ws, name, [(f.name, f) for f in files], round_["id"])
+        path, got = kind_page(kind).save(ws, kind, name, [(f.name, f) for f in files],
+                                          round_["id"])
     except DataError as e:
         state[f"data_{kind}_notice"] = ("error", str(e))
         return
@@ -269,8 +306,8 @@ def save_upload(kind: str, ws: Path) -> None:
     state[f"data_{kind}_notice"] = (
         ("error", f"{saved}, but it cannot be used as it is: {summary['error']}")
         if summary["error"] else
-        ("warning", f"{saved}: {KINDS[kind].shape(summary)}; " + "; ".join(summary["warnings"]))
-        if summary["warnings"] else ("success", f"{saved}: {KINDS[kind].shape(summary)}."))
+        ("warning", f"{saved}: {kind_page(kind).shape(summary)}; " + "; ".join(summary["warnings"]))
+        if summary["warnings"] else ("success", f"{saved}: {kind_page(kind).shape(summary)}."))
 
 
 def delete(kind: str, ws: Path, name: str) -> None:
@@ -289,10 +326,10 @@ def upload_area(kind: str, ws: Path) -> None:
         for key in [k for k in state if str(k).startswith(f"data_{kind}_role_")]:
             del state[key]  # a file of the same name in a new round starts from its guess
     round_ = state.get(f"data_{kind}_round")
-    st.text_input(KINDS[kind].name_label, key=f"data_{kind}_name", disabled=round_ is not None,
-                  placeholder=KINDS[kind].name_hint,
+    st.text_input(kind_page(kind).name_label, key=f"data_{kind}_name", disabled=round_ is not None,
+                  placeholder=kind_page(kind).name_hint,
                   on_change=save_upload, args=(kind, ws))  # a name refused: retry with a new one
-    KINDS[kind].uploaders(kind, ws)
+    kind_page(kind).uploaders(kind, ws)
     if round_:
         st.caption(f"Files added here go to '{round_['dataset']}' (they replace its files); "
                    f"remove them all to start a new dataset.")
@@ -312,12 +349,12 @@ def show_warnings(summary: dict) -> None:
 
 def show_dataset(kind: str, ws: Path, ds: uploads.Dataset, summary: dict, preview) -> None:
     key = f"data_{kind}_{ds.name}"
-    if files := KINDS[kind].files(ds):
+    if files := kind_page(kind).files(ds):
         st.caption(files)
     if summary["error"]:
         st.error(summary["error"])
     else:
-        KINDS[kind].show(key, summary, preview)
+        kind_page(kind).show(key, summary, preview)
     if not ds.sample:
         with st.popover("Delete", key=f"{key}_confirm"):
             if users := runs_using(ws, ds.path):
@@ -333,7 +370,7 @@ def dataset_list(kind: str, ws: Path) -> None:
     just_saved = st.session_state.pop(f"data_{kind}_opened", None)
     for ds in uploads.list_datasets(ws, kind):
         summary, preview = overview(kind, str(ds.path), uploads.dataset_stamp(ds.path))
-        status = "⚠️ cannot be used" if summary["error"] else KINDS[kind].shape(summary)
+        status = "⚠️ cannot be used" if summary["error"] else kind_page(kind).shape(summary)
         label = f"**{ds.name}**{' (bundled sample)' if ds.sample else ''} · {status}"
         with st.expander(label, expanded=ds.name == just_saved):
             show_dataset(kind, ws, ds, summary, preview)
@@ -342,9 +379,6 @@ def dataset_list(kind: str, ws: Path) -> None:
 def stream_section(stream) -> None:
     with st.container(key=f"data_{stream.kind}"):
         st.header(stream.title)
-        if stream.kind not in KINDS:
-            st.info("Uploads for this stream are not available yet.")
-            return
         ws = workspace()
         upload_area(stream.kind, ws)
         show_notice(stream.kind)

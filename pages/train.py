@@ -10,14 +10,14 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
-from core.config import defaults, presets
+from core.config import bounds, defaults, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
-from core.live import (check_run, form_fields, latest_run, live_view, pipeline_choices,
+from core.live import (check_run, latest_run, live_view, pipeline_choices,
                        preset_values, preview_config, run_form, start_training,
                        training_overrides)
 from core.runs import workspace
-from core.stages import STREAMS
+from core.streams import STREAMS
 from core.uploads import dataset_stamp, dataset_summary, list_datasets
 
 NONE = "none"  # the dataset choice that leaves a stream out of the run
@@ -41,7 +41,7 @@ def prefill(stream) -> None:
 def fill_missing(stream) -> None:
     """Give form fields with no value the preset's (on first load; and when an interrupted
     rerun dropped a field's state, which would else show 0)."""
-    missing = [f.key for f in form_fields(stream)
+    missing = [f.key for f in stream.form_fields
                if field_key(stream, f.key) not in st.session_state]
     if missing:
         values = preset_values(stream, st.session_state[f"train_preset_{stream.name}"])
@@ -151,13 +151,16 @@ def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool, bool]
         for stream in STREAMS.values():
             st.markdown(f"**{stream.title}**")
             cols = st.columns(3)
-            for i, f in enumerate(form_fields(stream)):
+            for i, f in enumerate(stream.form_fields):
                 step, fmt = (1, "%d") if f.kind is int else \
                     (0.05, "%.2f") if f.key.endswith("ratio") else (1e-4, "%.1e")
+                low, high = (None if b is None else f.kind(b)
+                             for b in bounds(f"{stream.name}.{f.key}"))
                 cols[i % 3].number_input(f.label, step=step, format=fmt, help=f.help,
+                                         min_value=low, max_value=high,
                                          key=field_key(stream, f.key))
             values[stream.name] = {f.key: st.session_state[field_key(stream, f.key)]
-                                   for f in form_fields(stream)}
+                                   for f in stream.form_fields}
         chosen |= hardware()
         left, right, _ = st.columns([1, 1, 4])
         check = left.form_submit_button("Check config", key="train_check",

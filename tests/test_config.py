@@ -8,9 +8,11 @@ import shutil
 import pytest
 import yaml
 
-from core.config import (CONFIG_DIR, RunConfig, Section, TrainConfig, defaults, load_config,
+from core.config import (CONFIG_DIR, RunConfig, Section, TrainConfig, bounds, defaults, load_config,
+                         run_config_model,
                          parse_override, presets, read_config, save_config)
 from core.errors import ConfigError
+from core.streams import path_keys
 
 
 def config_error(overrides, **kwargs) -> str:
@@ -44,8 +46,9 @@ def test_defaults_load_and_match_the_yaml_files():
     assert cfg.pipeline.ts_data is None and cfg.pipeline.seed == 0
 
 
-def sections(model=RunConfig):
-    """Every section model of the config tree, RunConfig first."""
+def sections(model=None):
+    """Every section model of the config tree (the registered streams'), RunConfig first."""
+    model = model or run_config_model()
     yield model
     for f in model.model_fields.values():
         if isinstance(f.annotation, type) and issubclass(f.annotation, Section):
@@ -55,7 +58,10 @@ def sections(model=RunConfig):
 def test_the_yaml_files_are_the_only_defaults(config_dir):
     """No field has a default in code, so the YAML files and the code cannot drift apart: a key
     a file leaves out is an error naming it."""
-    assert all(f.is_required() for model in sections() for f in model.model_fields.values())
+    optional = {(model.__name__, name) for model in sections()
+                for name, f in model.model_fields.items() if not f.is_required()}
+    # a stream's data keys are the one exception: null unless given (no data, no stream)
+    assert optional == {("PipelineConfig", key) for key in path_keys()}
     path = config_dir / "pipeline.yaml"
     path.write_text(path.read_text().replace("nproc: 0", ""))
     msg = config_error((), config_dir=config_dir)
@@ -343,3 +349,9 @@ def test_yaml_file_that_is_not_a_mapping_names_the_file(config_dir):
 def test_model_config_defaults_are_consistent():
     m = defaults("patchtst.model")
     assert m.d_model % m.n_heads == 0
+
+
+def test_bounds_are_read_from_the_schema_for_the_train_form():
+    assert bounds("patchtst.model.mask_ratio") == (0.0, 0.9)  # gt=0.0, le=0.9
+    assert bounds("patchtst.train.epochs") == (1, None)
+    assert bounds("swinmae.train.lr") == (0.0, None)

@@ -19,7 +19,7 @@ from core.live import (StageView, format_eta, latest_run, live_view, preset_valu
                        preview_config, start_training, tail_lines, training_overrides)
 from core.progress import initial_progress
 from core.runs import RunIndex, workspace
-from core.stages import STREAMS, stage_names
+from core.streams import STREAMS, stage_names
 
 NOW = 1_800_000_000.0
 STAGES = stage_names()

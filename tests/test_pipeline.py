@@ -17,7 +17,7 @@ from core.config import load_config
 from core.errors import JobError
 from core.fileio import read_json, read_jsonl
 from core.runs import create_run, workspace
-from core.stages import stage_names
+from core.streams import stage_names
 
 pytestmark = pytest.mark.slow
 STAGES = stage_names()

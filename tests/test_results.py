@@ -20,7 +20,7 @@ from core.figures.results import (MAX_BANDS, display_segments, ranges_differ,
 from core.figures.runs import overlay_loss_figure
 from core.progress import process_start, read_metrics
 from core.runs import RunIndex
-from core.stages import STREAMS
+from core.streams import STREAMS
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, make_series, run_cli
 from core.fileio import read_json
 from core.config import read_config
-from core.stages import stage_names
+from core.streams import stage_names
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import plotly.graph_objects as go
 
-from core.stages import stage_names
+from core.streams import stage_names
 
 STATE_COLOURS = {  # stage state → node colour; every state has its own, and a legend entry
     "idle": "#9ca3af",

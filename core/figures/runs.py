@@ -9,7 +9,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.stages import STREAMS
+from core.streams import STREAMS
 
 LOSS_TITLE = "loss (MSE, normalised units)"
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from core.stages import STAGES, STREAMS
+from core.streams import STREAMS, plan
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
     expect(page.locator("[data-testid=stMarkdownContainer] span", has_text=re.compile(r"^done$"))
            .first).to_be_visible(timeout=120_000)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)  # stage graph + loss curves
-    expect(page.get_by_text(f"{len(STAGES)}/{len(STAGES)} done")).to_be_visible()
+    expect(page.get_by_text(f"{len(plan())}/{len(plan())} done")).to_be_visible()
     screenshot(page, "train")
 
     open_page(page, "Results")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import REPO, TINY, only_run_dir, run_cli
 from core.fileio import read_json, read_jsonl
-from core.stages import stage_names
+from core.streams import stage_names
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "data" / "samples" / "images"

@@ -16,7 +16,7 @@ from conftest import REPO, TINY, only_run_dir, run_cli, tiny_dataset
 from core import results
 from core.progress import process_start
 from core.runs import RunIndex
-from core.stages import STREAMS
+from core.streams import STREAMS
 
 PAGES = REPO / "pages"
 

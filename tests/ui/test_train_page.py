@@ -16,7 +16,7 @@ from core import jobs
 from core.fileio import write_json
 from core.progress import initial_progress
 from core.runs import PROJECT_ROOT, RunIndex, new_run, workspace
-from core.stages import STAGES
+from core.streams import plan
 
 PAGE = str(REPO / "pages" / "train.py")
 SAMPLE_TS = PROJECT_ROOT / "data" / "samples" / "timeseries"
@@ -61,7 +61,7 @@ def ended_run(ws: Path, status: str = "stopped", log: list[str] = (),
     """A run that ended at its second stage, as the pipeline leaves it (run.yaml from the page's
     defaults plus `overrides`, progress.json, pipeline.log), indexed."""
     run = new_run(ws, {"pipeline.ts_data": str(SAMPLE_TS), **overrides})
-    progress = initial_progress(run.name, [s.name for s in STAGES], status, pid=None)
+    progress = initial_progress(run.name, [s.name for s in plan()], status, pid=None)
     progress["stages"][0].update(status="done", started=1.0, ended=2.0)
     progress["stages"][1].update(status=status, started=2.0, ended=3.0)
     progress.update(finished=time.time(), device=device,
@@ -81,8 +81,8 @@ def test_panel_shows_the_newest_log_line_first_and_tiles_fit(ws):
     assert "newest line first" in " ".join(c.value for c in at.caption)
     # tiles hold short values (a tile cuts long text); the stage name and device are a caption
     assert {m.label: m.value for m in at.metric} == {
-        "Stage": f"2/{len(STAGES)}", "Epochs done": "—", "Samples/s": "—"}
-    assert any(f"Stage: **2/{len(STAGES)} train_patchtst (stopped)** · device: cuda:0 NVIDIA "
+        "Stage": f"2/{len(plan())}", "Epochs done": "—", "Samples/s": "—"}
+    assert any(f"Stage: **2/{len(plan())} train_patchtst (stopped)** · device: cuda:0 NVIDIA "
                "H200 NVL, bf16 × 4 processes" == c.value for c in at.caption)
     assert f"Run {run.name} :orange-badge[stopped]" in markdown_text(at)
 
@@ -94,7 +94,7 @@ def test_a_reload_mid_run_shows_the_running_runs_settings(ws):
                            "patchtst.train.epochs": 3, "patchtst.train.lr": 0.002,
                            "pipeline.device": "cpu", "pipeline.name": "live one",
                            "pipeline.seed": 5})
-        progress = initial_progress(run.name, [s.name for s in STAGES], "running", sleeper.pid)
+        progress = initial_progress(run.name, [s.name for s in plan()], "running", sleeper.pid)
         write_json(run / "progress.json", progress)
         RunIndex(ws).update(run)
         at = page()  # a new session: a reload, a second tab
@@ -238,7 +238,7 @@ def test_train_starts_a_run_disables_train_and_ends_done(ws):
     assert "train_patchtst" in graph.proto.spec and "patchtst validation" in loss.proto.spec
     assert not at.button(key="train_start").disabled
     assert not any(b.key == "train_stop" for b in at.button)
-    assert f"[{len(STAGES)}/{len(STAGES)}] publish" in at.code[-1].value  # the log tail
+    assert f"[{len(plan())}/{len(plan())}] publish" in at.code[-1].value  # the log tail
 
     again = page()  # a new tab (or a restarted server) shows the same run
     assert f"Run {run.name} :green-badge[done]" in markdown_text(again)

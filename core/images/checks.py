@@ -1,0 +1,17 @@
+"""The image stream's output checks (`validate_outputs`, through its spec)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.fileio import read_json
+from core.validation import Checks, check_array, check_common, check_metrics
+
+
+def check_outputs(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:
+    """Common checks, the maps finite with one per scored image, and metrics when the scored
+    test images include defects."""
+    scoring = check_common(out, ("maps.npz",), checks, checkpoint)
+    check_array(out, "maps.npz", "maps", scoring, checks)
+    summary = read_json(out / "data_summary.json", {})
+    check_metrics(out, summary.get("scored") == "test" and summary.get("test_defect", 0) > 0,
+                  checks)

@@ -1,0 +1,17 @@
+"""The time-series stream's output checks (`validate_outputs`, through its spec)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.fileio import read_json
+from core.validation import Checks, check_array, check_common, check_metrics
+
+
+def check_outputs(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:
+    """Common checks, the per-channel errors finite with one row per scored step, and metrics
+    when the scored data had labels."""
+    scoring = check_common(out, ("channel_scores.npz",), checks, checkpoint)
+    check_array(out, "channel_scores.npz", "errors", scoring, checks)
+    summary = read_json(out / "data_summary.json", {})
+    labelled = (summary.get(summary.get("scored", "test")) or {}).get("label_ratio") is not None
+    check_metrics(out, labelled, checks)
