@@ -25,7 +25,7 @@ from core.fileio import write_json  # noqa: E402
 from core import live  # noqa: E402
 from core.live import live_view  # noqa: E402
 from core.progress import initial_progress  # noqa: E402
-from core.stages import stage_names  # noqa: E402
+from core.streams import stage_names  # noqa: E402
 
 
 def fake_run(ws: Path, steps: int, epochs: int = 50, log_lines: int = 200_000) -> Path:

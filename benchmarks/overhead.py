@@ -46,7 +46,8 @@ from cli import ROOT
 import live_panel
 from core.config import load_config
 from core.progress import HEARTBEAT_S, MetricsLog, ProgressWriter
-from core.stages import Context, TrainReporter, stage_names
+from core.stages import Context, TrainReporter
+from core.streams import stage_names
 from core.timeseries.patchtst import PatchTST
 
 CHANNELS = 38
