@@ -280,7 +280,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from core.results import index_entries  # live runs re-checked, so a killed one shows lost
+    from core.runs_tables import index_entries  # live runs re-checked, so a killed one shows lost
     ws = workspace(args.workdir)
     if args.rebuild:
         RunIndex(ws).rebuild()

@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from core import results
+from core import runs_tables
 from core.runs import workspace
 
 LATEST = 5
@@ -36,7 +36,7 @@ def device_panel() -> None:
 
 
 def job_panel(ws) -> None:
-    job = results.job_summary(ws)
+    job = runs_tables.job_summary(ws)
     if job:
         st.info(f"Training **{job['run_id']}** ({job['status']}): {job['text']}")
         st.page_link("pages/train.py", label="Follow it on the Train page", icon=TRAIN_ICON)
@@ -46,11 +46,11 @@ def job_panel(ws) -> None:
 
 
 def latest_runs(ws) -> None:
-    entries = results.index_entries(ws)[:LATEST]
+    entries = runs_tables.index_entries(ws)[:LATEST]
     if not entries:
         st.caption("No runs yet.")
         return
-    table = results.runs_table(entries).drop(columns=["streams", "params"])
+    table = runs_tables.runs_table(entries).drop(columns=["streams", "params"])
     st.dataframe(table, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in table.select_dtypes("number")})
     left, right = st.columns(2)

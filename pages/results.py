@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import results
+from core import results, runs_tables
 from core.errors import AtcError
 from core.export import export_zip, exportable_streams
 from core.runs import runs_dir, workspace
@@ -21,7 +21,7 @@ def remember() -> None:  # the choice outlives the widget (it is dropped off thi
 
 
 def pick_run(ws: Path) -> Path:
-    entries = results.finished_runs(ws)
+    entries = runs_tables.finished_runs(ws)
     if not entries:
         st.info("No finished run yet. Start one on the **Train** page; its results show here.")
         st.stop()

@@ -3,7 +3,7 @@ differences); open one in Results; delete one that is not running."""
 import pandas as pd
 import streamlit as st
 
-from core import jobs, results
+from core import jobs, runs_tables
 from core.errors import AtcError
 from core.figures.runs import overlay_loss_figure
 from core.provenance import provenance_rows
@@ -17,7 +17,7 @@ def shown(table):
     browser draws a missing number as 'None', whatever a Styler says)."""
     out = table.copy()
     for column in table.select_dtypes("number"):
-        out[column] = [results.EMPTY if pd.isna(v) else f"{v:.3f}" for v in table[column]]
+        out[column] = [runs_tables.EMPTY if pd.isna(v) else f"{v:.3f}" for v in table[column]]
     return out
 
 
@@ -29,11 +29,11 @@ def compare(ws, entries: list[dict]) -> None:
     if not picked:
         return
     log_y = st.toggle("Log-scale loss", key="runs_log_y")
-    st.plotly_chart(overlay_loss_figure(results.run_curves(ws, picked), log_y), key="runs_loss")
+    st.plotly_chart(overlay_loss_figure(runs_tables.run_curves(ws, picked), log_y), key="runs_loss")
     chosen = [e for e in entries if e["run_id"] in picked]
-    st.dataframe(shown(results.compare_metrics(chosen)), width="stretch")
+    st.dataframe(shown(runs_tables.compare_metrics(chosen)), width="stretch")
     if len(picked) > 1:
-        diff = results.compare_configs([runs_dir(ws) / r for r in picked])
+        diff = runs_tables.compare_configs([runs_dir(ws) / r for r in picked])
         st.markdown("**Config differences**")
         if len(diff):
             st.dataframe(diff, width="stretch")
@@ -99,11 +99,11 @@ st.title("Runs")
 ws = workspace()
 if message := st.session_state.pop(MESSAGE, None):
     st.success(message)
-entries = results.index_entries(ws)
+entries = runs_tables.index_entries(ws)
 if not entries:
     st.info("No runs yet. Start one on the **Train** page.")
     st.stop()
-st.dataframe(shown(results.runs_table(results.grouped_by_model(entries))), width="stretch")
+st.dataframe(shown(runs_tables.runs_table(runs_tables.grouped_by_model(entries))), width="stretch")
 st.caption("A scoring run (new data scored with a trained run's model) is listed under its "
            "model run.")
 st.subheader("Compare runs")

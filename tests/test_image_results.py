@@ -17,9 +17,9 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, only_run_dir
-from core import image_results as img
-from core import results
+from core import results, runs_tables
 from core.figures.results import DEFECT_COLOUR, NORMAL_COLOUR, score_histogram
+from core.images import results as img
 from core.images.overlays import OUTLINE, REGION, outlined, overlay
 
 SAMPLE = REPO / "data" / "samples" / "images"  # 60 train, 25 test (10 good, 15 with masks)
@@ -166,7 +166,7 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
     assert res.checkpoint == run_dir / "swinmae" / "best.pt"
     assert "top 1%" in res.score_title and "units of normal images" in res.score_title
     # the image-only run is pickable, and only its image stream has results
-    assert [e["run_id"] for e in results.finished_runs(run_dir.parent.parent)] == [run_dir.name]
+    assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]
     assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import TINY, only_run_dir, run_cli, tiny_dataset
-from core import jobs, results
+from core import jobs, results, runs_tables
 from core.curves import loss_curves
 from core.figures.results import (MAX_BANDS, display_segments, ranges_differ,
                                   signal_score_figure)
@@ -21,6 +21,7 @@ from core.figures.runs import overlay_loss_figure
 from core.progress import process_start, read_metrics
 from core.runs import RunIndex
 from core.streams import STREAMS
+from core.timeseries import results as ts_results
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +66,15 @@ def test_top_anomalies_ranks_by_peak_and_names_channels():
     errors = np.zeros((10, 2))
     errors[2:4] = [3.0, 1.0]  # segment rows 2-3: x 75 %, y 25 %
     errors[6] = [0.0, 4.0]  # segment row 6: y 100 %
-    table = results.top_anomalies(scores, errors, ["x", "y"], threshold=1.0)
+    table = ts_results.top_anomalies(scores, errors, ["x", "y"], threshold=1.0)
     assert table["start"].tolist() == [6, 2] and table["end"].tolist() == [6, 3]
     assert table["length (rows)"].tolist() == [1, 2]
     assert table["peak score"].tolist() == [9.0, 6.0]
     assert table["top channels"].tolist() == ["y 100% · x 0%", "x 75% · y 25%"]
     stamps = np.array([f"t{i}" for i in range(10)])
-    assert results.top_anomalies(scores, errors, ["x", "y"], 1.0, k=1,
+    assert ts_results.top_anomalies(scores, errors, ["x", "y"], 1.0, k=1,
                                  timestamps=stamps)["start"].tolist() == ["t6"]
-    assert results.top_anomalies(scores, errors, ["x", "y"], threshold=10.0).empty
+    assert ts_results.top_anomalies(scores, errors, ["x", "y"], threshold=10.0).empty
 
 
 def test_metrics_table_and_verdict():
@@ -82,13 +83,13 @@ def test_metrics_table_and_verdict():
                                "pa_f1": 0.7},
                        "random": {"auroc": 0.5, "auprc": None, "best_f1": 0.1, "f1": 0.0,
                                   "pa_f1": 0.6}}}
-    table = results.metrics_table(m)
+    table = ts_results.metrics_table(m)
     assert table.index.tolist() == ["model", "pca", "random"]
     assert "PA-F1 (point-adjusted)" in table.columns
     assert table.loc["pca", "AUPRC"] == 0.4 and np.isnan(table.loc["random", "AUPRC"])
-    assert "beats the PCA baseline" in results.baseline_verdict(m)
+    assert "beats the PCA baseline" in ts_results.baseline_verdict(m)
     m["auprc"] = 0.3
-    assert "does not beat" in results.baseline_verdict(m)
+    assert "does not beat" in ts_results.baseline_verdict(m)
 
 
 def test_threshold_grid_reaches_every_share_on_a_heavy_tailed_score():
@@ -114,14 +115,14 @@ def test_metrics_table_adds_point_wise_rows_and_the_caption_names_the_smoothing(
     row = {"auroc": 0.9, "auprc": 0.5, "best_f1": 0.6, "f1": 0.4, "pa_f1": 0.8}
     m = row | {"baselines": {"pca": row, "random": row}, "postprocess": {"smooth": 10},
                "pointwise": {"model": row, "pca": row, "random": row}}
-    assert results.metrics_table(m).index.tolist() == [
+    assert ts_results.metrics_table(m).index.tolist() == [
         "model", "pca", "random", "model · point-wise", "pca · point-wise", "random · point-wise"]
-    assert "10-step moving mean" in results.postprocess_caption(m)
-    assert results.postprocess_caption(row | {"postprocess": {"smooth": 1}}) is None
+    assert "10-step moving mean" in ts_results.postprocess_caption(m)
+    assert ts_results.postprocess_caption(row | {"postprocess": {"smooth": 1}}) is None
 
 
 def test_human_duration():
-    assert [results.human_duration(s) for s in (None, 19.4, 185, 7440)] == \
+    assert [runs_tables.human_duration(s) for s in (None, 19.4, 185, 7440)] == \
         ["", "19 s", "3 min 05 s", "2 h 04 min"]
 
 
@@ -138,22 +139,22 @@ def test_compare_configs_shows_only_differing_keys(tmp_path):
     for name, cfg in cfgs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.yaml").write_text(yaml.safe_dump(cfg))
-    diff = results.compare_configs([tmp_path / "r1", tmp_path / "r2"])
+    diff = runs_tables.compare_configs([tmp_path / "r1", tmp_path / "r2"])
     # swinmae.train.epochs differs, but r1 trained no images: not a difference worth a row
     assert diff.index.tolist() == ["patchtst.train.epochs", "pipeline.img_data", "pipeline.name"]
     assert diff.loc["patchtst.train.epochs"].tolist() == ["3", "5"]
     assert diff.loc["pipeline.name"].tolist() == ["–", "x"]  # no key, no "None"
     assert diff.loc["pipeline.img_data"].tolist() == ["–", "i"]
-    three = results.compare_configs([tmp_path / r for r in ("r1", "r2", "r3")])
+    three = runs_tables.compare_configs([tmp_path / r for r in ("r1", "r2", "r3")])
     assert three.loc["pipeline.seed"].tolist() == ["0", "0", "–"]
     assert "swinmae.train.epochs" not in three.index  # r2 and r3, which trained it, agree
-    assert results.compare_configs([tmp_path / "r1"]).empty
+    assert runs_tables.compare_configs([tmp_path / "r1"]).empty
 
 
 # ---------------------------------------------------------------- a real run
 
 def test_load_ts_results(run_dir):
-    res = results.load_ts_results(run_dir)
+    res = ts_results.load_ts_results(run_dir)
     assert res.channels == ["a", "b", "c"] and res.errors.shape == (400, 3)
     assert res.signal is not None and res.signal.shape == (400, 3) and res.signal_note is None
     assert res.signal[201, 1] > 4  # the raw spike, in raw units
@@ -163,11 +164,11 @@ def test_load_ts_results(run_dir):
     assert [s.name for s in results.result_streams(run_dir)] == ["patchtst"]
     assert set(res.channel_scale) == {"a", "b", "c"}  # per-channel scaling is the default
     assert res.parts == ["reconstruction", "pca"]  # the PCA fusion is the default
-    assert res.score_title == results.FUSED_SCORE_TITLE
-    assert list(results.metrics_table(res.metrics).index[:4]) == [
+    assert res.score_title == ts_results.FUSED_SCORE_TITLE
+    assert list(ts_results.metrics_table(res.metrics).index[:4]) == [
         "model", "reconstruction", "pca", "random"]
     res.parts = ["reconstruction"]
-    assert res.score_title == results.SCALED_SCORE_TITLE
+    assert res.score_title == ts_results.SCALED_SCORE_TITLE
 
 
 def test_missing_scored_file_still_shows_scores(run_dir, tmp_path):
@@ -176,36 +177,36 @@ def test_missing_scored_file_still_shows_scores(run_dir, tmp_path):
     scoring = json.loads((copy / "patchtst" / "scoring.json").read_text())
     scoring["scored_file"] = str(tmp_path / "gone.csv")
     (copy / "patchtst" / "scoring.json").write_text(json.dumps(scoring))
-    res = results.load_ts_results(copy)
+    res = ts_results.load_ts_results(copy)
     assert res.signal is None and "gone" in res.signal_note
     assert len(res.score) == 400
     with pytest.raises(results.ResultsError, match="scores.csv"):
-        results.load_ts_results(tmp_path / "nothing-here")
+        ts_results.load_ts_results(tmp_path / "nothing-here")
 
 
 def test_top_anomalies_finds_the_planted_spike(run_dir):
-    res = results.load_ts_results(run_dir)
-    top = results.top_anomalies(res.score, res.errors, res.channels, res.threshold)
+    res = ts_results.load_ts_results(run_dir)
+    top = ts_results.top_anomalies(res.score, res.errors, res.channels, res.threshold)
     first = top.iloc[0]
     assert first["start"] <= 202 and first["end"] >= 200, top
     assert first["top channels"].split(" ")[0] == "b", top
-    assert results.top_channels(res.errors, res.channels, res.score > res.threshold)[0] == "b"
+    assert ts_results.top_channels(res.errors, res.channels, res.score > res.threshold)[0] == "b"
 
 
 def test_runs_tables_and_finished_runs(run_dir):
     ws = run_dir.parent.parent
-    entries = results.finished_runs(ws)
+    entries = runs_tables.finished_runs(ws)
     assert [e["run_id"] for e in entries] == [run_dir.name]
-    table = results.runs_table(entries)
+    table = runs_tables.runs_table(entries)
     row = table.loc[run_dir.name]
     assert row["status"] == "done" and "preset=tiny" in row["params"]
     assert row["duration"].endswith("s") and 0 <= row["patchtst AUPRC"] <= 1
     assert np.isnan(row["swinmae image AUROC"])  # a time-series run: no image metrics
-    metrics = results.compare_metrics(entries)
+    metrics = runs_tables.compare_metrics(entries)
     assert metrics.loc["patchtst: AUPRC", run_dir.name] == pytest.approx(row["patchtst AUPRC"])
-    curves = results.run_curves(ws, [run_dir.name])
+    curves = runs_tables.run_curves(ws, [run_dir.name])
     assert len(curves[run_dir.name]["patchtst"]["val_loss"]) >= 1
-    assert results.job_summary(ws) is None
+    assert runs_tables.job_summary(ws) is None
 
 
 def test_finished_runs_skips_unfinished(run_dir, tmp_path):
@@ -215,8 +216,8 @@ def test_finished_runs_skips_unfinished(run_dir, tmp_path):
     progress = json.loads((copy / "progress.json").read_text())
     (copy / "progress.json").write_text(json.dumps(progress | {"status": "failed"}))
     RunIndex(ws).rebuild()
-    assert results.finished_runs(ws) == []
-    assert results.index_entries(ws)[0]["status"] == "failed"
+    assert runs_tables.finished_runs(ws) == []
+    assert runs_tables.index_entries(ws)[0]["status"] == "failed"
 
 
 def test_job_summary_of_a_running_job(run_dir, tmp_path):
@@ -231,18 +232,18 @@ def test_job_summary_of_a_running_job(run_dir, tmp_path):
         "heartbeat": time.time(), "active": active}))
     lock = jobs.JobLock(ws, live.name)  # held here, as the pipeline process holds it
     try:
-        job = results.job_summary(ws)
+        job = runs_tables.job_summary(ws)
     finally:
         lock.release()
     assert job == {"run_id": live.name, "status": "running",
                    "text": "train_patchtst (2/9), epoch 2/3, step 40/120, ETA 12 s"}
-    assert results.job_summary(ws) is None
+    assert runs_tables.job_summary(ws) is None
 
 
 # ---------------------------------------------------------------- figures
 
 def test_signal_score_figure_traces_and_shading(run_dir):
-    res = results.load_ts_results(run_dir)
+    res = ts_results.load_ts_results(run_dir)
     signal = {"b": res.signal[:, 1], "a": res.signal[:, 0]}
     fig = signal_score_figure(res.score, res.threshold, signal, res.labels, res.timestamps)
     names = [t.name for t in fig.data]
@@ -253,9 +254,9 @@ def test_signal_score_figure_traces_and_shading(run_dir):
     legend = [s.name for s in fig.layout.shapes if s.showlegend]
     assert legend == ["flagged (score > threshold)", "true anomaly (label)"]
     assert fig.layout.yaxis.title.text == "value (raw units)"
-    assert fig.layout.yaxis2.title.text == results.SCORE_TITLE
+    assert fig.layout.yaxis2.title.text == ts_results.SCORE_TITLE
     titled = signal_score_figure(res.score, res.threshold, score_title=res.score_title)
-    assert titled.layout.yaxis.title.text == results.FUSED_SCORE_TITLE
+    assert titled.layout.yaxis.title.text == ts_results.FUSED_SCORE_TITLE
     assert fig.layout.xaxis2.title.text == "time"
     assert ranges_differ([res.signal[:, 1], 1000 * res.signal[:, 0]])
     assert not ranges_differ([res.signal[:, 1], res.signal[:, 0]])

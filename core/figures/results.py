@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.downsample import minmax_indices
-from core.results import SCORE_TITLE, segments
+from core.results import segments
+from core.timeseries.results import SCORE_TITLE
 
 MAX_POINTS = 3000  # per trace
 MAX_BANDS = 300  # shaded segments per kind (flagged, labelled)

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import image_results as img
 from core import results
 from core.figures.results import score_histogram
+from core.images import results as img
 from core.streams import Stream
 from pages.views.shared import downloads
 

@@ -1,11 +1,12 @@
 """Results-view parts every stream's section uses."""
 import streamlit as st
 
-from core import image_results as img
 from core import results
+from core.images import results as img
+from core.timeseries import results as ts_results
 
 
-def downloads(res: results.TSResults | img.ImageResults, key: str) -> None:
+def downloads(res: ts_results.TSResults | img.ImageResults, key: str) -> None:
     left, right = st.columns(2)
     left.download_button("Download scores.csv", (res.stream_dir / results.SCORES).read_bytes,
                          file_name=f"{res.run_id}-{res.stream}-scores.csv", mime="text/csv",

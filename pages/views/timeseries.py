@@ -8,27 +8,28 @@ import streamlit as st
 from core import results
 from core.figures.results import ranges_differ, signal_score_figure
 from core.streams import Stream
+from core.timeseries import results as ts_results
 from pages.views.shared import downloads
 
 
 @st.cache_data(show_spinner="Reading the run's results…", max_entries=8)
-def load(run_dir: str, stream: str, stamp: int) -> results.TSResults:
-    return results.load_ts_results(Path(run_dir), stream)  # stamp: reload when re-scored
+def load(run_dir: str, stream: str, stamp: int) -> ts_results.TSResults:
+    return ts_results.load_ts_results(Path(run_dir), stream)  # stamp: reload when re-scored
 
 
-def metrics_block(res: results.TSResults) -> None:
+def metrics_block(res: ts_results.TSResults) -> None:
     if res.metrics is None:
         st.info("The scored data had no labels: no metrics. The scores are below.")
         return
-    st.dataframe(results.metrics_table(res.metrics).style.format("{:.3f}", na_rep="n/a"),
+    st.dataframe(ts_results.metrics_table(res.metrics).style.format("{:.3f}", na_rep="n/a"),
                  width="stretch")
-    st.markdown(results.baseline_verdict(res.metrics))
-    caption = results.postprocess_caption(res.metrics)
+    st.markdown(ts_results.baseline_verdict(res.metrics))
+    caption = ts_results.postprocess_caption(res.metrics)
     st.caption((caption + " " if caption else "") +
                "PA-F1 (point-adjusted) flatters every detector: only for published tables.")
 
 
-def threshold_control(res: results.TSResults, key: str, box) -> float:
+def threshold_control(res: ts_results.TSResults, key: str, box) -> float:
     """A slider over the share of rows flagged (every share from 0.01 % to 50 % is a position,
     however heavy the score's tail) and a box to type the threshold; the two follow each other."""
     grid = results.threshold_grid(res.score, res.threshold)
@@ -55,8 +56,8 @@ def threshold_control(res: results.TSResults, key: str, box) -> float:
     return float(st.session_state[value])
 
 
-def controls(res: results.TSResults, key: str) -> tuple[list[str], float, bool, bool]:
-    default = results.top_channels(res.errors, res.channels, res.score > res.threshold)
+def controls(res: ts_results.TSResults, key: str) -> tuple[list[str], float, bool, bool]:
+    default = ts_results.top_channels(res.errors, res.channels, res.score > res.threshold)
     left, right = st.columns(2)
     picked = left.multiselect("Channels to plot", res.channels, default=default,
                               key=f"{key}_channels", disabled=res.signal is None)
@@ -70,7 +71,7 @@ def controls(res: results.TSResults, key: str) -> tuple[list[str], float, bool, 
     return picked, threshold, standardise, log_score
 
 
-def live_counts(res: results.TSResults, threshold: float) -> None:
+def live_counts(res: ts_results.TSResults, threshold: float) -> None:
     now = results.at_threshold(res.score, res.labels, threshold)
     cols = st.columns(6 if res.labels is not None else 3)
     cols[0].metric("Flagged rows", f"{now['flagged']:,}")
@@ -84,7 +85,7 @@ def live_counts(res: results.TSResults, threshold: float) -> None:
         cols[5].metric("Recall", f"{now['recall']:.3f}")
 
 
-def view(res: results.TSResults) -> None:
+def view(res: ts_results.TSResults) -> None:
     key = f"results_{res.run_id}_{res.stream}"
     metrics_block(res)
     for note in res.notes:
@@ -97,7 +98,7 @@ def view(res: results.TSResults) -> None:
                                         res.timestamps, standardise, log_score, res.score_title),
                     key=f"{key}_chart")
     st.markdown("**Top anomalies** (flagged segments by peak score)")
-    st.dataframe(results.top_anomalies(res.score, res.errors, res.channels, threshold,
+    st.dataframe(ts_results.top_anomalies(res.score, res.errors, res.channels, threshold,
                                        timestamps=res.timestamps), width="stretch")
     st.caption("Top channels: each channel's share of the segment's summed error (as scored).")
     downloads(res, key)

@@ -13,7 +13,8 @@ from torch import nn
 from core.config import defaults
 from core.devices import Runtime
 from core.errors import TrainingError
-from core.results import ResultsError, load_arrays, load_ts_results
+from core.results import ResultsError, load_arrays
+from core.timeseries.results import load_ts_results
 from core.training import BEST, LAST, fit, load_checkpoint, save_checkpoint
 
 CPU = Runtime(torch.device("cpu"))

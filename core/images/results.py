@@ -25,7 +25,8 @@ from core.errors import ConfigError, DataError
 from core.fileio import read_json
 from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
 from core.images.overlays import outlined, overlay, side_by_side
-from core.results import CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays
+from core.results import (CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays,
+                          num)
 
 STREAM = "swinmae"  # core.images.stages.STREAM (that module imports torch)
 MAPS, SUMMARY, OVERLAYS = "maps.npz", "data_summary.json", "overlays"
@@ -150,7 +151,7 @@ def image_metrics_table(m: dict) -> pd.DataFrame:
     """Rows model, mean_image (the baselines present); columns image AUROC, image AUPRC, F1 at
     threshold, pixel AUROC, rounded to 3 decimals. None (undefined) shows as NaN."""
     rows = {"model": m, **(m.get("baselines") or {})}
-    frame = pd.DataFrame([[_num(r.get(k)) for k in IMAGE_METRIC_LABELS] for r in rows.values()],
+    frame = pd.DataFrame([[num(r.get(k)) for k in IMAGE_METRIC_LABELS] for r in rows.values()],
                          index=pd.Index(list(rows), name="scores"),
                          columns=list(IMAGE_METRIC_LABELS.values()))
     return frame.round(3)
@@ -168,10 +169,6 @@ def image_baseline_verdict(m: dict) -> str:
     verb = "beats" if model > base else "does not beat"
     return (f"The model {verb} the mean-image baseline on image AUROC: {model:.3f} against "
             f"{base:.3f} ({model - base:+.3f}).")
-
-
-def _num(value) -> float:
-    return float("nan") if value is None else float(value)
 
 
 # ---------------------------------------------------------------- the threshold slider
