@@ -2,7 +2,7 @@
 
 Builds a fake running run (10,000 logged training steps, 50 epochs, a 200,000-line log) in a
 temporary workspace and times what one `run_every` tick of the live fragment does on the server:
-`core.live.live_view(...)` plus both figures (stage graph, loss curves), and, with `--apptest`,
+`core.train_view.live_view(...)` plus both figures (stage graph, loss curves), and, with `--apptest`,
 the whole Train page rendered headless by Streamlit's AppTest (every widget and the figures'
 JSON, which the fragment also sends). Prints `live_refresh_ms=<median>`.
 
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.figures.live import loss_figure, stage_graph  # noqa: E402
 from core.fileio import write_json  # noqa: E402
-from core import live  # noqa: E402
-from core.live import live_view  # noqa: E402
+from core import train_view  # noqa: E402
+from core.train_view import live_view  # noqa: E402
 from core.progress import initial_progress  # noqa: E402
 from core.streams import stage_names  # noqa: E402
 
@@ -92,7 +92,7 @@ def main() -> None:
         run = fake_run(ws, args.steps)
 
         def cold() -> None:  # a fresh server: metrics.jsonl parsed from its first line
-            live._TAILS.clear()
+            train_view._TAILS.clear()
             live_view(run, smoothing=0.6)
 
         view = live_view(run, smoothing=0.6)

@@ -3,7 +3,7 @@ thread, and the console's live-panel refresh, against one real training step.
 
 In a temporary run folder (under `artifacts/` by default: fsync cost depends on the file system,
 and that is where runs live) the real pipeline objects are built: `core.progress.ProgressWriter`
-and `MetricsLog`, a `core.stages.Context`, and a `core.stages.TrainReporter` for
+and `MetricsLog`, a `core.runner.Context`, and a `core.runner.TrainReporter` for
 `train_patchtst`. Then, interleaved for `--rounds` rounds (the CPU is shared, so the figures are
 medians with the 10–90 % spread over rounds):
 
@@ -46,7 +46,7 @@ from cli import ROOT
 import live_panel
 from core.config import load_config
 from core.progress import HEARTBEAT_S, MetricsLog, ProgressWriter
-from core.stages import Context, TrainReporter
+from core.runner import Context, TrainReporter
 from core.streams import stage_names
 from core.timeseries.patchtst import PatchTST
 

@@ -15,7 +15,7 @@ saves `last.pt`. Each rank writes its outcome (done, stopped, or its error) to
 
 This module is the pipeline's side and the process group the training loop sees; a rank's
 side, the module torchrun runs, is `core.rank` (it needs the stage list and Context of
-`core.stages`, which imports this module: keeping the two apart keeps imports one-way)."""
+`core.runner`, which imports this module: keeping the two apart keeps imports one-way)."""
 from __future__ import annotations
 
 import json

@@ -27,7 +27,7 @@ from core.fileio import read_json, write_json
 from core.progress import PROGRESS_FILE, initial_progress, process_start, read_progress
 from core import runs
 from core.runs import PROJECT_ROOT, RunIndex, runs_dir, workspace_of
-from core.stages import is_scoring_run
+from core.runner import is_scoring_run
 from core.streams import stage_names
 
 LOCK_FILE = "job.lock"

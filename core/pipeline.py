@@ -34,7 +34,7 @@ from core.errors import AtcError, JobError, StopRequested
 from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
-from core.stages import Context, is_scoring_run, preflight, run_stages, streams_with_data
+from core.runner import Context, is_scoring_run, preflight, run_stages, streams_with_data
 from core.streams import STREAMS, plan, stage_names
 
 SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)

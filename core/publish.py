@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from core.fileio import read_json, write_json
 from core.runs import RunIndex
-from core.stages import Context, streams_with_data
+from core.runner import Context, streams_with_data
 
 
 def publish(ctx: Context) -> None:

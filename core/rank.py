@@ -22,7 +22,7 @@ from core.devices import resolve_device
 from core.distributed import EVENT, STOPPED_EXIT, Group, outcome_dir
 from core.errors import StopRequested
 from core.fileio import write_json
-from core.stages import Context, stream_module
+from core.runner import Context, stream_module
 from core.streams import plan, resolve
 
 

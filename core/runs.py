@@ -20,7 +20,7 @@ from core.config import RunConfig, load_config, read_yaml, save_config
 from core.errors import ConfigError, DataError, JobError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
-from core.stages import streams_with_data
+from core.runner import streams_with_data
 from core.streams import STREAMS, path_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from core import jobs
 from core.config import read_yaml
 from core.curves import loss_curves
 from core.errors import ConfigError, JobError
-from core.live import format_eta
+from core.train_view import format_eta
 from core.progress import read_metrics
 from core.results import num
 from core.runs import RunIndex, runs_dir

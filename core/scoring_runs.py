@@ -16,7 +16,7 @@ from core.errors import AtcError, DataError
 from core.fileio import write_json
 from core.progress import read_progress
 from core.runs import create_run, workspace, workspace_of
-from core.stages import Context, streams_with_data
+from core.runner import Context, streams_with_data
 from core.streams import STREAMS, path_keys
 
 

@@ -150,9 +150,9 @@ STREAMS = Registry()
 def plan(scoring: bool = False) -> list[Stage]:
     """The stages of a training run, or of a scoring run: data preparation, each stream's
     stages, then the output checks and the index."""
-    shared = [Stage("validate_outputs", "core.validation:validate_outputs"),
+    shared = [Stage("validate_outputs", "core.output_checks:validate_outputs"),
               Stage("publish", "core.publish:publish")]
-    prepare = "core.scoring_runs:prepare_data" if scoring else "core.stages:prepare_data"
+    prepare = "core.scoring_runs:prepare_data" if scoring else "core.runner:prepare_data"
     own = [st for s in STREAMS.values() for st in (s.scoring_stages if scoring else s.stages)]
     return [Stage("prepare_data", prepare), *own, *shared]
 

@@ -1,7 +1,7 @@
 """Train: pick data and a preset per stream, set the hyperparameters that matter, start and stop
 a run, and watch it live.
 
-The run panel is drawn from the run's files (`core.live`), so a second tab, a reload or a
+The run panel is drawn from the run's files (`core.train_view`), so a second tab, a reload or a
 restarted server shows the same run; while a job runs the panel comes first (above the
 settings, which then show what it was started with) and is a fragment that reruns every
 second; when the run starts or ends, the whole page reruns once so the buttons follow."""
@@ -13,7 +13,7 @@ from core import jobs
 from core.config import bounds, defaults, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
-from core.live import (check_run, latest_run, live_view, pipeline_choices,
+from core.train_view import (check_run, latest_run, live_view, pipeline_choices,
                        preset_values, preview_config, run_form, start_training,
                        training_overrides)
 from core.runs import workspace

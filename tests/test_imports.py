@@ -21,11 +21,11 @@ def test_the_import_contracts_hold():
 
 
 def test_the_imports_the_torch_contract_ignores_stay_inside_functions():
-    """pyproject.toml's pages-no-torch contract ignores core.stages → core.devices /
+    """pyproject.toml's pages-no-torch contract ignores core.runner → core.devices /
     core.distributed, core.images.data → torch and core.provenance → torch because they
     happen inside functions: the Data, Train, Results and Runs pages import these modules, and
     torch takes seconds to load."""
-    code = ("import sys, core.stages, core.images.data, core.provenance; "
+    code = ("import sys, core.runner, core.images.data, core.provenance; "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120)

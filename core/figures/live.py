@@ -1,6 +1,6 @@
 """Figures of the Train page's live panel: the stage graph and the loss curves.
 
-Both take plain data (`core.live.StageView`-like objects, `core.curves.loss_curves` output) and
+Both take plain data (`core.train_view.StageView`-like objects, `core.curves.loss_curves` output) and
 return plotly figures with fixed axes: a live panel redraws every second, and plotly's zoom does
 not survive a redraw, so the page offers log scale and smoothing controls instead."""
 from __future__ import annotations
@@ -78,7 +78,7 @@ def loss_figure(curves: Mapping[str, Mapping[str, Any]], log_y: bool = False,
                 revision: str = "") -> go.Figure:
     """Training loss by optimizer step (line) and validation loss per epoch (markers) for each
     stream. A validation point sits at the step where its epoch ended (`val_step`, from
-    `core.live`); without `val_step` it falls back to epoch × steps-per-epoch.
+    `core.train_view`); without `val_step` it falls back to epoch × steps-per-epoch.
     `revision` (the run id) becomes plotly's `uirevision`: while it and the scale stay the same,
     a redraw with new points keeps the user's zoom."""
     fig = go.Figure()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.fileio import read_json
-from core.validation import Checks, check_array, check_common, check_metrics
+from core.output_checks import Checks, check_array, check_common, check_metrics
 
 
 def check_outputs(out: Path, checks: Checks, checkpoint: Path | None = None) -> None:

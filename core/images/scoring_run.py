@@ -18,7 +18,7 @@ from core.fileio import atomic_path, write_json
 from core.images.data import ImageItem, load_image_dataset, summarize_images
 from core.images.stages import image_metrics, score_items, write_overlays, write_scores
 from core.images.trained import STREAM, TrainedImages, load_trained
-from core.stages import Context, Skip
+from core.runner import Context, Skip
 
 NO_BASELINE = ("a scoring run scores the model only: the mean-image baseline is fitted on the "
                "training images, see the model run")

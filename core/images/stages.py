@@ -29,7 +29,7 @@ from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_i
 from core.images.overlays import save_overlay
 from core.images.scoring import PixelErrorStats, anomaly_maps, image_scores
 from core.images.swinmae import SwinMAE
-from core.stages import Context, Skip, TrainReporter
+from core.runner import Context, Skip, TrainReporter
 from core.training import BEST, fit, load_checkpoint
 
 STREAM = "swinmae"

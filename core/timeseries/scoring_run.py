@@ -16,7 +16,7 @@ from core.config import RunConfig
 from core.devices import Runtime, explain_oom
 from core.errors import DataError
 from core.fileio import atomic_path, read_json, write_json
-from core.stages import Context, Skip
+from core.runner import Context, Skip
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
 from core.timeseries.data import Series, check_channels, load_scored_series, scored_summary

@@ -20,7 +20,7 @@ from core.devices import Runtime, explain_oom, seed_everything
 from core.distributed import group_of
 from core.errors import DataError
 from core.fileio import atomic_path, write_json
-from core.stages import Context, Skip, TrainReporter
+from core.runner import Context, Skip, TrainReporter
 from core.timeseries.baselines import fit_pca, pca_scores, random_scores
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)

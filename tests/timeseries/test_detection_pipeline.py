@@ -14,7 +14,7 @@ from core import metrics
 from core.config import read_config
 from core.curves import shift_warning
 from core.fileio import read_json
-from core.live import live_view
+from core.train_view import live_view
 from core.timeseries.results import load_ts_results
 from core.timeseries.baselines import pca_scores
 from core.timeseries.scoring import detector_scores, smooth, step_scores

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from core.fileio import read_json, write_json
-from core.stages import Context
+from core.runner import Context
 from tests.toy_stream.data import Levels, load_levels, summarize
 
 STREAM = "toy"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from core.errors import ValidationFailed
 from core.fileio import read_json, write_json
-from core.stages import Context, streams_with_data
+from core.runner import Context, streams_with_data
 from core.streams import STREAMS, resolve
 from core.training import BEST, load_checkpoint
 

@@ -29,7 +29,7 @@ from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
 from core.errors import AtcError
 from core.progress import METRICS_FILE, PROGRESS_FILE
 from core.runs import RunIndex, new_run, runs_dir
-from core.stages import preflight
+from core.runner import preflight
 from core.streams import STREAMS, Stream, plan
 
 LOG_FILE = "pipeline.log"
@@ -111,7 +111,7 @@ def preview_config(overrides: dict[str, Any]) -> str:
 
 
 def check_run(overrides: dict[str, Any]) -> list[str]:
-    """The dry run's checks (`core.stages.preflight`: device, processes, each stream's data
+    """The dry run's checks (`core.runner.preflight`: device, processes, each stream's data
     loaded and fitted to the config) on the form's config; what was found, in lines. Raises
     ConfigError or DataError naming the problem, before any run folder exists."""
     return preflight(load_config(overrides))  # imports torch: only when asked

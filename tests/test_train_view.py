@@ -1,4 +1,4 @@
-"""core.live and core.figures.live: the Train page's live view, read from fabricated run folders,
+"""core.train_view and core.figures.live: the Train page's live view, read from fabricated run folders,
 its figures, and one real run started the way the page starts it."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs, live
+from core import jobs, train_view
 from core.errors import ConfigError, DataError, JobError
 from core.figures.live import LOSS_AXIS, STATE_COLOURS, STEP_AXIS, loss_figure, stage_graph
 from core.fileio import write_json
-from core.live import (StageView, format_eta, latest_run, live_view, preset_values,
+from core.train_view import (StageView, format_eta, latest_run, live_view, preset_values,
                        preview_config, start_training, tail_lines, training_overrides)
 from core.progress import initial_progress
 from core.runs import RunIndex, workspace
@@ -187,7 +187,7 @@ def test_log_tail_reads_only_the_end_of_a_big_log(tmp_path, monkeypatch):
             read.append(len(data))
             return data
 
-    monkeypatch.setattr(live, "open", lambda *a, **k: Spy(open(*a, **k)), raising=False)
+    monkeypatch.setattr(train_view, "open", lambda *a, **k: Spy(open(*a, **k)), raising=False)
     tail = tail_lines(path, 30)
     assert tail == [f"2026-01-01 00:00:00 INFO step {i}" for i in range(299_970, 300_000)]
     assert sum(read) < 20_000
@@ -276,13 +276,13 @@ def test_eta_is_estimating_until_two_steps_are_reported(ws):
 def test_train_reporter_has_no_eta_from_one_step(monkeypatch):
     """The first report is a single point: no rate, so no ETA (it used to say '0 s')."""
     from types import SimpleNamespace
-    from core import stages
+    from core import runner
     active = []
     ctx = SimpleNamespace(metrics=SimpleNamespace(log=lambda **kw: None),
                           progress=SimpleNamespace(update_active=lambda **kw: active.append(kw)))
     clock = iter([100.0, 101.0, 110.0])
-    monkeypatch.setattr(stages.time, "time", lambda: next(clock))
-    reporter = stages.TrainReporter(ctx, "train_patchtst", "patchtst")
+    monkeypatch.setattr(runner.time, "time", lambda: next(clock))
+    reporter = runner.TrainReporter(ctx, "train_patchtst", "patchtst")
     step = dict(epoch=1, n_epochs=2, n_steps=100, loss=1.0, lr=1e-3, samples_per_s=10.0,
                 gpu_mem_gb=None)
     reporter.step(step=1, **step)
