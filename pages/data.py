@@ -19,9 +19,11 @@ import streamlit as st
 from core import uploads
 from core.errors import DataError
 from core.figures.data import draw_preview, thin_split
+from core.images import uploads as image_uploads
 from core.images.preview import THUMB, image_preview
 from core.runs import runs_using, workspace
 from core.streams import STREAMS
+from core.timeseries import uploads as ts_uploads
 
 
 def listed(names: list[str], k: int = 3) -> str:
@@ -61,7 +63,7 @@ def role_key(kind: str, file_name: str) -> str:
 def picked_roles(kind: str, files: list[uploads.Upload]) -> dict[str, str]:
     """{file name: role}: the picker's choice, else the guess (from the name or the labels)."""
     return {n: st.session_state.get(role_key(kind, n), guess)
-            for n, guess in uploads.guess_roles(files).items()}
+            for n, guess in ts_uploads.guess_roles(files).items()}
 
 
 def role_picker(kind: str, ws: Path) -> None:
@@ -84,11 +86,11 @@ def role_picker(kind: str, ws: Path) -> None:
 
 def ts_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
             round_id: str) -> tuple[Path, str]:
-    roles = uploads.assign_roles(files, picked_roles(kind, files))
+    roles = ts_uploads.assign_roles(files, picked_roles(kind, files))
     names = [n for n, _ in files]
     stem = Path(roles["train"][0]).name.removesuffix(".gz").removesuffix(".csv")
     name = name or uploads.free_name(ws, "timeseries", top_folder(names) or stem)
-    path = uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_id)
+    path = ts_uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_id)
     return path, ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
 
 
@@ -157,7 +159,7 @@ def image_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
     zipped = len(names) == 1 and names[0].lower().endswith(".zip")
     default = names[0].rsplit(".", 1)[0] if zipped else top_folder(names) or "images"
     name = name or uploads.free_name(ws, "images", default)
-    path = uploads.save_image_dataset(ws, name, files, round_id=round_id)
+    path = image_uploads.save_image_dataset(ws, name, files, round_id=round_id)
     return path, uploaded_as(names)
 
 

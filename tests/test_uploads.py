@@ -13,9 +13,10 @@ from conftest import REPO, make_series, make_zip
 from core import uploads
 from core.errors import DataError
 from core.figures.data import preview_figure, thin_split
-from core.uploads import (Dataset, assign_roles, dataset_summary, delete_dataset, image_paths,
-                          list_datasets, sanitize_name, save_image_dataset,
-                          save_timeseries_dataset)
+from core.images.uploads import image_paths, save_image_dataset
+from core.timeseries import uploads as ts_uploads
+from core.timeseries.uploads import assign_roles, save_timeseries_dataset
+from core.uploads import Dataset, dataset_summary, delete_dataset, list_datasets, sanitize_name
 
 SAMPLE_DIR = REPO / "data" / "samples" / "timeseries"
 IMAGE_SAMPLE_DIR = REPO / "data" / "samples" / "images"
@@ -62,7 +63,7 @@ def test_sanitize_name_caps_length_and_is_idempotent():
 
 def test_free_name_never_collides(tmp_path):
     for name in ("train", "train-2", "Images"):
-        uploads.save_timeseries_dataset(tmp_path, name, ("train.csv", b"a\n1\n2\n"))
+        ts_uploads.save_timeseries_dataset(tmp_path, name, ("train.csv", b"a\n1\n2\n"))
     assert uploads.free_name(tmp_path, "timeseries", "train") == "train-3"
     assert uploads.free_name(tmp_path, "timeseries", "images") == "images-2"  # case ignored
     assert uploads.free_name(tmp_path, "timeseries", "sample") == "sample-2"  # reserved
@@ -134,16 +135,16 @@ def skab_csv(anomalies: int, rows: int = 20) -> bytes:
 def test_guess_roles_fills_unknown_names_from_their_labels():
     # SKAB: the anomaly-free file is the training data even when it comes second
     ups = [("valve1/0.csv", skab_csv(7)), ("anomaly-free.csv", skab_csv(0))]
-    assert uploads.guess_roles(ups) == {"anomaly-free.csv": "train", "valve1/0.csv": "test"}
-    assert uploads.labelled_share(ups[0]) == pytest.approx(0.35)
-    assert uploads.labelled_share(("x.csv", b"a,b\n1,2\n")) is None
-    assert uploads.guess_roles([("test.csv", b""), ("a.csv", b""), ("b.csv", b"")]) == {
+    assert ts_uploads.guess_roles(ups) == {"anomaly-free.csv": "train", "valve1/0.csv": "test"}
+    assert ts_uploads.labelled_share(ups[0]) == pytest.approx(0.35)
+    assert ts_uploads.labelled_share(("x.csv", b"a,b\n1,2\n")) is None
+    assert ts_uploads.guess_roles([("test.csv", b""), ("a.csv", b""), ("b.csv", b"")]) == {
         "test.csv": "test", "a.csv": "train", "b.csv": "ignore"}
-    assert uploads.guess_roles([("readings.csv", skab_csv(3))]) == {"readings.csv": "train"}
+    assert ts_uploads.guess_roles([("readings.csv", skab_csv(3))]) == {"readings.csv": "train"}
 
 
 def test_a_training_file_with_labelled_anomalies_is_warned_about(tmp_path):
-    uploads.save_timeseries_dataset(tmp_path, "skab", ("valve1/0.csv", skab_csv(7)))
+    ts_uploads.save_timeseries_dataset(tmp_path, "skab", ("valve1/0.csv", skab_csv(7)))
     summary = dataset_summary(tmp_path / "uploads" / "timeseries" / "skab")
     assert summary["error"] is None and summary["channels"]["names"] == [
         "Accelerometer1RMS", "Temperature"]  # label-like columns are never channels

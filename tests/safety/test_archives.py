@@ -9,7 +9,7 @@ from conftest import make_zip
 from core import archive
 from core.archive import extract_zip
 from core.errors import DataError
-from core.uploads import save_image_dataset
+from core.images.uploads import save_image_dataset
 
 
 def files_under(folder):

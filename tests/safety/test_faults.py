@@ -22,6 +22,7 @@ from core.fileio import read_jsonl, write_json
 from core.progress import (PROGRESS_FILE, RESERVE_FILE, MetricsLog, ProgressWriter,
                            initial_progress, read_progress)
 from core.runs import RunIndex, create_run, runs_dir, workspace
+from core.timeseries import uploads as ts_uploads
 
 STAGES = ["prepare_data", "train_patchtst", "score_patchtst", "publish"]
 
@@ -187,9 +188,9 @@ def test_a_run_that_fills_the_disk_ends_failed_with_the_cause(ws, monkeypatch):
 
 
 def test_an_upload_onto_a_full_disk_is_a_data_error_and_leaves_nothing(ws, monkeypatch):
-    monkeypatch.setattr(uploads, "_write_upload", no_space)
+    monkeypatch.setattr(ts_uploads, "write_upload", no_space)  # how it writes each file
     with pytest.raises(DataError, match="(?i)no space left"):
-        uploads.save_timeseries_dataset(ws, "d", ("train.csv", b"a\n1\n"))
+        ts_uploads.save_timeseries_dataset(ws, "d", ("train.csv", b"a\n1\n"))
     root = uploads.uploads_dir(ws, "timeseries")
     assert list(root.iterdir()) == []  # no staging folder left behind
 
