@@ -534,6 +534,20 @@ def from_dict(cls: type[Section], data: Any, prefix: str = "") -> Any:
     return _validated(cls, merged, prefix)
 
 
+RUN_YAML = "run.yaml"  # a run folder's merged config
+
+
+def run_settings(run_dir: Path) -> dict:
+    """A run folder's run.yaml as plain values, forgivingly: {} when it is missing, unreadable
+    or not a mapping. For readers that show what they can; a run that needs its config reads it
+    with `read_config`, which names the problem."""
+    try:
+        cfg = read_yaml(Path(run_dir) / RUN_YAML)
+    except (ConfigError, OSError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def save_config(cfg: RunConfig, path: Path) -> None:
     from core.fileio import write_atomic
     write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig, read_yaml
+from core.config import RunConfig, run_settings
 from core.curves import shift_warning
-from core.errors import AtcError, StopRequested
+from core.errors import StopRequested
 from core.fileio import write_json
 from core.progress import MetricsLog, ProgressWriter
 from core.streams import STREAMS, Stage, plan, resolve
@@ -25,11 +25,7 @@ from core.streams import STREAMS, Stage, plan, resolve
 def is_scoring_run(run_dir: Path) -> bool:
     """Whether the run folder's run.yaml names a `pipeline.from_run` (False when unreadable:
     the run then fails on its config, with the reason)."""
-    try:
-        cfg = read_yaml(Path(run_dir) / "run.yaml")
-    except (AtcError, OSError):
-        return False
-    pipe = cfg.get("pipeline") if isinstance(cfg, dict) else None
+    pipe = run_settings(run_dir).get("pipeline")
     return bool(isinstance(pipe, dict) and pipe.get("from_run"))
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from core import jobs
-from core.config import read_yaml
+from core.config import run_settings
 from core.curves import loss_curves
-from core.errors import ConfigError, JobError
+from core.errors import JobError
 from core.train_view import format_eta
 from core.progress import read_metrics
 from core.results import num
@@ -152,11 +152,8 @@ def compare_configs(run_dirs: list[Path]) -> pd.DataFrame:
     that trained that stream; a run that did not, or lacks the key, shows '–'."""
     flat = {}
     for d in map(Path, run_dirs):
-        try:
-            cfg = read_yaml(d / "run.yaml")
-        except (ConfigError, OSError):
-            cfg = None
-        flat[d.name] = _used_settings(cfg) if isinstance(cfg, dict) else {}
+        cfg = run_settings(d)
+        flat[d.name] = _used_settings(cfg) if cfg else {}
     rows = {}
     for key in sorted(set().union(*flat.values())) if flat else []:
         values = [f.get(key) for f in flat.values()]

@@ -11,8 +11,8 @@ import importlib
 from pathlib import Path
 
 from core import jobs
-from core.config import RunConfig, read_config, read_yaml
-from core.errors import AtcError, DataError
+from core.config import RunConfig, read_config, run_settings
+from core.errors import DataError
 from core.fileio import write_json
 from core.progress import read_progress
 from core.runs import create_run, workspace, workspace_of
@@ -78,11 +78,9 @@ def new_scoring_run(model_run: Path, data: dict[str, str | Path | None],
 def model_run_of(run_dir: Path) -> str | None:
     """The model run (its id) a scoring run scored with; None for a training run or an
     unreadable run.yaml."""
-    try:
-        pipe = (read_yaml(Path(run_dir) / "run.yaml") or {}).get("pipeline") or {}
-    except (AtcError, OSError, AttributeError):
-        return None
-    return Path(str(pipe["from_run"])).name if pipe.get("from_run") else None
+    pipe = run_settings(run_dir).get("pipeline")
+    return Path(str(pipe["from_run"])).name if isinstance(pipe, dict) and pipe.get("from_run") \
+        else None
 
 
 def scoring_module(stream: str):

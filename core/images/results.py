@@ -20,8 +20,8 @@ import pandas as pd
 from PIL import Image
 
 from core import metrics
-from core.config import read_yaml
-from core.errors import ConfigError, DataError
+from core.config import run_settings
+from core.errors import DataError
 from core.fileio import read_json
 from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
 from core.images.overlays import outlined, overlay, side_by_side
@@ -86,7 +86,7 @@ def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
     if files != scores["file"].astype(str).tolist():
         raise ResultsError(f"run {run_dir.name}: {MAPS} lists {len(files)} images and {SCORES} "
                            f"{len(scores)}; expected the same files in the same order")
-    cfg = _run_config(run_dir)
+    cfg = run_settings(run_dir)
     section = cfg.get(stream) or {}
     summary = read_json(out / SUMMARY) or {}
     root, note = _data_root((cfg.get("pipeline") or {}).get("img_data"), files)
@@ -105,14 +105,6 @@ def _vmax(maps: np.ndarray) -> float:
     if not maps.size:
         return 1.0
     return float(np.quantile(maps.astype(np.float32), VMAX_QUANTILE)) or 1.0
-
-
-def _run_config(run_dir: Path) -> dict:
-    try:
-        cfg = read_yaml(run_dir / "run.yaml")
-    except (ConfigError, OSError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def _data_root(img_data: str | None, files: list[str]) -> tuple[Path | None, str | None]:
