@@ -2,8 +2,8 @@
 
 Builds a fake running run (10,000 logged training steps, 50 epochs, a 200,000-line log) in a
 temporary workspace and times what one `run_every` tick of the live fragment does on the server:
-`core.train_view.live_view(...)` plus both figures (stage graph, loss curves), and, with `--apptest`,
-the whole Train page rendered headless by Streamlit's AppTest (every widget and the figures'
+`core.train_view.live_view(...)` plus both figures (stage graph, loss curves), and, with
+`--apptest`, the whole Train page rendered headless by Streamlit's AppTest (every widget and the figures'
 JSON, which the fragment also sends). Prints `live_refresh_ms=<median>`.
 
     python benchmarks/live_panel.py [--repeats 30] [--steps 10000] [--apptest]"""

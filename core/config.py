@@ -3,11 +3,12 @@
 The runtime config is one `RunConfig` with a section per YAML file: `pipeline`, and one per
 stream of `core.streams.STREAMS` (`patchtst`, `swinmae`), whose spec names its section model.
 The YAML files are the only defaults: no field has a default in code (but a stream's data keys,
-which are null unless given), so a key a file leaves out is an error naming it. Merge order: the file's values ← the chosen preset (a stream
-file's `presets:` map) ← user overrides (`--set patchtst.train.epochs=5`, or the console's
-form). Unknown keys, wrong types and out-of-range values are `ConfigError`s that name the dotted
-key and what is allowed (`_config_error` words pydantic's findings so). The merged result is
-saved as `run.yaml` in the run folder and is what the run uses.
+which are null unless given), so a key a file leaves out is an error naming it. Merge order: the
+file's values ← the chosen preset (a stream file's `presets:` map) ← user overrides
+(`--set patchtst.train.epochs=5`, or the console's form). Unknown keys, wrong types and
+out-of-range values are `ConfigError`s that name the dotted key and what is allowed
+(`_config_error` words pydantic's findings so). The merged result is saved as `run.yaml` in the
+run folder and is what the run uses.
 
 Field rules are declared on the fields: `Literal[...]` for choices, `Field(ge=, le=, gt=)` for
 bounds (floats are finite); rules that tie fields together are each section's `check()`. Types are
@@ -229,8 +230,8 @@ class SwinMAEConfig(Section):
 
 
 class RunConfig(Section):
-    """The whole config: `pipeline`, and a section per stream (`run_config_model` declares
-    them from `core.streams.STREAMS`; the streams' configs are `RunConfig` subclasses)."""
+    """The whole config: `pipeline`, and a section per stream. The model of a run's config is
+    the subclass `run_config_model` builds from the registered streams (`core.streams`)."""
     pipeline: PipelineConfig
 
     def check(self) -> None:
@@ -481,7 +482,8 @@ def presets(section: str, config_dir: Path = CONFIG_DIR) -> list[str]:
 def _section_file(name: str, config_dir: Path) -> Path:
     """`config_dir/<name>.yaml`, or the YAML file a stream's spec names."""
     spec = STREAMS.get(name)
-    return spec.config_file if spec is not None and spec.config_file else config_dir / f"{name}.yaml"
+    own = spec.config_file if spec is not None else None
+    return own or config_dir / f"{name}.yaml"
 
 
 def _file_tree(config_dir: Path, preset_of: dict[str, str | None]) -> dict:

@@ -229,9 +229,8 @@ def _launch(run_dir: Path, detach: bool, resume: bool) -> int:
 
 def cmd_score(args) -> int:
     from core.scoring_runs import new_scoring_run
-    run_dir = new_scoring_run(Path(args.run_dir),
-                              {name: getattr(args, s.data_key, None) for name, s in STREAMS.items()},
-                              args.workdir, args.name or "")
+    data = {name: getattr(args, s.data_key, None) for name, s in STREAMS.items()}
+    run_dir = new_scoring_run(Path(args.run_dir), data, args.workdir, args.name or "")
     print(f"scoring run {run_dir.name}: the models of {Path(args.run_dir).resolve().name} score "
           "the new data")
     return _launch_new(run_dir, args.detach)

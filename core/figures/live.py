@@ -1,7 +1,7 @@
 """Figures of the Train page's live panel: the stage graph and the loss curves.
 
-Both take plain data (`core.train_view.StageView`-like objects, `core.curves.loss_curves` output) and
-return plotly figures with fixed axes: a live panel redraws every second, and plotly's zoom does
+Both take plain data (`core.train_view.StageView`-like objects, `core.curves.loss_curves`
+output) and return plotly figures with fixed axes: a live panel redraws every second, and plotly's zoom does
 not survive a redraw, so the page offers log scale and smoothing controls instead."""
 from __future__ import annotations
 
