@@ -2,7 +2,8 @@
 names, `ResultsError`, `load_arrays` (an .npz the pipeline wrote, never unpickled),
 `result_streams` (the streams a run scored), and the threshold controls' arithmetic:
 `segments` of a flag mask, `at_threshold` (the live counts and F1 behind a threshold),
-`threshold_grid` (the slider's positions by flagged share), `nearest`, `flagged_share`.
+`threshold_grid` (the slider's positions by flagged share), `nearest`, `flagged_share`, and
+`metrics_frame` (a metrics table).
 A stream's own view model lives in its package (`core/timeseries/results.py`,
 `core/images/results.py`); the runs index as tables in `core/runs_tables.py`.
 
@@ -13,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from core import metrics
 from core.errors import AtcError
@@ -60,15 +62,15 @@ def segments(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def at_threshold(scores: np.ndarray, labels: np.ndarray | None, threshold: float) -> dict:
-    """What a threshold flags: `flagged` rows, their `share`, `segments`; with labels also
-    precision, recall, f1 and pa_f1 (point-adjusted) from `core.metrics.evaluate`."""
+    """What a threshold flags: `flagged` rows (or images) and their `share`; when the labels
+    hold both classes also precision, recall, f1 and pa_f1 (point-adjusted, for series) from
+    `core.metrics.evaluate`."""
     scores = np.asarray(scores, dtype=float)
-    flagged = scores > threshold  # (T,) the convention of core.metrics
+    flagged = scores > threshold  # (N,) the convention of core.metrics
     out = {"threshold": float(threshold), "flagged": int(flagged.sum()),
-           "share": float(flagged.mean()) if len(scores) else 0.0,
-           "segments": len(segments(flagged))}
-    if labels is not None:
-        m = metrics.evaluate(scores, labels, threshold)
+           "share": float(flagged.mean()) if len(scores) else 0.0}
+    if labels is not None and len(np.unique(labels)) == 2:
+        m = metrics.evaluate(scores, np.asarray(labels), threshold)
         out |= {k: m[k] for k in ("precision", "recall", "f1", "pa_f1")}
     return out
 
@@ -100,3 +102,11 @@ def flagged_share(scores: np.ndarray, threshold: float) -> float:
 def num(value) -> float:
     """A metric for a table: None (undefined) as NaN."""
     return float("nan") if value is None else float(value)
+
+
+def metrics_frame(rows: dict[str, dict], labels: dict[str, str]) -> pd.DataFrame:
+    """{row name: metrics} → a table with one row per name and one column per key of `labels`
+    (named by its label), rounded to 3 decimals; a missing or None metric is NaN."""
+    frame = pd.DataFrame([[num(r.get(k)) for k in labels] for r in rows.values()],
+                         index=pd.Index(list(rows), name="scores"), columns=list(labels.values()))
+    return frame.round(3)

@@ -50,26 +50,13 @@ def res(run_dir) -> img.ImageResults:
 
 # ---------------------------------------------------------------- hand cases
 
-def test_images_at_threshold_matches_hand_computation():
-    scores = np.array([0.1, 0.9, 0.8, 0.2, 0.7, 0.3])
-    labels = np.array([0, 1, 1, 0, 0, 1])
-    got = img.images_at_threshold(scores, labels, 0.5)
-    # flagged 1, 2, 4: TP 2, FP 1 (image 4), FN 1 (image 5)
-    assert (got["flagged"], got["share"]) == (3, 0.5)
-    assert got["precision"] == pytest.approx(2 / 3) and got["recall"] == pytest.approx(2 / 3)
-    assert got["f1"] == pytest.approx(2 / 3)
-    assert img.images_at_threshold(scores, labels, 0.85)["f1"] == pytest.approx(0.5)
-    for one_class in (None, np.zeros(6, int)):  # no F1 without both classes
-        assert "f1" not in img.images_at_threshold(scores, one_class, 0.5)
-
-
-def test_threshold_range_spans_all_scores_with_the_threshold_on_the_grid():
+def test_the_image_slider_reaches_every_share_up_to_all_images():
+    """Images share the series' slider by flagged share (`core.results.threshold_grid`), from
+    one image up to all of them: a test set is often half defects."""
     scores = np.array([0.2, 0.3, 0.5, 0.9, 1.0])
-    lo, hi, step = img.image_threshold_range(scores, 0.55, steps=100)
-    assert lo <= 0.2 < 0.2 + step and hi == 1.0  # below the median too, unlike time series
-    assert (0.55 - lo) / step == pytest.approx(round((0.55 - lo) / step))
-    lo, hi, _ = img.image_threshold_range(scores, 1.5)  # a threshold above every score
-    assert lo <= 0.2 and hi == 1.5
+    grid = results.threshold_grid(scores, 0.55, n=50, shares=(0.0, 1.0))
+    shares = {results.flagged_share(scores, t) for t in grid}
+    assert 0.55 in grid and min(shares) <= 0.2 and max(shares) == 0.8  # all but the lowest
 
 
 METRICS = {"image_auroc": 0.7, "image_auprc": 0.8, "f1": 0.6, "pixel_auroc": None,

@@ -52,13 +52,13 @@ def test_at_threshold_matches_hand_computation():
     labels = np.array([0, 1, 1, 0, 0, 1])
     got = results.at_threshold(scores, labels, 0.5)
     # flagged rows 1, 2, 4: TP 2 (rows 1, 2), FP 1 (row 4), FN 1 (row 5)
-    assert (got["flagged"], got["segments"]) == (3, 2)
+    assert (got["flagged"], got["share"]) == (3, 0.5)
     assert got["precision"] == pytest.approx(2 / 3) and got["recall"] == pytest.approx(2 / 3)
     assert got["f1"] == pytest.approx(2 / 3)
     # above 0.85 only row 1: precision 1, recall 1/3, F1 = 2 * 1 * (1/3) / (1 + 1/3) = 0.5
     assert results.at_threshold(scores, labels, 0.85)["f1"] == pytest.approx(0.5)
-    unlabelled = results.at_threshold(scores, None, 0.5)
-    assert unlabelled["flagged"] == 3 and "f1" not in unlabelled
+    for unusable in (None, np.zeros(6, int)):  # no F1 without both classes
+        assert "f1" not in results.at_threshold(scores, unusable, 0.5)
 
 
 def test_top_anomalies_ranks_by_peak_and_names_channels():

@@ -3,7 +3,7 @@
 - `load_image_results`: the scores, anomaly maps, threshold and metrics of a scored run, and
   where its images live (run.yaml's `pipeline.img_data`).
 - `image_metrics_table`, `image_baseline_verdict`: the model beside the mean-image baseline.
-- `image_threshold_range`, `images_at_threshold`: the slider's range and what it flags.
+- The threshold slider and its counts are every stream's (`core.results`).
 - `gallery`: the images to show, each with a heatmap overlay made on the fly from the image,
   its stored map and, when the dataset has one, its ground-truth mask.
 
@@ -11,7 +11,6 @@ Pure functions of the run folder (and the dataset it names), so a page can cache
 No torch and no streamlit here: the Results page imports this at load."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +18,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core import metrics
 from core.config import run_settings
 from core.errors import DataError
 from core.fileio import read_json
 from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
 from core.images.overlays import outlined, overlay, side_by_side
 from core.results import (CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays,
-                          num)
+                          metrics_frame)
 
 STREAM = "swinmae"  # core.images.stages.STREAM (that module imports torch)
 MAPS, SUMMARY, OVERLAYS = "maps.npz", "data_summary.json", "overlays"
@@ -142,11 +140,7 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
 def image_metrics_table(m: dict) -> pd.DataFrame:
     """Rows model, mean_image (the baselines present); columns image AUROC, image AUPRC, F1 at
     threshold, pixel AUROC, rounded to 3 decimals. None (undefined) shows as NaN."""
-    rows = {"model": m, **(m.get("baselines") or {})}
-    frame = pd.DataFrame([[num(r.get(k)) for k in IMAGE_METRIC_LABELS] for r in rows.values()],
-                         index=pd.Index(list(rows), name="scores"),
-                         columns=list(IMAGE_METRIC_LABELS.values()))
-    return frame.round(3)
+    return metrics_frame({"model": m, **(m.get("baselines") or {})}, IMAGE_METRIC_LABELS)
 
 
 def image_baseline_verdict(m: dict) -> str:
@@ -161,36 +155,6 @@ def image_baseline_verdict(m: dict) -> str:
     verb = "beats" if model > base else "does not beat"
     return (f"The model {verb} the mean-image baseline on image AUROC: {model:.3f} against "
             f"{base:.3f} ({model - base:+.3f}).")
-
-
-# ---------------------------------------------------------------- the threshold slider
-
-def image_threshold_range(scores: np.ndarray, threshold: float,
-                          steps: int = 200) -> tuple[float, float, float]:
-    """Slider (min, max, step) from the lowest to the highest score, widened to include the
-    run's threshold, which sits on the step grid so the slider starts exactly on it. Unlike the
-    time series (`core.results.threshold_range`), the lower half is kept: a test set of images
-    is often half defects, so useful thresholds can lie below the median."""
-    scores = np.asarray(scores, dtype=float)
-    lo = min(float(scores.min()), threshold) if scores.size else threshold
-    hi = max(float(scores.max()), threshold) if scores.size else threshold
-    step = (hi - lo) / steps if hi > lo else 1.0
-    lo = threshold - math.ceil((threshold - lo) / step - 1e-9) * step
-    return lo, max(hi, lo + step), step
-
-
-def images_at_threshold(scores: np.ndarray, labels: np.ndarray | None,
-                        threshold: float) -> dict:
-    """What a threshold flags: `flagged` images and their `share`; when the labels hold both
-    classes also precision, recall and f1 from `core.metrics.evaluate`."""
-    scores = np.asarray(scores, dtype=float)
-    flagged = scores > threshold  # (N,) the convention of core.metrics
-    out = {"threshold": float(threshold), "flagged": int(flagged.sum()),
-           "share": float(flagged.mean()) if scores.size else 0.0}
-    if labels is not None and len(np.unique(labels)) == 2:
-        m = metrics.evaluate(scores, np.asarray(labels), threshold)
-        out |= {k: m[k] for k in ("precision", "recall", "f1")}
-    return out
 
 
 # ---------------------------------------------------------------- the gallery

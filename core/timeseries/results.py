@@ -17,7 +17,7 @@ from core.errors import DataError
 from core.fileio import read_json
 from core.progress import read_metrics
 from core.results import (CHANNELS, CHECKPOINT, METRICS, SCORES, SCORING, ResultsError,
-                          load_arrays, num, segments)
+                          load_arrays, metrics_frame, segments)
 from core.timeseries.channels import constant_notes, out_of_range_note
 from core.timeseries.data import load_ts_dataset
 
@@ -182,15 +182,12 @@ def top_channels(errors: np.ndarray, channels: list[str], mask: np.ndarray | Non
 # ---------------------------------------------------------------- metrics beside baselines
 
 def metrics_table(m: dict) -> pd.DataFrame:
-    """Rows model, the parts it fuses (`reconstruction`), pca, random (those present), then the same point-wise when metrics.json has
-    them (`model · point-wise`, ...); columns auroc, auprc, best_f1, f1, pa_f1, labelled for
+    """Rows model, the parts it fuses (`reconstruction`), pca, random (those present), then the
+    same point-wise when metrics.json has them (`model · point-wise`, ...); columns auroc, auprc, best_f1, f1, pa_f1, labelled for
     people (pa_f1 as 'PA-F1 (point-adjusted)'), rounded to 3 decimals. None shows as NaN."""
     rows = {"model": m, **(m.get("parts") or {}), **(m.get("baselines") or {})}
     rows |= {f"{name} · point-wise": r for name, r in (m.get("pointwise") or {}).items()}
-    frame = pd.DataFrame([[num(r.get(k)) for k in METRIC_LABELS] for r in rows.values()],
-                         index=pd.Index(list(rows), name="scores"),
-                         columns=list(METRIC_LABELS.values()))
-    return frame.round(3)
+    return metrics_frame(rows, METRIC_LABELS)
 
 
 def postprocess_caption(m: dict) -> str | None:

@@ -9,7 +9,7 @@ from core import results
 from core.figures.results import score_histogram
 from core.images import results as img
 from core.streams import Stream
-from pages.views.shared import downloads
+from pages.views.shared import downloads, label_metrics, threshold_control
 
 PER_ROW, GALLERY_SIZE = 4, 16  # gallery images per row, images shown
 
@@ -26,16 +26,12 @@ def gallery(run_dir: str, stream: str, stamp: int, threshold: float,
 
 
 def image_counts(res: img.ImageResults, labels: np.ndarray | None, threshold: float) -> None:
-    now = img.images_at_threshold(res.score, labels, threshold)
+    now = results.at_threshold(res.score, labels, threshold)
     cols = st.columns(5 if "f1" in now else 2)
     cols[0].metric("Flagged images", f"{now['flagged']:,} of {len(res.score):,}")
     cols[1].metric("Share flagged", f"{now['share']:.1%}")
     if "f1" in now:
-        base = (res.metrics or {}).get("f1")  # at the run's threshold
-        cols[2].metric("F1", f"{now['f1']:.3f}", delta=f"{now['f1'] - base:+.3f}"
-                       if base is not None and threshold != res.threshold else None)
-        cols[3].metric("Precision", f"{now['precision']:.3f}")
-        cols[4].metric("Recall", f"{now['recall']:.3f}")
+        label_metrics(cols[2:], res, now)
 
 
 def image_gallery(run_dir: Path, res: img.ImageResults, stamp: int, threshold: float,
@@ -79,12 +75,9 @@ def section(run_dir: Path, stream: Stream) -> None:
         st.markdown(img.image_baseline_verdict(res.metrics))
     if res.data_note:
         st.warning(res.data_note)
-    lo, hi, step = img.image_threshold_range(res.score, res.threshold)
-    threshold = st.slider(
-        "Threshold (images scoring above it are flagged)", lo, hi, value=res.threshold,
-        step=step, format="%.4f", key=f"{key}_threshold",
-        help=f"The run's threshold {res.threshold:.4f} is the {res.percentile}th percentile "
-             "of scores on held-out normal training images.")
+    # up to every image flagged: a test set is often half defects, so useful thresholds lie
+    # below the median too
+    threshold = threshold_control(res, key, st, "images", shares=(0.0, 1.0))
     labels = res.labels if res.labels is not None and len(np.unique(res.labels)) == 2 else None
     image_counts(res, labels, threshold)
     st.plotly_chart(score_histogram(res.score, labels, threshold, res.score_title, "images"),

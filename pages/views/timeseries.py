@@ -9,7 +9,7 @@ from core import results
 from core.figures.results import ranges_differ, signal_score_figure
 from core.streams import Stream
 from core.timeseries import results as ts_results
-from pages.views.shared import downloads
+from pages.views.shared import downloads, label_metrics, threshold_control
 
 
 @st.cache_data(show_spinner="Reading the run's results…", max_entries=8)
@@ -29,39 +29,12 @@ def metrics_block(res: ts_results.TSResults) -> None:
                "PA-F1 (point-adjusted) flatters every detector: only for published tables.")
 
 
-def threshold_control(res: ts_results.TSResults, key: str, box) -> float:
-    """A slider over the share of rows flagged (every share from 0.01 % to 50 % is a position,
-    however heavy the score's tail) and a box to type the threshold; the two follow each other."""
-    grid = results.threshold_grid(res.score, res.threshold)
-    value, slider, typed = f"{key}_threshold_value", f"{key}_threshold", f"{key}_threshold_typed"
-    st.session_state.setdefault(value, res.threshold)
-
-    def from_slider() -> None:
-        st.session_state[value] = st.session_state[typed] = st.session_state[slider]
-
-    def from_box() -> None:
-        st.session_state[value] = st.session_state[typed]
-        st.session_state[slider] = results.nearest(grid, st.session_state[typed])
-
-    current = st.session_state[value]
-    st.session_state.setdefault(slider, results.nearest(grid, current))
-    st.session_state.setdefault(typed, current)
-    box.select_slider(
-        "Threshold, by share of rows flagged", options=grid, key=slider, on_change=from_slider,
-        format_func=lambda t: f"{results.flagged_share(res.score, t):.2%}",
-        help=f"The run's threshold {res.threshold:.4g} is the {res.percentile}th percentile "
-             "of scores on held-out normal training data.")
-    box.number_input("Threshold (rows scoring above it are flagged)", key=typed,
-                     on_change=from_box, format="%.6g", step=None)
-    return float(st.session_state[value])
-
-
 def controls(res: ts_results.TSResults, key: str) -> tuple[list[str], float, bool, bool]:
     default = ts_results.top_channels(res.errors, res.channels, res.score > res.threshold)
     left, right = st.columns(2)
     picked = left.multiselect("Channels to plot", res.channels, default=default,
                               key=f"{key}_channels", disabled=res.signal is None)
-    threshold = threshold_control(res, key, right)
+    threshold = threshold_control(res, key, right, "rows", shares=(1e-4, 0.5))
     standardise = left.toggle("Standardise channels (z-score)", key=f"{key}_zscore",
                               value=ranges_differ(list(res.signal_of(default).values())),
                               help="On by default when the channels' ranges differ over 10x.")
@@ -73,16 +46,12 @@ def controls(res: ts_results.TSResults, key: str) -> tuple[list[str], float, boo
 
 def live_counts(res: ts_results.TSResults, threshold: float) -> None:
     now = results.at_threshold(res.score, res.labels, threshold)
-    cols = st.columns(6 if res.labels is not None else 3)
+    cols = st.columns(6 if "f1" in now else 3)
     cols[0].metric("Flagged rows", f"{now['flagged']:,}")
     cols[1].metric("Share flagged", f"{now['share']:.1%}")
-    cols[2].metric("Flagged segments", f"{now['segments']:,}")
-    if res.labels is not None:
-        base = (res.metrics or {}).get("f1")  # at the run's threshold
-        cols[3].metric("F1", f"{now['f1']:.3f}", delta=f"{now['f1'] - base:+.3f}"
-                       if base is not None and threshold != res.threshold else None)
-        cols[4].metric("Precision", f"{now['precision']:.3f}")
-        cols[5].metric("Recall", f"{now['recall']:.3f}")
+    cols[2].metric("Flagged segments", f"{len(results.segments(res.score > threshold)):,}")
+    if "f1" in now:
+        label_metrics(cols[3:], res, now)
 
 
 def view(res: ts_results.TSResults) -> None:
