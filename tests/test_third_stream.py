@@ -87,7 +87,7 @@ def test_a_run_of_it_ends_done_in_the_index_and_on_every_page(toy, levels, tmp_p
     train = page("train.py")
     assert "values" in train.selectbox(key="train_data_toy").options
     epochs = train.number_input(key="train_toy_train_epochs")
-    assert epochs.value == 2 and epochs.min_value == 1  # its YAML's default, its schema's bound
+    assert epochs.value == 2 and epochs.min == 1  # its YAML's default, its schema's bound
     assert train.selectbox(key="train_preset_toy").options == ["default", "strict"]
 
     results = page("results.py", results_run=run_dir.name)
