@@ -100,6 +100,17 @@ def resolve(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _add(specs: dict[str, Stream], spec: Stream) -> None:
+    """Put `spec` in `specs` (replacing one of its name); ValueError when another stream has
+    its data kind or one of its data keys."""
+    clash = next((s for s in specs.values() if s.name != spec.name and (
+        s.kind == spec.kind or {o.key for o in s.data} & {o.key for o in spec.data})), None)
+    if clash:
+        raise ValueError(f"stream {spec.name!r}: its kind or data keys are taken by "
+                         f"{clash.name!r}")
+    specs[spec.name] = spec
+
+
 class Registry(Mapping):
     """{stream name: Stream}, in registration order: the built-ins, then `$ATC_STREAMS`, then
     `register`ed ones. Loaded on first use, so importing this module imports no stream."""
@@ -108,21 +119,16 @@ class Registry(Mapping):
         self._specs: dict[str, Stream] | None = None
 
     def _loaded(self) -> dict[str, Stream]:
-        if self._specs is None:
-            self._specs = {}
+        if self._specs is None:  # all or nothing: a spec that fails to import fails every use
+            specs: dict[str, Stream] = {}
             plugins = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
             for module in (*BUILTIN, *plugins):
-                self.register(importlib.import_module(module).SPEC)
+                _add(specs, importlib.import_module(module).SPEC)
+            self._specs = specs
         return self._specs
 
     def register(self, spec: Stream) -> None:
-        specs = self._loaded()
-        clash = next((s for s in specs.values() if s.name != spec.name and (
-            s.kind == spec.kind or {o.key for o in s.data} & {o.key for o in spec.data})), None)
-        if clash:
-            raise ValueError(f"stream {spec.name!r}: its kind or data keys are taken by "
-                             f"{clash.name!r}")
-        specs[spec.name] = spec
+        _add(self._loaded(), spec)
 
     def unregister(self, name: str) -> None:
         self._loaded().pop(name, None)
@@ -137,7 +143,12 @@ class Registry(Mapping):
         return len(self._loaded())
 
     def by_kind(self, kind: str) -> Stream:
-        return next(s for s in self.values() if s.kind == kind)
+        """The stream whose data is of `kind`; ValueError naming the kinds there are."""
+        for spec in self.values():
+            if spec.kind == kind:
+                return spec
+        raise ValueError(f"data kind {kind!r}: expected one of "
+                         f"{', '.join(s.kind for s in self.values())}")
 
     def version(self) -> tuple:
         """Changes whenever the set of specs does (for caches built from them)."""

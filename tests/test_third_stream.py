@@ -5,6 +5,7 @@ Results and Runs pages, without any other module knowing about it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,14 @@ def page(name: str, **state) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def test_a_stream_cannot_take_another_streams_kind_or_data_key(toy):
+    with pytest.raises(ValueError, match="taken by 'patchtst'"):
+        STREAMS.register(replace(SPEC, name="toy2", kind="timeseries"))
+    with pytest.raises(ValueError, match="taken by 'swinmae'"):
+        STREAMS.register(replace(SPEC, name="toy2", data=STREAMS["swinmae"].data))
+    assert STREAMS.by_kind("levels") is SPEC
+    with pytest.raises(ValueError, match="data kind 'audio': expected one of timeseries, "
+                                         "images, levels"):
+        STREAMS.by_kind("audio")
