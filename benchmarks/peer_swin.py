@@ -26,7 +26,7 @@ from timing import Case, infer_step, train_step
 
 import torch
 
-from core.config import SwinMAEModelConfig
+from core.images.config import SwinMAEModelConfig
 from core.images.swinmae import SwinMAE, block_mask, preset
 
 TRAIN_BATCH, INFER_BATCHES = 8, (8, 32)

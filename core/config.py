@@ -1,7 +1,9 @@
 """Configs: YAML files in `configs/` → pydantic models, with dotted-key overrides.
 
 The runtime config is one `RunConfig` with a section per YAML file: `pipeline`, and one per
-stream of `core.streams.STREAMS` (`patchtst`, `swinmae`), whose spec names its section model.
+stream of `core.streams.STREAMS` (`patchtst`, `swinmae`), whose spec names its section model
+(in the stream's package: `core/timeseries/config.py`, `core/images/config.py`, built from
+`Section`, `number` and `TrainConfig` here).
 The YAML files are the only defaults: no field has a default in code (but a stream's data keys,
 which are null unless given), so a key a file leaves out is an error naming it. Merge order: the
 file's values ← the chosen preset (a stream file's `presets:` map) ← user overrides
@@ -35,7 +37,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _number(**bounds):
+def number(**bounds):
     """A finite number within `bounds` (`ge`, `le`, `gt`: pydantic's names)."""
     return Field(allow_inf_nan=False, **bounds)
 
@@ -45,7 +47,7 @@ def _word_for_bool(value: Any) -> Any:
     return str(value).lower() if isinstance(value, bool) else value
 
 
-def _positive_ints(value: Any) -> Any:
+def positive_ints(value: Any) -> Any:
     """A non-empty list of positive integers (YAML list, or a tuple from an override)."""
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in value):
@@ -53,7 +55,7 @@ def _positive_ints(value: Any) -> Any:
     raise ValueError(f"expected a non-empty list of positive integers, found {value!r}")
 
 
-PositiveInts = Annotated[tuple[int, ...], BeforeValidator(_positive_ints)]
+PositiveInts = Annotated[tuple[int, ...], BeforeValidator(positive_ints)]
 
 
 class PipelineConfig(Section):
@@ -65,168 +67,22 @@ class PipelineConfig(Section):
     compile: bool  # torch.compile the model for training (eager if it cannot compile)
     # training on several processes (torchrun, DistributedDataParallel); auto: when >1 GPU
     distributed: Annotated[Literal["auto", "true", "false"], BeforeValidator(_word_for_bool)]
-    nproc: int = _number(ge=0)  # processes when distributed; 0: one per visible GPU
+    nproc: int = number(ge=0)  # processes when distributed; 0: one per visible GPU
     # a scoring run: the folder of the finished run whose models score this run's data
     from_run: str | None
 
 
-class TSDataConfig(Section):
-    window: int = _number(ge=2)  # time steps per window
-    stride: int = _number(ge=1)  # step between training windows
-    val_fraction: float = _number(gt=0.0, le=0.5)  # end of train held out (normal data)
-
-
-class PatchTSTModelConfig(Section):
-    patch_len: int = _number(ge=1)  # patches do not overlap: patch stride = patch_len
-    d_model: int = _number(ge=4)
-    n_heads: int = _number(ge=1)
-    n_layers: int = _number(ge=1)
-    d_ff: int = _number(ge=4)
-    dropout: float = _number(ge=0.0, le=0.9)
-    mask_ratio: float = _number(gt=0.0, le=0.9)
-    revin: bool  # per-window normalisation; off: the model sees levels (level shifts)
-    cross_channel: bool  # attention across channels after the channel-independent encoder
-
-
 class TrainConfig(Section):
-    epochs: int = _number(ge=1)
-    batch_size: int = _number(ge=1)
-    lr: float = _number(gt=0.0)
-    weight_decay: float = _number(ge=0.0)
-    warmup_frac: float = _number(ge=0.0, le=0.5)  # share of all steps with linear warm-up
-    min_lr_frac: float = _number(ge=0.0, le=1.0)  # cosine floor, as a share of lr
-    grad_clip: float = _number(ge=0.0)  # max grad norm; 0 disables clipping
-    patience: int = _number(ge=0)  # epochs without a better val loss before stopping; 0: never
-    max_steps_per_epoch: int = _number(ge=0)  # 0: all windows; else a random subset per epoch
-    log_every: int = _number(ge=1)  # steps between metrics.jsonl lines
-
-
-class TSScoreConfig(Section):
-    mode: Literal["full", "masked"]  # full: no mask; masked: complementary masks
-    stride: int = _number(ge=1)  # step between scored windows (errors averaged over overlaps)
-    batch_size: int = _number(ge=0)  # 0: by device (timeseries.scoring.score_batch_size)
-    # divide each channel's error by its mean error on the validation split, so a noisy or
-    # hard-to-predict channel does not drown the others
-    normalize_channels: bool
-    # that divisor is at least this share of the median channel's: a channel constant in
-    # training cannot turn a small change into a huge score
-    scale_floor: float = _number(ge=0.0, le=1.0)
-    channel_cap: float = _number(ge=0.0)  # a channel counts at most this; 0: no cap
-    smooth: int = _number(ge=1)  # centred moving mean of the step score, model and baselines
-    # the score is the mean of the reconstruction's and a PCA's log scores, each standardised on
-    # the validation split: PCA sees a broken correlation under a shift that drowns the model
-    fuse_pca: bool
-    threshold_percentile: float = _number(gt=0.0, le=100.0)  # of validation-split scores
-
-
-class PatchTSTConfig(Section):
-    preset: str
-    data: TSDataConfig
-    model: PatchTSTModelConfig
-    train: TrainConfig
-    score: TSScoreConfig
-
-    def check(self) -> None:
-        """Rules that tie several fields together."""
-        if self.data.window % self.model.patch_len:
-            raise ConfigError(
-                f"patchtst.data.window ({self.data.window}) must be a multiple of "
-                f"patchtst.model.patch_len ({self.model.patch_len})")
-        if self.data.window // self.model.patch_len < 2:
-            raise ConfigError("patchtst.data.window must hold at least 2 patches of "
-                              f"patchtst.model.patch_len ({self.model.patch_len})")
-        if self.model.d_model % self.model.n_heads:
-            raise ConfigError(f"patchtst.model.d_model ({self.model.d_model}) must be a multiple "
-                              f"of patchtst.model.n_heads ({self.model.n_heads})")
-
-
-class SwinMAEModelConfig(Section):
-    image_size: int = _number(ge=8)  # side of the square input, in pixels
-    in_chans: Literal[1, 3]  # set from the data by the pipeline
-    patch_size: int = _number(ge=1)  # pixels per patch side; patches do not overlap
-    window_size: int = _number(ge=1)  # tokens per window side; a stage whose grid is <= it
-    # uses one window of the whole grid and no shift (as Swin does)
-    embed_dim: int = _number(ge=4)  # stage-0 width; stage s has embed_dim * 2**s
-    depths: PositiveInts  # Swin blocks per stage; patch merging between stages
-    num_heads: PositiveInts  # one entry per stage
-    mlp_ratio: float = _number(gt=0.0)
-    mask_ratio: float = _number(gt=0.0, le=0.95)  # share of mask units hidden in training
-    mask_unit: int = _number(ge=1)  # a mask unit is mask_unit×mask_unit patches (4×4 = 16 px)
-    decoder_dim: int = _number(ge=4)
-    decoder_depth: int = _number(ge=0, le=4)  # Swin blocks on the patch grid (W, SW, W, ...)
-    decoder_heads: int = _number(ge=1)
-    norm_pix_loss: bool  # targets normalised per patch (MAE); keep False for anomaly maps
-
-    def check(self, prefix: str = "swinmae.model") -> None:
-        """ConfigError naming `prefix.<key>` and its value if a rule between fields is broken.
-        The geometry rule: with S = len(depths), image_size must be a multiple of
-        patch_size * 2**(S-1); each stage grid g_s = image_size / patch_size / 2**s must be a
-        multiple of its window min(window_size, g_s); the patch grid a multiple of mask_unit."""
-        if len(self.num_heads) != len(self.depths):
-            raise ConfigError(f"{prefix}.num_heads: expected {len(self.depths)} entries (one per "
-                              f"stage of depths {list(self.depths)}), found {list(self.num_heads)}")
-        n_stages = len(self.depths)
-        step = self.patch_size * 2 ** (n_stages - 1)
-        if self.image_size % step:
-            raise ConfigError(f"{prefix}.image_size: expected a multiple of patch_size * "
-                              f"2**(stages-1) = {step}, found {self.image_size}")
-        for s, (grid, ws) in enumerate(stage_windows(self)):
-            if grid % ws:
-                raise ConfigError(f"{prefix}.window_size: expected a divisor of every stage grid "
-                                  f"larger than it; stage {s} grid is {grid}, found {self.window_size}")
-            if self.embed_dim * 2 ** s % self.num_heads[s]:
-                raise ConfigError(f"{prefix}.num_heads: stage {s} width {self.embed_dim * 2 ** s} "
-                                  f"is not a multiple of its {self.num_heads[s]} heads")
-        grid = self.image_size // self.patch_size
-        if grid % self.mask_unit or (grid // self.mask_unit) ** 2 < 2:
-            raise ConfigError(f"{prefix}.mask_unit: expected a divisor of the {grid}×{grid} patch "
-                              f"grid leaving at least 2 units, found {self.mask_unit}")
-        if self.decoder_dim % self.decoder_heads:
-            raise ConfigError(f"{prefix}.decoder_heads: expected a divisor of decoder_dim "
-                              f"({self.decoder_dim}), found {self.decoder_heads}")
-
-
-def stage_windows(cfg: SwinMAEModelConfig) -> list[tuple[int, int]]:
-    """(grid side, window side) per stage; the window is clamped to the grid (no shift then)."""
-    grid = cfg.image_size // cfg.patch_size
-    return [(grid >> s, min(cfg.window_size, grid >> s)) for s in range(len(cfg.depths))]
-
-
-class ImageDataConfig(Section):
-    channels: Literal[1, 3] | None  # null: 1 if every image is grayscale
-    resize: Literal["resize", "pad"]  # stretch to a square, or keep aspect + pad
-    on_corrupt: Literal["skip", "fail"]  # a corrupt image is skipped (and named)
-    val_fraction: float = _number(gt=0.0, le=0.5)  # normal images held out (threshold)
-    hflip: bool  # random horizontal flips in training (no colour jitter: inspection data)
-    num_workers: int = _number(ge=0)  # DataLoader worker processes
-    # width × height above which an image is skipped (or fails, with on_corrupt="fail"): a small
-    # PNG can declare 13000×13000 pixels and take ~2 GB to decode
-    max_pixels: int = _number(ge=1)
-
-
-class ImageScoreConfig(Section):
-    mode: Literal["masked", "full"]  # masked: complementary block masks
-    error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
-    grad_weight: float = _number(ge=0.0)
-    sigma: float = _number(ge=0.0)  # Gaussian smoothing of the map, in pixels
-    normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
-    normal_images: int = _number(ge=2)  # training images whose maps give those statistics
-    image_score: Literal["topk_mean", "max"]
-    topk: float = _number(gt=0.0, le=1.0)  # share of the map's pixels for topk_mean
-    threshold_percentile: float = _number(gt=0.0, le=100.0)  # of held-out normal scores
-    batch_size: int = _number(ge=1)
-    overlays: int = _number(ge=0)  # heatmap overlay PNGs written for the top images
-
-
-class SwinMAEConfig(Section):
-    preset: str
-    data: ImageDataConfig
-    model: SwinMAEModelConfig
-    train: TrainConfig
-    score: ImageScoreConfig
-
-    def check(self) -> None:
-        self.model.check("swinmae.model")
+    epochs: int = number(ge=1)
+    batch_size: int = number(ge=1)
+    lr: float = number(gt=0.0)
+    weight_decay: float = number(ge=0.0)
+    warmup_frac: float = number(ge=0.0, le=0.5)  # share of all steps with linear warm-up
+    min_lr_frac: float = number(ge=0.0, le=1.0)  # cosine floor, as a share of lr
+    grad_clip: float = number(ge=0.0)  # max grad norm; 0 disables clipping
+    patience: int = number(ge=0)  # epochs without a better val loss before stopping; 0: never
+    max_steps_per_epoch: int = number(ge=0)  # 0: all windows; else a random subset per epoch
+    log_every: int = number(ge=1)  # steps between metrics.jsonl lines
 
 
 class RunConfig(Section):
@@ -351,7 +207,7 @@ def _what(err: dict, key: str, root: type[Section]) -> str:
         return f"expected a value {_BOUNDS[kind]} {next(iter(ctx.values()))}, found {value!r}"
     if kind == "finite_number":
         return f"expected a finite number, found {value!r}"
-    return str(ctx.get("error", err["msg"]))  # a validator's own words (_positive_ints)
+    return str(ctx.get("error", err["msg"]))  # a validator's own words (positive_ints)
 
 
 def _config_error(e: ValidationError, root: type[Section], prefix: str) -> ConfigError:

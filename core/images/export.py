@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.config import ImageScoreConfig
+from core.images.config import ImageScoreConfig
 from core.onnx_export import to_onnx
 from core.fileio import write_json
 from core.images.scoring import anomaly_maps

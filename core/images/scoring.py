@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.config import ImageScoreConfig
+from core.images.config import ImageScoreConfig
 from core.images.swinmae import SwinMAE, complementary_block_masks
 from core.masking import masked_error
 

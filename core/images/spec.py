@@ -1,6 +1,6 @@
 """The image stream (Swin MAE) as the pipeline and the console see it (`core.streams`).
 No torch here: the functions are named, and imported when used."""
-from core.config import SwinMAEConfig
+from core.images.config import SwinMAEConfig
 from core.streams import TRAIN_FIELDS, DataOption, FormField, Stream, stages_of
 
 SPEC = Stream(

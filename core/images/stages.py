@@ -128,7 +128,8 @@ def train(ctx: Context) -> None:
 
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[SwinMAE, dict]:
     """The best checkpoint as a ready model, and its `extra` (config, channels)."""
-    from core.config import SwinMAEModelConfig, from_dict
+    from core.config import from_dict
+    from core.images.config import SwinMAEModelConfig
     ckpt = load_checkpoint(stream_dir / BEST, device)
     model = SwinMAE(from_dict(SwinMAEModelConfig, ckpt["extra"]["model"], "swinmae.model"))
     model.load_state_dict(ckpt["model"])

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import SwinMAEModelConfig, stage_windows
+from core.images.config import SwinMAEModelConfig, stage_windows
 from core.masking import n_complementary, random_hidden
 
 

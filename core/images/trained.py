@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.config import SwinMAEConfig, from_dict
+from core.config import from_dict
 from core.errors import DataError
 from core.fileio import read_json
+from core.images.config import SwinMAEConfig
 from core.images.data import GRAY_MODES, ImageItem
 from core.images.scoring import PixelErrorStats
 from core.images.stages import NORMAL_STATS, load_model

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import PatchTSTModelConfig
 from core.masking import n_complementary, random_hidden
+from core.timeseries.config import PatchTSTModelConfig
 
 
 def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:

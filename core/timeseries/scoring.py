@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from scipy.ndimage import uniform_filter1d
 
-from core.config import TSScoreConfig
 from core.devices import Runtime
 from core.errors import StopRequested
 from core.masking import masked_error
+from core.timeseries.config import TSScoreConfig
 from core.timeseries.patchtst import PatchTST, staggered_masks
 from core.timeseries.windows import gather_windows, window_starts
 

@@ -1,7 +1,7 @@
 """The time-series stream (PatchTST) as the pipeline and the console see it (`core.streams`).
 No torch here: the functions are named, and imported when used."""
-from core.config import PatchTSTConfig
 from core.streams import TRAIN_FIELDS, DataOption, FormField, Stream, stages_of
+from core.timeseries.config import PatchTSTConfig
 
 SPEC = Stream(
     name="patchtst", kind="timeseries", title="Time series (PatchTST)",

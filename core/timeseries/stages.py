@@ -121,7 +121,8 @@ def train(ctx: Context) -> None:
 
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[PatchTST, dict]:
     """The best checkpoint as a ready model, and its `extra` (config, channels, normaliser)."""
-    from core.config import PatchTSTConfig, from_dict
+    from core.config import from_dict
+    from core.timeseries.config import PatchTSTConfig
     ckpt = load_checkpoint(stream_dir / BEST, device)
     saved = ckpt["extra"]["config"]
     saved["model"].setdefault("cross_channel", False)  # checkpoints from before the option

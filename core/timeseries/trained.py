@@ -11,11 +11,12 @@ from typing import Callable
 
 import numpy as np
 
-from core.config import PatchTSTConfig, from_dict
+from core.config import from_dict
 from core.devices import Runtime
 from core.errors import DataError
 from core.fileio import read_json
 from core.timeseries.baselines import PCAFit
+from core.timeseries.config import PatchTSTConfig
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import channel_errors, fuse, smooth, step_scores
 from core.timeseries.windows import Normalizer

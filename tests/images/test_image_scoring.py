@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from core.config import ImageScoreConfig, defaults
+from core.config import defaults
 from core.images.baselines import MeanImageBaseline
+from core.images.config import ImageScoreConfig
 from core.images.overlays import OUTLINE, heat_colors, mask_outline, overlay, save_overlay
 from core.images.scoring import (PixelErrorStats, anomaly_maps, gaussian_blur, image_scores,
                                  pixel_error)

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from core.config import PatchTSTModelConfig, defaults
+from core.config import defaults
+from core.timeseries.config import PatchTSTModelConfig
 from core.timeseries.patchtst import (PatchTST, RevIN, complementary_masks, patchify,
                                       random_patch_mask, unpatchify)
 

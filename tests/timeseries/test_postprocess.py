@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.config import TSScoreConfig, defaults
+from core.config import defaults
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
+from core.timeseries.config import TSScoreConfig
 from core.timeseries.scoring import (channel_scale, detector_scores, log_standard, smooth,
                                      standardised, step_scores)
 from core.timeseries.windows import Normalizer

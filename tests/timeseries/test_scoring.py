@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import TSScoreConfig, defaults
+from core.config import defaults
 from core.devices import Runtime
 from core.errors import DataError, StopRequested
+from core.timeseries.config import TSScoreConfig
 from core.timeseries.patchtst import PatchTST, staggered_masks
 from core.timeseries.scoring import channel_errors, score_batch_size, step_scores, window_errors
 from core.timeseries.windows import (STD_FLOOR, Normalizer, epoch_order, n_batches_of,

@@ -1,0 +1,98 @@
+"""The image stream's config section (`swinmae`, defaults in `configs/swinmae.yaml`): pydantic
+models with their bounds, the rules that tie fields together (`check`), and the windows each
+Swin stage uses (`stage_windows`)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from core.config import PositiveInts, Section, TrainConfig, number
+from core.errors import ConfigError
+
+
+class SwinMAEModelConfig(Section):
+    image_size: int = number(ge=8)  # side of the square input, in pixels
+    in_chans: Literal[1, 3]  # set from the data by the pipeline
+    patch_size: int = number(ge=1)  # pixels per patch side; patches do not overlap
+    window_size: int = number(ge=1)  # tokens per window side; a stage whose grid is <= it
+    # uses one window of the whole grid and no shift (as Swin does)
+    embed_dim: int = number(ge=4)  # stage-0 width; stage s has embed_dim * 2**s
+    depths: PositiveInts  # Swin blocks per stage; patch merging between stages
+    num_heads: PositiveInts  # one entry per stage
+    mlp_ratio: float = number(gt=0.0)
+    mask_ratio: float = number(gt=0.0, le=0.95)  # share of mask units hidden in training
+    mask_unit: int = number(ge=1)  # a mask unit is mask_unit×mask_unit patches (4×4 = 16 px)
+    decoder_dim: int = number(ge=4)
+    decoder_depth: int = number(ge=0, le=4)  # Swin blocks on the patch grid (W, SW, W, ...)
+    decoder_heads: int = number(ge=1)
+    norm_pix_loss: bool  # targets normalised per patch (MAE); keep False for anomaly maps
+
+    def check(self, prefix: str = "swinmae.model") -> None:
+        """ConfigError naming `prefix.<key>` and its value if a rule between fields is broken.
+        The geometry rule: with S = len(depths), image_size must be a multiple of
+        patch_size * 2**(S-1); each stage grid g_s = image_size / patch_size / 2**s must be a
+        multiple of its window min(window_size, g_s); the patch grid a multiple of mask_unit."""
+        if len(self.num_heads) != len(self.depths):
+            raise ConfigError(f"{prefix}.num_heads: expected {len(self.depths)} entries (one per "
+                              f"stage of depths {list(self.depths)}), found {list(self.num_heads)}")
+        n_stages = len(self.depths)
+        step = self.patch_size * 2 ** (n_stages - 1)
+        if self.image_size % step:
+            raise ConfigError(f"{prefix}.image_size: expected a multiple of patch_size * "
+                              f"2**(stages-1) = {step}, found {self.image_size}")
+        for s, (grid, ws) in enumerate(stage_windows(self)):
+            if grid % ws:
+                raise ConfigError(f"{prefix}.window_size: expected a divisor of every stage grid "
+                                  f"larger than it; stage {s} grid is {grid}, found {self.window_size}")
+            if self.embed_dim * 2 ** s % self.num_heads[s]:
+                raise ConfigError(f"{prefix}.num_heads: stage {s} width {self.embed_dim * 2 ** s} "
+                                  f"is not a multiple of its {self.num_heads[s]} heads")
+        grid = self.image_size // self.patch_size
+        if grid % self.mask_unit or (grid // self.mask_unit) ** 2 < 2:
+            raise ConfigError(f"{prefix}.mask_unit: expected a divisor of the {grid}×{grid} patch "
+                              f"grid leaving at least 2 units, found {self.mask_unit}")
+        if self.decoder_dim % self.decoder_heads:
+            raise ConfigError(f"{prefix}.decoder_heads: expected a divisor of decoder_dim "
+                              f"({self.decoder_dim}), found {self.decoder_heads}")
+
+
+def stage_windows(cfg: SwinMAEModelConfig) -> list[tuple[int, int]]:
+    """(grid side, window side) per stage; the window is clamped to the grid (no shift then)."""
+    grid = cfg.image_size // cfg.patch_size
+    return [(grid >> s, min(cfg.window_size, grid >> s)) for s in range(len(cfg.depths))]
+
+
+class ImageDataConfig(Section):
+    channels: Literal[1, 3] | None  # null: 1 if every image is grayscale
+    resize: Literal["resize", "pad"]  # stretch to a square, or keep aspect + pad
+    on_corrupt: Literal["skip", "fail"]  # a corrupt image is skipped (and named)
+    val_fraction: float = number(gt=0.0, le=0.5)  # normal images held out (threshold)
+    hflip: bool  # random horizontal flips in training (no colour jitter: inspection data)
+    num_workers: int = number(ge=0)  # DataLoader worker processes
+    # width × height above which an image is skipped (or fails, with on_corrupt="fail"): a small
+    # PNG can declare 13000×13000 pixels and take ~2 GB to decode
+    max_pixels: int = number(ge=1)
+
+
+class ImageScoreConfig(Section):
+    mode: Literal["masked", "full"]  # masked: complementary block masks
+    error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
+    grad_weight: float = number(ge=0.0)
+    sigma: float = number(ge=0.0)  # Gaussian smoothing of the map, in pixels
+    normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
+    normal_images: int = number(ge=2)  # training images whose maps give those statistics
+    image_score: Literal["topk_mean", "max"]
+    topk: float = number(gt=0.0, le=1.0)  # share of the map's pixels for topk_mean
+    threshold_percentile: float = number(gt=0.0, le=100.0)  # of held-out normal scores
+    batch_size: int = number(ge=1)
+    overlays: int = number(ge=0)  # heatmap overlay PNGs written for the top images
+
+
+class SwinMAEConfig(Section):
+    preset: str
+    data: ImageDataConfig
+    model: SwinMAEModelConfig
+    train: TrainConfig
+    score: ImageScoreConfig
+
+    def check(self) -> None:
+        self.model.check("swinmae.model")

@@ -1,0 +1,65 @@
+"""The time-series stream's config section (`patchtst`, defaults in `configs/patchtst.yaml`):
+pydantic models with their bounds, and the rules that tie fields together (`check`)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from core.config import Section, TrainConfig, number
+from core.errors import ConfigError
+
+
+class TSDataConfig(Section):
+    window: int = number(ge=2)  # time steps per window
+    stride: int = number(ge=1)  # step between training windows
+    val_fraction: float = number(gt=0.0, le=0.5)  # end of train held out (normal data)
+
+
+class PatchTSTModelConfig(Section):
+    patch_len: int = number(ge=1)  # patches do not overlap: patch stride = patch_len
+    d_model: int = number(ge=4)
+    n_heads: int = number(ge=1)
+    n_layers: int = number(ge=1)
+    d_ff: int = number(ge=4)
+    dropout: float = number(ge=0.0, le=0.9)
+    mask_ratio: float = number(gt=0.0, le=0.9)
+    revin: bool  # per-window normalisation; off: the model sees levels (level shifts)
+    cross_channel: bool  # attention across channels after the channel-independent encoder
+
+
+class TSScoreConfig(Section):
+    mode: Literal["full", "masked"]  # full: no mask; masked: complementary masks
+    stride: int = number(ge=1)  # step between scored windows (errors averaged over overlaps)
+    batch_size: int = number(ge=0)  # 0: by device (timeseries.scoring.score_batch_size)
+    # divide each channel's error by its mean error on the validation split, so a noisy or
+    # hard-to-predict channel does not drown the others
+    normalize_channels: bool
+    # that divisor is at least this share of the median channel's: a channel constant in
+    # training cannot turn a small change into a huge score
+    scale_floor: float = number(ge=0.0, le=1.0)
+    channel_cap: float = number(ge=0.0)  # a channel counts at most this; 0: no cap
+    smooth: int = number(ge=1)  # centred moving mean of the step score, model and baselines
+    # the score is the mean of the reconstruction's and a PCA's log scores, each standardised on
+    # the validation split: PCA sees a broken correlation under a shift that drowns the model
+    fuse_pca: bool
+    threshold_percentile: float = number(gt=0.0, le=100.0)  # of validation-split scores
+
+
+class PatchTSTConfig(Section):
+    preset: str
+    data: TSDataConfig
+    model: PatchTSTModelConfig
+    train: TrainConfig
+    score: TSScoreConfig
+
+    def check(self) -> None:
+        """Rules that tie several fields together."""
+        if self.data.window % self.model.patch_len:
+            raise ConfigError(
+                f"patchtst.data.window ({self.data.window}) must be a multiple of "
+                f"patchtst.model.patch_len ({self.model.patch_len})")
+        if self.data.window // self.model.patch_len < 2:
+            raise ConfigError("patchtst.data.window must hold at least 2 patches of "
+                              f"patchtst.model.patch_len ({self.model.patch_len})")
+        if self.model.d_model % self.model.n_heads:
+            raise ConfigError(f"patchtst.model.d_model ({self.model.d_model}) must be a multiple "
+                              f"of patchtst.model.n_heads ({self.model.n_heads})")
