@@ -89,7 +89,7 @@ def ts_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
     roles = ts_uploads.assign_roles(files, picked_roles(kind, files))
     names = [n for n, _ in files]
     stem = Path(roles["train"][0]).name.removesuffix(".gz").removesuffix(".csv")
-    name = name or uploads.free_name(ws, "timeseries", top_folder(names) or stem)
+    name = name or uploads.free_name(ws, kind, top_folder(names) or stem)
     path = ts_uploads.save_timeseries_dataset(ws, name, **roles, round_id=round_id)
     return path, ", ".join(f"{role} `{up[0]}`" for role, up in roles.items())
 
@@ -158,7 +158,7 @@ def image_save(ws: Path, kind: str, name: str, files: list[uploads.Upload],
     names = [n for n, _ in files]
     zipped = len(names) == 1 and names[0].lower().endswith(".zip")
     default = names[0].rsplit(".", 1)[0] if zipped else top_folder(names) or "images"
-    name = name or uploads.free_name(ws, "images", default)
+    name = name or uploads.free_name(ws, kind, default)
     path = image_uploads.save_image_dataset(ws, name, files, round_id=round_id)
     return path, uploaded_as(names)
 
