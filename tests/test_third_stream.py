@@ -118,3 +118,10 @@ def test_a_stream_cannot_take_another_streams_kind_or_data_key(toy):
     with pytest.raises(ValueError, match="data kind 'audio': expected one of timeseries, "
                                          "images, levels"):
         STREAMS.by_kind("audio")
+
+
+def test_score_takes_only_the_data_options_of_streams_that_score(toy):
+    parser = build_parser()
+    assert parser.parse_args(["score", "RUN", "--ts-data", "x"]).ts_data == "x"
+    with pytest.raises(SystemExit):  # argparse: unrecognized arguments
+        parser.parse_args(["score", "RUN", "--toy-data", "x"])

@@ -24,7 +24,7 @@ class ToyConfig(Section):
 SPEC = Stream(
     name="toy", kind="levels", title="Levels (toy)",
     data=(DataOption("toy_data", "a folder holding values.txt (one number per line) and "
-                     "optional labels.txt", "a folder holding values.txt"),),
+                     "optional labels.txt"),),  # no score_help: `score` does not take it
     config=ToyConfig,
     module="tests.toy_stream.stages",
     load_dataset="tests.toy_stream.data:load_levels",
