@@ -20,8 +20,7 @@ from core import metrics
 from core.errors import AtcError
 from core.streams import STREAMS, Stream
 
-SCORES, CHANNELS, SCORING, METRICS, CHECKPOINT = (
-    "scores.csv", "channel_scores.npz", "scoring.json", "metrics.json", "best.pt")
+SCORES, SCORING, METRICS, CHECKPOINT = ("scores.csv", "scoring.json", "metrics.json", "best.pt")
 
 
 class ResultsError(AtcError):

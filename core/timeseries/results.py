@@ -16,11 +16,12 @@ from core.curves import loss_curves, shift_warnings
 from core.errors import DataError
 from core.fileio import read_json
 from core.progress import read_metrics
-from core.results import (CHANNELS, CHECKPOINT, METRICS, SCORES, SCORING, ResultsError,
-                          load_arrays, metrics_frame, segments)
+from core.results import (CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays,
+                          metrics_frame, segments)
 from core.timeseries.channels import constant_notes, out_of_range_note
 from core.timeseries.data import load_ts_dataset
 
+CHANNELS = "channel_scores.npz"  # per-step, per-channel errors, beside scores.csv
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "best_f1": "best F1",
                  "f1": "F1 at threshold", "pa_f1": "PA-F1 (point-adjusted)"}
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`

@@ -1,12 +1,31 @@
-"""Results-view parts every stream's section uses."""
+"""Results-view parts every stream's section uses. They take any stream's view model that has
+the fields of `StreamResults`, so this module knows no stream."""
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 import streamlit as st
 
 from core import results
-from core.images import results as img
-from core.timeseries import results as ts_results
 
 
-def downloads(res: ts_results.TSResults | img.ImageResults, key: str) -> None:
+class StreamResults(Protocol):
+    """What the shared parts read of a stream's view model (`TSResults`, `ImageResults`)."""
+    run_id: str
+    stream: str
+    stream_dir: Path
+    threshold: float
+    percentile: float | None
+    metrics: dict | None
+
+    @property
+    def score(self) -> np.ndarray: ...
+
+    @property
+    def checkpoint(self) -> Path | None: ...
+
+
+def downloads(res: StreamResults, key: str) -> None:
     left, right = st.columns(2)
     left.download_button("Download scores.csv", (res.stream_dir / results.SCORES).read_bytes,
                          file_name=f"{res.run_id}-{res.stream}-scores.csv", mime="text/csv",
@@ -18,7 +37,7 @@ def downloads(res: ts_results.TSResults | img.ImageResults, key: str) -> None:
                           on_click="ignore", disabled=ckpt is None)
 
 
-def threshold_control(res: ts_results.TSResults | img.ImageResults, key: str, box, unit: str,
+def threshold_control(res: StreamResults, key: str, box, unit: str,
                       shares: tuple[float, float]) -> float:
     """A slider over the share of `unit` (rows, images) flagged, every share in `shares` a
     position however heavy the score's tail (`core.results.threshold_grid`), and a box to type
@@ -47,7 +66,7 @@ def threshold_control(res: ts_results.TSResults | img.ImageResults, key: str, bo
     return float(st.session_state[value])
 
 
-def label_metrics(cols, res: ts_results.TSResults | img.ImageResults, now: dict) -> None:
+def label_metrics(cols, res: StreamResults, now: dict) -> None:
     """F1 (with its change from the run's threshold), precision and recall of `now`
     (`core.results.at_threshold`) in three columns."""
     base = (res.metrics or {}).get("f1")  # at the run's threshold
