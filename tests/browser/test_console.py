@@ -123,6 +123,13 @@ def choose(page: Page, label: str, option: str) -> None:
     page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}")).first.click()
 
 
+def csv_uploader(page: Page):
+    """The time-series section's file uploader (not its folder one): scoped to the section's
+    container, as a page-wide `.first` was seen to land on the image uploader in CI."""
+    return page.locator(".st-key-data_timeseries [data-testid=stFileUploaderDropzoneInput]"
+                        ":not([webkitdirectory])")
+
+
 def set_number(page: Page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True).first  # the first stream's (time series) field
     box.fill(str(value))
@@ -157,7 +164,7 @@ def test_upload_train_watch_and_see_results(page: Page, screenshot):
     name.fill("browser-sample")
     name.press("Enter")  # a text input's value reaches the app on Enter or blur
     # both files into the one uploader: saved as they arrive (roles from the names), no button
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+    csv_uploader(page).set_input_files(
         [str(SAMPLE / "train.csv"), str(SAMPLE / "test.csv")])
     expect(page.get_by_test_id("stFileChip")).to_have_count(2, timeout=30_000)
     saved = page.get_by_test_id("stAlert").filter(has_text="Saved 'browser-sample'")
@@ -195,8 +202,7 @@ def test_upload_new_data_score_it_and_see_its_scores(page: Page, screenshot, tmp
     new.to_csv(tmp_path / "tomorrow.csv", index=False)  # unlabelled: stored as its train.csv
     open_page(page, "Data")
     expect(page.get_by_text("(bundled sample)")).to_have_count(len(STREAMS), timeout=30_000)
-    page.locator("[data-testid=stFileUploaderDropzoneInput]:not([webkitdirectory])").first \
-        .set_input_files([str(tmp_path / "tomorrow.csv")])
+    csv_uploader(page).set_input_files([str(tmp_path / "tomorrow.csv")])
     expect(page.get_by_test_id("stAlert").filter(has_text="Saved 'tomorrow'")).to_be_visible(
         timeout=30_000)
 
@@ -269,7 +275,7 @@ def test_data_role_picker_for_files_whose_names_say_nothing(page: Page, screensh
     faulty.to_csv(tmp_path / "0.csv", sep=";", index=False)
     open_page(page, "Data")
     expect(page.get_by_text("(bundled sample)")).to_have_count(len(STREAMS), timeout=30_000)
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+    csv_uploader(page).set_input_files(
         [str(tmp_path / "0.csv"), str(tmp_path / "anomaly-free.csv")])
     saved = page.get_by_test_id("stAlert").filter(has_text="Saved 'anomaly-free'")
     expect(saved).to_contain_text("(train anomaly-free.csv, test 0.csv)", timeout=30_000)
