@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from core.errors import ConfigError
+from core.run_files import RunFiles
 from core.streams import STREAMS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -392,15 +393,12 @@ def from_dict(cls: type[Section], data: Any, prefix: str = "") -> Any:
     return _validated(cls, merged, prefix)
 
 
-RUN_YAML = "run.yaml"  # a run folder's merged config
-
-
 def run_settings(run_dir: Path) -> dict:
     """A run folder's run.yaml as plain values, forgivingly: {} when it is missing, unreadable
     or not a mapping. For readers that show what they can; a run that needs its config reads it
     with `read_config`, which names the problem."""
     try:
-        cfg = read_yaml(Path(run_dir) / RUN_YAML)
+        cfg = read_yaml(RunFiles(run_dir).config)
     except (ConfigError, OSError):
         return {}
     return cfg if isinstance(cfg, dict) else {}

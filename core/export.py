@@ -14,17 +14,15 @@ import zipfile
 from pathlib import Path
 
 from core.errors import AtcError, DataError
+from core.run_files import RunFiles
 from core.scoring_runs import model_run_config
 from core.streams import STREAMS
 
-EXPORT_DIR = "export"  # the default place: RUN_DIR/export/
-
-
 def exportable_streams(run_dir: Path) -> list[str]:
     """The streams whose model the run trained and scored."""
+    run = RunFiles(run_dir)
     return [s for s, spec in STREAMS.items() if spec.exporter
-            and (Path(run_dir) / s / "best.pt").is_file()
-            and (Path(run_dir) / s / "scoring.json").is_file()]
+            and run.stream(s).checkpoint.is_file() and run.stream(s).scoring.is_file()]
 
 
 def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
@@ -37,7 +35,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     if not streams:
         raise DataError(f"run {run_dir.name}: expected a trained and scored model "
                         "(<stream>/best.pt and scoring.json), found none")
-    out = Path(out) if out else run_dir / EXPORT_DIR
+    out = Path(out) if out else RunFiles(run_dir).export
     out.mkdir(parents=True, exist_ok=True)
     return [_export_stream(run_dir, stream, out) for stream in streams]
 
@@ -67,7 +65,7 @@ def export_zip(run_dir: Path) -> bytes:
     """The run's export (made now when RUN_DIR/export/ lacks a stream) as zip bytes, with
     `patchtst/` and `swinmae/` at the top."""
     run_dir = Path(run_dir)
-    out = run_dir / EXPORT_DIR
+    out = RunFiles(run_dir).export
     if any(not (out / s / "predict.py").is_file() for s in exportable_streams(run_dir)):
         export_run(run_dir, out)
     buffer = io.BytesIO()

@@ -24,8 +24,9 @@ from typing import Callable
 
 from core.errors import JobError
 from core.fileio import read_json, write_json
-from core.progress import PROGRESS_FILE, initial_progress, process_start, read_progress
+from core.progress import initial_progress, process_start, read_progress
 from core import runs
+from core.run_files import RunFiles
 from core.runs import PROJECT_ROOT, RunIndex, runs_dir, workspace_of
 from core.runner import is_scoring_run
 from core.streams import stage_names
@@ -33,7 +34,6 @@ from core.streams import stage_names
 LOCK_FILE = "job.lock"
 START_LOCK_FILE = ".start.lock"
 STARTING_FILE = "starting.json"  # the child just spawned, before it holds the job lock
-STOP_FILE = "stop_requested.json"
 GRACE_S = 30.0
 HEARTBEAT_STALE_S = 120.0  # a heartbeat this old means the writer is gone (pid reuse guard)
 SPAWN_GRACE_S = 10.0
@@ -166,20 +166,20 @@ def start(run_dir: Path, resume: bool = False) -> int:
     every reader sees the run before the child has imported torch. Two starts at the same
     moment (two tabs) are serialised by a start lock; the second is refused."""
     run_dir, ws = Path(run_dir), workspace_of(run_dir)
-    if not (run_dir / "run.yaml").exists():
+    if not (RunFiles(run_dir).config).exists():
         raise JobError(f"{run_dir}: no run.yaml; prepare the run folder first")
     if resume:
         check_resumable(run_dir)
     with _start_lock(ws):
         _refuse_if_busy(ws)
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        (RunFiles(run_dir).stop_request).unlink(missing_ok=True)
         progress = initial_progress(run_dir.name, stage_names(is_scoring_run(run_dir)),
                                     "starting")
-        write_json(run_dir / PROGRESS_FILE, progress)  # before the child can write its own
+        write_json(RunFiles(run_dir).progress, progress)  # before the child can write its own
         try:
             proc = _spawn(run_dir, resume)
         except OSError as e:
-            write_json(run_dir / PROGRESS_FILE, progress | {
+            write_json(RunFiles(run_dir).progress, progress | {
                 "status": "failed", "finished": time.time(),
                 "error": f"the pipeline process could not be started: {e}"})
             raise JobError(f"run {run_dir.name}: the pipeline process could not be started "
@@ -188,7 +188,7 @@ def start(run_dir: Path, resume: bool = False) -> int:
         write_json(ws / STARTING_FILE, {"run_id": run_dir.name, "pid": proc.pid,
                                         "pid_start": born, "time": time.time()})
     if read_progress(run_dir)["pid"] is None:  # the child (seconds to import) has not written
-        write_json(run_dir / PROGRESS_FILE, progress | {"pid": proc.pid, "pgid": proc.pid,
+        write_json(RunFiles(run_dir).progress, progress | {"pid": proc.pid, "pgid": proc.pid,
                                                         "pid_start": born})
     RunIndex(ws).update(run_dir)
     return proc.pid
@@ -196,7 +196,7 @@ def start(run_dir: Path, resume: bool = False) -> int:
 
 def _spawn(run_dir: Path, resume: bool) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "core.pipeline", "resume" if resume else "run", str(run_dir)]
-    with open(run_dir / "stdout.log", "ab") as out:
+    with open(RunFiles(run_dir).stdout, "ab") as out:
         return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -251,7 +251,7 @@ def _persist(run_dir: Path, progress: dict) -> dict:
     """Write an ended `progress` (progress.json, then the index); on a full disk say so in
     `unsaved` and carry on: the next watchdog call tries again."""
     try:
-        write_json(Path(run_dir) / PROGRESS_FILE, progress)
+        write_json(RunFiles(run_dir).progress, progress)
         RunIndex(workspace_of(run_dir)).update(run_dir)
     except OSError as e:
         progress = progress | {"unsaved": f"could not be saved ({e.strerror or e})"}
@@ -270,9 +270,9 @@ def _writer_alive(progress: dict) -> bool:
 def _last_logged_error(run_dir: Path, tail_bytes: int = 16384) -> str | None:
     """The last ERROR line of the run's log (or of stdout.log, where the pipeline's stderr
     goes), without its time stamp; None when there is none or no log can be read."""
-    for name in ("pipeline.log", "stdout.log"):
+    for path in (RunFiles(run_dir).log, RunFiles(run_dir).stdout):
         try:
-            with open(Path(run_dir) / name, "rb") as f:
+            with open(path, "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
                 lines = f.read().decode("utf-8", "replace").splitlines()
         except OSError:
@@ -292,7 +292,7 @@ def _seen(run_dir: Path) -> tuple[dict, str | None]:
         raise JobError(f"{run_dir}: no progress.json; is this a run folder?")
     if progress["status"] not in LIVE_STATES:
         return progress, None
-    stop = read_json(run_dir / STOP_FILE)
+    stop = read_json(RunFiles(run_dir).stop_request)
     if _writer_alive(progress):
         overdue = stop and time.time() - stop["time"] > stop["grace_s"]
         return progress, "kill" if overdue else None
@@ -330,7 +330,7 @@ def watchdog(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     progress, todo = _seen(run_dir)
     if todo == "kill":
-        stop = read_json(run_dir / STOP_FILE)
+        stop = read_json(RunFiles(run_dir).stop_request)
         _signal(progress, signal.SIGKILL)
         progress = _ended(progress, "stopped",
                           f"killed: no clean stop within {stop['grace_s']:.0f} s")
@@ -343,7 +343,7 @@ def watch_workspace(ws: Path) -> None:
     """`watchdog` for every run the workspace's index lists as live (`starting`, `running`)."""
     for entry in RunIndex(ws).entries():
         run_dir = runs_dir(ws) / entry["run_id"]
-        if entry.get("status") in LIVE_STATES and (run_dir / PROGRESS_FILE).exists():
+        if entry.get("status") in LIVE_STATES and (RunFiles(run_dir).progress).exists():
             watchdog(run_dir)
 
 
@@ -354,7 +354,7 @@ def stop(run_dir: Path, grace_s: float = GRACE_S, wait: bool = True) -> dict:
     progress = watchdog(run_dir)
     if progress["status"] not in LIVE_STATES:
         return progress
-    write_json(run_dir / STOP_FILE, {"time": time.time(), "grace_s": grace_s})
+    write_json(RunFiles(run_dir).stop_request, {"time": time.time(), "grace_s": grace_s})
     _signal(progress, signal.SIGTERM)
     while wait:
         progress = watchdog(run_dir)
@@ -368,6 +368,6 @@ def delete_run(ws: Path, run_id: str) -> None:
     """Delete a run that is not running (JobError otherwise)."""
     run_dir = Path(ws) / "runs" / run_id
     if active_run_id(ws) == run_id or \
-            (run_dir / PROGRESS_FILE).exists() and run_status(run_dir)["status"] in LIVE_STATES:
+            (RunFiles(run_dir).progress).exists() and run_status(run_dir)["status"] in LIVE_STATES:
         raise JobError(f"run {run_id} is running; stop it before deleting it")
     runs.delete_run(ws, run_id)

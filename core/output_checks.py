@@ -16,7 +16,8 @@ from core.errors import ValidationFailed
 from core.fileio import read_json, write_json
 from core.runner import Context, streams_with_data
 from core.streams import STREAMS, resolve
-from core.training import BEST, load_checkpoint
+from core.run_files import RunFiles, StreamFiles
+from core.training import load_checkpoint
 
 
 class Checks:
@@ -45,19 +46,19 @@ def check_common(out: Path, files: tuple[str, ...], checks: Checks,
                   checkpoint: Path | None = None) -> dict:
     """Files present, checkpoint loads (`checkpoint`: a scoring run's is the model run's), one
     finite score per scored item; returns scoring.json."""
-    stream = out.name
-    own = () if checkpoint else (BEST,)
-    for name in ("data_summary.json", *own, "scores.csv", "scoring.json", *files):
+    stream, layout = out.name, StreamFiles(out)
+    own = () if checkpoint else (StreamFiles.checkpoint,)
+    for name in (StreamFiles.summary, *own, StreamFiles.scores, StreamFiles.scoring, *files):
         checks.add(f"{stream}/{name} exists", (out / name).exists())
     try:
-        ckpt = load_checkpoint(checkpoint or out / BEST)
+        ckpt = load_checkpoint(checkpoint or layout.checkpoint)
         checks.add(f"{stream} checkpoint loads (weights_only=True)", "model" in ckpt)
     except Exception as e:  # any failure to load is the finding itself
         checks.add(f"{stream} checkpoint loads (weights_only=True)", False,
                    f"{type(e).__name__}: {e}")
-    scoring = read_json(out / "scoring.json", {})
-    if (out / "scores.csv").exists():
-        scores = pd.read_csv(out / "scores.csv")
+    scoring = read_json(layout.scoring, {})
+    if layout.scores.exists():
+        scores = pd.read_csv(layout.scores)
         checks.add(f"{stream}: one score per scored item", len(scores) == scoring.get("rows"),
                    f"{len(scores)} scores, {scoring.get('rows')} scored")
         checks.add(f"{stream}: no NaN scores", bool(scores["score"].notna().all()),
@@ -67,8 +68,8 @@ def check_common(out: Path, files: tuple[str, ...], checks: Checks,
 
 def check_metrics(out: Path, expected: bool, checks: Checks) -> None:
     if expected:
-        m = read_json(out / "metrics.json")
-        checks.add(f"{out.name}/metrics.json exists", m is not None)
+        m = read_json(StreamFiles(out).metrics)
+        checks.add(f"{out.name}/{StreamFiles.metrics} exists", m is not None)
         checks.add(f"{out.name} metrics finite", m is not None and _finite_numbers(m))
 
 
@@ -86,9 +87,10 @@ def validate_outputs(ctx: Context) -> None:
     checks = Checks()
     model_run = ctx.cfg.pipeline.from_run  # a scoring run: the model run holds the checkpoints
     for stream in streams_with_data(ctx.cfg):
-        resolve(STREAMS[stream].check_outputs)(ctx.run_dir / stream, checks,
-                              Path(model_run) / stream / BEST if model_run else None)
-    write_json(ctx.run_dir / "validation.json",
+        resolve(STREAMS[stream].check_outputs)(
+            ctx.run_dir / stream, checks,
+            RunFiles(model_run).stream(stream).checkpoint if model_run else None)
+    write_json(RunFiles(ctx.run_dir).validation,
                {"ok": not checks.failed, "checks": checks.items})
     if checks.failed:
         raise ValidationFailed("output checks failed: " + "; ".join(

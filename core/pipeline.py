@@ -31,8 +31,9 @@ from pathlib import Path
 from core import jobs, provenance
 from core.config import read_config
 from core.errors import AtcError, JobError, StopRequested
-from core.progress import PROGRESS_FILE, MetricsLog, ProgressWriter, initial_progress, read_progress
+from core.progress import MetricsLog, ProgressWriter, initial_progress, read_progress
 from core.fileio import write_json
+from core.run_files import RunFiles
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
 from core.runner import Context, is_scoring_run, preflight, run_stages, streams_with_data
 from core.streams import STREAMS, plan, stage_names
@@ -46,7 +47,7 @@ def _logger(run_dir: Path) -> logging.Logger:
     log.setLevel(logging.INFO)
     log.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
-    for handler in (logging.FileHandler(run_dir / "pipeline.log", encoding="utf-8"),
+    for handler in (logging.FileHandler(RunFiles(run_dir).log, encoding="utf-8"),
                     logging.StreamHandler(sys.stdout)):
         handler.setFormatter(fmt)
         log.addHandler(handler)
@@ -115,7 +116,7 @@ def _refused(run_dir: Path, error: JobError) -> None:
     progress = read_progress(run_dir)
     if progress and progress.get("status") == "starting" \
             and progress.get("pid") in (None, os.getpid()):
-        write_json(run_dir / PROGRESS_FILE, progress | {
+        write_json(RunFiles(run_dir).progress, progress | {
             "status": "failed", "error": f"refused: {error}", "finished": time.time()})
         RunIndex(workspace_of(run_dir)).update(run_dir)
 
@@ -124,7 +125,7 @@ def _run(ctx: Context) -> tuple[str, str | None]:
     """Config, device, stages; any failure becomes (status, error) for progress.json."""
     from core.devices import Runtime
     try:
-        ctx.cfg = read_config(ctx.run_dir / "run.yaml")
+        ctx.cfg = read_config(RunFiles(ctx.run_dir).config)
         runtime = Runtime.of(ctx.cfg.pipeline)
         ctx.progress.set(device=runtime.describe())
         provenance.record(ctx.run_dir, ctx.cfg, streams_with_data(ctx.cfg), runtime.describe(),
@@ -152,7 +153,7 @@ def _run(ctx: Context) -> tuple[str, str | None]:
 
 def dry_run(run_dir: Path) -> None:
     """Print the stage plan and check the device and the data; nothing is trained or scored."""
-    cfg = read_config(run_dir / "run.yaml")
+    cfg = read_config(RunFiles(run_dir).config)
     with_data = streams_with_data(cfg)
     print(f"dry run: {run_dir}")
     stages = plan()
@@ -166,9 +167,9 @@ def dry_run(run_dir: Path) -> None:
     for stage in progress["stages"]:
         if any(s.name == stage["name"] and s.stream and s.stream not in with_data for s in stages):
             stage["status"] = "skipped"
-    write_json(run_dir / "progress.json", progress)
+    write_json(RunFiles(run_dir).progress, progress)
     RunIndex(workspace_of(run_dir)).update(run_dir)
-    print(f"runtime config written to {run_dir / 'run.yaml'}; nothing was trained")
+    print(f"runtime config written to {RunFiles(run_dir).config}; nothing was trained")
 
 
 def _data_options(scoring: bool = False):
@@ -191,7 +192,7 @@ def cmd_run(args) -> int:
         run_dir = Path(args.run_dir).resolve()
         if _given_data(args) or args.set:
             raise AtcError("give either RUN_DIR (a prepared run folder) or data options, not both")
-        if not (run_dir / "run.yaml").exists():
+        if not (RunFiles(run_dir).config).exists():
             flags = " or ".join(s.data[0].flag for s in STREAMS.values())
             raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass {flags} instead")
         workspace_of(run_dir)  # a run folder must sit in a workspace's runs/
@@ -211,7 +212,7 @@ def _launch_new(run_dir: Path, detach: bool) -> int:
     try:
         return _launch(run_dir, detach, resume=False)
     except JobError:
-        if not (run_dir / PROGRESS_FILE).exists():
+        if not (RunFiles(run_dir).progress).exists():
             delete_run(workspace_of(run_dir), run_dir.name)
         raise
 
@@ -246,11 +247,11 @@ def cmd_export(args) -> int:
 
 def cmd_resume(args) -> int:
     run_dir = Path(args.run_dir).resolve()
-    if not (run_dir / "run.yaml").exists():
+    if not (RunFiles(run_dir).config).exists():
         raise AtcError(f"{run_dir}: not a run folder (no run.yaml)")
     workspace_of(run_dir)
     jobs.check_resumable(run_dir)
-    read_config(run_dir / "run.yaml")  # an unreadable config: refused, the run left as it is
+    read_config(RunFiles(run_dir).config)  # an unreadable config: refused, the run left as it is
     return _launch(run_dir, args.detach, resume=True)
 
 

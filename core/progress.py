@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 from core.fileio import append_jsonl, read_json, read_jsonl, write_atomic, write_json
+from core.run_files import RunFiles
 
-PROGRESS_FILE = "progress.json"
-METRICS_FILE = "metrics.jsonl"
 STAGE_STATES = ("idle", "running", "done", "failed", "stopped", "skipped")
 FINAL_STATES = ("done", "failed", "stopped")
 HEARTBEAT_S = 2.0
@@ -50,7 +49,7 @@ class ProgressWriter:
     daemon thread refreshes the heartbeat so readers can tell a live run from a lost one."""
 
     def __init__(self, run_dir: Path, run_id: str, stages: list[str]):
-        self.path = Path(run_dir) / PROGRESS_FILE
+        self.path = RunFiles(run_dir).progress
         self._lock = threading.Lock()
         self.state = initial_progress(run_id, stages, "running", os.getpid())
         self.state["pgid"] = os.getpgrp()
@@ -130,7 +129,7 @@ class MetricsLog:
     """Appends one JSON object per logged step or epoch to metrics.jsonl."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / METRICS_FILE
+        self.path = RunFiles(run_dir).metrics_log
 
     def log(self, **fields) -> None:
         append_jsonl(self.path, {"time": round(time.time(), 3), **fields})
@@ -158,8 +157,8 @@ class MetricsLog:
 
 
 def read_progress(run_dir: Path) -> dict | None:
-    return read_json(Path(run_dir) / PROGRESS_FILE)
+    return read_json(RunFiles(run_dir).progress)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    return read_jsonl(Path(run_dir) / METRICS_FILE)
+    return read_jsonl(RunFiles(run_dir).metrics_log)

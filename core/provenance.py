@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from core.config import RunConfig
+from core.run_files import RunFiles
 from core.streams import path_keys
 from core.fileio import read_json, write_json
 
-PROVENANCE = "provenance.json"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HIDDEN = {"__macosx", "thumbs.db", "desktop.ini"}
 
@@ -111,7 +111,7 @@ def model_checkpoints(cfg: RunConfig, streams: list[str]) -> dict | None:
     model_run = Path(cfg.pipeline.from_run)
     hashes = {}
     for stream in streams:
-        path = model_run / stream / "best.pt"
+        path = RunFiles(model_run).stream(stream).checkpoint
         hashes[stream] = sha256_of(path) if path.is_file() else None
     return {"run_id": model_run.name, "path": str(model_run), "best_pt_sha256": hashes}
 
@@ -119,7 +119,7 @@ def model_checkpoints(cfg: RunConfig, streams: list[str]) -> dict | None:
 def record(run_dir: Path, cfg: RunConfig, streams: list[str], device: str, precision: str,
            resume: bool) -> dict:
     """Write provenance.json for a start of the run (a resume is appended under `resumes`)."""
-    path = Path(run_dir) / PROVENANCE
+    path = RunFiles(run_dir).provenance
     now = time.time()
     previous = read_json(path)
     if resume and isinstance(previous, dict):
@@ -137,7 +137,7 @@ def record(run_dir: Path, cfg: RunConfig, streams: list[str], device: str, preci
 
 def provenance_rows(run_dir: Path) -> list[tuple[str, str]]:
     """provenance.json as (what, value) rows for people; [] when the run has none."""
-    facts = read_json(Path(run_dir) / PROVENANCE)
+    facts = read_json(RunFiles(run_dir).provenance)
     if not isinstance(facts, dict):
         return []
     rows = [("command", str(facts.get("command"))), ("seed", str(facts.get("seed"))),

@@ -22,6 +22,7 @@ from core.devices import resolve_device
 from core.distributed import EVENT, STOPPED_EXIT, Group, outcome_dir
 from core.errors import StopRequested
 from core.fileio import write_json
+from core.run_files import RunFiles
 from core.runner import Context, stream_module
 from core.streams import plan, resolve
 
@@ -89,7 +90,7 @@ def worker(run_dir: Path, stage_name: str, resume: bool) -> int:
     threading.Thread(target=_watch_for_stop, daemon=True,
                      args=(stop_event, folder / f"{stage_name}.stop", os.getppid())).start()
     try:
-        cfg = read_config(run_dir / "run.yaml")
+        cfg = read_config(RunFiles(run_dir).config)
         device = resolve_device(cfg.pipeline.device)
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))

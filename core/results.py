@@ -1,6 +1,6 @@
-"""What every stream's Results view shares, computed from run folders only: the run files'
-names, `ResultsError`, `load_arrays` (an .npz the pipeline wrote, never unpickled),
-`result_streams` (the streams a run scored), and the threshold controls' arithmetic:
+"""What every stream's Results view shares, computed from run folders only: `ResultsError`,
+`load_arrays` (an .npz the pipeline wrote, never unpickled), `result_streams` (the streams a
+run scored), and the threshold controls' arithmetic:
 `segments` of a flag mask, `at_threshold` (the live counts and F1 behind a threshold),
 `threshold_grid` (the slider's positions by flagged share), `nearest`, `flagged_share`, and
 `metrics_frame` (a metrics table).
@@ -18,9 +18,8 @@ import pandas as pd
 
 from core import metrics
 from core.errors import AtcError
+from core.run_files import RunFiles
 from core.streams import STREAMS, Stream
-
-SCORES, SCORING, METRICS, CHECKPOINT = ("scores.csv", "scoring.json", "metrics.json", "best.pt")
 
 
 class ResultsError(AtcError):
@@ -45,7 +44,7 @@ def load_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def result_streams(run_dir: Path) -> list[Stream]:
     """The streams of `STREAMS` that this run scored (their folder holds scoring.json)."""
-    return [s for s in STREAMS.values() if (Path(run_dir) / s.name / SCORING).is_file()]
+    return [s for s in STREAMS.values() if RunFiles(run_dir).stream(s.name).scoring.is_file()]
 
 
 

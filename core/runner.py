@@ -19,6 +19,7 @@ from core.curves import shift_warning
 from core.errors import StopRequested
 from core.fileio import write_json
 from core.progress import MetricsLog, ProgressWriter
+from core.run_files import StreamFiles
 from core.streams import STREAMS, Stage, plan, resolve
 
 
@@ -141,7 +142,7 @@ def prepare_data(ctx: Context) -> None:
         module = stream_module(stream)
         data, dataset = module.load(ctx.cfg)
         ctx.state[stream] = data
-        write_json(ctx.stream_dir(stream) / "data_summary.json", module.summary(data, dataset))
+        write_json(StreamFiles(ctx.stream_dir(stream)).summary, module.summary(data, dataset))
         for line in module.describe(data, dataset):
             ctx.log.info("    %s", line)
 
@@ -194,6 +195,6 @@ class TrainReporter:
     def finished(self, result) -> None:
         """After `fit`: the stream's training.json (rank 0 writes it) and the log's last word."""
         if self.ctx.is_main:
-            write_json(self.ctx.stream_dir(self.stream) / "training.json", vars(result))
+            write_json(StreamFiles(self.ctx.stream_dir(self.stream)).training, vars(result))
         self.ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
                           result.best_epoch, " (early stop)" if result.early_stopped else "")

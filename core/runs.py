@@ -20,6 +20,7 @@ from core.config import RunConfig, load_config, read_yaml, save_config
 from core.errors import ConfigError, DataError, JobError
 from core.fileio import read_json, write_json
 from core.progress import read_progress
+from core.run_files import RunFiles
 from core.runner import streams_with_data
 from core.streams import STREAMS, path_keys
 
@@ -83,7 +84,7 @@ def new_run(ws: Path | str | None, overrides: list[str] | dict) -> Path:
 def create_run(ws: Path, cfg: RunConfig) -> Path:
     """A new run folder holding the runtime config (run.yaml) the run will use."""
     run_dir = new_run_dir(ws)
-    save_config(cfg, run_dir / "run.yaml")
+    save_config(cfg, RunFiles(run_dir).config)
     return run_dir
 
 
@@ -92,7 +93,7 @@ MAX_ENTRY_BYTES = 16 * 1024  # an index entry larger than this (a huge run.yaml)
 
 def _run_yaml(run_dir: Path) -> dict:
     """run.yaml as {section: mapping}; ConfigError naming the problem when it is not that."""
-    path = run_dir / "run.yaml"
+    path = RunFiles(run_dir).config
     cfg = read_yaml(path)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, found {type(cfg).__name__}")
@@ -142,7 +143,7 @@ def _entry(run_dir: Path, cfg: dict) -> dict:
     streams = [s for s in STREAMS.values() if pipe.get(s.data_key)]
     metrics = {}
     for s in streams:
-        m = read_json(run_dir / s.name / "metrics.json")
+        m = read_json(RunFiles(run_dir).stream(s.name).metrics)
         m = m if isinstance(m, dict) else {}
         metrics[s.name] = {k: _scalar(m[k]) for k in s.headline if k in m}
     return {
@@ -207,7 +208,7 @@ class RunIndex:
 
     def _scan(self) -> list[dict]:
         return [summarize_run(p) for p in sorted(self.dir.iterdir())
-                if p.is_dir() and (p / "run.yaml").exists()]
+                if p.is_dir() and RunFiles(p).config.exists()]
 
     def _current(self) -> list[dict]:
         """The stored entries, or a fresh scan when index.json is missing or unreadable (so an
@@ -233,7 +234,6 @@ class RunIndex:
             entries = self._scan()
             self._write(entries)
         return entries
-
 
 
 def runs_using(ws: Path, path: Path) -> list[str]:

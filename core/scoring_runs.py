@@ -15,10 +15,10 @@ from core.config import RunConfig, read_config, run_settings
 from core.errors import DataError
 from core.fileio import write_json
 from core.progress import read_progress
+from core.run_files import RunFiles, StreamFiles
 from core.runs import create_run, workspace, workspace_of
 from core.runner import Context, streams_with_data
 from core.streams import STREAMS, path_keys
-
 
 
 def model_run_config(run_dir: Path, to: str) -> RunConfig:
@@ -32,7 +32,7 @@ def model_run_config(run_dir: Path, to: str) -> RunConfig:
     if status != "done":
         raise DataError(f"run {run_dir.name}: expected a finished (done) run to {to}, found "
                         f"{status or 'no progress.json'}")
-    cfg = read_config(run_dir / "run.yaml")
+    cfg = read_config(RunFiles(run_dir).config)
     if cfg.pipeline.from_run:
         raise DataError(f"run {run_dir.name} is a scoring run and holds no model; {to} its "
                         f"model run {Path(cfg.pipeline.from_run).name}")
@@ -54,7 +54,7 @@ def scoring_config(model_run: Path, data: dict[str, str | Path | None],
     for key in path_keys():
         setattr(cfg.pipeline, key, None)
     for stream, path in given.items():
-        if not (model_run / stream / "best.pt").is_file():
+        if not (RunFiles(model_run).stream(stream).checkpoint).is_file():
             raise DataError(f"run {model_run.name} trained no {STREAMS[stream].title} model "
                             f"({stream}/best.pt is missing); expected a run that did")
         resolved = Path(path).expanduser().resolve()
@@ -102,7 +102,7 @@ def prepare_data(ctx: Context) -> None:
     for stream in streams_with_data(ctx.cfg):
         data, summary, lines = scoring_module(stream).load(ctx.cfg)
         ctx.state[stream] = data
-        write_json(ctx.stream_dir(stream) / "data_summary.json",
+        write_json(StreamFiles(ctx.stream_dir(stream)).summary,
                    summary | {"from_run": ctx.cfg.pipeline.from_run})
         for line in lines:
             ctx.log.info("    %s", line)

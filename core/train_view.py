@@ -27,13 +27,10 @@ from core import jobs
 from core.config import PipelineConfig, choices, load_config, read_config, read_yaml, to_dict
 from core.curves import DEFAULT_MAX_POINTS, loss_curves, shift_warnings
 from core.errors import AtcError
-from core.progress import METRICS_FILE, PROGRESS_FILE
+from core.run_files import RunFiles
 from core.runs import RunIndex, new_run, runs_dir
 from core.runner import preflight
 from core.streams import STREAMS, Stream, plan
-
-LOG_FILE = "pipeline.log"
-FALLBACK_LOG = "stdout.log"  # what the child printed; holds the error when it dies before logging
 
 
 # --- the form: fields a user may override, per stream kind ---------------------------------
@@ -76,7 +73,7 @@ def run_form(run_dir: Path) -> RunForm | None:
     """What the form held when `run_dir` was started, so a reload mid-run shows the run's
     settings rather than the defaults; None when its run.yaml is missing or unreadable."""
     try:
-        cfg = to_dict(read_config(Path(run_dir) / "run.yaml"))
+        cfg = to_dict(read_config(RunFiles(run_dir).config))
     except (AtcError, OSError):
         return None
     return RunForm(
@@ -137,7 +134,7 @@ def latest_run(ws: Path) -> Path | None:
         return runs_dir(ws) / active
     for entry in RunIndex(ws).entries():  # newest first
         path = runs_dir(ws) / entry["run_id"]
-        if (path / PROGRESS_FILE).exists():  # a folder never started has nothing to show
+        if RunFiles(path).progress.exists():  # a folder never started has nothing to show
             return path
     return None
 
@@ -210,7 +207,7 @@ def live_view(run_dir: Path, smoothing: float = 0.0, max_points: int = DEFAULT_M
                         stream_of.get(s["name"])) for s in progress["stages"]]
     active = progress.get("active") or {}
     current = next((s for s in stages if s.name == active.get("stage")), None)
-    lines = read_metrics_cached(run_dir / METRICS_FILE)
+    lines = read_metrics_cached(RunFiles(run_dir).metrics_log)
     curves = loss_curves(lines, smoothing, max_points)
     for stream, curve in curves.items():
         curve["val_step"] = _epoch_end_steps(lines, stream)
@@ -304,7 +301,7 @@ def _config_epochs(run_dir: Path, stream: str | None) -> int | None:
     """`<stream>.train.epochs` of the run's run.yaml (parsed once per change of the file)."""
     if stream is None:
         return None
-    path = run_dir / "run.yaml"
+    path = RunFiles(run_dir).config
     try:
         cfg = _yaml_cached(str(path), path.stat().st_mtime_ns)
     except OSError:
@@ -388,6 +385,5 @@ def tail_lines(path: Path, n: int, block: int = 8192) -> list[str]:
 
 def tail_log(run_dir: Path, n: int) -> list[str]:
     """The end of pipeline.log, or of stdout.log when the pipeline never got to start its log."""
-    run_dir = Path(run_dir)
-    log = run_dir / LOG_FILE
-    return tail_lines(log if log.exists() else run_dir / FALLBACK_LOG, n)
+    files = RunFiles(run_dir)
+    return tail_lines(files.log if files.log.exists() else files.stdout, n)

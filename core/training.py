@@ -25,8 +25,8 @@ from core.devices import Runtime, compiled
 from core.distributed import SOLO, Solo
 from core.errors import StopRequested, TrainingError
 from core.fileio import atomic_path
+from core.run_files import StreamFiles
 
-BEST, LAST = "best.pt", "last.pt"
 
 
 class Reporter(Protocol):
@@ -142,23 +142,23 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = _Stepper(model, opt, cfg.grad_clip, rt, group, reporter)
-    state = _State()
-    if resume and (out_dir / LAST).exists():
-        state = _restore(out_dir / LAST, model, opt, step.scaler, device)
+    state, files = _State(), StreamFiles(out_dir)
+    if resume and files.last.exists():
+        state = _restore(files.last, model, opt, step.scaler, device)
     if resume:  # steps logged after the checkpoint (a killed run) are trained again: drop them
         reporter.resumed(step=state.step, epoch=state.epoch)
     total_steps = cfg.epochs * n_batches
     first_step = state.step + 1  # reported at once, so the console shows progress from the start
 
-    def checkpoint(name: str) -> None:
+    def checkpoint(path: Path) -> None:
         if not group.is_main:
             return
         payload = {"model": model.state_dict(), "extra": extra, "epoch": state.epoch,
                    "val_loss": state.best_val}
-        if name == LAST:
+        if path == files.last:
             payload |= {"optimizer": opt.state_dict(), "scaler": step.scaler.state_dict(),
                         "state": vars(state).copy()}
-        save_checkpoint(out_dir / name, payload)
+        save_checkpoint(path, payload)
 
     while state.epoch < cfg.epochs and not state.finished:
         left = n_batches * (state.epoch + 1) - state.step  # < n_batches when resumed mid-epoch
@@ -182,9 +182,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
                               samples_per_s=len(x) * group.world / (time.perf_counter() - t0),
                               gpu_mem_gb=_gpu_memory_gb(device))
             if stop:
-                checkpoint(LAST)
+                checkpoint(files.last)
                 raise StopRequested(f"stopped at epoch {state.epoch + 1}, step {state.step}; "
-                                    f"checkpoint saved to {out_dir / LAST}")
+                                    f"checkpoint saved to {files.last}")
         # a stop on an epoch's last step resumes with nothing left of it: straight to validation
         state.epoch += 1
         train_loss = state.epoch_loss_sum / max(state.epoch_loss_steps, 1)
@@ -196,17 +196,17 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         improved = val_loss < state.best_val
         if improved:
             state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
-            checkpoint(BEST)
+            checkpoint(files.checkpoint)
         else:
             state.bad_epochs += 1
-        checkpoint(LAST)
+        checkpoint(files.last)
         reporter.epoch(epoch=state.epoch, n_epochs=cfg.epochs, train_loss=train_loss,
                        val_loss=val_loss, best=improved)
         if cfg.patience and state.bad_epochs >= cfg.patience:
             break
     early_stopped = state.epoch < cfg.epochs
     state.finished = True
-    checkpoint(LAST)
+    checkpoint(files.last)
     return FitResult(state.epoch, state.best_val, state.best_epoch, early_stopped)
 
 

@@ -21,6 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "datasets"
 TINY = ["--set", "patchtst.preset=tiny"]
+IMG_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
+SAMPLES = REPO / "data" / "samples"
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY, run_cli
+from conftest import IMG_TINY, REPO, SAMPLES, TINY, run_cli
 from core.export import export_zip
 from core.fileio import read_json
 
 pytestmark = pytest.mark.slow
-SAMPLES = REPO / "data" / "samples"
-IMG_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
 
 # predict.py run as a user would, in a process that cannot import torch or this project
 BARE = """

@@ -16,21 +16,20 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, only_run_dir
+from conftest import IMG_TINY, REPO, only_run_dir
 from core import results, runs_tables
 from core.figures.results import DEFECT_COLOUR, NORMAL_COLOUR, score_histogram
 from core.images import results as img
 from core.images.overlays import OUTLINE, REGION, outlined, overlay
 
 SAMPLE = REPO / "data" / "samples" / "images"  # 60 train, 25 test (10 good, 15 with masks)
-IMAGE_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
 
 
 def make_image_run(root: Path) -> Path:
     """A finished tiny image-only run on a copy of the bundled sample, in `root/ws`."""
     data = shutil.copytree(SAMPLE, root / "images")
     proc = subprocess.run(
-        [sys.executable, "-m", "core.pipeline", "run", "--img-data", str(data), *IMAGE_TINY,
+        [sys.executable, "-m", "core.pipeline", "run", "--img-data", str(data), *IMG_TINY,
          "--workdir", str(root / "ws")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env=os.environ | {"OMP_NUM_THREADS": "1"})  # tiny models: one thread is fastest here

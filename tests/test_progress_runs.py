@@ -16,8 +16,9 @@ from core import fileio, jobs
 from core.config import load_config, save_config
 from core.errors import JobError
 from core.fileio import append_jsonl, read_json, read_jsonl, write_atomic, write_json
-from core.progress import (METRICS_FILE, PROGRESS_FILE, MetricsLog, ProgressWriter,
+from core.progress import (MetricsLog, ProgressWriter,
                            initial_progress, read_metrics, read_progress)
+from core.run_files import RunFiles
 from core.runs import INDEX_FILE, RunIndex, runs_dir, summarize_run, workspace, workspace_of
 
 STAGES = ["prepare_data", "train_patchtst", "score_patchtst", "publish"]
@@ -40,7 +41,7 @@ def make_run(ws, run_id: str, status: str = "done", name: str = "",
     save_config(load_config(overrides), run_dir / "run.yaml")
     progress = initial_progress(run_id, STAGES, status, pid=None)
     progress.update(started=started, finished=finished)
-    write_json(run_dir / PROGRESS_FILE, progress)
+    write_json(run_dir / RunFiles.progress, progress)
     if metrics is not None:
         (run_dir / "patchtst").mkdir()
         write_json(run_dir / "patchtst" / "metrics.json", metrics)
@@ -161,7 +162,7 @@ def test_progress_writer_stage_transitions(tmp_path):
     p = read_progress(tmp_path)
     assert p["status"] == "failed" and p["error"] == "TrainingError: non-finite loss"
     assert p["finished"] >= p["started"] and p["active"] is None
-    assert [f.name for f in tmp_path.iterdir()] == [PROGRESS_FILE]
+    assert [f.name for f in tmp_path.iterdir()] == [RunFiles.progress]
 
 
 def test_progress_finish_done(tmp_path):
@@ -192,7 +193,7 @@ def test_metrics_log_lines(tmp_path):
     log = MetricsLog(tmp_path)
     log.log(stage="train_patchtst", kind="step", epoch=1, step=5, train_loss=0.5)
     log.log(stage="train_patchtst", kind="epoch", epoch=1, train_loss=0.4, val_loss=0.45)
-    lines = (tmp_path / METRICS_FILE).read_text().splitlines()
+    lines = (tmp_path / RunFiles.metrics_log).read_text().splitlines()
     assert len(lines) == 2
     rows = read_metrics(tmp_path)
     assert [r["kind"] for r in rows] == ["step", "epoch"]
@@ -255,7 +256,7 @@ def test_run_index_update_and_entries(ws):
     # the run finishes: its entry is replaced, not duplicated
     progress = read_progress(b)
     progress.update(status="done", finished=progress["started"] + 5)
-    write_json(b / PROGRESS_FILE, progress)
+    write_json(b / RunFiles.progress, progress)
     index.update(b)
     entries = index.entries()
     assert [e["run_id"] for e in entries] == [b.name, a.name]
@@ -362,7 +363,7 @@ def write_running(run_dir, pid: int, heartbeat_age: float = 0.0) -> None:
     progress["stages"][1].update(status="running", started=time.time())
     progress["active"] = {"stage": STAGES[1], "index": 2, "n": len(STAGES)}
     progress["heartbeat"] = time.time() - heartbeat_age
-    write_json(run_dir / PROGRESS_FILE, progress)
+    write_json(run_dir / RunFiles.progress, progress)
 
 
 def test_run_status_shows_a_dead_running_run_failed_lost_and_watchdog_records_it(ws):
@@ -419,7 +420,7 @@ def sigterm_ignoring_process() -> subprocess.Popen:
 
 
 def write_overdue_stop(run) -> None:
-    write_json(run / jobs.STOP_FILE, {"time": time.time() - 10, "grace_s": 1.0})
+    write_json(run / RunFiles.stop_request, {"time": time.time() - 10, "grace_s": 1.0})
 
 
 def test_run_status_writes_nothing_and_sends_no_signal(ws, monkeypatch):
@@ -429,7 +430,7 @@ def test_run_status_writes_nothing_and_sends_no_signal(ws, monkeypatch):
     write_running(lost, finished_pid())
     early = make_run(ws, "20240101-000000-0002", status="running", finished=None)
     write_running(early, finished_pid())
-    write_json(early / jobs.STOP_FILE, {"time": time.time(), "grace_s": 30.0})
+    write_json(early / RunFiles.stop_request, {"time": time.time(), "grace_s": 30.0})
     overdue = make_run(ws, "20240101-000000-0003", status="running", finished=None)
     proc = sigterm_ignoring_process()
     try:
@@ -458,7 +459,7 @@ def test_watchdog_kills_a_run_past_its_stop_grace_period_and_records_it(ws):
     proc = sigterm_ignoring_process()
     try:
         write_running(run, proc.pid)
-        write_json(run / jobs.STOP_FILE, {"time": time.time(), "grace_s": 30.0})
+        write_json(run / RunFiles.stop_request, {"time": time.time(), "grace_s": 30.0})
         assert jobs.watchdog(run)["status"] == "running"  # within the grace period: left alone
         assert proc.poll() is None
         write_overdue_stop(run)

@@ -8,6 +8,7 @@ import subprocess
 from core import provenance
 from core.config import load_config
 from core.fileio import read_json
+from core.run_files import RunFiles
 from core.runs import create_run, runs_using, workspace
 
 
@@ -46,7 +47,7 @@ def test_a_resume_appends_and_keeps_the_first_start(tmp_path, monkeypatch):
     first = provenance.record(tmp_path, cfg, ["patchtst"], "cpu (1 thread), fp32", "fp32", False)
     monkeypatch.setattr("sys.argv", ["pipeline", "resume", "X"])
     provenance.record(tmp_path, cfg, ["patchtst"], "cpu (2 threads), fp32", "fp32", True)
-    saved = read_json(tmp_path / provenance.PROVENANCE)
+    saved = read_json(tmp_path / RunFiles.provenance)
     assert saved["command"] == first["command"] and saved["command"].endswith("pipeline run X")
     assert [r["command"].split()[-2:] for r in saved["resumes"]] == [["resume", "X"]]
     rows = dict(provenance.provenance_rows(tmp_path))

@@ -12,10 +12,11 @@ from torch import nn
 
 from core.config import TrainConfig, defaults
 from core.errors import StopRequested, TrainingError
+from core.run_files import StreamFiles
 from core.timeseries.patchtst import PatchTST
 from core.devices import Runtime, explain_oom
 from core.timeseries.windows import epoch_order, window_batches, window_starts
-from core.training import BEST, LAST, FitResult, fit, load_checkpoint, lr_at
+from core.training import FitResult, fit, load_checkpoint, lr_at
 
 CPU = Runtime(torch.device("cpu"))
 
@@ -158,19 +159,20 @@ def test_fit_patchtst_loss_falls_and_checkpoints_load(tmp_path):
     assert [s["step"] for s in rec.steps] == [1, *range(5, 91, 5)]
     assert all(s["n_steps"] == 90 and s["lr"] > 0 for s in rec.steps)
     # best.pt: the best epoch's weights and the extra; loads with weights_only
-    best = load_checkpoint(tmp_path / BEST)
+    best = load_checkpoint(tmp_path / StreamFiles.checkpoint)
     assert best["epoch"] == result.best_epoch
     assert best["val_loss"] == pytest.approx(result.best_val_loss)
     assert result.best_val_loss == pytest.approx(min(e["val_loss"] for e in rec.epochs))
     assert best["extra"] == {"n_channels": 2, "channels": ["a", "b"]}
     again = PatchTST(mcfg, n_channels, window)
     again.load_state_dict(best["model"])
-    last_ckpt = torch.load(tmp_path / LAST, weights_only=True)
+    last_ckpt = torch.load(tmp_path / StreamFiles.last, weights_only=True)
     assert last_ckpt["state"]["finished"] is True and last_ckpt["state"]["step"] == 90
     assert "optimizer" in last_ckpt and last_ckpt["epoch"] == 6
     for k, v in model.state_dict().items():
         assert torch.equal(last_ckpt["model"][k], v), k
-    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, LAST]  # no temp files
+    # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [StreamFiles.checkpoint, StreamFiles.last]
 
 
 # ---------------------------------------------------------------- fit: stubs
@@ -196,7 +198,7 @@ def test_early_stopping_after_patience_epochs(tmp_path):
     assert result.epochs_done == 3  # epoch 1 sets the best, 2 and 3 do not improve
     assert result.best_epoch == 1 and result.best_val_loss == 1.0
     assert [e["best"] for e in rec.epochs] == [True, False, False]
-    assert load_checkpoint(tmp_path / LAST)["state"]["finished"] is True
+    assert load_checkpoint(tmp_path / StreamFiles.last)["state"]["finished"] is True
 
 
 def test_patience_zero_never_stops_early(tmp_path):
@@ -236,8 +238,8 @@ def test_stop_request_saves_last_and_resume_finishes(tmp_path):
     with pytest.raises(StopRequested) as e:
         fit_linear(tmp_path, rec, epochs=4)
     assert "epoch 2" in str(e.value) and "step 7" in str(e.value)
-    assert (tmp_path / LAST).exists()
-    ckpt = load_checkpoint(tmp_path / LAST)
+    assert (tmp_path / StreamFiles.last).exists()
+    ckpt = load_checkpoint(tmp_path / StreamFiles.last)
     assert ckpt["state"]["epoch"] == 1 and ckpt["state"]["step"] == 7
     assert ckpt["state"]["finished"] is False
     assert [s["step"] for s in rec.steps] == list(range(1, 8))
@@ -253,7 +255,7 @@ def test_stop_request_saves_last_and_resume_finishes(tmp_path):
     # the resumed model starts from the checkpoint: its first loss is near the stopped run's
     fresh = LinearAE(seed=123).loss(fixed_batches(5)[0]).item()
     assert abs(rec2.steps[0]["loss"] - rec.steps[-1]["loss"]) < abs(fresh - rec.steps[-1]["loss"])
-    assert load_checkpoint(tmp_path / LAST)["state"]["finished"] is True
+    assert load_checkpoint(tmp_path / StreamFiles.last)["state"]["finished"] is True
 
 
 def test_resumed_run_ends_at_the_planned_step_count(tmp_path):
@@ -267,7 +269,7 @@ def test_resumed_run_ends_at_the_planned_step_count(tmp_path):
     n_steps = rec.steps[0]["n_steps"]
     assert n_steps == 20
     assert max(s["step"] for s in rec.steps) == n_steps
-    assert load_checkpoint(tmp_path / LAST)["state"]["step"] == n_steps
+    assert load_checkpoint(tmp_path / StreamFiles.last)["state"]["step"] == n_steps
 
 
 def test_resume_without_checkpoint_trains_from_scratch(tmp_path):
@@ -278,7 +280,7 @@ def test_resume_without_checkpoint_trains_from_scratch(tmp_path):
 
 def test_finished_run_resumed_does_not_train_again(tmp_path):
     first = fit_linear(tmp_path, Recorder(), epochs=3)
-    ckpt = load_checkpoint(tmp_path / LAST)
+    ckpt = load_checkpoint(tmp_path / StreamFiles.last)
     model = LinearAE(seed=5)
     rec = Recorder()
     again = fit_linear(tmp_path, rec, model=model, resume=True, epochs=3)
@@ -318,7 +320,7 @@ def test_mixed_precision_trains_and_fp16_keeps_its_loss_scale(tmp_path, precisio
     rec = Recorder()
     fit_linear(tmp_path, rec, rt=Runtime(CPU.device, precision), epochs=6)
     assert rec.epochs[-1]["train_loss"] < 0.5 * rec.epochs[0]["train_loss"]
-    scaler = load_checkpoint(tmp_path / LAST)["scaler"]
+    scaler = load_checkpoint(tmp_path / StreamFiles.last)["scaler"]
     assert (scaler["scale"] > 0) if precision == "fp16" else scaler == {}
 
 
@@ -373,5 +375,6 @@ def test_out_of_memory_says_what_to_lower_and_keeps_the_checkpoints(tmp_path):
     assert str(e.value) == ("the GPU ran out of memory training Swin MAE; lower "
                             "swinmae.train.batch_size (now 16), then start a new run (the "
                             "checkpoints this run wrote so far are kept)")
-    assert load_checkpoint(tmp_path / LAST)["state"]["epoch"] == 1  # epoch 1's, for a look
-    assert (tmp_path / BEST).exists()
+    # epoch 1's, for a look
+    assert load_checkpoint(tmp_path / StreamFiles.last)["state"]["epoch"] == 1
+    assert (tmp_path / StreamFiles.checkpoint).exists()

@@ -21,13 +21,13 @@ from PIL import Image
 from core.config import run_settings
 from core.errors import DataError
 from core.fileio import read_json
+from core.images.files import ImageFiles
 from core.images.data import IMAGE_SUFFIXES, dataset_root, load_image, load_mask
 from core.images.overlays import outlined, overlay, side_by_side
-from core.results import (CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays,
+from core.results import (ResultsError, load_arrays,
                           metrics_frame)
 
 STREAM = "swinmae"  # core.images.stages.STREAM (that module imports torch)
-MAPS, SUMMARY, OVERLAYS = "maps.npz", "data_summary.json", "overlays"
 IMAGE_METRIC_LABELS = {"image_auroc": "image AUROC", "image_auprc": "image AUPRC",
                        "f1": "F1 at threshold", "pixel_auroc": "pixel AUROC"}
 SHOW = {"all": "all images", "defects": "defect images", "normal": "normal images"}
@@ -64,7 +64,7 @@ class ImageResults:
 
     @property
     def checkpoint(self) -> Path | None:
-        path = self.stream_dir / CHECKPOINT
+        path = ImageFiles(self.stream_dir).checkpoint
         return path if path.is_file() else None
 
 
@@ -73,24 +73,26 @@ def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
     maps.npz and scores.csv disagree). The dataset need not exist any more: then `data_root` is
     None, `data_note` says why, and the gallery falls back to the overlays the run saved."""
     run_dir = Path(run_dir)
-    out = run_dir / stream
-    scoring = read_json(out / SCORING)
-    if not scoring or not (out / SCORES).is_file() or not (out / MAPS).is_file():
-        raise ResultsError(f"run {run_dir.name}: expected {stream}/{SCORES}, {stream}/{MAPS} "
-                           f"and {stream}/{SCORING}, found some missing; was the run scored?")
-    scores = pd.read_csv(out / SCORES)
-    arrays = load_arrays(out / MAPS, ("maps", "files"))
+    out = ImageFiles(run_dir / stream)
+    scoring = read_json(out.scoring)
+    if not scoring or not out.scores.is_file() or not out.maps.is_file():
+        raise ResultsError(f"run {run_dir.name}: expected {stream}/{ImageFiles.scores}, "
+                           f"{stream}/{ImageFiles.maps} and {stream}/{ImageFiles.scoring}, found "
+                           f"some missing; was the run scored?")
+    scores = pd.read_csv(out.scores)
+    arrays = load_arrays(out.maps, ("maps", "files"))
     maps, files = arrays["maps"], [str(f) for f in arrays["files"]]
     if files != scores["file"].astype(str).tolist():
-        raise ResultsError(f"run {run_dir.name}: {MAPS} lists {len(files)} images and {SCORES} "
-                           f"{len(scores)}; expected the same files in the same order")
+        raise ResultsError(f"run {run_dir.name}: {ImageFiles.maps} lists {len(files)} images "
+                           f"and {ImageFiles.scores} {len(scores)}; expected the same files in "
+                           "the same order")
     cfg = run_settings(run_dir)
     section = cfg.get(stream) or {}
-    summary = read_json(out / SUMMARY) or {}
+    summary = read_json(out.summary) or {}
     root, note = _data_root((cfg.get("pipeline") or {}).get("img_data"), files)
     return ImageResults(
-        run_dir.name, stream, out, scores, maps, float(scoring["threshold"]),
-        scoring.get("percentile"), read_json(out / METRICS), root, note,
+        run_dir.name, stream, out.dir, scores, maps, float(scoring["threshold"]),
+        scoring.get("percentile"), read_json(out.metrics), root, note,
         int(scoring.get("image_size") or maps.shape[-1]),
         (section.get("data") or {}).get("resize") or "resize",
         int(summary.get("channels_used") or summary.get("channels") or 3),
@@ -248,7 +250,7 @@ def find_mask(root: Path, file: str, defect_type: str) -> Path | None:
 
 def saved_overlay(stream_dir: Path, file: str) -> Path | None:
     """The overlay the score stage saved for `file` (`overlays/NNN_<folder>_<stem>.png`)."""
-    folder = Path(stream_dir) / OVERLAYS
+    folder = ImageFiles(stream_dir).overlays
     if not folder.is_dir():
         return None
     tail = f"{Path(file).parent.name}_{Path(file).stem}.png"

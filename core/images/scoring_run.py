@@ -15,6 +15,7 @@ import numpy as np
 from core.config import RunConfig
 from core.devices import Runtime, explain_oom
 from core.fileio import atomic_path, write_json
+from core.images.files import ImageFiles
 from core.images.data import ImageItem, load_image_dataset, summarize_images
 from core.images.stages import image_metrics, score_items, write_overlays, write_scores
 from core.images.trained import STREAM, TrainedImages, load_trained
@@ -49,19 +50,19 @@ def load(cfg: RunConfig) -> tuple[Prepared, dict, list[str]]:
 
 
 def score(ctx: Context) -> None:
-    data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
+    data, out = ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
     trained = data.trained
     model = trained.model.to(Runtime.of(ctx.cfg.pipeline).device)
     with explain_oom("scoring images", "lower swinmae.score.batch_size in the model run"):
         scored = score_items(ctx, model, None, data.target, trained.normal)
     threshold = trained.threshold
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
-    write_scores(out, data.target, names, scored.scores, threshold)
-    with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as f:
+    write_scores(out.scores, data.target, names, scored.scores, threshold)
+    with atomic_path(out.maps) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, maps=scored.maps.astype(np.float16), files=np.array(names))
-    write_overlays(out, scored, names, trained.cfg.score.overlays)
+    write_overlays(out.overlays, scored, names, trained.cfg.score.overlays)
     flagged = int((scored.scores > threshold).sum())
-    write_json(out / "scoring.json", {
+    write_json(out.scoring, {
         "threshold": threshold, "percentile": trained.percentile,
         "mode": trained.cfg.score.mode, "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
@@ -73,14 +74,14 @@ def score(ctx: Context) -> None:
 
 
 def evaluate(ctx: Context) -> None:
-    data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
+    data, out = ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
     if any(it.label is None for it in data.target) or not any(it.label for it in data.target):
         raise Skip("no labelled defect images among the scored images")
     scored = ctx.state[f"{STREAM}.scored"]
     labels = np.array([it.label for it in data.target])
     result = image_metrics(scored.scores, scored.maps, labels, scored, data.trained.threshold)
-    write_json(out / "metrics.json", result | {"baselines": {},
-                                               "notes": {"baselines": NO_BASELINE}})
+    write_json(out.metrics, result | {"baselines": {},
+                                      "notes": {"baselines": NO_BASELINE}})
     ctx.log.info("    image AUROC %s, pixel AUROC %s", *(
         "n/a" if v is None else f"{v:.3f}" for v in (result["image_auroc"],
                                                      result["pixel_auroc"])))

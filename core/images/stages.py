@@ -24,13 +24,14 @@ from core.distributed import group_of
 from core.errors import DataError, StopRequested
 from core.fileio import atomic_path, read_json, write_json
 from core.images.baselines import MeanImageBaseline
+from core.images.files import ImageFiles
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
 from core.images.overlays import save_overlay
 from core.images.scoring import PixelErrorStats, anomaly_maps, image_scores
 from core.images.swinmae import SwinMAE
 from core.runner import Context, Skip, TrainReporter
-from core.training import BEST, fit, load_checkpoint
+from core.training import fit, load_checkpoint
 
 STREAM = "swinmae"
 
@@ -130,7 +131,7 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Sw
     """The best checkpoint as a ready model, and its `extra` (config, channels)."""
     from core.config import from_dict
     from core.images.config import SwinMAEModelConfig
-    ckpt = load_checkpoint(stream_dir / BEST, device)
+    ckpt = load_checkpoint(ImageFiles(stream_dir).checkpoint, device)
     model = SwinMAE(from_dict(SwinMAEModelConfig, ckpt["extra"]["model"], "swinmae.model"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt["extra"]
@@ -189,18 +190,16 @@ def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None
                   torch.cat(parts["images"]).numpy())
 
 
-NORMAL_STATS = "normal_stats.npz"  # the per-pixel statistics that scoring runs and exports reuse
-
-
-def save_normal_stats(out: Path, normal: PixelErrorStats) -> None:
-    with atomic_path(out / NORMAL_STATS) as tmp, open(tmp, "wb") as f:
+def save_normal_stats(path: Path, normal: PixelErrorStats) -> None:
+    """The per-pixel statistics that scoring runs and exports reuse."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mean=normal.mean.numpy().astype(np.float32),
                  std=normal.std.numpy().astype(np.float32))
 
 
 def score(ctx: Context) -> None:
-    cfg, data, out = ctx.cfg.swinmae, ctx.state[STREAM], ctx.stream_dir(STREAM)
-    model, _ = load_model(out, Runtime.of(ctx.cfg.pipeline).device)
+    cfg, data, out = ctx.cfg.swinmae, ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
+    model, _ = load_model(out.dir, Runtime.of(ctx.cfg.pipeline).device)
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):
@@ -208,15 +207,15 @@ def score(ctx: Context) -> None:
         val, target = (score_items(ctx, model, baseline, items, normal)
                        for items in (data.val, data.target))
     if normal is not None:
-        save_normal_stats(out, normal)
+        save_normal_stats(out.normal_stats, normal)
     pct = cfg.score.threshold_percentile
     threshold = metrics.threshold_from_normal(val.scores, pct)
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
-    write_scores(out, data.target, names, target.scores, threshold)
-    with atomic_path(out / "maps.npz") as tmp, open(tmp, "wb") as f:
+    write_scores(out.scores, data.target, names, target.scores, threshold)
+    with atomic_path(out.maps) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, maps=target.maps.astype(np.float16), files=np.array(names))
-    write_overlays(out, target, names, cfg.score.overlays)
-    write_json(out / "scoring.json", {
+    write_overlays(out.overlays, target, names, cfg.score.overlays)
+    write_json(out.scoring, {
         "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
@@ -227,18 +226,17 @@ def score(ctx: Context) -> None:
                  int((target.scores > threshold).sum()), threshold)
 
 
-def write_scores(out: Path, items: list[ImageItem], names: list[str], scores: np.ndarray,
+def write_scores(path: Path, items: list[ImageItem], names: list[str], scores: np.ndarray,
                   threshold: float) -> None:
     frame = pd.DataFrame({"file": names, "defect_type": [it.defect_type for it in items],
                           "score": scores, "is_anomaly": (scores > threshold).astype(np.int8),
                           "label": [it.label for it in items]})
-    with atomic_path(out / "scores.csv") as tmp:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def write_overlays(out: Path, scored: Scored, names: list[str], count: int) -> None:
-    """Heatmap overlays of the `count` highest-scoring images, named by rank."""
-    folder = out / "overlays"
+def write_overlays(folder: Path, scored: Scored, names: list[str], count: int) -> None:
+    """Heatmap overlays of the `count` highest-scoring images into `folder`, named by rank."""
     folder.mkdir(exist_ok=True)
     vmax = float(np.quantile(scored.maps, 0.999)) or 1.0
     for rank, i in enumerate(np.argsort(-scored.scores)[:count], 1):
@@ -250,15 +248,15 @@ def write_overlays(out: Path, scored: Scored, names: list[str], count: int) -> N
 
 
 def evaluate(ctx: Context) -> None:
-    data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
+    data, out = ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
     if any(it.label is None for it in data.target) or not any(it.label for it in data.target):
         raise Skip("no labelled defect images among the scored images")
-    scored, scoring = ctx.state[f"{STREAM}.scored"], read_json(out / "scoring.json")
+    scored, scoring = ctx.state[f"{STREAM}.scored"], read_json(out.scoring)
     labels = np.array([it.label for it in data.target])
     result = image_metrics(scored.scores, scored.maps, labels, scored, scoring["threshold"])
     result["baselines"] = {"mean_image": image_metrics(
         scored.base_scores, scored.base_maps, labels, scored, scoring["baseline_threshold"])}
-    write_json(out / "metrics.json", result)
+    write_json(out.metrics, result)
     base = result["baselines"]["mean_image"]
     ctx.log.info("    image AUROC %s (baseline %s), pixel AUROC %s (baseline %s)",
                  *(_fmt(v) for v in (result["image_auroc"], base["image_auroc"],

@@ -16,7 +16,8 @@ from core.fileio import read_json
 from core.images.config import SwinMAEConfig
 from core.images.data import GRAY_MODES, ImageItem
 from core.images.scoring import PixelErrorStats
-from core.images.stages import NORMAL_STATS, load_model
+from core.images.files import ImageFiles
+from core.images.stages import load_model
 from core.images.swinmae import SwinMAE
 
 STREAM = "swinmae"
@@ -60,21 +61,23 @@ def load_trained(run_dir: Path) -> TrainedImages:
     """The image model of the finished run `run_dir`, on the CPU; DataError naming the file
     when the run trained no image model or predates what scoring new images needs."""
     run_dir = Path(run_dir)
-    out = run_dir / STREAM
-    scoring, summary = read_json(out / "scoring.json"), read_json(out / "data_summary.json")
-    if not (out / "best.pt").is_file() or not isinstance(scoring, dict) \
+    out = ImageFiles(run_dir / STREAM)
+    scoring, summary = read_json(out.scoring), read_json(out.summary)
+    if not out.checkpoint.is_file() or not isinstance(scoring, dict) \
             or not isinstance(summary, dict):
         raise DataError(f"run {run_dir.name}: expected a trained and scored image model "
-                        f"({STREAM}/best.pt, scoring.json, data_summary.json), found none")
-    model, extra = load_model(out)
+                        f"({STREAM}/{ImageFiles.checkpoint}, {ImageFiles.scoring}, "
+                        f"{ImageFiles.summary}), found none")
+    model, extra = load_model(out.dir)
     cfg = from_dict(SwinMAEConfig, extra["config"], STREAM)
     normal = None
     if scoring.get("normalized_by"):
-        if not (out / NORMAL_STATS).is_file():
-            raise DataError(f"run {run_dir.name}: {STREAM}/{NORMAL_STATS} is missing (the run "
-                            "predates it); expected the normal images' map statistics, which "
-                            "runs save since scoring runs exist: train again to use this model")
-        with np.load(out / NORMAL_STATS, allow_pickle=False) as z:
+        if not out.normal_stats.is_file():
+            raise DataError(f"run {run_dir.name}: {STREAM}/{ImageFiles.normal_stats} is missing "
+                            "(the run predates it); expected the normal images' map statistics, "
+                            "which runs save since scoring runs exist: train again to use this "
+                            "model")
+        with np.load(out.normal_stats, allow_pickle=False) as z:
             normal = PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]))
     gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
     return TrainedImages(run_dir, model, cfg, int(extra["channels"]), normal,

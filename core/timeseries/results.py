@@ -15,13 +15,13 @@ import pandas as pd
 from core.curves import loss_curves, shift_warnings
 from core.errors import DataError
 from core.fileio import read_json
+from core.timeseries.files import SeriesFiles
 from core.progress import read_metrics
-from core.results import (CHECKPOINT, METRICS, SCORES, SCORING, ResultsError, load_arrays,
+from core.results import (ResultsError, load_arrays,
                           metrics_frame, segments)
 from core.timeseries.channels import constant_notes, out_of_range_note
 from core.timeseries.data import load_ts_dataset
 
-CHANNELS = "channel_scores.npz"  # per-step, per-channel errors, beside scores.csv
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "best_f1": "best F1",
                  "f1": "F1 at threshold", "pa_f1": "PA-F1 (point-adjusted)"}
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
@@ -80,7 +80,7 @@ class TSResults:
 
     @property
     def checkpoint(self) -> Path | None:
-        path = self.stream_dir / CHECKPOINT
+        path = SeriesFiles(self.stream_dir).checkpoint
         return path if path.is_file() else None
 
 
@@ -89,21 +89,22 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
 
     The raw signal is re-read from the file named in scoring.json; when that file is gone or
     changed, `signal` is None and `signal_note` says why (the scores still show)."""
-    out = Path(run_dir) / stream
-    scoring = read_json(out / SCORING)
-    if not scoring or not (out / SCORES).is_file():
-        raise ResultsError(f"run {Path(run_dir).name}: expected {stream}/{SCORES} and "
-                           f"{stream}/{SCORING}, found none; was the run scored?")
-    scores = pd.read_csv(out / SCORES)
-    arrays = load_arrays(out / CHANNELS, ("errors", "channels"))
+    out = SeriesFiles(Path(run_dir) / stream)
+    scoring = read_json(out.scoring)
+    if not scoring or not (out.scores).is_file():
+        raise ResultsError(f"run {Path(run_dir).name}: expected {stream}/{SeriesFiles.scores} and "
+                           f"{stream}/{SeriesFiles.scoring}, found none; was the run scored?")
+    scores = pd.read_csv(out.scores)
+    arrays = load_arrays(out.channels, ("errors", "channels"))
     errors, channels = arrays["errors"].astype(float), [str(c) for c in arrays["channels"]]
     if errors.shape[0] != len(scores):
-        raise ResultsError(f"run {Path(run_dir).name}: {CHANNELS} has {errors.shape[0]} rows "
-                           f"but {SCORES} has {len(scores)}; expected one row per scored row")
+        raise ResultsError(f"run {Path(run_dir).name}: {SeriesFiles.channels} has "
+                           f"{errors.shape[0]} rows but {SeriesFiles.scores} has {len(scores)}; "
+                           f"expected one row per scored row")
     signal, note = _read_signal(scoring.get("scored_file"), channels, len(scores))
-    return TSResults(Path(run_dir).name, stream, out, scores, errors, channels,
+    return TSResults(Path(run_dir).name, stream, out.dir, scores, errors, channels,
                      float(scoring["threshold"]), scoring.get("percentile"),
-                     read_json(out / METRICS), signal, note, scoring.get("scored_file"),
+                     read_json(out.metrics), signal, note, scoring.get("scored_file"),
                      scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring),
                      scoring.get("parts") or ["reconstruction"])
 

@@ -19,6 +19,7 @@ from core.fileio import atomic_path, read_json, write_json
 from core.runner import Context, Skip
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
+from core.timeseries.files import SeriesFiles
 from core.timeseries.data import Series, check_channels, load_scored_series, scored_summary
 from core.timeseries.stages import write_scores
 from core.timeseries.trained import STREAM, TrainedSeries, load_trained
@@ -50,7 +51,7 @@ def load(cfg: RunConfig) -> tuple[Prepared, dict, list[str]]:
 
 
 def score(ctx: Context) -> None:
-    data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
+    data, out = ctx.state[STREAM], SeriesFiles(ctx.stream_dir(STREAM))
     trained, rt = data.trained, Runtime.of(ctx.cfg.pipeline)
     normalised = trained.normalizer(data.target.values)  # (T, C), training statistics
     with explain_oom("scoring PatchTST", "lower patchtst.score.batch_size in the model run"):
@@ -58,16 +59,16 @@ def score(ctx: Context) -> None:
     parts = trained.parts(normalised, errors)  # each (T,) point-wise
     scores = trained.score(parts)  # (T,) post-processed
     threshold = trained.threshold
-    write_scores(out, data.target, scores, threshold)
-    with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:
+    write_scores(out.scores, data.target, scores, threshold)
+    with atomic_path(out.channels) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, errors=errors.astype(np.float32), scale=trained.scale,
                             channels=np.array(trained.channels))
     # a constant training channel normalises to ~0: its training range is taken as 0 here
     constant = constant_channels(trained.normalizer.std, np.zeros((1, len(trained.channels))),
                                  normalised, trained.channels)
     far = out_of_range(normalised, trained.channels, constant)
-    source = read_json(trained.run_dir / STREAM / "scoring.json", {})
-    write_json(out / "scoring.json", {
+    source = read_json(SeriesFiles(trained.run_dir / STREAM).scoring, {})
+    write_json(out.scoring, {
         "threshold": threshold, "percentile": trained.percentile,
         "mode": trained.cfg.score.mode, "smooth": trained.cfg.score.smooth,
         "parts": list(parts), "log_units": source.get("log_units", {}),
@@ -86,14 +87,14 @@ def score(ctx: Context) -> None:
 def evaluate(ctx: Context) -> None:
     """metrics.json of the model's scores against the data's labels, at the model run's
     threshold, after its post-processing."""
-    data, out = ctx.state[STREAM], ctx.stream_dir(STREAM)
+    data, out = ctx.state[STREAM], SeriesFiles(ctx.stream_dir(STREAM))
     if data.target.labels is None:
         raise Skip("no labels for the scored data")
     scores, threshold = ctx.state[f"{STREAM}.scores"], data.trained.threshold
     result = metrics.evaluate(scores, data.target.labels, threshold) | {
         "baselines": {}, "postprocess": {"smooth": data.trained.cfg.score.smooth},
         "notes": {"baselines": NO_BASELINES}}
-    write_json(out / "metrics.json", result)
+    write_json(out.metrics, result)
     ctx.log.info("    auprc %s, auroc %s, f1 at the threshold %s",
                  *(("n/a" if v is None else f"{v:.3f}")
                    for v in (result["auprc"], result["auroc"], result["f1"])))

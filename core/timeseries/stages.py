@@ -30,7 +30,8 @@ from core.timeseries.scoring import (channel_errors, channel_scale, detector_sco
                                      score_batch_size, smooth, step_scores)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
-from core.training import BEST, fit, load_checkpoint
+from core.timeseries.files import SeriesFiles
+from core.training import fit, load_checkpoint
 
 STREAM = "patchtst"
 POSTPROCESS_NOTE = ("the headline metrics and `baselines` are after a centred moving mean of "
@@ -123,7 +124,7 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Pa
     """The best checkpoint as a ready model, and its `extra` (config, channels, normaliser)."""
     from core.config import from_dict
     from core.timeseries.config import PatchTSTConfig
-    ckpt = load_checkpoint(stream_dir / BEST, device)
+    ckpt = load_checkpoint(SeriesFiles(stream_dir).checkpoint, device)
     saved = ckpt["extra"]["config"]
     saved["model"].setdefault("cross_channel", False)  # checkpoints from before the option
     cfg = from_dict(PatchTSTConfig, saved, "patchtst")
@@ -133,9 +134,9 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Pa
 
 
 def score(ctx: Context) -> None:
-    cfg, data, out = ctx.cfg.patchtst, ctx.state[STREAM], ctx.stream_dir(STREAM)
+    cfg, data, out = ctx.cfg.patchtst, ctx.state[STREAM], SeriesFiles(ctx.stream_dir(STREAM))
     sc, rt = cfg.score, Runtime.of(ctx.cfg.pipeline)
-    model, _ = load_model(out, rt.device)
+    model, _ = load_model(out.dir, rt.device)
     with explain_oom("scoring PatchTST", f"lower patchtst.score.batch_size (now "
                                          f"{score_batch_size(sc, rt.device)})"):
         val_errors = channel_errors(model, data.val, sc, rt, ctx.should_stop)  # (T_val, C)
@@ -146,19 +147,19 @@ def score(ctx: Context) -> None:
     if sc.fuse_pca:
         pca = fit_pca(data.train)
         parts["pca"] = (pca.scores(data.val), pca.scores(data.target_values))  # (T_val,), (T,)
-        with atomic_path(out / "pca.npz") as tmp, open(tmp, "wb") as f:
+        with atomic_path(out.pca) as tmp, open(tmp, "wb") as f:
             np.savez(f, mean=pca.mean, axes=pca.axes)
     val_scores, scores, units = detector_scores(parts, sc.smooth)  # (T_val,), (T,)
     threshold = metrics.threshold_from_normal(val_scores, sc.threshold_percentile)
-    write_scores(out, data.target, scores, threshold)
-    with atomic_path(out / "channel_scores.npz") as tmp, open(tmp, "wb") as f:
+    write_scores(out.scores, data.target, scores, threshold)
+    with atomic_path(out.channels) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, errors=errors.astype(np.float32),
                             val_errors=val_errors.astype(np.float32), scale=scale,
                             channels=np.array(data.target.channels))
     channels = data.target.channels
     constant = constant_channels(data.normalizer.std, data.train, data.target_values, channels)
     far = out_of_range(data.target_values, channels, constant)
-    write_json(out / "scoring.json", {
+    write_json(out.scoring, {
         "threshold": threshold, "percentile": sc.threshold_percentile,
         "mode": sc.mode, "smooth": sc.smooth, "rows": len(scores),
         "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
@@ -175,22 +176,23 @@ def score(ctx: Context) -> None:
         ctx.log.warning("    %s", line)
 
 
-def write_scores(out: Path, target: Series, scores: np.ndarray, threshold: float) -> None:
-    """scores.csv: one row per scored row: timestamp (or index), score, is_anomaly[, label]."""
+def write_scores(path: Path, target: Series, scores: np.ndarray, threshold: float) -> None:
+    """scores.csv at `path`, one row per scored row: timestamp (or index), score, is_anomaly
+    [, label]."""
     first = ("timestamp", target.timestamps) if target.timestamps is not None \
         else ("index", np.arange(len(scores)))
     frame = pd.DataFrame({first[0]: first[1], "score": scores,
                           "is_anomaly": (scores > threshold).astype(np.int8)})
     if target.labels is not None:
         frame["label"] = target.labels
-    with atomic_path(out / "scores.csv") as tmp:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def evaluate(ctx: Context) -> None:
     """metrics.json: the model and its baselines after the configured post-processing (the
     headline) and point-wise (`pointwise`), all thresholded the same way."""
-    data, out, sc = ctx.state[STREAM], ctx.stream_dir(STREAM), ctx.cfg.patchtst.score
+    data, out, sc = ctx.state[STREAM], SeriesFiles(ctx.stream_dir(STREAM)), ctx.cfg.patchtst.score
     if data.target.labels is None:
         raise Skip("no labels for the scored data")
     labels = data.target.labels
@@ -222,7 +224,7 @@ def evaluate(ctx: Context) -> None:
         del result["parts"]
     else:
         result["notes"]["parts"] = PARTS_NOTE
-    write_json(out / "metrics.json", result)
+    write_json(out.metrics, result)
     ctx.log.info("    auprc %s (pca %s, random %s), auroc %s, best_f1 %s; point-wise auprc %s "
                  "(pca %s)", *(_fmt(v) for v in (
                      result["auprc"], post["pca"]["auprc"], post["random"]["auprc"],

@@ -17,6 +17,7 @@ from core.errors import DataError
 from core.fileio import read_json
 from core.timeseries.baselines import PCAFit
 from core.timeseries.config import PatchTSTConfig
+from core.timeseries.files import SeriesFiles
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import channel_errors, fuse, smooth, step_scores
 from core.timeseries.windows import Normalizer
@@ -69,12 +70,13 @@ def load_trained(run_dir: Path) -> TrainedSeries:
     DataError naming the file when the run trained or scored no time-series model."""
     from core.timeseries.stages import load_model
     run_dir = Path(run_dir)
-    out = run_dir / STREAM
-    scoring = read_json(out / "scoring.json")
-    if not (out / "best.pt").is_file() or not isinstance(scoring, dict):
+    out = SeriesFiles(run_dir / STREAM)
+    scoring = read_json(out.scoring)
+    if not out.checkpoint.is_file() or not isinstance(scoring, dict):
         raise DataError(f"run {run_dir.name}: expected a trained and scored time-series model "
-                        f"({STREAM}/best.pt and {STREAM}/scoring.json), found none")
-    model, extra = load_model(out)
+                        f"({STREAM}/{out.checkpoint.name} and {STREAM}/{out.scoring.name}), "
+                        f"found none")
+    model, extra = load_model(out.dir)
     cfg = from_dict(PatchTSTConfig, extra["config"], STREAM)
     channels = [str(c) for c in extra["channels"]]
     by_name = scoring.get("channel_scale") or {}
@@ -92,10 +94,10 @@ def _fused_pca(run_dir: Path, scoring: dict) -> tuple[PCAFit | None, dict | None
     for a run that scored the reconstruction alone."""
     if "pca" not in (scoring.get("parts") or []):
         return None, None
-    path = run_dir / STREAM / "pca.npz"
+    path = SeriesFiles(run_dir / STREAM).pca
     units = scoring.get("log_units") or {}
     if not path.is_file() or sorted(units) != sorted(scoring["parts"]):
-        raise DataError(f"run {run_dir.name}: its score fuses a PCA, but {STREAM}/pca.npz or "
+        raise DataError(f"run {run_dir.name}: its score fuses a PCA, but {STREAM}/{path.name} or "
                         f"the parts' log_units in {STREAM}/scoring.json are missing")
     with np.load(path) as npz:
         pca = PCAFit(npz["mean"], npz["axes"])

@@ -8,6 +8,7 @@ import streamlit as st
 from core import results
 from core.figures.results import score_histogram
 from core.images import results as img
+from core.run_files import RunFiles
 from core.streams import Stream
 from pages.views.shared import downloads, label_metrics, threshold_control
 
@@ -64,7 +65,7 @@ def enlarged(item: img.GalleryItem) -> None:
 
 
 def section(run_dir: Path, stream: Stream) -> None:
-    stamp = (run_dir / stream.name / results.SCORING).stat().st_mtime_ns
+    stamp = RunFiles(run_dir).stream(stream.name).scoring.stat().st_mtime_ns
     res = load_images(str(run_dir), stream.name, stamp)
     key = f"results_{res.run_id}_{res.stream}"
     if res.metrics is None:

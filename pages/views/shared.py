@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from core import results
+from core.run_files import StreamFiles
 
 
 class StreamResults(Protocol):
@@ -27,7 +28,7 @@ class StreamResults(Protocol):
 
 def downloads(res: StreamResults, key: str) -> None:
     left, right = st.columns(2)
-    left.download_button("Download scores.csv", (res.stream_dir / results.SCORES).read_bytes,
+    left.download_button("Download scores.csv", StreamFiles(res.stream_dir).scores.read_bytes,
                          file_name=f"{res.run_id}-{res.stream}-scores.csv", mime="text/csv",
                          key=f"{key}_dl_scores", on_click="ignore",
                          help="is_anomaly uses the run's threshold, not the slider's")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import results
 from core.figures.results import ranges_differ, signal_score_figure
+from core.run_files import RunFiles
 from core.streams import Stream
 from core.timeseries import results as ts_results
 from pages.views.shared import downloads, label_metrics, threshold_control
@@ -74,5 +75,5 @@ def view(res: ts_results.TSResults) -> None:
 
 
 def section(run_dir: Path, stream: Stream) -> None:
-    stamp = (run_dir / stream.name / results.SCORING).stat().st_mtime_ns
+    stamp = RunFiles(run_dir).stream(stream.name).scoring.stat().st_mtime_ns
     view(load(str(run_dir), stream.name, stamp))

@@ -13,14 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, TINY, only_run_dir, run_cli
+from conftest import IMG_TINY, REPO, TINY, only_run_dir, run_cli
 from core.fileio import read_json, read_jsonl
 from core.streams import stage_names
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "data" / "samples" / "images"
 STAGES = stage_names()
-IMG_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
 ONE_STEP = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=1",
             "--set", "swinmae.train.max_steps_per_epoch=1"]  # only the data path matters
 N_TEST, N_TRAIN = 25, 60  # the sample: 10 test/good + 3 defect types × 5, 60 train/good

@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, run_cli
+from conftest import IMG_TINY, REPO, run_cli
 from core.fileio import read_json
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "data" / "samples" / "images"
-IMG_TINY = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=2"]
 
 
 @pytest.fixture(scope="module")

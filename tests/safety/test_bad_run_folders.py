@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, run_cli
 from core.config import load_config
 from core.fileio import write_json
-from core.progress import PROGRESS_FILE, initial_progress
+from core.progress import initial_progress
+from core.run_files import RunFiles
 from core.runs import INDEX_FILE, MAX_ENTRY_BYTES, RunIndex, create_run, runs_dir, workspace
 
 STAGES = ["prepare_data", "train_patchtst"]
@@ -37,7 +38,7 @@ def ws(tmp_path):
 
 def good_run(ws: Path) -> Path:
     run = create_run(ws, load_config({"pipeline.ts_data": "d", "pipeline.name": GOOD_NAME}))
-    write_json(run / PROGRESS_FILE, initial_progress(run.name, STAGES, "stopped")
+    write_json(run / RunFiles.progress, initial_progress(run.name, STAGES, "stopped")
                | {"finished": time.time()})
     return run
 
@@ -46,7 +47,7 @@ def bad_run(ws: Path, content: bytes, run_id: str = "20200101-000000-bad0") -> P
     run = runs_dir(ws) / run_id
     run.mkdir()
     (run / "run.yaml").write_bytes(content)
-    write_json(run / PROGRESS_FILE, initial_progress(run.name, STAGES, "stopped"))
+    write_json(run / RunFiles.progress, initial_progress(run.name, STAGES, "stopped"))
     return run
 
 
@@ -72,7 +73,7 @@ def test_the_cli_lists_rebuilds_and_refuses_to_resume_a_bad_run(ws):
     assert good.name in res.stdout and f"{bad.name}  unreadable" in res.stdout
     res = run_cli("resume", str(bad))
     assert res.returncode == 2 and "UTF-8" in res.stderr and "Traceback" not in res.stderr
-    assert json.loads((bad / PROGRESS_FILE).read_text())["status"] == "stopped"  # untouched
+    assert json.loads((bad / RunFiles.progress).read_text())["status"] == "stopped"  # untouched
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '{"a": 1}', '[{"no_run_id": 1}]', "null"])
@@ -88,7 +89,7 @@ def test_an_index_of_the_wrong_shape_is_rebuilt(ws, content):
 
 def test_odd_progress_and_metrics_files_do_not_break_an_entry(ws):
     run = good_run(ws)
-    (run / PROGRESS_FILE).write_text('["not", "a", "dict"]')
+    (run / RunFiles.progress).write_text('["not", "a", "dict"]')
     (run / "patchtst").mkdir()
     (run / "patchtst" / "metrics.json").write_text("[1, 2]")
     entry = RunIndex(ws).update(run)

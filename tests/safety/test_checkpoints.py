@@ -14,8 +14,9 @@ from core.config import defaults
 from core.devices import Runtime
 from core.errors import TrainingError
 from core.results import ResultsError, load_arrays
+from core.run_files import StreamFiles
 from core.timeseries.results import load_ts_results
-from core.training import BEST, LAST, fit, load_checkpoint, save_checkpoint
+from core.training import fit, load_checkpoint, save_checkpoint
 
 CPU = Runtime(torch.device("cpu"))
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -64,30 +65,30 @@ class Evil:
 
 def test_a_truncated_last_pt_is_a_training_error_on_resume(tmp_path):
     train(tmp_path, epochs=1)
-    data = (tmp_path / LAST).read_bytes()
-    (tmp_path / LAST).write_bytes(data[: len(data) // 2])
+    data = (tmp_path / StreamFiles.last).read_bytes()
+    (tmp_path / StreamFiles.last).write_bytes(data[: len(data) // 2])
     with pytest.raises(TrainingError, match=r"last.pt: cannot be read as a checkpoint") as e:
         train(tmp_path, resume=True)
     assert "\n" not in str(e.value)
 
 
 def test_a_malicious_pickle_is_refused_without_torchs_unsafe_advice(tmp_path):
-    torch.save({"model": Evil()}, tmp_path / BEST)
+    torch.save({"model": Evil()}, tmp_path / StreamFiles.checkpoint)
     with pytest.raises(TrainingError) as e:
-        load_checkpoint(tmp_path / BEST)
+        load_checkpoint(tmp_path / StreamFiles.checkpoint)
     message = str(e.value)
-    assert "refused for safety" in message and str(tmp_path / BEST) in message
+    assert "refused for safety" in message and str(tmp_path / StreamFiles.checkpoint) in message
     assert "weights_only" not in message and "False" not in message
     assert not (tmp_path / "owned.txt").exists()
 
 
 def test_something_that_is_not_a_checkpoint_is_named(tmp_path):
-    save_checkpoint(tmp_path / BEST, {"weights": torch.zeros(2)})  # no "model"
+    save_checkpoint(tmp_path / StreamFiles.checkpoint, {"weights": torch.zeros(2)})  # no "model"
     with pytest.raises(TrainingError, match="expected a checkpoint written by this project"):
-        load_checkpoint(tmp_path / BEST)
-    (tmp_path / LAST).write_text("hello")
+        load_checkpoint(tmp_path / StreamFiles.checkpoint)
+    (tmp_path / StreamFiles.last).write_text("hello")
     with pytest.raises(TrainingError, match="cannot be read as a checkpoint"):
-        load_checkpoint(tmp_path / LAST)
+        load_checkpoint(tmp_path / StreamFiles.last)
 
 
 def test_resume_after_the_model_sizes_were_edited_names_the_mismatch(tmp_path):

@@ -19,8 +19,9 @@ from core import jobs, pipeline, progress as progress_mod, runs as runs_mod, upl
 from core.config import load_config
 from core.errors import DataError, JobError
 from core.fileio import read_jsonl, write_json
-from core.progress import (PROGRESS_FILE, RESERVE_FILE, MetricsLog, ProgressWriter,
+from core.progress import (RESERVE_FILE, MetricsLog, ProgressWriter,
                            initial_progress, read_progress)
+from core.run_files import RunFiles
 from core.runs import RunIndex, create_run, runs_dir, workspace
 from core.timeseries import uploads as ts_uploads
 
@@ -45,7 +46,7 @@ def dead_pid() -> int:
 def write_running(run_dir: Path, pid: int) -> None:
     progress = initial_progress(run_dir.name, STAGES, "running", pid)
     progress["stages"][1].update(status="running", started=time.time())
-    write_json(run_dir / PROGRESS_FILE, progress)
+    write_json(run_dir / RunFiles.progress, progress)
 
 
 def no_space(*_args, **_kwargs):
@@ -87,7 +88,7 @@ def test_a_spawned_run_that_is_refused_says_so_instead_of_lost(ws):
     """A child whose start is refused marks its own `starting` progress failed with the reason
     (before, it was left `starting` and became `failed (lost)`)."""
     holder, run = new_run(ws), new_run(ws)
-    write_json(run / PROGRESS_FILE, initial_progress(run.name, STAGES, "starting"))
+    write_json(run / RunFiles.progress, initial_progress(run.name, STAGES, "starting"))
     lock = jobs.JobLock(ws, holder.name)
     try:
         with pytest.raises(JobError):
@@ -113,7 +114,7 @@ def test_a_reused_pid_does_not_keep_a_dead_start_or_run_alive(ws):
     write_running(run, me)
     assert jobs.run_status(run)["status"] == "running"  # pid_start recorded: it is us
     progress = read_progress(run) | {"pid_start": "1"}
-    write_json(run / PROGRESS_FILE, progress)
+    write_json(run / RunFiles.progress, progress)
     assert jobs.run_status(run)["label"] == "failed (lost)"
 
 
@@ -210,7 +211,7 @@ def test_cli_index_shows_a_killed_run_lost_without_a_status_call(ws):
 def test_resume_of_a_done_run_is_refused_and_leaves_it_done(ws):
     run = new_run(ws)
     done = initial_progress(run.name, STAGES, "done") | {"finished": time.time()}
-    write_json(run / PROGRESS_FILE, done)
+    write_json(run / RunFiles.progress, done)
     res = run_cli("resume", str(run))
     assert res.returncode == 2 and "is done; nothing to resume" in res.stderr, res.stderr
     assert read_progress(run) == done

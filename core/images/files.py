@@ -1,0 +1,8 @@
+"""The image stream's output folder: the shared files and its own."""
+from core.run_files import RunFile, StreamFiles
+
+
+class ImageFiles(StreamFiles):
+    maps = RunFile("maps.npz")  # one anomaly map per test image
+    overlays = RunFile("overlays")  # a folder: the maps drawn over their images
+    normal_stats = RunFile("normal_stats.npz")  # per-pixel error statistics of normal images

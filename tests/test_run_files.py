@@ -1,0 +1,42 @@
+"""The run layout: a name on the class, a path on an instance, and nothing a run writes left
+unnamed by it."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import IMG_TINY, SAMPLES, TINY, run_cli
+from core.images.files import ImageFiles
+from core.run_files import RunFile, RunFiles, StreamFiles
+from core.timeseries.files import SeriesFiles
+
+def test_a_name_on_the_class_a_path_on_an_instance(tmp_path):
+    run = RunFiles(str(tmp_path))  # a str folder is taken as a Path
+    assert RunFiles.config == "run.yaml" and run.config == tmp_path / "run.yaml"
+    assert run.stream("patchtst").scores == tmp_path / "patchtst" / "scores.csv"
+    assert SeriesFiles(tmp_path).checkpoint == tmp_path / StreamFiles.checkpoint
+    assert ImageFiles(tmp_path).maps == tmp_path / "maps.npz"
+
+
+def names(layout: type) -> set[str]:
+    return {v.name for c in layout.__mro__ for v in vars(c).values() if isinstance(v, RunFile)}
+
+
+def test_no_two_entries_share_a_file():
+    for layout in (RunFiles, SeriesFiles, ImageFiles):
+        entries = [v.name for c in layout.__mro__ for v in vars(c).values()
+                   if isinstance(v, RunFile)]
+        assert len(entries) == len(set(entries)), layout
+
+
+@pytest.mark.slow
+def test_every_file_a_run_writes_is_named_by_the_layout(tmp_path):
+    res = run_cli("run", "--ts-data", str(SAMPLES / "timeseries"), "--img-data",
+                  str(SAMPLES / "images"), "--workdir", str(tmp_path), *TINY, *IMG_TINY,
+                  timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    shown = {p.name for p in run.iterdir() if not p.name.startswith(".")}
+    assert shown == names(RunFiles) - {RunFiles.stdout, RunFiles.stop_request,
+                                       RunFiles.export} | {"patchtst", "swinmae"}
+    assert {p.name for p in (run / "patchtst").iterdir()} == names(SeriesFiles)
+    assert {p.name for p in (run / "swinmae").iterdir()} == names(ImageFiles)
