@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,9 +39,10 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def number(**bounds):
-    """A finite number within `bounds` (`ge`, `le`, `gt`: pydantic's names)."""
-    return Field(allow_inf_nan=False, **bounds)
+def number(help: str | None = None, **bounds):
+    """A finite number within `bounds` (`ge`, `le`, `gt`: pydantic's names); `help` is its
+    description in the schema, which the Train form shows beside the field."""
+    return Field(allow_inf_nan=False, description=help, **bounds)
 
 
 def _word_for_bool(value: Any) -> Any:
@@ -74,9 +76,9 @@ class PipelineConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = number(ge=1)
-    batch_size: int = number(ge=1)
-    lr: float = number(gt=0.0)
+    epochs: int = number("passes over the training data", ge=1)
+    batch_size: int = number("samples per optimizer step", ge=1)
+    lr: float = number("peak AdamW rate (warm-up, then cosine)", gt=0.0)
     weight_decay: float = number(ge=0.0)
     warmup_frac: float = number(ge=0.0, le=0.5)  # share of all steps with linear warm-up
     min_lr_frac: float = number(ge=0.0, le=1.0)  # cosine floor, as a share of lr
@@ -135,16 +137,26 @@ def choices(section: type[Section], key: str) -> tuple:
     return typing.get_args(inner)
 
 
-def bounds(dotted: str) -> tuple[float | None, float | None]:
-    """The (lowest, highest) value the number field at a dotted key declares (None: unbounded;
-    a strict `gt` bound is given as its value): the Train form's limits."""
+@dataclass(frozen=True)
+class NumberField:
+    """What the schema says of one number field: what the Train form shows and allows."""
+    kind: type  # int or float
+    low: float | None  # None: unbounded; a strict `gt` bound is given as its value
+    high: float | None
+    help: str  # its description ("" when it has none)
+
+
+def number_field(dotted: str) -> NumberField:
+    """The number field at a dotted key (e.g. `patchtst.train.lr`), read from the schema."""
     parent, _, name = dotted.rpartition(".")
     field = _type_at(parent, run_config_model()).model_fields[name]
     low = next((getattr(m, a) for m in field.metadata for a in ("ge", "gt") if hasattr(m, a)),
                None)
     high = next((getattr(m, a) for m in field.metadata for a in ("le", "lt") if hasattr(m, a)),
                 None)
-    return low, high
+    kind = field.annotation
+    return NumberField(kind, None if low is None else kind(low),
+                       None if high is None else kind(high), field.description or "")
 
 
 def _type_at(dotted: str, root: type[Section]) -> Any:

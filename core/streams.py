@@ -52,17 +52,16 @@ class DataOption:
 
 @dataclass(frozen=True)
 class FormField:
-    """One hyperparameter in the Train form; `key` is dotted inside the stream's config section."""
+    """One hyperparameter in the Train form; `key` is dotted inside the stream's config section.
+    Its type, bounds and help text come from the config schema (`core.config.number_field`)."""
     key: str
     label: str
-    kind: type  # int or float
-    help: str = ""
 
 
 TRAIN_FIELDS = (  # the Train form's fields every stream's training loop has
-    FormField("train.epochs", "Epochs", int, "passes over the training data"),
-    FormField("train.batch_size", "Batch size", int, "samples per optimizer step"),
-    FormField("train.lr", "Learning rate", float, "peak AdamW rate (warm-up, then cosine)"),
+    FormField("train.epochs", "Epochs"),
+    FormField("train.batch_size", "Batch size"),
+    FormField("train.lr", "Learning rate"),
 )
 
 

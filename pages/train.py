@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
-from core.config import bounds, defaults, presets
+from core.config import defaults, number_field, presets
 from core.errors import AtcError, ConfigError
 from core.figures.live import loss_figure, stage_graph
 from core.train_view import (check_run, latest_run, live_view, pipeline_choices,
@@ -152,12 +152,11 @@ def hyperparameters(busy: bool, any_data: bool) -> tuple[dict, dict, bool, bool]
             st.markdown(f"**{stream.title}**")
             cols = st.columns(3)
             for i, f in enumerate(stream.form_fields):
-                step, fmt = (1, "%d") if f.kind is int else \
+                schema = number_field(f"{stream.name}.{f.key}")
+                step, fmt = (1, "%d") if schema.kind is int else \
                     (0.05, "%.2f") if f.key.endswith("ratio") else (1e-4, "%.1e")
-                low, high = (None if b is None else f.kind(b)
-                             for b in bounds(f"{stream.name}.{f.key}"))
-                cols[i % 3].number_input(f.label, step=step, format=fmt, help=f.help,
-                                         min_value=low, max_value=high,
+                cols[i % 3].number_input(f.label, step=step, format=fmt, help=schema.help or None,
+                                         min_value=schema.low, max_value=schema.high,
                                          key=field_key(stream, f.key))
             values[stream.name] = {f.key: st.session_state[field_key(stream, f.key)]
                                    for f in stream.form_fields}

@@ -8,11 +8,11 @@ import shutil
 import pytest
 import yaml
 
-from core.config import (CONFIG_DIR, RunConfig, Section, TrainConfig, bounds, defaults, load_config,
-                         run_config_model,
-                         parse_override, presets, read_config, save_config)
+from core.config import (CONFIG_DIR, RunConfig, Section, TrainConfig, defaults, load_config,
+                         number_field, parse_override, presets, read_config, run_config_model,
+                         save_config)
 from core.errors import ConfigError
-from core.streams import path_keys
+from core.streams import STREAMS, path_keys
 
 
 def config_error(overrides, **kwargs) -> str:
@@ -351,7 +351,18 @@ def test_model_config_defaults_are_consistent():
     assert m.d_model % m.n_heads == 0
 
 
-def test_bounds_are_read_from_the_schema_for_the_train_form():
-    assert bounds("patchtst.model.mask_ratio") == (0.0, 0.9)  # gt=0.0, le=0.9
-    assert bounds("patchtst.train.epochs") == (1, None)
-    assert bounds("swinmae.train.lr") == (0.0, None)
+def test_the_train_form_reads_type_bounds_and_help_from_the_schema():
+    ratio = number_field("patchtst.model.mask_ratio")
+    assert (ratio.kind, ratio.low, ratio.high) == (float, 0.0, 0.9)  # gt=0.0, le=0.9
+    assert ratio.help == "share of patches hidden in training"
+    epochs = number_field("patchtst.train.epochs")
+    assert (epochs.kind, epochs.low, epochs.high) == (int, 1, None)
+    assert number_field("swinmae.train.lr").low == 0.0
+    assert number_field("patchtst.model.d_model").help == ""  # not on the form: no help needed
+
+
+def test_every_train_form_field_is_a_described_number_in_the_schema():
+    for stream in STREAMS.values():
+        for f in stream.form_fields:
+            schema = number_field(f"{stream.name}.{f.key}")
+            assert schema.kind in (int, float) and schema.help, (stream.name, f.key)

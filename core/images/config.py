@@ -10,7 +10,8 @@ from core.errors import ConfigError
 
 
 class SwinMAEModelConfig(Section):
-    image_size: int = number(ge=8)  # side of the square input, in pixels
+    image_size: int = number("images are resized to this square (pixels); it must fit the "
+                             "windows (see the config)", ge=8)
     in_chans: Literal[1, 3]  # set from the data by the pipeline
     patch_size: int = number(ge=1)  # pixels per patch side; patches do not overlap
     window_size: int = number(ge=1)  # tokens per window side; a stage whose grid is <= it
@@ -19,7 +20,7 @@ class SwinMAEModelConfig(Section):
     depths: PositiveInts  # Swin blocks per stage; patch merging between stages
     num_heads: PositiveInts  # one entry per stage
     mlp_ratio: float = number(gt=0.0)
-    mask_ratio: float = number(gt=0.0, le=0.95)  # share of mask units hidden in training
+    mask_ratio: float = number("share of mask units hidden in training", gt=0.0, le=0.95)
     mask_unit: int = number(ge=1)  # a mask unit is mask_unit×mask_unit patches (4×4 = 16 px)
     decoder_dim: int = number(ge=4)
     decoder_depth: int = number(ge=0, le=4)  # Swin blocks on the patch grid (W, SW, W, ...)

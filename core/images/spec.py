@@ -23,9 +23,8 @@ SPEC = Stream(
     key_params=(("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
                 ("model", "image_size"), ("model", "mask_ratio"), ("score", "mode")),
     form_fields=TRAIN_FIELDS + (
-        FormField("model.image_size", "Image size (px)", int,
-                  "images are resized to this square; must fit the windows (see the config)"),
-        FormField("model.mask_ratio", "Mask ratio", float, "share of mask units hidden"),
+        FormField("model.image_size", "Image size (px)"),
+        FormField("model.mask_ratio", "Mask ratio"),
     ),
     preselected=False,  # minutes of CPU time even on the sample: opt in
 )

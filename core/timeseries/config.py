@@ -9,19 +9,19 @@ from core.errors import ConfigError
 
 
 class TSDataConfig(Section):
-    window: int = number(ge=2)  # time steps per window
+    window: int = number("time steps per window; a multiple of the patch length", ge=2)
     stride: int = number(ge=1)  # step between training windows
     val_fraction: float = number(gt=0.0, le=0.5)  # end of train held out (normal data)
 
 
 class PatchTSTModelConfig(Section):
-    patch_len: int = number(ge=1)  # patches do not overlap: patch stride = patch_len
+    patch_len: int = number("time steps per patch; patches do not overlap", ge=1)
     d_model: int = number(ge=4)
     n_heads: int = number(ge=1)
     n_layers: int = number(ge=1)
     d_ff: int = number(ge=4)
     dropout: float = number(ge=0.0, le=0.9)
-    mask_ratio: float = number(gt=0.0, le=0.9)
+    mask_ratio: float = number("share of patches hidden in training", gt=0.0, le=0.9)
     revin: bool  # per-window normalisation; off: the model sees levels (level shifts)
     cross_channel: bool  # attention across channels after the channel-independent encoder
 

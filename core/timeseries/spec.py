@@ -24,9 +24,9 @@ SPEC = Stream(
                 ("data", "window"), ("model", "patch_len"), ("model", "mask_ratio"),
                 ("score", "mode")),
     form_fields=TRAIN_FIELDS + (
-        FormField("data.window", "Window (time steps)", int, "a multiple of the patch length"),
-        FormField("model.patch_len", "Patch length (time steps)", int),
-        FormField("model.mask_ratio", "Mask ratio", float, "share of patches hidden in training"),
+        FormField("data.window", "Window (time steps)"),
+        FormField("model.patch_len", "Patch length (time steps)"),
+        FormField("model.mask_ratio", "Mask ratio"),
     ),
     preselected=True,
 )

@@ -8,7 +8,7 @@ from core.streams import DataOption, FormField, Stage, Stream
 
 
 class ToyTrain(Section):
-    epochs: int = Field(ge=1)
+    epochs: int = Field(ge=1, description="passes over the values")
 
 
 class ToyScore(Section):
@@ -38,8 +38,8 @@ SPEC = Stream(
     results_view="tests.toy_stream.view:section",
     headline={"hit_rate": "hit rate"},
     key_params=(("train", "epochs"), ("score", "threshold")),
-    form_fields=(FormField("train.epochs", "Epochs", int, "passes over the values"),
-                 FormField("score.threshold", "Threshold (std)", float)),
+    form_fields=(FormField("train.epochs", "Epochs"),
+                 FormField("score.threshold", "Threshold (std)")),
     preselected=False,
     config_file=Path(__file__).with_name("toy.yaml"),
 )

@@ -133,7 +133,10 @@ def test_page_shows_datasets_presets_and_the_merged_config(ws):
     data = at.selectbox(key="train_data_patchtst")
     assert data.options == ["sample (bundled)", "none"] and data.value == "sample"
     assert at.selectbox(key="train_preset_patchtst").options == ["default", "tiny", "fast", "large"]
-    assert at.number_input(key="train_patchtst_data_window").value == 100
+    window = at.number_input(key="train_patchtst_data_window")
+    assert window.value == 100
+    assert window.help == "time steps per window; a multiple of the patch length"  # the schema's
+    assert at.number_input(key="train_swinmae_model_mask_ratio").max == 0.95
     config = config_expander(at).code[0].value
     assert f"ts_data: {PROJECT_ROOT / 'data' / 'samples' / 'timeseries'}" in config
     assert "preset: default" in config and "    epochs: 3\n" in config
