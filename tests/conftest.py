@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,6 +67,19 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """`python -m core.pipeline ARGS` from the project root, as a user would type it."""
     return subprocess.run([sys.executable, "-m", "core.pipeline", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def both_streams_run(tmp_path_factory) -> Path:
+    """A finished tiny run of both streams on copies of the bundled samples, built once per test
+    run. Its tests read it; what they add (exports, scoring runs) goes beside it."""
+    root = tmp_path_factory.mktemp("both-streams")
+    ts = shutil.copytree(SAMPLES / "timeseries", root / "timeseries")
+    images = shutil.copytree(SAMPLES / "images", root / "images")
+    res = run_cli("run", "--ts-data", str(ts), "--img-data", str(images), "--workdir",
+                  str(root / "ws"), *TINY, *IMG_TINY, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return only_run_dir(root / "ws")
 
 
 def wait_for(predicate, what: str, timeout: float = 60.0):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import IMG_TINY, REPO, SAMPLES, TINY, run_cli
+from conftest import REPO, SAMPLES, run_cli
 from core.export import export_zip
 from core.fileio import read_json
 
@@ -40,18 +40,12 @@ assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "core")]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, Path]:
+def exported(both_streams_run, tmp_path_factory) -> tuple[Path, Path]:
     """(a finished run with both streams on the bundled samples, its export folder)."""
-    root = tmp_path_factory.mktemp("export")
-    ts = shutil.copytree(SAMPLES / "timeseries", root / "timeseries")
-    images = shutil.copytree(SAMPLES / "images", root / "images")
-    res = run_cli("run", "--ts-data", str(ts), "--img-data", str(images), "--workdir",
-                  str(root / "ws"), *TINY, *IMG_TINY, timeout=600)
+    out = tmp_path_factory.mktemp("export") / "exported"
+    res = run_cli("export", str(both_streams_run), "--out", str(out), timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    run = next(p for p in (root / "ws" / "runs").iterdir() if p.is_dir())
-    res = run_cli("export", str(run), "--out", str(root / "exported"), timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return run, root / "exported"
+    return both_streams_run, out
 
 
 def test_one_folder_per_stream_with_model_json_and_predict(exported):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import IMG_TINY, SAMPLES, TINY, run_cli
 from core.images.files import ImageFiles
 from core.run_files import RunFile, RunFiles, StreamFiles
 from core.timeseries.files import SeriesFiles
@@ -29,14 +28,12 @@ def test_no_two_entries_share_a_file():
 
 
 @pytest.mark.slow
-def test_every_file_a_run_writes_is_named_by_the_layout(tmp_path):
-    res = run_cli("run", "--ts-data", str(SAMPLES / "timeseries"), "--img-data",
-                  str(SAMPLES / "images"), "--workdir", str(tmp_path), *TINY, *IMG_TINY,
-                  timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
-    shown = {p.name for p in run.iterdir() if not p.name.startswith(".")}
-    assert shown == names(RunFiles) - {RunFiles.stdout, RunFiles.stop_request,
-                                       RunFiles.export} | {"patchtst", "swinmae"}
+def test_every_file_a_run_writes_is_named_by_the_layout(both_streams_run):
+    run = both_streams_run
+    written = {p.name for p in run.iterdir() if not p.name.startswith(".")}
+    # stdout.log: only a console-started job; stop_requested.json: only a Stop; export/: on demand
+    assert written - {RunFiles.stdout, RunFiles.stop_request, RunFiles.export} \
+        == names(RunFiles) - {RunFiles.stdout, RunFiles.stop_request, RunFiles.export} \
+        | {"patchtst", "swinmae"}
     assert {p.name for p in (run / "patchtst").iterdir()} == names(SeriesFiles)
     assert {p.name for p in (run / "swinmae").iterdir()} == names(ImageFiles)
