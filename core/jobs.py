@@ -165,21 +165,21 @@ def start(run_dir: Path, resume: bool = False) -> int:
     The run folder must hold run.yaml. progress.json is written at once (status `starting`) so
     every reader sees the run before the child has imported torch. Two starts at the same
     moment (two tabs) are serialised by a start lock; the second is refused."""
-    run_dir, ws = Path(run_dir), workspace_of(run_dir)
-    if not (RunFiles(run_dir).config).exists():
+    run_dir, ws, files = Path(run_dir), workspace_of(run_dir), RunFiles(run_dir)
+    if not files.config.exists():
         raise JobError(f"{run_dir}: no run.yaml; prepare the run folder first")
     if resume:
         check_resumable(run_dir)
     with _start_lock(ws):
         _refuse_if_busy(ws)
-        (RunFiles(run_dir).stop_request).unlink(missing_ok=True)
+        files.stop_request.unlink(missing_ok=True)
         progress = initial_progress(run_dir.name, stage_names(is_scoring_run(run_dir)),
                                     "starting")
-        write_json(RunFiles(run_dir).progress, progress)  # before the child can write its own
+        write_json(files.progress, progress)  # before the child can write its own
         try:
             proc = _spawn(run_dir, resume)
         except OSError as e:
-            write_json(RunFiles(run_dir).progress, progress | {
+            write_json(files.progress, progress | {
                 "status": "failed", "finished": time.time(),
                 "error": f"the pipeline process could not be started: {e}"})
             raise JobError(f"run {run_dir.name}: the pipeline process could not be started "
@@ -188,8 +188,8 @@ def start(run_dir: Path, resume: bool = False) -> int:
         write_json(ws / STARTING_FILE, {"run_id": run_dir.name, "pid": proc.pid,
                                         "pid_start": born, "time": time.time()})
     if read_progress(run_dir)["pid"] is None:  # the child (seconds to import) has not written
-        write_json(RunFiles(run_dir).progress, progress | {"pid": proc.pid, "pgid": proc.pid,
-                                                        "pid_start": born})
+        write_json(files.progress, progress | {"pid": proc.pid, "pgid": proc.pid,
+                                               "pid_start": born})
     RunIndex(ws).update(run_dir)
     return proc.pid
 
@@ -270,7 +270,8 @@ def _writer_alive(progress: dict) -> bool:
 def _last_logged_error(run_dir: Path, tail_bytes: int = 16384) -> str | None:
     """The last ERROR line of the run's log (or of stdout.log, where the pipeline's stderr
     goes), without its time stamp; None when there is none or no log can be read."""
-    for path in (RunFiles(run_dir).log, RunFiles(run_dir).stdout):
+    files = RunFiles(run_dir)
+    for path in (files.log, files.stdout):
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
@@ -343,7 +344,7 @@ def watch_workspace(ws: Path) -> None:
     """`watchdog` for every run the workspace's index lists as live (`starting`, `running`)."""
     for entry in RunIndex(ws).entries():
         run_dir = runs_dir(ws) / entry["run_id"]
-        if entry.get("status") in LIVE_STATES and (RunFiles(run_dir).progress).exists():
+        if entry.get("status") in LIVE_STATES and RunFiles(run_dir).progress.exists():
             watchdog(run_dir)
 
 
@@ -368,6 +369,6 @@ def delete_run(ws: Path, run_id: str) -> None:
     """Delete a run that is not running (JobError otherwise)."""
     run_dir = Path(ws) / "runs" / run_id
     if active_run_id(ws) == run_id or \
-            (RunFiles(run_dir).progress).exists() and run_status(run_dir)["status"] in LIVE_STATES:
+            RunFiles(run_dir).progress.exists() and run_status(run_dir)["status"] in LIVE_STATES:
         raise JobError(f"run {run_id} is running; stop it before deleting it")
     runs.delete_run(ws, run_id)

@@ -192,7 +192,7 @@ def cmd_run(args) -> int:
         run_dir = Path(args.run_dir).resolve()
         if _given_data(args) or args.set:
             raise AtcError("give either RUN_DIR (a prepared run folder) or data options, not both")
-        if not (RunFiles(run_dir).config).exists():
+        if not RunFiles(run_dir).config.exists():
             flags = " or ".join(s.data[0].flag for s in STREAMS.values())
             raise AtcError(f"{run_dir}: no run.yaml; to start a new run pass {flags} instead")
         workspace_of(run_dir)  # a run folder must sit in a workspace's runs/
@@ -212,7 +212,7 @@ def _launch_new(run_dir: Path, detach: bool) -> int:
     try:
         return _launch(run_dir, detach, resume=False)
     except JobError:
-        if not (RunFiles(run_dir).progress).exists():
+        if not RunFiles(run_dir).progress.exists():
             delete_run(workspace_of(run_dir), run_dir.name)
         raise
 
@@ -247,7 +247,7 @@ def cmd_export(args) -> int:
 
 def cmd_resume(args) -> int:
     run_dir = Path(args.run_dir).resolve()
-    if not (RunFiles(run_dir).config).exists():
+    if not RunFiles(run_dir).config.exists():
         raise AtcError(f"{run_dir}: not a run folder (no run.yaml)")
     workspace_of(run_dir)
     jobs.check_resumable(run_dir)

@@ -54,7 +54,7 @@ class RunFiles(Layout):
     stdout = RunFile("stdout.log")  # the job's stdout and stderr (tracebacks land here)
     validation = RunFile("validation.json")  # the output checks' verdicts
     summary = RunFile("summary.json")  # every stream's data, training and metrics in one file
-    export = RunFile("export")  # a folder: the exported models (`python -m core.export`)
+    export = RunFile("export")  # a folder: the exported models (the CLI's `export`)
     stop_request = RunFile("stop_requested.json")  # a Stop asked for, with its grace
 
     def stream(self, name: str) -> StreamFiles:

@@ -54,7 +54,7 @@ def scoring_config(model_run: Path, data: dict[str, str | Path | None],
     for key in path_keys():
         setattr(cfg.pipeline, key, None)
     for stream, path in given.items():
-        if not (RunFiles(model_run).stream(stream).checkpoint).is_file():
+        if not RunFiles(model_run).stream(stream).checkpoint.is_file():
             raise DataError(f"run {model_run.name} trained no {STREAMS[stream].title} model "
                             f"({stream}/best.pt is missing); expected a run that did")
         resolved = Path(path).expanduser().resolve()

@@ -91,7 +91,7 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
     changed, `signal` is None and `signal_note` says why (the scores still show)."""
     out = SeriesFiles(Path(run_dir) / stream)
     scoring = read_json(out.scoring)
-    if not scoring or not (out.scores).is_file():
+    if not scoring or not out.scores.is_file():
         raise ResultsError(f"run {Path(run_dir).name}: expected {stream}/{SeriesFiles.scores} and "
                            f"{stream}/{SeriesFiles.scoring}, found none; was the run scored?")
     scores = pd.read_csv(out.scores)
