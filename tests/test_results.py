@@ -15,7 +15,7 @@ import yaml
 from conftest import TINY, only_run_dir, run_cli, tiny_dataset
 from core import jobs, results, runs_tables
 from core.curves import loss_curves
-from core.figures.results import (MAX_BANDS, display_segments, ranges_differ,
+from core.figures.results import (MAX_BANDS, SCORE_AXIS, display_segments, ranges_differ,
                                   signal_score_figure)
 from core.figures.runs import overlay_loss_figure
 from core.progress import process_start, read_metrics
@@ -164,11 +164,13 @@ def test_load_ts_results(run_dir):
     assert [s.name for s in results.result_streams(run_dir)] == ["patchtst"]
     assert set(res.channel_scale) == {"a", "b", "c"}  # per-channel scaling is the default
     assert res.parts == ["reconstruction", "pca"]  # the PCA fusion is the default
-    assert res.score_title == ts_results.FUSED_SCORE_TITLE
+    assert res.score_title == ts_results.SCORE_TITLES["fused"]
+    assert "PCA" in res.score_meaning and "standard deviations" in res.score_meaning
     assert list(ts_results.metrics_table(res.metrics).index[:4]) == [
         "model", "reconstruction", "pca", "random"]
     res.parts = ["reconstruction"]
-    assert res.score_title == ts_results.SCALED_SCORE_TITLE
+    assert res.score_title == ts_results.SCORE_TITLES["scaled"]
+    assert "each channel's divided by its mean error" in res.score_meaning
 
 
 def test_missing_scored_file_still_shows_scores(run_dir, tmp_path):
@@ -254,9 +256,11 @@ def test_signal_score_figure_traces_and_shading(run_dir):
     legend = [s.name for s in fig.layout.shapes if s.showlegend]
     assert legend == ["flagged (score > threshold)", "true anomaly (label)"]
     assert fig.layout.yaxis.title.text == "value (raw units)"
-    assert fig.layout.yaxis2.title.text == ts_results.SCORE_TITLE
+    assert fig.layout.yaxis2.title.text == SCORE_AXIS
     titled = signal_score_figure(res.score, res.threshold, score_title=res.score_title)
-    assert titled.layout.yaxis.title.text == ts_results.FUSED_SCORE_TITLE
+    assert titled.layout.yaxis.title.text == ts_results.SCORE_TITLES["fused"]
+    # short: a 70-character title overflowed the score panel into the signal's axis title
+    assert all(len(title) <= 30 for title in ts_results.SCORE_TITLES.values())
     assert fig.layout.xaxis2.title.text == "time"
     assert ranges_differ([res.signal[:, 1], 1000 * res.signal[:, 0]])
     assert not ranges_differ([res.signal[:, 1], res.signal[:, 0]])

@@ -11,13 +11,14 @@ from plotly.subplots import make_subplots
 
 from core.downsample import minmax_indices
 from core.results import segments
-from core.timeseries.results import SCORE_TITLE
 
 MAX_POINTS = 3000  # per trace
 MAX_BANDS = 300  # shaded segments per kind (flagged, labelled)
 FLAG_COLOUR, LABEL_COLOUR = "rgba(214, 39, 40, 0.22)", "rgba(117, 60, 170, 0.22)"
 SCORE_COLOUR, THRESHOLD_COLOUR = "#1f3b5c", "#d62728"
 NORMAL_COLOUR, DEFECT_COLOUR = "#4c9be8", "#ff7f0e"  # histogram of scores by label
+
+SCORE_AXIS = "anomaly score"  # the score axis when the view names no unit
 
 
 def time_axis(timestamps: np.ndarray | None, n: int) -> tuple[np.ndarray, str]:
@@ -73,7 +74,7 @@ def signal_score_figure(score: np.ndarray, threshold: float,
                         labels: np.ndarray | None = None,
                         timestamps: np.ndarray | None = None,
                         standardise: bool = False, log_score: bool = False,
-                        score_title: str = SCORE_TITLE,
+                        score_title: str = SCORE_AXIS,
                         max_points: int = MAX_POINTS) -> go.Figure:
     """Two stacked subplots sharing x: the selected channels of the raw signal (top; omitted
     when `signal` is None or empty; z-scored per channel with `standardise`) and the score (T,)
@@ -115,7 +116,7 @@ def signal_score_figure(score: np.ndarray, threshold: float,
 
 
 def score_histogram(scores: np.ndarray, labels: np.ndarray | None, threshold: float,
-                    score_title: str = SCORE_TITLE, unit: str = "rows",
+                    score_title: str = SCORE_AXIS, unit: str = "rows",
                     bins: int = 40) -> go.Figure:
     """Distribution of the scores (N,) with the threshold marked (a dashed vertical line, the
     layout's only shape). With labels (N,) 0/1, normal and defect scores are two overlaid

@@ -25,9 +25,19 @@ from core.timeseries.data import load_ts_dataset
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "best_f1": "best F1",
                  "f1": "F1 at threshold", "pa_f1": "PA-F1 (point-adjusted)"}
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
-SCORE_TITLE = "anomaly score (MSE, normalised units)"
-SCALED_SCORE_TITLE = "anomaly score (MSE ÷ each channel's normal MSE)"
-FUSED_SCORE_TITLE = "anomaly score (reconstruction and PCA log scores, in normal std units)"
+# per kind of score: a short axis title (it must fit the score panel's height) and the sentence
+# under the chart that says what the unit is
+SCORE_TITLES = {"plain": "anomaly score (MSE)", "scaled": "anomaly score (÷ normal MSE)",
+                "fused": "anomaly score (normal std)"}
+SCORE_MEANINGS = {
+    "plain": "Anomaly score: the reconstruction's squared error, averaged over channels, in "
+             "normalised units.",
+    "scaled": "Anomaly score: the reconstruction's squared error averaged over channels, each "
+              "channel's divided by its mean error on normal validation data.",
+    "fused": "Anomaly score: the mean of two log scores, the reconstruction's and a PCA's (fitted "
+             "on the training data), each in standard deviations of its scores on normal "
+             "validation data.",
+}
 
 
 @dataclass
@@ -69,14 +79,22 @@ class TSResults:
         return {n: self.signal[:, self.channels.index(n)] for n in names if n in self.channels}
 
     @property
-    def score_title(self) -> str:
-        """The score's unit: fused parts count in standard deviations of their log score on
-        normal validation data; otherwise, with per-channel scaling, each channel's error counts
-        in units of its own mean error there."""
+    def score_kind(self) -> str:
+        """The score's unit: `fused` parts count in standard deviations of their log score on
+        normal validation data; otherwise, with per-channel scaling (`scaled`), each channel's
+        error counts in units of its own mean error there; else (`plain`) normalised units."""
         if len(self.parts) > 1:
-            return FUSED_SCORE_TITLE
+            return "fused"
         scaled = self.channel_scale and any(v != 1 for v in self.channel_scale.values())
-        return SCALED_SCORE_TITLE if scaled else SCORE_TITLE
+        return "scaled" if scaled else "plain"
+
+    @property
+    def score_title(self) -> str:
+        return SCORE_TITLES[self.score_kind]
+
+    @property
+    def score_meaning(self) -> str:
+        return SCORE_MEANINGS[self.score_kind]
 
     @property
     def checkpoint(self) -> Path | None:
@@ -185,8 +203,9 @@ def top_channels(errors: np.ndarray, channels: list[str], mask: np.ndarray | Non
 
 def metrics_table(m: dict) -> pd.DataFrame:
     """Rows model, the parts it fuses (`reconstruction`), pca, random (those present), then the
-    same point-wise when metrics.json has them (`model · point-wise`, ...); columns auroc, auprc, best_f1, f1, pa_f1, labelled for
-    people (pa_f1 as 'PA-F1 (point-adjusted)'), rounded to 3 decimals. None shows as NaN."""
+    same point-wise when metrics.json has them (`model · point-wise`, ...); columns auroc,
+    auprc, best_f1, f1, pa_f1, labelled for people (pa_f1 as 'PA-F1 (point-adjusted)'),
+    rounded to 3 decimals. None shows as NaN."""
     rows = {"model": m, **(m.get("parts") or {}), **(m.get("baselines") or {})}
     rows |= {f"{name} · point-wise": r for name, r in (m.get("pointwise") or {}).items()}
     return metrics_frame(rows, METRIC_LABELS)
@@ -197,9 +216,7 @@ def postprocess_caption(m: dict) -> str | None:
     window = (m.get("postprocess") or {}).get("smooth", 1)
     if window <= 1:
         return None
-    fused = (" The model's score is the mean of its parts' log scores (reconstruction and a PCA "
-             "fitted on the training data), each in standard deviations of its normal "
-             "validation scores; each part is also scored alone.") if m.get("parts") else ""
+    fused = " Each of the model's parts is also scored alone." if m.get("parts") else ""
     return (f"Every detector's score after a centred {window}-step moving mean, applied alike "
             f"to all; the point-wise rows are without it.{fused}")
 

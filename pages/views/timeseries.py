@@ -67,6 +67,7 @@ def view(res: ts_results.TSResults) -> None:
     st.plotly_chart(signal_score_figure(res.score, threshold, res.signal_of(picked), res.labels,
                                         res.timestamps, standardise, log_score, res.score_title),
                     key=f"{key}_chart")
+    st.caption(res.score_meaning)
     st.markdown("**Top anomalies** (flagged segments by peak score)")
     st.dataframe(ts_results.top_anomalies(res.score, res.errors, res.channels, threshold,
                                        timestamps=res.timestamps), width="stretch")
