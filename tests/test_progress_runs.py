@@ -16,8 +16,7 @@ from core import fileio, jobs
 from core.config import load_config, save_config
 from core.errors import JobError
 from core.fileio import append_jsonl, read_json, read_jsonl, write_atomic, write_json
-from core.progress import (MetricsLog, ProgressWriter,
-                           initial_progress, read_metrics, read_progress)
+from core.progress import MetricsLog, ProgressWriter, initial_progress, read_metrics, read_progress
 from core.run_files import RunFiles
 from core.runs import INDEX_FILE, RunIndex, runs_dir, summarize_run, workspace, workspace_of
 

@@ -19,8 +19,8 @@ from core import jobs, pipeline, progress as progress_mod, runs as runs_mod, upl
 from core.config import load_config
 from core.errors import DataError, JobError
 from core.fileio import read_jsonl, write_json
-from core.progress import (RESERVE_FILE, MetricsLog, ProgressWriter,
-                           initial_progress, read_progress)
+from core.progress import (RESERVE_FILE, MetricsLog, ProgressWriter, initial_progress,
+                           read_progress)
 from core.run_files import RunFiles
 from core.runs import RunIndex, create_run, runs_dir, workspace
 from core.timeseries import uploads as ts_uploads
