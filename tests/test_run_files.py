@@ -8,6 +8,7 @@ from core.images.files import ImageFiles
 from core.run_files import RunFile, RunFiles, StreamFiles
 from core.timeseries.files import SeriesFiles
 
+
 def test_a_name_on_the_class_a_path_on_an_instance(tmp_path):
     run = RunFiles(str(tmp_path))  # a str folder is taken as a Path
     assert RunFiles.config == "run.yaml" and run.config == tmp_path / "run.yaml"
@@ -16,15 +17,14 @@ def test_a_name_on_the_class_a_path_on_an_instance(tmp_path):
     assert ImageFiles(tmp_path).maps == tmp_path / "maps.npz"
 
 
-def names(layout: type) -> set[str]:
-    return {v.name for c in layout.__mro__ for v in vars(c).values() if isinstance(v, RunFile)}
+def entries(layout: type) -> list[str]:
+    """The file names a layout class declares, its parents' included."""
+    return [v.name for c in layout.__mro__ for v in vars(c).values() if isinstance(v, RunFile)]
 
 
 def test_no_two_entries_share_a_file():
     for layout in (RunFiles, SeriesFiles, ImageFiles):
-        entries = [v.name for c in layout.__mro__ for v in vars(c).values()
-                   if isinstance(v, RunFile)]
-        assert len(entries) == len(set(entries)), layout
+        assert len(entries(layout)) == len(set(entries(layout))), layout
 
 
 @pytest.mark.slow
@@ -32,8 +32,7 @@ def test_every_file_a_run_writes_is_named_by_the_layout(both_streams_run):
     run = both_streams_run
     written = {p.name for p in run.iterdir() if not p.name.startswith(".")}
     # stdout.log: only a console-started job; stop_requested.json: only a Stop; export/: on demand
-    assert written - {RunFiles.stdout, RunFiles.stop_request, RunFiles.export} \
-        == names(RunFiles) - {RunFiles.stdout, RunFiles.stop_request, RunFiles.export} \
-        | {"patchtst", "swinmae"}
-    assert {p.name for p in (run / "patchtst").iterdir()} == names(SeriesFiles)
-    assert {p.name for p in (run / "swinmae").iterdir()} == names(ImageFiles)
+    optional = {RunFiles.stdout, RunFiles.stop_request, RunFiles.export}
+    assert written - optional == set(entries(RunFiles)) - optional | {"patchtst", "swinmae"}
+    assert {p.name for p in (run / "patchtst").iterdir()} == set(entries(SeriesFiles))
+    assert {p.name for p in (run / "swinmae").iterdir()} == set(entries(ImageFiles))
