@@ -101,3 +101,7 @@ def main() -> None:
     final = auto.precision if auto.precision in by_precision else args.precisions[0]
     print(f"at {final} (`auto` on this device: {auto.precision}):")
     print(timing.ratio_line(*by_precision[final]))
+
+
+if __name__ == "__main__":
+    main()

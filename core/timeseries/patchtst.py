@@ -217,8 +217,8 @@ class PatchTST(nn.Module):
         S, N, _ = target.shape
         mask = random_patch_mask(S, N, self.cfg.mask_ratio, x.device)  # (S, N) True = hidden
         index = visible_index(mask, N - n_hidden(N, self.cfg.mask_ratio))  # (S, n_keep)
-        visible = gather_units(target, index)  # (S, n_keep, P)
-        tokens = self.embed(visible) + self.pos[index]  # (S, n_keep, D)
+        # embedding every patch costs little (P → D); the position's gather has a cheap backward
+        tokens = gather_units(self.embed(target) + self.pos, index)  # (S, n_keep, D)
         h = scatter_units(self.mask_token, self.encode(tokens), index, N)  # (S, N, Dd)
         pred = self.decode(h)  # (S, N, P)
         per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (S, N)

@@ -195,7 +195,7 @@ def test_loss_path_and_masked_reconstruction_agree():
     mask = random_patch_mask(6, 8, 0.4)
     index = visible_index(mask, 5)
     with torch.no_grad():
-        h = model.encode(model.embed(gather_units(patches, index)) + model.pos[index])
+        h = model.encode(gather_units(model.embed(patches) + model.pos, index))
         gathered = model.decode(scatter_units(model.mask_token, h, index, 8))
         masked = model.reconstruct_patches(patches, mask)
     assert torch.allclose(gathered, masked, atol=1e-5)
