@@ -3,7 +3,8 @@ ending with one summary table.
 
   1. both streams end to end through the CLI on the bundled samples (tiny presets), on CUDA with
      `precision: auto` (bf16 autocast where the GPU has it), and checks the run folder;
-  2. the same time-series run with fp16 + loss scaling and with `torch.compile`;
+  2. the same time-series run with fp16 + loss scaling, with `torch.compile` (the visible-only
+     encoder's gather and scatter compiled) and scoring in `masked` mode;
   3. a 2-process DDP run (torchrun, nccl) when two or more GPUs are visible;
   4. the throughput benchmarks in their `--quick` form on CUDA: PatchTST and Swin MAE against
      the Hugging Face peers (when `transformers` is installed), achieved FLOP/s, 1M-row scoring.
@@ -73,6 +74,8 @@ def steps(workdir: Path, skip_bench: bool) -> list[tuple[str, Callable[[], Resul
          lambda: pipeline_step(workdir, "fp16", ts, TINY + ["pipeline.precision=fp16"])),
         ("time series, torch.compile",
          lambda: pipeline_step(workdir, "compile", ts, TINY + ["pipeline.compile=true"], 240)),
+        ("time series, masked scoring",  # visible-only encoding by attention mask, in bf16
+         lambda: pipeline_step(workdir, "masked", ts, TINY + ["patchtst.score.mode=masked"])),
     ]
     if torch.cuda.device_count() >= 2:
         out.append(("both streams, DDP on 2 GPUs", lambda: pipeline_step(

@@ -144,11 +144,11 @@ def comparison_rows(results: dict[str, dict[str, Rates]], ours: str, theirs: str
     return header, rows, ratios
 
 
-def compare(cases: dict[str, list[Case]], runtime, rounds: int, warmup: int, steps: int | None,
-            ours: str, theirs: str, caption: str, digits: int = 1) -> None:
-    """Run every benchmark's cases interleaved; print the caption, the table and the last line
-    `ratio_train=… ratio_infer=…` (ours / theirs of the first two benchmarks: training, then
-    inference at the first batch size)."""
+def measure(cases: dict[str, list[Case]], runtime, rounds: int, warmup: int,
+            steps: int | None, ours: str, theirs: str, caption: str,
+            digits: int = 1) -> dict[str, float]:
+    """Run every benchmark's cases interleaved; print the caption and the table. Returns ours /
+    theirs (medians of wall-time rates) per benchmark label."""
     results = {label: interleaved(pair, rounds, warmup, runtime.device, steps)
                for label, pair in cases.items()}
     header, rows, ratios = comparison_rows(results, ours, theirs, digits,
@@ -156,8 +156,20 @@ def compare(cases: dict[str, list[Case]], runtime, rounds: int, warmup: int, ste
     print(f"{caption}; {runtime.describe()}, torch {torch.__version__}; median (min–max) of "
           f"{rounds} interleaved rounds\n")
     print(markdown_table(header, rows))
+    return ratios
+
+
+def ratio_line(train: float, infer: float) -> str:
+    return f"ratio_train={train:.2f} ratio_infer={infer:.2f}"
+
+
+def compare(cases: dict[str, list[Case]], runtime, rounds: int, warmup: int, steps: int | None,
+            ours: str, theirs: str, caption: str, digits: int = 1) -> None:
+    """`measure`, then the last line `ratio_train=… ratio_infer=…` (ours / theirs of the first
+    two benchmarks: training, then inference at the first batch size)."""
+    ratios = measure(cases, runtime, rounds, warmup, steps, ours, theirs, caption, digits)
     train, infer = list(ratios.values())[:2]
-    print(f"\nratio_train={train:.2f} ratio_infer={infer:.2f}")
+    print("\n" + ratio_line(train, infer))
 
 
 def common_args(description: str) -> argparse.ArgumentParser:

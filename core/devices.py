@@ -1,10 +1,13 @@
 """Device choice, mixed precision, optional compilation, and what the console shows about the
 hardware. `device: auto` picks CUDA when available, else CPU; `precision: auto` is bf16 autocast
-on a CUDA GPU that supports it, fp16 (with a gradient scaler) on one that doesn't, fp32 on CPU."""
+on a CUDA GPU that supports it, fp16 (with a gradient scaler) on one that doesn't; on a CPU it is
+bf16 where the CPU has bf16 matrix units (AMX, AVX-512 BF16), fp32 elsewhere: without them bf16
+is emulated and slower than fp32."""
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -26,11 +29,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+CPU_BF16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX-512 BF16"}  # /proc/cpuinfo flag → name
+
+
+def cpu_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's bf16 matrix units from its flags ('AMX' before 'AVX-512 BF16', which AMX CPUs
+    also have), or None: no such flag, or no /proc/cpuinfo (not Linux): then none are assumed."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines()
+                      if line.startswith("flags")), []))
+    return next((name for flag, name in CPU_BF16_FLAGS.items() if flag in flags), None)
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """'auto' | 'bf16' | 'fp16' | 'fp32' → what autocast will use on `device`."""
     bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
     if name == "auto":
-        return ("bf16" if bf16_ok else "fp16") if device.type == "cuda" else "fp32"
+        if device.type == "cuda":
+            return "bf16" if bf16_ok else "fp16"
+        return "bf16" if cpu_bf16_units() else "fp32"
     if name == "bf16" and not bf16_ok:
         raise ConfigError(f"pipeline.precision: this GPU ({torch.cuda.get_device_name()}) has no "
                           "bf16 support; use 'fp16' or 'auto'")
@@ -67,13 +87,15 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     def describe(self) -> str:
-        """'cpu (2 threads), fp32' or 'cuda:0 NVIDIA H200, bf16' for logs and progress.json."""
+        """'cpu (2 threads, no bf16 units), fp32', 'cpu (56 threads, AMX), bf16' or 'cuda:0
+        NVIDIA H200, bf16' for logs and progress.json."""
         if self.device.type == "cuda":
             index = torch.cuda.current_device() if self.device.index is None else self.device.index
             where = f"cuda:{index} {torch.cuda.get_device_name(index)}"
         else:
             n = torch.get_num_threads()
-            where = f"cpu ({n} thread{'s' if n != 1 else ''})"
+            units = cpu_bf16_units() or "no bf16 units"
+            where = f"cpu ({n} thread{'s' if n != 1 else ''}, {units})"
         return f"{where}, {self.precision}" + (", compiled" if self.compile else "")
 
 
@@ -123,7 +145,7 @@ def device_facts() -> dict:
             gpus.append(gpu | nvml.get(i, {}))
     return {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
             "cuda_version": torch.version.cuda, "gpus": gpus, "nvml": bool(gpus) and bool(nvml),
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_threads": torch.get_num_threads(), "cpu_bf16": cpu_bf16_units()}
 
 
 def _nvml_readings(count: int) -> dict[int, dict]:

@@ -41,3 +41,27 @@ def masked_error(masks: Iterable[torch.Tensor], error_of: Callable[[torch.Tensor
     from the one reconstruction in which it was hidden. error_of gives the error of the
     reconstruction under a mask; hidden_of that mask as 0/1 over the error's trailing shape."""
     return sum(error_of(mask) * hidden_of(mask) for mask in masks)
+
+
+def visible_index(hidden: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Bool (n_rows, n_units), True = hidden → long (n_rows, n_keep): each row's visible unit
+    positions in ascending order. Rows of `random_hidden` all show n_keep = n_units - n_hidden,
+    so the kept units form one dense batch (MAE: the encoder sees visible units only)."""
+    n_units = hidden.shape[1]
+    order = hidden.long() * n_units + torch.arange(n_units, device=hidden.device)  # distinct keys
+    return order.argsort(dim=1)[:, :n_keep]  # visible first, each group in position order
+
+
+def gather_units(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (n_rows, n_units, D), index (n_rows, n) → (n_rows, n, D): row r's units index[r]."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def scatter_units(fill: torch.Tensor, tokens: torch.Tensor, index: torch.Tensor,
+                  n_units: int) -> torch.Tensor:
+    """The inverse of `gather_units`: tokens (n_rows, n, D) put back at positions index
+    (n_rows, n) of an (n_rows, n_units, D) tensor whose other units hold `fill` (D,) (a mask
+    token). Gradients reach both the tokens and the fill."""
+    rows, _, D = tokens.shape
+    base = fill.to(tokens.dtype).expand(rows, n_units, D)
+    return base.scatter(1, index[..., None].expand(-1, -1, D), tokens)

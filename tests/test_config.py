@@ -274,6 +274,11 @@ def test_d_model_must_be_a_multiple_of_n_heads():
     assert "30" in msg and "4" in msg
 
 
+def test_decoder_dim_must_be_a_multiple_of_decoder_heads():
+    msg = config_error(["patchtst.model.decoder_dim=30", "patchtst.model.decoder_heads=4"])
+    assert "patchtst.model.decoder_dim (30)" in msg and "patchtst.model.decoder_heads (4)" in msg
+
+
 # ---------------------------------------------------------------- run.yaml
 
 

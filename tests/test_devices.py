@@ -18,9 +18,34 @@ from core.fileio import write_json
 CPU = torch.device("cpu")
 
 
-def test_precision_auto_is_fp32_on_cpu_and_explicit_choices_stand():
+def test_precision_auto_on_cpu_is_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: None)
     assert resolve_precision("auto", CPU) == "fp32"
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: "AMX")
+    assert resolve_precision("auto", CPU) == "bf16"
+    assert Runtime.on(CPU).precision == "bf16"
+
+
+@pytest.mark.parametrize("units", [None, "AVX-512 BF16"])
+def test_explicit_cpu_precisions_stand_whatever_the_units(monkeypatch, units):
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: units)
     assert [resolve_precision(p, CPU) for p in ("bf16", "fp16", "fp32")] == ["bf16", "fp16", "fp32"]
+
+
+@pytest.mark.parametrize("flags, units", [
+    ("fpu sse2 avx2 avx512f avx512bw", None),  # AVX-512 without its bf16 extension
+    ("fpu avx512f avx512_bf16 avx512_vnni", "AVX-512 BF16"),
+    ("fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", "AMX"),
+])
+def test_cpu_bf16_units_read_the_flags(tmp_path, flags, units):
+    info = tmp_path / "cpuinfo"
+    core = f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n"
+    info.write_text(core + core.replace(": 0", ": 1"))
+    assert devices.cpu_bf16_units(info) == units
+
+
+def test_cpu_bf16_units_without_cpuinfo_are_none(tmp_path):
+    assert devices.cpu_bf16_units(tmp_path / "absent") is None
 
 
 def test_runtime_autocast_runs_in_the_chosen_dtype():
@@ -32,11 +57,14 @@ def test_runtime_autocast_runs_in_the_chosen_dtype():
     assert not Runtime(CPU, "bf16").grad_scaler().is_enabled()
 
 
-def test_runtime_from_the_pipeline_config_and_its_description():
+@pytest.mark.parametrize("units, precision", [(None, "fp32"), ("AMX", "bf16")])
+def test_runtime_from_the_pipeline_config_and_its_description(monkeypatch, units, precision):
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: units)
     rt = Runtime.of(load_config(["pipeline.device=cpu", "pipeline.compile=true"]).pipeline)
-    assert (rt.device, rt.precision, rt.compile) == (CPU, "fp32", True)
+    assert (rt.device, rt.precision, rt.compile) == (CPU, precision, True)
     n = torch.get_num_threads()
-    assert rt.describe() == f"cpu ({n} thread{'s' if n > 1 else ''}), fp32, compiled"
+    assert rt.describe() == (f"cpu ({n} thread{'s' if n > 1 else ''}, "
+                             f"{units or 'no bf16 units'}), {precision}, compiled")
 
 
 def test_asking_for_cuda_without_one_is_a_config_error():
@@ -86,8 +114,10 @@ def test_device_facts_read_nvml_when_installed(monkeypatch):
                                          1: {"memory_used_gb": 3.0, "utilization_pct": 41}}
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: import fails
     assert devices._nvml_readings(2) == {}
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: "AMX")
     facts = devices.device_facts()
     assert facts["torch"] == torch.__version__ and facts["cpu_threads"] >= 1
+    assert facts["cpu_bf16"] == "AMX"
 
 
 # ---------------------------------------------------------------- ranks' outcomes

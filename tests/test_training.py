@@ -130,7 +130,7 @@ def test_fit_patchtst_loss_falls_and_checkpoints_load(tmp_path):
     torch.manual_seed(0)
     window, n_channels = 32, 2
     mcfg = defaults("patchtst.model", patch_len=4, d_model=16, n_heads=2, n_layers=1,
-                    d_ff=32, mask_ratio=0.4)
+                    d_ff=32, mask_ratio=0.4, decoder_dim=16, decoder_heads=2)
     model = PatchTST(mcfg, n_channels, window)
     t = np.arange(1200)[:, None]
     series = torch.from_numpy(np.sin(2 * np.pi * t / np.array([8.0, 12.0])).astype(np.float32))
@@ -150,7 +150,9 @@ def test_fit_patchtst_loss_falls_and_checkpoints_load(tmp_path):
     assert isinstance(result, FitResult)
     assert result.epochs_done == 6 and not result.early_stopped
     assert [e["epoch"] for e in rec.epochs] == [1, 2, 3, 4, 5, 6]
-    first, last = rec.epochs[0]["train_loss"], rec.epochs[-1]["train_loss"]
+    # against the untrained model's loss (the first step's): the visible-only encoder learns
+    # much of the task within the first epoch, so that epoch's mean is no fixed reference
+    first, last = rec.steps[0]["loss"], rec.epochs[-1]["train_loss"]
     assert last < 0.5 * first, (first, last)
     assert rec.epochs[-1]["val_loss"] < 0.6 * rec.epochs[0]["val_loss"]
     assert all(math.isfinite(e["val_loss"]) for e in rec.epochs)

@@ -23,7 +23,10 @@ class PatchTSTModelConfig(Section):
     dropout: float = number(ge=0.0, le=0.9)
     mask_ratio: float = number("share of patches hidden in training", gt=0.0, le=0.9)
     revin: bool  # per-window normalisation; off: the model sees levels (level shifts)
-    cross_channel: bool  # attention across channels after the channel-independent encoder
+    cross_channel: bool  # attention across channels, in the decoder (every patch has a token)
+    decoder_dim: int = number(ge=4)  # width of the light decoder after the visible-only encoder
+    decoder_depth: int = number(ge=1, le=4)  # decoder blocks over all patches (FFN 2x its width)
+    decoder_heads: int = number(ge=1)
 
 
 class TSScoreConfig(Section):
@@ -63,3 +66,7 @@ class PatchTSTConfig(Section):
         if self.model.d_model % self.model.n_heads:
             raise ConfigError(f"patchtst.model.d_model ({self.model.d_model}) must be a multiple "
                               f"of patchtst.model.n_heads ({self.model.n_heads})")
+        if self.model.decoder_dim % self.model.decoder_heads:
+            raise ConfigError(f"patchtst.model.decoder_dim ({self.model.decoder_dim}) must be a "
+                              f"multiple of patchtst.model.decoder_heads "
+                              f"({self.model.decoder_heads})")

@@ -1,17 +1,23 @@
 """PatchTST for self-supervised pretraining (Nie et al., ICLR 2023, "A Time Series is Worth 64
 Words"): RevIN instance normalisation, channel independence (each channel is its own sequence,
 folded into the batch), non-overlapping patches, linear patch embedding + learned positions, a
-Transformer encoder, and a linear head that reconstructs every patch. Training hides random
-patches (set to zero) and takes the MSE on the hidden ones only.
+Transformer encoder, and a head that reconstructs every patch. Training hides random patches and
+takes the MSE on the hidden ones only.
 
 Dimension names: B batch, L window length, C channels, N patches per window, P patch length,
-D model width, H heads.
+D model width, Dd decoder width, H heads.
 
-Beyond the paper: an optional cross-channel block (`cross_channel`). Channel independence cannot
-see a broken correlation between channels, which is what a PCA baseline sees. After the
-channel-independent encoder, one Transformer block attends across the C channel tokens at each
-patch position (with a learned embedding per channel), so a hidden patch of one channel is
-predicted from the same moment in the others as well as from its own context.
+Beyond the paper, from MAE (He et al., CVPR 2022): the encoder sees the visible patches only
+(the paper's encoder takes hidden patches as zeros, 40 % of its tokens at the default ratio).
+Their encodings go back to their positions, a learned mask token fills the hidden ones, and a
+light decoder (`decoder_dim` wide, `decoder_depth` blocks) predicts every patch.
+
+Also beyond the paper: an optional cross-channel block (`cross_channel`). Channel independence
+cannot see a broken correlation between channels, which is what a PCA baseline sees. First in
+the decoder, where every patch position of every channel has a token, one Transformer block
+attends across the C channel tokens at each position (with a learned embedding per channel), so
+a hidden patch of one channel is predicted from the same moment in the others as well as from
+its own context.
 
 Differences from the paper, on purpose: pre-LayerNorm blocks instead of post-BatchNorm (BatchNorm
 and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; LayerNorm trains as
@@ -22,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.masking import n_complementary, random_hidden
+from core.masking import (gather_units, n_complementary, n_hidden, random_hidden,
+                          scatter_units, visible_index)
 from core.timeseries.config import PatchTSTModelConfig
 
 
@@ -94,11 +101,13 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x (S, N, D); keep (S, N) bool, True = a token the others may attend to (None: all)."""
         S, N, D = x.shape  # S sequences (B*C), N patches
         q, k, v = self.qkv(x).view(S, N, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(  # q, k, v: (S, H, N, D/H)
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=None if keep is None else keep[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(S, N, D))
 
 
@@ -111,19 +120,19 @@ class EncoderBlock(nn.Module):
                                 nn.Linear(d_ff, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), keep))
         return x + self.drop(self.ff(self.norm2(x)))
 
 
 class ChannelMixer(nn.Module):
-    """One encoder block over the channels at each patch position: (B*C, N, D) → (B*C, N, D)."""
+    """One block over the channels at each patch position: (B*C, N, D) → (B*C, N, D)."""
 
-    def __init__(self, cfg: PatchTSTModelConfig, n_channels: int):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, n_channels: int):
         super().__init__()
         self.n_channels = n_channels
-        self.channel_embed = nn.Parameter(torch.randn(n_channels, cfg.d_model) * 0.02)
-        self.block = EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+        self.channel_embed = nn.Parameter(torch.randn(n_channels, d_model) * 0.02)
+        self.block = EncoderBlock(d_model, n_heads, 2 * d_model, dropout)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         S, N, D = h.shape  # S = B*C series
@@ -134,34 +143,64 @@ class ChannelMixer(nn.Module):
 
 
 class PatchTST(nn.Module):
-    """Masked patch reconstruction. `forward(x, mask)` returns the reconstructed window in the
-    input's scale; `loss(x, mask)` the training objective."""
+    """Masked patch reconstruction, MAE-style: the encoder sees visible patches only; a light
+    decoder gets them back at their positions, a learned mask token at the hidden ones, and
+    predicts every patch. `forward(x, mask)` returns the reconstructed window in the input's
+    scale; `loss(x)` the training objective."""
 
     def __init__(self, cfg: PatchTSTModelConfig, n_channels: int, window: int):
         super().__init__()
         self.cfg, self.n_channels = cfg, n_channels
         self.n_patches = window // cfg.patch_len
+        D, Dd = cfg.d_model, cfg.decoder_dim
         self.revin = RevIN(cfg.revin)
-        self.embed = nn.Linear(cfg.patch_len, cfg.d_model)
-        self.pos = nn.Parameter(torch.randn(self.n_patches, cfg.d_model) * 0.02)
+        self.embed = nn.Linear(cfg.patch_len, D)
+        self.pos = nn.Parameter(torch.randn(self.n_patches, D) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(D, cfg.n_heads, cfg.d_ff, cfg.dropout)
                                     for _ in range(cfg.n_layers))
-        self.mixer = ChannelMixer(cfg, n_channels) if cfg.cross_channel else None
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.patch_len)
+        self.norm = nn.LayerNorm(D)
+        self.to_decoder = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(Dd))
+        self.decoder_pos = nn.Parameter(torch.randn(self.n_patches, Dd) * 0.02)
+        # across channels first: at that point every patch of every channel has a token
+        self.mixer = (ChannelMixer(Dd, cfg.decoder_heads, cfg.dropout, n_channels)
+                      if cfg.cross_channel else None)
+        self.decoder = nn.ModuleList(EncoderBlock(Dd, cfg.decoder_heads, 2 * Dd, cfg.dropout)
+                                     for _ in range(cfg.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(Dd)
+        self.head = nn.Linear(Dd, cfg.patch_len)
+
+    def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded patches (S, n, D) → decoder tokens (S, n, Dd); attention only to the tokens
+        that `keep` (S, n) marks (None: all)."""
+        h = self.drop(tokens)
+        for block in self.blocks:
+            h = block(h, keep)
+        return self.to_decoder(self.norm(h))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Tokens (S, N, Dd) at every patch position (mask tokens at hidden ones) → predicted
+        patches (S, N, P)."""
+        h = h + self.decoder_pos
+        if self.mixer is not None:
+            h = self.mixer(h)
+        for block in self.decoder:
+            h = block(h)
+        return self.head(self.decoder_norm(h))
 
     def reconstruct_patches(self, patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(S, N, P) normalised patches, S = B*C series in batch-major order, mask (S, N) True =
-        hidden or None → predictions (S, N, P)."""
-        if mask is not None:
-            patches = patches.masked_fill(mask[..., None], 0.0)  # hidden patches are zeros
-        h = self.drop(self.embed(patches) + self.pos)  # (S, N, D)
-        for block in self.blocks:
-            h = block(h)
-        if self.mixer is not None:
-            h = self.mixer(h)
-        return self.head(self.norm(h))  # (S, N, P)
+        hidden or None → predictions (S, N, P). Any mask (rows may hide different counts, as
+        scoring's staggered masks do): the encoder runs on all N tokens, but no token attends to
+        a hidden one, and hidden ones leave as mask tokens, so a hidden patch's values cannot
+        reach the output, just as in `loss`, where hidden patches are left out altogether."""
+        tokens = self.embed(patches) + self.pos  # (S, N, D)
+        if mask is None:
+            return self.decode(self.encode(tokens))
+        h = self.encode(tokens, ~mask)  # (S, N, Dd)
+        h = torch.where(mask[..., None], self.mask_token.to(h.dtype), h)
+        return self.decode(h)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, C), mask (B*C, N) or None → reconstruction (B, L, C) in x's scale."""
@@ -170,10 +209,17 @@ class PatchTST(nn.Module):
         return self.revin.inverse(unpatchify(pred, self.n_channels), stats)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only."""
+        """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only.
+        Every series hides the same number of patches, so its visible ones are gathered into
+        one dense (S, n_keep) batch for the encoder: hidden patches cost it nothing."""
         z, _ = self.revin(x)
         target = patchify(z, self.cfg.patch_len)  # (S, N, P)
-        mask = random_patch_mask(target.shape[0], self.n_patches, self.cfg.mask_ratio, x.device)
-        pred = self.reconstruct_patches(target, mask)
+        S, N, _ = target.shape
+        mask = random_patch_mask(S, N, self.cfg.mask_ratio, x.device)  # (S, N) True = hidden
+        index = visible_index(mask, N - n_hidden(N, self.cfg.mask_ratio))  # (S, n_keep)
+        # embedding every patch costs little (P → D); the position's gather has a cheap backward
+        tokens = gather_units(self.embed(target) + self.pos, index)  # (S, n_keep, D)
+        h = scatter_units(self.mask_token, self.encode(tokens), index, N)  # (S, N, Dd)
+        pred = self.decode(h)  # (S, N, P)
         per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (S, N)
         return (per_patch * mask).sum() / mask.sum()

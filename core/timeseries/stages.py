@@ -107,6 +107,10 @@ def train(ctx: Context) -> None:
     ctx.log.info("    %d training windows, %d validation windows, %s parameters; %s",
                  len(fit_starts), len(val_starts), f"{sum(p.numel() for p in model.parameters()):,}",
                  rt.describe())
+    out = ctx.stream_dir(STREAM)
+    last = SeriesFiles(out).last
+    if ctx.resume and last.is_file():
+        require_visible_encoder(load_checkpoint(last)["extra"]["config"], last)
     reporter = TrainReporter(ctx, "train_patchtst", STREAM)
     with explain_oom("training PatchTST", f"lower patchtst.train.batch_size (now {t.batch_size})"):
         result = fit(
@@ -115,18 +119,29 @@ def train(ctx: Context) -> None:
                                    t.max_steps_per_epoch),
             val_batches=lambda: window_batches(val_series, val_starts, window,
                                                score_batch_size(cfg.score, rt.device)),
-            cfg=t, rt=rt, out_dir=ctx.stream_dir(STREAM), extra=extra,
+            cfg=t, rt=rt, out_dir=out, extra=extra,
             reporter=reporter, resume=ctx.resume, group=group)
     reporter.finished(result)
+
+
+def require_visible_encoder(saved: dict, path: Path) -> None:
+    """DataError naming `path` when its checkpoint config (`extra["config"]`) predates the
+    visible-only encoder: those weights have no decoder to load into."""
+    if "decoder_dim" not in saved["model"]:
+        raise DataError(f"{path}: trained by an earlier PatchTST, whose encoder took hidden "
+                        "patches as zeros; this version's encoder sees visible patches only and "
+                        "has a decoder, so it cannot use those weights: train the model again "
+                        "(a new run on the same data)")
 
 
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[PatchTST, dict]:
     """The best checkpoint as a ready model, and its `extra` (config, channels, normaliser)."""
     from core.config import from_dict
     from core.timeseries.config import PatchTSTConfig
-    ckpt = load_checkpoint(SeriesFiles(stream_dir).checkpoint, device)
+    checkpoint = SeriesFiles(stream_dir).checkpoint
+    ckpt = load_checkpoint(checkpoint, device)
     saved = ckpt["extra"]["config"]
-    saved["model"].setdefault("cross_channel", False)  # checkpoints from before the option
+    require_visible_encoder(saved, checkpoint)
     cfg = from_dict(PatchTSTConfig, saved, "patchtst")
     model = PatchTST(cfg.model, ckpt["extra"]["n_channels"], cfg.data.window)
     model.load_state_dict(ckpt["model"])

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from core.config import defaults
+from core.masking import gather_units, scatter_units, visible_index
 from core.timeseries.config import PatchTSTModelConfig
 from core.timeseries.patchtst import (PatchTST, RevIN, complementary_masks, patchify,
                                       random_patch_mask, unpatchify)
 
 TINY = defaults("patchtst.model", patch_len=4, d_model=16, n_heads=2, n_layers=1, d_ff=32,
-                dropout=0.0, mask_ratio=0.4)
+                dropout=0.0, mask_ratio=0.4, decoder_dim=8, decoder_heads=2)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -138,9 +139,10 @@ def test_output_shape_and_no_nan():
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-def test_hidden_patches_are_zeroed_before_embedding():
-    """Changing the values under a hidden patch must not change the reconstruction (RevIN is
-    bypassed by calling reconstruct_patches on normalised patches directly)."""
+def test_hidden_patches_never_reach_the_output():
+    """Changing the values under a hidden patch must not change the reconstruction, also when
+    rows hide different numbers of patches (RevIN is bypassed by calling reconstruct_patches on
+    normalised patches directly)."""
     model = tiny_model(n_channels=1, window=32).eval()
     patches = torch.randn(4, 8, 4)  # (S, N, P)
     mask = torch.zeros(4, 8, dtype=torch.bool)
@@ -170,6 +172,34 @@ def test_loss_counts_only_hidden_patches(monkeypatch):
     pred = model.reconstruct_patches(target, fixed)
     expected = (pred - target).pow(2).mean(dim=-1)[:, :3].mean()
     assert torch.allclose(model.loss(x), expected, atol=1e-6)
+
+
+def test_training_encodes_the_visible_patches_only():
+    """The encoder's blocks see N - n_hidden tokens per series in training, all N in scoring;
+    the decoder sees all N in both."""
+    model = tiny_model(n_channels=2, window=32)  # N = 8 patches, 3 hidden in training
+    seen = {}
+    model.blocks[0].register_forward_hook(lambda m, args, out: seen.update(encoder=args[0].shape))
+    model.decoder[0].register_forward_hook(lambda m, args, out: seen.update(decoder=args[0].shape))
+    model.loss(torch.randn(5, 32, 2))
+    assert seen == {"encoder": (10, 5, 16), "decoder": (10, 8, 8)}  # S = 5 windows x 2 channels
+    with torch.no_grad():
+        model(torch.randn(5, 32, 2))
+    assert seen == {"encoder": (10, 8, 16), "decoder": (10, 8, 8)}
+
+
+def test_loss_path_and_masked_reconstruction_agree():
+    """The loss gathers the visible patches; `reconstruct_patches` with the same mask keeps all
+    N tokens but lets none attend to a hidden one: the predictions must match."""
+    model = tiny_model(n_channels=3, window=32).eval()
+    patches = torch.randn(6, 8, 4)  # (S, N, P)
+    mask = random_patch_mask(6, 8, 0.4)
+    index = visible_index(mask, 5)
+    with torch.no_grad():
+        h = model.encode(gather_units(model.embed(patches) + model.pos, index))
+        gathered = model.decode(scatter_units(model.mask_token, h, index, 8))
+        masked = model.reconstruct_patches(patches, mask)
+    assert torch.allclose(gathered, masked, atol=1e-5)
 
 
 def test_every_parameter_gets_a_gradient():
@@ -244,3 +274,33 @@ def test_cross_channel_predicts_a_hidden_patch_from_a_copied_channel():
     independent, mixed = trained_loss(False), trained_loss(True)
     assert independent > 0.8  # white noise: no better than predicting zero
     assert mixed < 0.6 * independent
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_a_checkpoint_from_before_the_visible_only_encoder_is_refused_by_name(tmp_path):
+    """Its weights have no decoder: loading says so and what to do, instead of a state-dict
+    traceback; a current checkpoint loads."""
+    from core.config import to_dict
+    from core.errors import DataError
+    from core.timeseries.stages import load_model
+    from core.timeseries.files import SeriesFiles
+    from core.training import save_checkpoint
+    checkpoint = SeriesFiles(tmp_path).checkpoint
+    model = tiny_model(n_channels=2, window=32)
+    cfg = to_dict(defaults("patchtst"))
+    cfg["model"] |= to_dict(model.cfg)
+    cfg["data"]["window"] = 32
+    save_checkpoint(checkpoint, {"model": model.state_dict(), "extra": {
+        "config": cfg, "n_channels": 2}})
+    loaded, _ = load_model(tmp_path)
+    x = torch.randn(3, 32, 2)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    for key in ("decoder_dim", "decoder_depth", "decoder_heads"):
+        del cfg["model"][key]
+    save_checkpoint(checkpoint, {"model": {}, "extra": {"config": cfg, "n_channels": 2}})
+    with pytest.raises(DataError, match=r"best.pt: trained by an earlier PatchTST.*train the "
+                                        r"model again"):
+        load_model(tmp_path)

@@ -216,6 +216,24 @@ def test_home_lists_gpus(ws, monkeypatch):
         st.cache_resource.clear()
 
 
+@pytest.mark.parametrize("units, shown", [
+    ("AMX", "AMX bf16 units: precision `auto` trains in bf16"),
+    (None, "no bf16 units: precision `auto` stays fp32")])
+def test_home_says_whether_the_cpu_has_bf16_units(ws, monkeypatch, units, shown):
+    import streamlit as st
+    import core.devices
+    fake = {"torch": "9.9.9", "cuda_available": False, "cuda_version": None, "cpu_threads": 2,
+            "nvml": False, "gpus": [], "cpu_bf16": units}
+    monkeypatch.setattr(core.devices, "device_facts", lambda: fake)
+    st.cache_resource.clear()  # the pages cache the facts once per server
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+        assert not at.exception, at.exception
+        assert any(shown in c.value and "2 threads" in c.value for c in at.caption)
+    finally:
+        st.cache_resource.clear()
+
+
 def test_pages_with_no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("ATC_WORKDIR", str(tmp_path / "empty"))
     at = page("results.py")
