@@ -327,7 +327,7 @@ def test_unknown_key_inside_a_yaml_preset_names_the_key(config_dir):
     ("patchtst.yaml", "epochs: 3", "epochs: 3.0", "patchtst.train.epochs", "3.0"),
     ("patchtst.yaml", "epochs: 3", "epochs: true", "patchtst.train.epochs", "True"),
     ("patchtst.yaml", "lr: 0.001", "lr: yes", "patchtst.train.lr", "True"),
-    ("patchtst.yaml", "mode: full", "mode: 3", "patchtst.score.mode", "3"),
+    ("patchtst.yaml", "mode: masked", "mode: 3", "patchtst.score.mode", "3"),
 ])
 def test_wrong_type_in_a_yaml_file_names_the_key(config_dir, file, old, new, key, found):
     path = config_dir / file
