@@ -80,11 +80,12 @@ class SwinMAEModelConfig(Section):
         step = 2 ** (len(self.depths) - 1)
         grids = stage_windows(self, packed)
         if packed % step or any(grid % ws for grid, ws in grids):
+            stages = [packed / 2 ** s for s in range(len(self.depths))]
             raise ConfigError(f"{prefix}.masking: uniform masking runs the encoder on a "
-                              f"{packed}×{packed} packed grid, which must halve {len(self.depths) - 1} "
-                              f"times and be tiled by window_size {self.window_size} at every stage "
-                              f"(stage grids {[packed / 2 ** s for s in range(len(self.depths))]}); "
-                              f"use masking: block or change image_size / window_size")
+                              f"{packed}×{packed} packed grid, which must halve "
+                              f"{len(self.depths) - 1} times and be tiled by window_size "
+                              f"{self.window_size} at every stage (stage grids {stages}); use "
+                              f"masking: block or change image_size / window_size")
 
 
 def stage_windows(cfg: SwinMAEModelConfig, grid: int | None = None) -> list[tuple[int, int]]:
@@ -107,7 +108,7 @@ class ImageDataConfig(Section):
 
 
 class ImageScoreConfig(Section):
-    mode: Literal["masked", "full"]  # masked: complementary masks (block) or the 4 packings (uniform)
+    mode: Literal["masked", "full"]  # masked: complementary masks (block), 4 packings (uniform)
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
     sigma: float = number(ge=0.0)  # Gaussian smoothing of the map, in pixels

@@ -4,7 +4,9 @@
 reconstructions with complementary block masks, so every region is predicted once from its
 visible context and its error is counted once. Uniform masking: the 4 fixed packings (unit k of
 every 2×2 block kept, k = 0..3, no secondary mask), so every unit is dropped in 3 of them and its
-error is the mean of those 3. `full` reconstructs with nothing hidden. The per-pixel error (L2, optionally plus an image-gradient term that catches thin
+error is the mean of those 3. `full` reconstructs with nothing hidden.
+
+The per-pixel error (L2, optionally plus an image-gradient term that catches thin
 structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in units of normal
 images' error at that pixel, so places where the model is always poor (edges, background strips)
 do not outshine a defect; the image score is the map's maximum or the mean of its top-k share of
@@ -66,7 +68,8 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
     elif mcfg.masking == "uniform":
         pixels_per_unit = mcfg.mask_unit * mcfg.patch_size
-        packings = fixed_packings(model.grid // mcfg.mask_unit, imgs.device)[:, None]  # (4, 1, n, n)
+        packings = fixed_packings(model.grid // mcfg.mask_unit, imgs.device)[:, None]
+        # packings (4, 1, n, n): each a packing for the whole batch
         err = masked_error(  # (B, H, W), each pixel's error summed over the 3 packings dropping it
             packings, lambda keep: pixel_error(model.reconstruct(imgs, None, keep), imgs, cfg),
             lambda keep: dropped(keep, pixels_per_unit)[0]) / 3  # (H, W) dropped pixels

@@ -222,7 +222,10 @@ class WindowAttention(nn.Module):
             y = biased_attention(q, k, v, bias)  # (B*nW, nh, T, hd)
         else:  # no gradient for the bias (inference): the fused kernel
             y = folded_window_sdpa(q, k, v, bias)  # (B*nW, nh, T, hd)
-        return self.proj(y.transpose(1, 2).reshape(BW, T, D))
+        # a copy by name: torch.export may judge the transposed tensor contiguous and make the
+        # reshape a view that ONNX export then rejects (the packed grid of uniform masking)
+        y = y.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # (B*nW, T, nh, hd)
+        return self.proj(y.view(BW, T, D))
 
 
 class WindowLayout(nn.Module):
@@ -259,7 +262,7 @@ class SwinBlock(nn.Module):
                                       for g in (grid, *more_grids)})
 
     def layout(self, grid: int) -> WindowLayout:
-        """The window layout on a grid of side `grid`; ValueError for a grid it was not built for."""
+        """The window layout on a grid of side `grid`; ValueError for a grid not built for."""
         if str(grid) not in self.layouts:
             raise ValueError(f"this Swin block runs on grids {list(self.layouts)}, not {grid}")
         return self.layouts[str(grid)]
@@ -408,7 +411,8 @@ class SwinMAE(nn.Module):
             raise ValueError(f"expected a packing (B, {n}, {n}), found {tuple(keep.shape)}")
         return keep
 
-    def forward_decoder(self, latent: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_decoder(self, latent: torch.Tensor,
+                        keep: torch.Tensor | None = None) -> torch.Tensor:
         """(B, h', w', D') last stage features → (B, N, p*p*C) predicted patches. With `keep`
         the features are of the packed grid: unpacked to the full one, the decoder's mask
         token at the dropped units."""
