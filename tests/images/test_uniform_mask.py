@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from core.images.config import stage_windows
+from core.images.config import SwinMAEModelConfig, stage_windows
 from core.images.swinmae import (SwinBlock, SwinMAE, block_mask, patchify, preset,
                                  relative_position_index)
 from core.images.uniform_mask import dropped, fixed_packings, pack, uniform_keep, unpack
@@ -234,3 +234,32 @@ def test_block_models_keep_their_parameters_and_refuse_a_packing():
         block(torch.randn(1, 3, 64, 64), None, uniform_keep(1, 8))
     with pytest.raises(ValueError, match=r"packing \(B, 4, 4\)"):
         uniform(torch.randn(1, 3, 64, 64), None, uniform_keep(1, 4))
+
+
+def test_a_checkpoint_from_before_the_masking_key_loads_as_block(tmp_path, monkeypatch):
+    """Checkpoints saved before `masking` existed were block-trained: they load as such even
+    when the YAML's default is uniform."""
+    import shutil
+
+    import core.config
+    from core.images.files import ImageFiles
+    from core.images.stages import load_model
+    from core.training import save_checkpoint
+    configs = shutil.copytree(core.config.CONFIG_DIR, tmp_path / "configs")
+    yaml_path = configs / "swinmae.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("masking: block", "masking: uniform", 1))
+    monkeypatch.setattr(core.config, "CONFIG_DIR", configs)
+    model = SwinMAE(preset("tiny"))  # block, built before the default changed
+    old = {k: v for k, v in model.cfg.model_dump().items()
+           if k not in ("masking", "secondary_ratio")}
+    stream = tmp_path / "swinmae"
+    stream.mkdir()
+    save_checkpoint(ImageFiles(stream).checkpoint, {"model": model.state_dict(),
+                                                    "extra": {"model": old}})
+    # read as a plain saved config, the key would take the (patched) default
+    assert core.config.from_dict(SwinMAEModelConfig, old, "swinmae.model").masking == "uniform"
+    loaded, _ = load_model(stream)
+    assert loaded.cfg.masking == "block" and loaded.decoder_mask_token is None
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
