@@ -1,12 +1,14 @@
 """Our Swin MAE against Hugging Face `transformers.SwinForMaskedImageModeling` (SimMIM), side by
-side in one process with the same Swin encoder: our `base` preset (configs/swinmae.yaml: 224 px,
-patch 4, 3 channels, embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7, MLP ratio 4; the
-Swin-T shape), no dropout or stochastic depth on either side, fp32 (on CUDA both run under the
-product's autocast: bf16 where supported).
+side in one process with the same Swin encoder: by default our `base` preset (configs/swinmae.yaml:
+224 px, patch 4, 3 channels, embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7, MLP ratio 4;
+the Swin-T shape), no dropout or stochastic depth on either side, fp32 (on CUDA both run under
+the product's autocast: bf16 where supported).
 
-Training: images/s of one AdamW step at batch 8, both sides hiding the same random 16×16 px
-blocks (75 %). Inference: images/s of a forward pass without gradients, nothing hidden, at
-batch 8 and 32.
+Training: images/s of one AdamW step at batch 8. HF hides random 16×16 px blocks (75 %) with its
+mask token on the full grid; so does ours with `--masking block` (the same mask), while with
+`--masking uniform` ours keeps one unit per 2×2 block, packs them and hides 25 % of those
+(UM-MAE: the encoder sees a quarter of the tokens). Inference: images/s of a forward pass
+without gradients, nothing hidden, at batch 8 and 32 (the same code for both maskings).
 
 The heads differ, by design: HF's SimMIM head is one 1×1 convolution on the last stage (7×7 ×
 768 → 32²·3) and a pixel shuffle, with an L1 loss; ours projects to 128 channels, expands back
@@ -15,7 +17,11 @@ with an MSE loss. So ours does more work per image: 11.7 vs 8.9 GFLOP forward at
 (torch's FLOP counter).
 
     .venv/bin/python benchmarks/peer_swin.py [--device cpu|cuda] [--rounds 5] [--threads N]
-        [--quick] [--depths 2,2,2,2]
+        [--quick] [--preset default|base] [--masking block|uniform] [--image-size 256]
+        [--window-size 8] [--depths 2,2,2,2]
+
+Uniform masking needs a grid that packs: `base` at 224 px does not (`--image-size 256
+--window-size 8` does, as in UM-MAE); the size and window change both sides.
 
 Needs `pip install -r requirements-bench.txt`. Ends with `ratio_train=… ratio_infer=…`
 (ours / theirs, medians; infer at batch 8)."""
@@ -61,9 +67,12 @@ def cases(cfg: SwinMAEModelConfig, runtime) -> dict[str, list[Case]]:
     imgs = torch.randn(TRAIN_BATCH, *shape, device=device)  # (B, C, H, W)
     grid = cfg.image_size // cfg.patch_size
     mask = block_mask(TRAIN_BATCH, grid, grid, cfg.mask_unit, cfg.mask_ratio, device=device)
+    # ours: the same mask, or (uniform) a packing and a secondary mask of the packed grid
+    our_mask, keep = (mask, None) if cfg.masking == "block" else ours.training_masks(TRAIN_BATCH,
+                                                                                      device)
     out = {f"training, batch {TRAIN_BATCH} (images/s)": [
-        Case(OURS, train_step(ours, lambda m, x: m.loss(x, mask), imgs, runtime), TRAIN_BATCH,
-             TRAIN_STEPS),
+        Case(OURS, train_step(ours, lambda m, x: m.loss(x, our_mask, keep), imgs, runtime),
+             TRAIN_BATCH, TRAIN_STEPS),
         Case(THEIRS, train_step(theirs, lambda m, x: their_loss(m, x, mask), imgs, runtime),
              TRAIN_BATCH, TRAIN_STEPS)]}
     for b in INFER_BATCHES:
@@ -75,20 +84,37 @@ def cases(cfg: SwinMAEModelConfig, runtime) -> dict[str, list[Case]]:
     return out
 
 
+def masking(cfg: SwinMAEModelConfig) -> str:
+    """Our training masking in words, for the table's caption."""
+    if cfg.masking == "block":
+        return "the same mask"
+    return (f"uniform masking (one unit in 4 kept and packed, {cfg.secondary_ratio} of those "
+            f"hidden: the encoder on a quarter of the tokens)")
+
+
 def main() -> None:
     ap = timing.common_args(__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=("default", "base"), default="base")
+    ap.add_argument("--masking", choices=("block", "uniform"), default=None,
+                    help="our training masking (default: the preset's)")
+    ap.add_argument("--image-size", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--window-size", type=int, default=None, help="default: the preset's")
     ap.add_argument("--depths", default=None,
-                    help="encoder depths, e.g. 2,2,2,2 (default: the base preset's)")
+                    help="encoder depths, e.g. 2,2,2,2 (default: the preset's)")
     args = ap.parse_args()
     runtime = timing.setup(args)
     changes = {"depths": tuple(int(d) for d in args.depths.split(","))} if args.depths else {}
-    cfg = preset("base", in_chans=3, **changes)
+    changes |= {key: value for key, value in (("masking", args.masking),
+                                              ("image_size", args.image_size),
+                                              ("window_size", args.window_size)) if value}
+    cfg = preset(args.preset, in_chans=3, **changes)
     steps, warmup, rounds = (1, 1, 2) if args.quick else (None, 1, args.rounds)
     timing.compare(cases(cfg, runtime), runtime, rounds, warmup, steps, OURS, THEIRS,
-                   f"Swin MAE vs HF SimMIM, {cfg.image_size} px, patch {cfg.patch_size}, embed "
-                   f"{cfg.embed_dim}, depths {'-'.join(map(str, cfg.depths))}, heads "
-                   f"{'-'.join(map(str, cfg.num_heads))}, window {cfg.window_size}, mask "
-                   f"{cfg.mask_ratio} in {cfg.mask_unit}×{cfg.mask_unit}-patch blocks, no "
+                   f"Swin MAE vs HF SimMIM, `{args.preset}` preset, {cfg.image_size} px, patch "
+                   f"{cfg.patch_size}, embed {cfg.embed_dim}, depths "
+                   f"{'-'.join(map(str, cfg.depths))}, heads {'-'.join(map(str, cfg.num_heads))}, "
+                   f"window {cfg.window_size}; HF hides {cfg.mask_ratio} of "
+                   f"{cfg.mask_unit}×{cfg.mask_unit}-patch blocks, ours by {masking(cfg)}; no "
                    f"dropout. The heads differ: HF's is a 1×1 conv + pixel shuffle on the last "
                    f"stage, ours {cfg.decoder_depth} Swin blocks at the patch grid (more work "
                    "per image)", digits=2)

@@ -22,6 +22,12 @@ class SwinMAEModelConfig(Section):
     mlp_ratio: float = number(gt=0.0)
     mask_ratio: float = number("share of mask units hidden in training", gt=0.0, le=0.95)
     mask_unit: int = number(ge=1)  # a mask unit is mask_unit×mask_unit patches (4×4 = 16 px)
+    # block: mask_ratio of the units hidden by the mask token, the encoder on the full grid;
+    # uniform (UM-MAE): one unit kept per 2×2 block, packed into a half-side grid, the encoder
+    # on a quarter of the tokens (mask_ratio unused: 75 % dropped, then secondary_ratio)
+    masking: Literal["block", "uniform"]
+    secondary_ratio: float = number("share of the packed grid's units hidden by the mask "
+                                    "token (uniform masking)", gt=0.0, le=0.75)
     decoder_dim: int = number(ge=4)
     decoder_depth: int = number(ge=0, le=4)  # Swin blocks on the patch grid (W, SW, W, ...)
     decoder_heads: int = number(ge=1)
@@ -31,7 +37,10 @@ class SwinMAEModelConfig(Section):
         """ConfigError naming `prefix.<key>` and its value if a rule between fields is broken.
         The geometry rule: with S = len(depths), image_size must be a multiple of
         patch_size * 2**(S-1); each stage grid g_s = image_size / patch_size / 2**s must be a
-        multiple of its window min(window_size, g_s); the patch grid a multiple of mask_unit."""
+        multiple of its window min(window_size, g_s); the patch grid a multiple of mask_unit.
+        Uniform masking also runs the encoder on the packed grid, half the patch grid's side:
+        the unit grid side must be even (2×2 blocks) and at least 4 (two packed units), and the
+        packed grid must obey the same rule as the full one."""
         if len(self.num_heads) != len(self.depths):
             raise ConfigError(f"{prefix}.num_heads: expected {len(self.depths)} entries (one per "
                               f"stage of depths {list(self.depths)}), found {list(self.num_heads)}")
@@ -51,14 +60,38 @@ class SwinMAEModelConfig(Section):
         if grid % self.mask_unit or (grid // self.mask_unit) ** 2 < 2:
             raise ConfigError(f"{prefix}.mask_unit: expected a divisor of the {grid}×{grid} patch "
                               f"grid leaving at least 2 units, found {self.mask_unit}")
+        if self.masking == "uniform":
+            self._check_packing(prefix)
         if self.decoder_dim % self.decoder_heads:
             raise ConfigError(f"{prefix}.decoder_heads: expected a divisor of decoder_dim "
                               f"({self.decoder_dim}), found {self.decoder_heads}")
 
+    def _check_packing(self, prefix: str) -> None:
+        """ConfigError when uniform masking cannot pack the patch grid into one half its side on
+        which every stage's windows tile."""
+        units = self.image_size // self.patch_size // self.mask_unit
+        if units % 2 or units < 4:
+            raise ConfigError(f"{prefix}.masking: uniform masking needs an even unit grid of at "
+                              f"least 4×4 (2×2 blocks of mask units, two of them kept), found "
+                              f"{units}×{units} units (image_size {self.image_size} / patch_size "
+                              f"{self.patch_size} / mask_unit {self.mask_unit}); use masking: "
+                              f"block or change those sizes")
+        packed = self.image_size // self.patch_size // 2
+        step = 2 ** (len(self.depths) - 1)
+        grids = stage_windows(self, packed)
+        if packed % step or any(grid % ws for grid, ws in grids):
+            stages = [packed / 2 ** s for s in range(len(self.depths))]
+            raise ConfigError(f"{prefix}.masking: uniform masking runs the encoder on a "
+                              f"{packed}×{packed} packed grid, which must halve "
+                              f"{len(self.depths) - 1} times and be tiled by window_size "
+                              f"{self.window_size} at every stage (stage grids {stages}); use "
+                              f"masking: block or change image_size / window_size")
 
-def stage_windows(cfg: SwinMAEModelConfig) -> list[tuple[int, int]]:
-    """(grid side, window side) per stage; the window is clamped to the grid (no shift then)."""
-    grid = cfg.image_size // cfg.patch_size
+
+def stage_windows(cfg: SwinMAEModelConfig, grid: int | None = None) -> list[tuple[int, int]]:
+    """(grid side, window side) per stage, from the patch grid or a given stage-0 `grid` (the
+    packed grid of uniform masking); the window is clamped to the grid (no shift then)."""
+    grid = cfg.image_size // cfg.patch_size if grid is None else grid
     return [(grid >> s, min(cfg.window_size, grid >> s)) for s in range(len(cfg.depths))]
 
 
@@ -75,7 +108,7 @@ class ImageDataConfig(Section):
 
 
 class ImageScoreConfig(Section):
-    mode: Literal["masked", "full"]  # masked: complementary block masks
+    mode: Literal["masked", "full"]  # masked: complementary masks (block), 4 packings (uniform)
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
     sigma: float = number(ge=0.0)  # Gaussian smoothing of the map, in pixels

@@ -1,8 +1,12 @@
 """Anomaly maps and image scores from Swin MAE reconstructions.
 
-`masked` mode reconstructs each image K times with complementary block masks, so every region is
-predicted once from its visible context and its error is counted once; `full` reconstructs with
-nothing hidden. The per-pixel error (L2, optionally plus an image-gradient term that catches thin
+`masked` mode scores an image the way its model was trained to see it. Block masking: K
+reconstructions with complementary block masks, so every region is predicted once from its
+visible context and its error is counted once. Uniform masking: the 4 fixed packings (unit k of
+every 2×2 block kept, k = 0..3, no secondary mask), so every unit is dropped in 3 of them and its
+error is the mean of those 3. `full` reconstructs with nothing hidden.
+
+The per-pixel error (L2, optionally plus an image-gradient term that catches thin
 structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in units of normal
 images' error at that pixel, so places where the model is always poor (edges, background strips)
 do not outshine a defect; the image score is the map's maximum or the mean of its top-k share of
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 
 from core.images.config import ImageScoreConfig
 from core.images.swinmae import SwinMAE, complementary_block_masks
+from core.images.uniform_mask import dropped, fixed_packings
 from core.masking import masked_error
 
 
@@ -61,6 +66,13 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
     mcfg = model.cfg
     if cfg.mode == "full":
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
+    elif mcfg.masking == "uniform":
+        pixels_per_unit = mcfg.mask_unit * mcfg.patch_size
+        packings = fixed_packings(model.grid // mcfg.mask_unit, imgs.device)[:, None]
+        # packings (4, 1, n, n): each a packing for the whole batch
+        err = masked_error(  # (B, H, W), each pixel's error summed over the 3 packings dropping it
+            packings, lambda keep: pixel_error(model.reconstruct(imgs, None, keep), imgs, cfg),
+            lambda keep: dropped(keep, pixels_per_unit)[0]) / 3  # (H, W) dropped pixels
     else:
         masks = complementary_block_masks(model.grid, model.grid, mcfg.mask_unit,
                                           mcfg.mask_ratio).to(imgs.device)  # (K, h, w)

@@ -132,7 +132,10 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Sw
     from core.config import from_dict
     from core.images.config import SwinMAEModelConfig
     ckpt = load_checkpoint(ImageFiles(stream_dir).checkpoint, device)
-    model = SwinMAE(from_dict(SwinMAEModelConfig, ckpt["extra"]["model"], "swinmae.model"))
+    # a checkpoint saved before `masking` existed was trained with block masking, whatever the
+    # YAML's default is now
+    saved = {"masking": "block"} | ckpt["extra"]["model"]
+    model = SwinMAE(from_dict(SwinMAEModelConfig, saved, "swinmae.model"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt["extra"]
 

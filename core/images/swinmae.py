@@ -8,6 +8,12 @@ light decoder projects the last stage to `decoder_dim`, expands it back to the p
 step ("patch expanding", Cao et al. 2021, Swin-Unet), runs `decoder_depth` Swin blocks there and
 predicts each patch's raw pixels. The loss is the MSE over hidden patches only.
 
+`masking: uniform` (UM-MAE, Li et al. 2022) lets the encoder drop tokens after all: one mask
+unit per 2×2 block is kept and the kept units are packed into a grid half as wide, where the
+windows still tile; a secondary mask token hides a share of the packed units, so the task stays
+hard. The encoder sees a quarter of the tokens; the decoder unpacks to the full grid
+(`core/images/uniform_mask.py`).
+
 Dimension names: B batch, C image channels, H×W image (square), p patch side, h×w patch grid
 (h = H/p), N = h*w patches, D width, ws window side (in tokens), T = ws*ws tokens per window,
 nW windows per image, nh heads. Encoder tensors are channels-last: (B, h, w, D).
@@ -25,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.images.config import SwinMAEModelConfig, stage_windows
+from core.images.uniform_mask import dropped, pack, uniform_keep, unpack
 from core.masking import n_complementary, random_hidden
 
 
@@ -137,12 +144,14 @@ def shifted_window_mask(H: int, W: int, ws: int, shift: int,
     return torch.zeros(apart.shape, device=device).masked_fill(apart, float("-inf"))
 
 
-def relative_position_index(ws: int) -> torch.Tensor:
-    """Long (T, T): row of the bias table for the offset between tokens i and j of a window,
-    (dy + ws-1) * (2ws-1) + (dx + ws-1), in [0, (2ws-1)**2)."""
+def relative_position_index(ws: int, table_ws: int | None = None) -> torch.Tensor:
+    """Long (T, T): row of the bias table for the offset between tokens i and j of a ws×ws
+    window, (dy + t-1) * (2t-1) + (dx + t-1) for a table built for window t = table_ws (default
+    ws), in [0, (2t-1)**2). A window smaller than the table's uses a subset of its offsets."""
+    t = ws if table_ws is None else table_ws
     yx = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
-    rel = yx[:, :, None] - yx[:, None, :] + (ws - 1)  # (2, T, T), each in [0, 2ws-2]
-    return rel[0] * (2 * ws - 1) + rel[1]
+    rel = yx[:, :, None] - yx[:, None, :] + (t - 1)  # (2, T, T), each in [t-ws, t+ws-2]
+    return rel[0] * (2 * t - 1) + rel[1]
 
 
 def block_mask(B: int, grid_h: int, grid_w: int, unit: int, ratio: float,
@@ -193,14 +202,15 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.bias_table = nn.Parameter(torch.empty((2 * ws - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
-        self.register_buffer("bias_index", relative_position_index(ws), persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B*nW, T, D), mask (nW, T, T) additive or None → (B*nW, T, D)."""
+    def forward(self, x: torch.Tensor, bias_index: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B*nW, T, D), bias_index (T, T) rows of the bias table (`relative_position_index`),
+        mask (nW, T, T) additive or None → (B*nW, T, D)."""
         BW, T, D = x.shape
         nh, hd = self.num_heads, D // self.num_heads
         q, k, v = self.qkv(x).view(BW, T, 3, nh, hd).permute(2, 0, 3, 1, 4)  # (B*nW, nh, T, hd)
-        bias = self.bias_table[self.bias_index].permute(2, 0, 1)[None]  # (1, nh, T, T)
+        bias = self.bias_table[bias_index].permute(2, 0, 1)[None]  # (1, nh, T, T)
         if mask is not None:  # window i of every image gets mask[i]; rows are image-major
             bias = bias + mask[:, None]  # (nW, nh, T, T)
         bias = bias.to(q.dtype)
@@ -212,26 +222,50 @@ class WindowAttention(nn.Module):
             y = biased_attention(q, k, v, bias)  # (B*nW, nh, T, hd)
         else:  # no gradient for the bias (inference): the fused kernel
             y = folded_window_sdpa(q, k, v, bias)  # (B*nW, nh, T, hd)
-        return self.proj(y.transpose(1, 2).reshape(BW, T, D))
+        # a copy by name: torch.export may judge the transposed tensor contiguous and make the
+        # reshape a view that ONNX export then rejects (the packed grid of uniform masking)
+        y = y.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # (B*nW, T, nh, hd)
+        return self.proj(y.view(BW, T, D))
+
+
+class WindowLayout(nn.Module):
+    """A block's windows on one grid side: the window min(ws, grid), its shift (none when one
+    window covers the grid), the token permutation of shift + partition and its inverse, the
+    shifted-window mask and the bias-table rows. Buffers only, not saved: rebuilt from the
+    config, so a block can run on several grids (uniform masking's packed one)."""
+
+    def __init__(self, grid: int, ws: int, shift: int):
+        super().__init__()
+        self.ws = min(ws, grid)
+        self.shift = shift if grid > self.ws else 0
+        mask = shifted_window_mask(grid, grid, self.ws, self.shift) if self.shift else None
+        self.register_buffer("attn_mask", mask, persistent=False)  # (nW, T, T) or None
+        order = window_order(grid, grid, self.ws, self.shift)  # (grid*grid,)
+        self.register_buffer("order", order, persistent=False)
+        self.register_buffer("inverse", order.argsort(), persistent=False)
+        self.register_buffer("bias_index", relative_position_index(self.ws, ws), persistent=False)
 
 
 class SwinBlock(nn.Module):
     """Pre-norm block: (shifted-)window attention, then an MLP, each residual. On a grid of
-    side `grid`; shift = 0 is W-MSA, shift = ws // 2 is SW-MSA."""
+    side `grid`, and on each of `more_grids`; shift = 0 is W-MSA, shift = ws // 2 is SW-MSA."""
 
-    def __init__(self, dim: int, num_heads: int, grid: int, ws: int, shift: int, mlp_ratio: float):
+    def __init__(self, dim: int, num_heads: int, grid: int, ws: int, shift: int, mlp_ratio: float,
+                 more_grids: tuple[int, ...] = ()):
         super().__init__()
         self.ws, self.shift = ws, shift
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, ws)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-        mask = shifted_window_mask(grid, grid, ws, shift) if shift else None
-        self.register_buffer("attn_mask", mask, persistent=False)  # (nW, T, T) or None
-        # cyclic shift + window partition as one token permutation, and its inverse
-        order = window_order(grid, grid, ws, shift)  # (h*w,)
-        self.register_buffer("order", order, persistent=False)
-        self.register_buffer("inverse", order.argsort(), persistent=False)
+        self.layouts = nn.ModuleDict({str(g): WindowLayout(g, ws, shift)
+                                      for g in (grid, *more_grids)})
+
+    def layout(self, grid: int) -> WindowLayout:
+        """The window layout on a grid of side `grid`; ValueError for a grid not built for."""
+        if str(grid) not in self.layouts:
+            raise ValueError(f"this Swin block runs on grids {list(self.layouts)}, not {grid}")
+        return self.layouts[str(grid)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.window_attention(self.norm1(x))  # (B, h, w, D)
@@ -241,10 +275,11 @@ class SwinBlock(nn.Module):
         """(B, h, w, D) → (B, h, w, D). With a shift the grid is rolled by (-shift, -shift)
         first, so the windows straddle the previous block's window borders, and back after."""
         B, H, W, D = x.shape
-        T = self.ws * self.ws
-        windows = gather_tokens(x.reshape(B, H * W, D), self.order, self.inverse)  # (B, nW*T, D)
-        y = self.attn(windows.view(-1, T, D), self.attn_mask)  # (B*nW, T, D)
-        y = gather_tokens(y.view(B, H * W, D), self.inverse, self.order)  # (B, h*w, D) raster
+        lay = self.layout(H)
+        T = lay.ws * lay.ws
+        windows = gather_tokens(x.reshape(B, H * W, D), lay.order, lay.inverse)  # (B, nW*T, D)
+        y = self.attn(windows.view(-1, T, D), lay.bias_index, lay.attn_mask)  # (B*nW, T, D)
+        y = gather_tokens(y.view(B, H * W, D), lay.inverse, lay.order)  # (B, h*w, D) raster
         return y.view(B, H, W, D)
 
 
@@ -279,14 +314,16 @@ class PatchExpand(nn.Module):
 
 
 class SwinStage(nn.Module):
-    """`depth` Swin blocks alternating W-MSA and SW-MSA, then patch merging unless last."""
+    """`depth` Swin blocks alternating W-MSA and SW-MSA, then patch merging unless last. The
+    blocks also run on `more_grids` (with their own window layouts)."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, grid: int, ws: int,
-                 mlp_ratio: float, merge: bool):
+                 mlp_ratio: float, merge: bool, more_grids: tuple[int, ...] = ()):
         super().__init__()
         shift = ws // 2 if grid > ws else 0  # one window covers the grid: nothing to shift
         self.blocks = nn.Sequential(*(
-            SwinBlock(dim, num_heads, grid, ws, shift * (i % 2), mlp_ratio) for i in range(depth)))
+            SwinBlock(dim, num_heads, grid, ws, shift * (i % 2), mlp_ratio, more_grids)
+            for i in range(depth)))
         self.merge = PatchMerging(dim) if merge else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,7 +333,13 @@ class SwinStage(nn.Module):
 class SwinMAE(nn.Module):
     """`forward(imgs, mask)` predicts every patch's pixels; `loss(imgs)` is the training
     objective; `reconstruct(imgs, mask)` gives images for anomaly maps. Inputs are float
-    (B, C, image_size, image_size), already normalised by the data pipeline."""
+    (B, C, image_size, image_size), already normalised by the data pipeline.
+
+    With cfg.masking "uniform" (UM-MAE) the same calls also take `keep`, a packing of
+    `core.images.uniform_mask`: the encoder then runs on the kept units only, packed into a grid
+    half as wide (its blocks hold window layouts for both grids), `mask` hides patches of that
+    packed grid (the secondary mask), and the decoder puts its own mask token at the dropped
+    units before its blocks on the full grid."""
 
     def __init__(self, cfg: SwinMAEModelConfig):
         super().__init__()
@@ -308,9 +351,10 @@ class SwinMAE(nn.Module):
         self.patch_embed = nn.Conv2d(C, D, kernel_size=p, stride=p)  # one token per patch
         self.embed_norm = nn.LayerNorm(D)
         self.mask_token = nn.Parameter(torch.zeros(D))
+        uniform = cfg.masking == "uniform"
         self.stages = nn.ModuleList(
             SwinStage(D * 2 ** s, depth, cfg.num_heads[s], grid, ws, cfg.mlp_ratio,
-                      merge=s < len(cfg.depths) - 1)
+                      merge=s < len(cfg.depths) - 1, more_grids=(grid // 2,) if uniform else ())
             for s, (depth, (grid, ws)) in enumerate(zip(cfg.depths, windows)))
         last = D * 2 ** (len(cfg.depths) - 1)
         self.norm = nn.LayerNorm(last)
@@ -323,17 +367,30 @@ class SwinMAE(nn.Module):
                       cfg.mlp_ratio) for i in range(cfg.decoder_depth)))
         self.decoder_norm = nn.LayerNorm(cfg.decoder_dim)
         self.head = nn.Linear(cfg.decoder_dim, p * p * C)  # raw pixels of each patch
+        # uniform masking: what the decoder sees at the dropped units (a parameter of such
+        # models only, so block-masking checkpoints load unchanged)
+        self.decoder_mask_token = nn.Parameter(torch.zeros(cfg.decoder_dim)) if uniform else None
         self.apply(_init_weights)
         nn.init.xavier_uniform_(self.patch_embed.weight.view(D, -1))  # as a linear map (MAE)
         nn.init.normal_(self.mask_token, std=0.02)
+        if uniform:
+            nn.init.normal_(self.decoder_mask_token, std=0.02)
 
-    def forward_encoder(self, imgs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """imgs (B, C, H, W), mask (B, h, w) or (h, w), True = hidden, or None → last stage
-        features (B, h / 2**(S-1), w / 2**(S-1), D * 2**(S-1))."""
-        size, C = self.cfg.image_size, self.cfg.in_chans
+    def forward_encoder(self, imgs: torch.Tensor, mask: torch.Tensor | None,
+                        keep: torch.Tensor | None = None) -> torch.Tensor:
+        """imgs (B, C, H, W), mask (B, g, g) or (g, g), True = hidden, or None, keep a packing
+        (B or 1, h/2/unit, w/2/unit) or None → last stage features (B, g / 2**(S-1),
+        g / 2**(S-1), D * 2**(S-1)). g is the patch grid h, or h/2 with `keep` (then only the
+        kept units' pixels are embedded)."""
+        cfg = self.cfg
+        size, C = cfg.image_size, cfg.in_chans
         if imgs.ndim != 4 or tuple(imgs.shape[1:]) != (C, size, size):
             raise ValueError(f"expected images (B, {C}, {size}, {size}), found {tuple(imgs.shape)}")
-        x = self.embed_norm(self.patch_embed(imgs).permute(0, 2, 3, 1))  # (B, h, w, D)
+        if keep is not None:  # (B, C, H/2, W/2): patches never straddle a unit, so embedding
+            # the packed image equals packing the embedded one, at a quarter of the cost
+            imgs = pack(imgs.permute(0, 2, 3, 1), self._check_keep(keep),
+                        cfg.mask_unit * cfg.patch_size).permute(0, 3, 1, 2)
+        x = self.embed_norm(self.patch_embed(imgs).permute(0, 2, 3, 1))  # (B, g, g, D)
         if mask is not None:
             if mask.shape[-2:] != x.shape[1:3]:
                 raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit the "
@@ -344,41 +401,84 @@ class SwinMAE(nn.Module):
             x = stage(x)
         return self.norm(x)
 
-    def forward_decoder(self, latent: torch.Tensor) -> torch.Tensor:
-        """(B, h', w', D') last stage features → (B, N, p*p*C) predicted patches."""
-        x = self.expand(self.decoder_embed(latent))  # (B, h, w, decoder_dim)
+    def _check_keep(self, keep: torch.Tensor) -> torch.Tensor:
+        """`keep` unchanged if this model packs and it fits the unit grid, else ValueError."""
+        if self.decoder_mask_token is None:
+            raise ValueError("this model was built for block masking (swinmae.model.masking: "
+                             "block); a packing needs masking: uniform")
+        n = self.grid // self.cfg.mask_unit // 2
+        if keep.ndim != 3 or tuple(keep.shape[1:]) != (n, n):
+            raise ValueError(f"expected a packing (B, {n}, {n}), found {tuple(keep.shape)}")
+        return keep
+
+    def forward_decoder(self, latent: torch.Tensor,
+                        keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, h', w', D') last stage features → (B, N, p*p*C) predicted patches. With `keep`
+        the features are of the packed grid: unpacked to the full one, the decoder's mask
+        token at the dropped units."""
+        x = self.expand(self.decoder_embed(latent))  # (B, g, g, decoder_dim)
+        if keep is not None:  # (B, h/2, w/2, Dd) → (B, h, w, Dd)
+            x = unpack(x, keep, self.cfg.mask_unit, self.decoder_mask_token)
         x = self.head(self.decoder_norm(self.decoder_blocks(x)))  # (B, h, w, p*p*C)
         return x.flatten(1, 2)  # (B, N, p*p*C), raster order as `patchify`
 
-    def forward(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """imgs (B, C, H, W), mask (B, h, w) or (h, w) bool, True = hidden, or None →
-        predicted patches (B, N, p*p*C), normalised per patch when cfg.norm_pix_loss."""
-        return self.forward_decoder(self.forward_encoder(imgs, mask))
+    def forward(self, imgs: torch.Tensor, mask: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """imgs (B, C, H, W), mask (B, g, g) or (g, g) bool, True = hidden, or None, keep a
+        packing or None (see `forward_encoder`) → predicted patches (B, N, p*p*C) of the full
+        grid, normalised per patch when cfg.norm_pix_loss."""
+        return self.forward_decoder(self.forward_encoder(imgs, mask, keep), keep)
 
-    def loss(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(self, B: int, mask: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
+        """Bool (B, h, w): the patches a `forward(imgs, mask, keep)` call hid from the encoder,
+        the dropped units and the mask (of the packed grid with `keep`)."""
+        if keep is None:
+            return mask.expand(B, self.grid, self.grid)
+        unit = self.cfg.mask_unit
+        out = dropped(keep.expand(B, *keep.shape[1:]), unit)  # (B, h, w)
+        if mask is not None:  # (B, h/2, w/2) → its patches' places in the full grid
+            no = torch.zeros(1, dtype=torch.bool, device=mask.device)
+            out = out | unpack(mask.expand(B, *mask.shape[-2:])[..., None], keep, unit, no)[..., 0]
+        return out
+
+    def training_masks(self, B: int, device: torch.device | str) -> tuple[torch.Tensor,
+                                                                            torch.Tensor | None]:
+        """A fresh (mask, keep) for `loss`: block masking hides cfg.mask_ratio of the units
+        (keep None); uniform masking keeps one unit per 2×2 block and hides cfg.secondary_ratio
+        of the packed units."""
+        cfg = self.cfg
+        if cfg.masking == "block":
+            return block_mask(B, self.grid, self.grid, cfg.mask_unit, cfg.mask_ratio,
+                              device=device), None
+        keep = uniform_keep(B, self.grid // cfg.mask_unit, device=device)
+        half = self.grid // 2
+        return block_mask(B, half, half, cfg.mask_unit, cfg.secondary_ratio, device=device), keep
+
+    def loss(self, imgs: torch.Tensor, mask: torch.Tensor | None = None,
+             keep: torch.Tensor | None = None) -> torch.Tensor:
         """MSE between predicted and true patches over hidden patches only; `mask` (True =
-        hidden) defaults to a fresh `block_mask` at cfg.mask_ratio."""
+        hidden) and `keep` as in `forward`; with neither, fresh `training_masks`."""
         cfg, B = self.cfg, imgs.shape[0]
-        if mask is None:
-            mask = block_mask(B, self.grid, self.grid, cfg.mask_unit, cfg.mask_ratio,
-                              device=imgs.device)
-        pred = self(imgs, mask)  # (B, N, P)
+        if mask is None and keep is None:
+            mask, keep = self.training_masks(B, imgs.device)
+        pred = self(imgs, mask, keep)  # (B, N, P)
         target = patchify(imgs, cfg.patch_size).float()  # (B, N, P)
         if cfg.norm_pix_loss:
             mean, std = patch_stats(target)
             target = (target - mean) / std
         per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # (B, N)
-        hidden = mask.expand(B, self.grid, self.grid).reshape(B, -1)  # (B, N)
+        hidden = self.hidden(B, mask, keep).reshape(B, -1)  # (B, N)
         return (per_patch * hidden).sum() / hidden.sum()
 
-    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """imgs (B, C, H, W), mask as in `forward` → predicted images (B, C, H, W), every patch
-        predicted (the caller keeps the hidden ones). With norm_pix_loss the model predicts
-        normalised patches: they are mapped back with each patch's own true mean and std, so
-        brightness and contrast come from the input and an anomaly map sees only structure. For
-        anomaly maps, train with norm_pix_loss False (the default)."""
+    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor | None,
+                    keep: torch.Tensor | None = None) -> torch.Tensor:
+        """imgs (B, C, H, W), mask and keep as in `forward` → predicted images (B, C, H, W),
+        every patch predicted (the caller keeps the hidden ones). With norm_pix_loss the model
+        predicts normalised patches: they are mapped back with each patch's own true mean and
+        std, so brightness and contrast come from the input and an anomaly map sees only
+        structure. For anomaly maps, train with norm_pix_loss False (the default)."""
         cfg = self.cfg
-        pred = self(imgs, mask)  # (B, N, P)
+        pred = self(imgs, mask, keep)  # (B, N, P)
         if cfg.norm_pix_loss:
             mean, std = patch_stats(patchify(imgs, cfg.patch_size).float())
             pred = (pred.float() * std + mean).to(pred.dtype)

@@ -134,14 +134,17 @@ class StubModel:
     reconstruction it was taken from; every mask passed in is recorded."""
 
     def __init__(self, image_size: int = 16, patch_size: int = 2, mask_unit: int = 2,
-                 mask_ratio: float = 0.3):
+                 mask_ratio: float = 0.3, masking: str = "block"):
         self.cfg = SimpleNamespace(patch_size=patch_size, mask_unit=mask_unit,
-                                   mask_ratio=mask_ratio)
+                                   mask_ratio=mask_ratio, masking=masking)
         self.grid = image_size // patch_size
         self.masks: list[torch.Tensor | None] = []
+        self.packings: list[torch.Tensor | None] = []
 
-    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor | None,
+                    keep: torch.Tensor | None = None) -> torch.Tensor:
         self.masks.append(mask)
+        self.packings.append(keep)
         return imgs + len(self.masks)
 
 
@@ -159,6 +162,24 @@ def test_masked_mode_takes_each_pixel_from_the_reconstruction_that_hid_it():
     assert torch.allclose(maps, expected.expand(3, 16, 16))  # (x + k) - x: rounding only
 
 
+def test_uniform_masked_mode_averages_the_three_packings_that_drop_each_pixel():
+    """A uniform-masking model is scored with the 4 fixed packings and no secondary mask; each
+    pixel's error is the mean over the 3 packings that dropped its unit."""
+    model = StubModel(image_size=16, patch_size=2, mask_unit=2, masking="uniform")  # 4×4 units
+    imgs = torch.rand(3, 1, 16, 16)
+    maps = anomaly_maps(model, imgs, score_cfg(mode="masked", sigma=0.0))
+    assert model.masks == [None] * 4
+    assert [k.shape for k in model.packings] == [(1, 2, 2)] * 4
+    assert [k.unique().tolist() for k in model.packings] == [[0], [1], [2], [3]]
+    # unit (i, j) is slot 2 * (i % 2) + (j % 2) of its block: kept in that call only
+    slot = (2 * (torch.arange(4)[:, None] % 2) + torch.arange(4)[None, :] % 2)  # (4, 4) units
+    slot_px = slot.repeat_interleave(4, 0).repeat_interleave(4, 1)  # (16, 16), 4 px per unit
+    calls = torch.arange(1, 5, dtype=torch.float32)  # call k + 1 adds k + 1
+    expected = ((calls ** 2).sum() - (slot_px + 1).float() ** 2) / 3  # the other three, mean
+    assert maps.shape == (3, 16, 16)
+    assert torch.allclose(maps, expected.expand(3, 16, 16))
+
+
 def test_masked_mode_counts_each_pixel_once():
     """A reconstruction that ignores the mask gives the same map in masked and full mode:
     the complementary masks neither drop nor double any pixel's error, with or without the
@@ -166,18 +187,19 @@ def test_masked_mode_counts_each_pixel_once():
     known = torch.rand(2, 3, 16, 16)
 
     class Fixed(StubModel):
-        def reconstruct(self, imgs, mask):
+        def reconstruct(self, imgs, mask, keep=None):
             self.masks.append(mask)
             return known
 
     imgs = torch.rand(2, 3, 16, 16)
     for cfg in (score_cfg(sigma=0.0), score_cfg(error="l2_grad", sigma=1.0)):
-        masked = anomaly_maps(Fixed(mask_ratio=0.75), imgs,
-                              cfg.model_copy(update={"mode": "masked"}))
         full_model = Fixed()
         full = anomaly_maps(full_model, imgs, cfg.model_copy(update={"mode": "full"}))
         assert full_model.masks == [None]
-        assert torch.allclose(masked, full, atol=1e-6)
+        for masking in ("block", "uniform"):
+            masked = anomaly_maps(Fixed(mask_ratio=0.75, masking=masking), imgs,
+                                  cfg.model_copy(update={"mode": "masked"}))
+            assert torch.allclose(masked, full, atol=1e-6), masking
         assert torch.allclose(full, gaussian_blur(pixel_error(known, imgs, cfg), cfg.sigma))
 
 

@@ -209,7 +209,7 @@ def test_window_is_clamped_to_small_stage_grids():
     """Swin-T at 224 px: stage grids 56, 28, 14, 7 with window 7; the last is one window."""
     model = SwinMAE(preset("tiny", window_size=8))  # grids 16, 8: stage 1 is one 8×8 window
     last = model.stages[1].blocks
-    assert [b.shift for b in last] == [0, 0] and last[1].attn_mask is None
+    assert [b.shift for b in last] == [0, 0] and last[1].layout(8).attn_mask is None
     assert [b.shift for b in model.stages[0].blocks] == [0, 4]
 
 

@@ -62,17 +62,19 @@ def test_biased_attention_matches_sdpa(masked):
 
 def reference_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     """A Swin block as the paper writes it: roll, partition, SDPA with the bias and mask
-    expanded per window, reverse, roll back."""
+    expanded per window, reverse, roll back; with the window, shift, bias rows and mask of the
+    block's layout for x's grid."""
     B, H, W, D = x.shape
-    s, ws, attn = block.shift, block.ws, block.attn
+    lay, attn = block.layout(H), block.attn
+    s, ws = lay.shift, lay.ws
     h = torch.roll(block.norm1(x), shifts=(-s, -s), dims=(1, 2))
     win = window_partition(h, ws)  # (B*nW, T, D)
     BW, T, _ = win.shape
     nh = attn.num_heads
     q, k, v = attn.qkv(win).view(BW, T, 3, nh, D // nh).permute(2, 0, 3, 1, 4)
-    bias = attn.bias_table[attn.bias_index].permute(2, 0, 1)  # (nh, T, T)
-    if block.attn_mask is not None:
-        bias = bias + block.attn_mask[:, None]  # (nW, nh, T, T)
+    bias = attn.bias_table[lay.bias_index].permute(2, 0, 1)  # (nh, T, T)
+    if lay.attn_mask is not None:
+        bias = bias + lay.attn_mask[:, None]  # (nW, nh, T, T)
         bias = bias.expand(B, *bias.shape).reshape(BW, nh, T, T)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(BW, nh, T, T))
     y = attn.proj(y.transpose(1, 2).reshape(BW, T, D))
