@@ -4,10 +4,12 @@ ending with one summary table.
   1. both streams end to end through the CLI on the bundled samples (tiny presets), on CUDA with
      `precision: auto` (bf16 autocast where the GPU has it), and checks the run folder;
   2. the same time-series run with fp16 + loss scaling, with `torch.compile` (the visible-only
-     encoder's gather and scatter compiled) and scoring in `masked` mode;
+     encoder's gather and scatter compiled) and scoring in `full` mode; the image run with
+     uniform masking (UM-MAE: the encoder on the packed quarter grid);
   3. a 2-process DDP run (torchrun, nccl) when two or more GPUs are visible;
   4. the throughput benchmarks in their `--quick` form on CUDA: PatchTST and Swin MAE against
-     the Hugging Face peers (when `transformers` is installed), achieved FLOP/s, 1M-row scoring.
+     the Hugging Face peers (when `transformers` is installed; Swin MAE also with uniform
+     masking at 256 px), achieved FLOP/s, 1M-row scoring.
 
     python benchmarks/gpu_check.py [--workdir DIR] [--skip-bench]
 
@@ -74,8 +76,11 @@ def steps(workdir: Path, skip_bench: bool) -> list[tuple[str, Callable[[], Resul
          lambda: pipeline_step(workdir, "fp16", ts, TINY + ["pipeline.precision=fp16"])),
         ("time series, torch.compile",
          lambda: pipeline_step(workdir, "compile", ts, TINY + ["pipeline.compile=true"], 240)),
-        ("time series, masked scoring",  # visible-only encoding by attention mask, in bf16
-         lambda: pipeline_step(workdir, "masked", ts, TINY + ["patchtst.score.mode=masked"])),
+        ("time series, full scoring",  # the default is masked (attention mask, in bf16)
+         lambda: pipeline_step(workdir, "full", ts, TINY + ["patchtst.score.mode=full"])),
+        ("images, uniform masking",  # the encoder on the packed quarter grid, 4-packing scoring
+         lambda: pipeline_step(workdir, "uniform", both[2:], TINY + [
+             "swinmae.model.masking=uniform"])),
     ]
     if torch.cuda.device_count() >= 2:
         out.append(("both streams, DDP on 2 GPUs", lambda: pipeline_step(
@@ -89,7 +94,11 @@ def steps(workdir: Path, skip_bench: bool) -> list[tuple[str, Callable[[], Resul
                              120)),
                 ("Swin MAE vs HF (quick)",
                  lambda: run([py, str(bench / "peer_swin.py"), "--quick", "--device", "cuda"],
-                             120))]
+                             120)),
+                ("Swin MAE uniform masking vs HF (quick, 256 px)",
+                 lambda: run([py, str(bench / "peer_swin.py"), "--quick", "--device", "cuda",
+                              "--masking", "uniform", "--image-size", "256", "--window-size",
+                              "8"], 120))]
     out += [("FLOP/s vs matmul (quick)",
              lambda: run([py, str(bench / "flops.py"), "--quick", "--device", "cuda"], 90)),
             ("1M-row scoring (quick)",
