@@ -14,6 +14,7 @@ from core.images.swinmae import (SwinBlock, SwinMAE, SwinMAEModelConfig, block_m
                                  complementary_block_masks, patch_stats, patchify, preset,
                                  relative_position_index, shifted_window_mask, unpatchify,
                                  window_partition, window_reverse)
+from core.images.uniform_mask import uniform_keep
 
 GRID = 16  # tiny preset: 64 px / patch 4
 
@@ -301,16 +302,28 @@ def test_every_parameter_gets_a_gradient():
             assert (table.grad.abs().sum(dim=1) > 0).all(), name
 
 
-def test_loss_falls_on_smooth_textures():
-    model = tiny_model()
+def fixed_masks(masking: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mask, keep) for `SwinMAE.loss` on 16 tiny images, the same every call: block masking
+    hides 75 % of the 2×2-patch units; uniform keeps one unit per 2×2 block (`keep`) and hides
+    25 % of the packed grid's units."""
+    g = torch.Generator().manual_seed(1)
+    if masking == "block":
+        return block_mask(16, GRID, GRID, 2, 0.75, generator=g), None
+    keep = uniform_keep(16, GRID // 2, generator=g)
+    return block_mask(16, GRID // 2, GRID // 2, 2, 0.25, generator=g), keep
+
+
+@pytest.mark.parametrize("masking", ["block", "uniform"])
+def test_loss_falls_on_smooth_textures(masking):
+    model = tiny_model(masking=masking)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     imgs = textures(16)
-    fixed = block_mask(16, GRID, GRID, 2, 0.75, generator=torch.Generator().manual_seed(1))
-    hidden = fixed.flatten(1)
+    mask, keep = fixed_masks(masking)
+    hidden = model.hidden(16, mask, keep).flatten(1)  # (16, N)
 
     def fixed_loss() -> float:
         with torch.no_grad():
-            return model.loss(imgs, fixed).item()
+            return model.loss(imgs, mask, keep).item()
 
     before = fixed_loss()
     for _ in range(40):
