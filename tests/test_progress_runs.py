@@ -227,7 +227,7 @@ def test_summarize_run_fields(ws):
     assert s["params"] == {"device": "cpu", "patchtst.preset": "tiny", "patchtst.epochs": 3,
                            "patchtst.batch_size": 32, "patchtst.lr": 0.001, "patchtst.window": 40,
                            "patchtst.patch_len": 8, "patchtst.mask_ratio": 0.4,
-                           "patchtst.mode": "full"}
+                           "patchtst.mode": "masked"}
     json.dumps(s, allow_nan=False)  # an index entry must be plain JSON
 
 
