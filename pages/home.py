@@ -31,7 +31,7 @@ def device_panel() -> None:
             st.caption("Memory in use is this console's own; install `nvidia-ml-py` to see the "
                        "whole GPU's memory and utilisation.")
     else:
-        n, units = facts["cpu_threads"], facts.get("cpu_bf16")
+        n, units = facts["cpu_threads"], facts["cpu_bf16"]
         bf16 = (f"{units} bf16 units: precision `auto` trains in bf16" if units else
                 "no bf16 units: precision `auto` stays fp32")
         st.caption(f"No GPU visible: training runs on the CPU ({n} thread{'s' if n != 1 else ''}; "

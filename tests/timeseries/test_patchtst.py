@@ -284,8 +284,8 @@ def test_a_checkpoint_from_before_the_visible_only_encoder_is_refused_by_name(tm
     traceback; a current checkpoint loads."""
     from core.config import to_dict
     from core.errors import DataError
-    from core.timeseries.stages import load_model
     from core.timeseries.files import SeriesFiles
+    from core.timeseries.stages import load_model
     from core.training import save_checkpoint
     checkpoint = SeriesFiles(tmp_path).checkpoint
     model = tiny_model(n_channels=2, window=32)
