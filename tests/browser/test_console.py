@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # not the builtin
 
 from core.streams import STREAMS, plan
 
@@ -124,8 +125,17 @@ def choose(page: Page, label: str, option: str) -> None:
     """Pick `option` in the Streamlit selectbox labelled `label`."""
     # force: the live panel's redraws below can keep the box from counting as "stable" for
     # Playwright's click checks on a loaded machine (seen waiting past 30 s)
-    page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input").click(force=True)
-    page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}")).first.click()
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input")
+    wanted = page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}")).first
+    for _ in range(2):  # a rerun that lands just after the click closes the open list (CI)
+        box.click(force=True)
+        try:
+            wanted.click(timeout=10_000)
+            return
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+    box.click(force=True)
+    wanted.click()  # the third try fails the test with Playwright's own message
 
 
 def csv_uploader(page: Page):
