@@ -25,10 +25,12 @@ def exportable_streams(run_dir: Path) -> list[str]:
             and run.stream(s).checkpoint.is_file() and run.stream(s).scoring.is_file()]
 
 
-def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
+def export_run(run_dir: Path, out: Path | None = None, keep_existing: bool = False
+               ) -> list[Path]:
     """Export every trained stream of the finished run `run_dir` to `out` (default
-    RUN_DIR/export/); returns the stream folders. DataError naming the run when it is not
-    finished, is a scoring run, or trained nothing."""
+    RUN_DIR/export/); returns the stream folders. `keep_existing`: a stream whose folder is
+    already complete is kept, not traced again (a finished run's models do not change).
+    DataError naming the run when it is not finished, is a scoring run, or trained nothing."""
     run_dir = Path(run_dir).resolve()
     model_run_config(run_dir, "export")
     streams = exportable_streams(run_dir)
@@ -37,7 +39,8 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
                         "(<stream>/best.pt and scoring.json), found none")
     out = Path(out) if out else RunFiles(run_dir).export
     out.mkdir(parents=True, exist_ok=True)
-    return [_export_stream(run_dir, stream, out) for stream in streams]
+    return [out / stream if keep_existing and (out / stream / "predict.py").is_file()
+            else _export_stream(run_dir, stream, out) for stream in streams]
 
 
 def _export_stream(run_dir: Path, stream: str, out: Path) -> Path:
@@ -62,15 +65,12 @@ def _export_stream(run_dir: Path, stream: str, out: Path) -> Path:
 
 
 def export_zip(run_dir: Path) -> bytes:
-    """The run's export (made now when RUN_DIR/export/ lacks a stream) as zip bytes, with
-    `patchtst/` and `swinmae/` at the top."""
-    run_dir = Path(run_dir)
-    out = RunFiles(run_dir).export
-    if any(not (out / s / "predict.py").is_file() for s in exportable_streams(run_dir)):
-        export_run(run_dir, out)
+    """The run's export as zip bytes, with `patchtst/` and `swinmae/` at the top: what
+    RUN_DIR/export/ holds, and the streams it lacks exported there now (tracing a model takes
+    seconds to a minute; a second download takes none)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for stream in exportable_streams(run_dir):
-            for path in sorted((out / stream).iterdir()):
-                z.write(path, f"{stream}/{path.name}")
+        for folder in export_run(run_dir, keep_existing=True):
+            for path in sorted(folder.iterdir()):
+                z.write(path, f"{folder.name}/{path.name}")
     return buffer.getvalue()

@@ -40,12 +40,12 @@ assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "core")]
 
 
 @pytest.fixture(scope="module")
-def exported(both_streams_run, tmp_path_factory) -> tuple[Path, Path]:
-    """(a finished run with both streams on the bundled samples, its export folder)."""
-    out = tmp_path_factory.mktemp("export") / "exported"
-    res = run_cli("export", str(both_streams_run), "--out", str(out), timeout=600)
+def exported(both_streams_run) -> tuple[Path, Path]:
+    """(a finished run with both streams on the bundled samples, its export folder: the
+    default, RUN_DIR/export/)."""
+    res = run_cli("export", str(both_streams_run), timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    return both_streams_run, out
+    return both_streams_run, both_streams_run / "export"
 
 
 def test_one_folder_per_stream_with_model_json_and_predict(exported):
@@ -111,11 +111,20 @@ def test_bare_predict_matches_score_on_new_images(exported, tmp_path):
     assert predicted["label"].tolist() == scored["label"].tolist()
 
 
-def test_export_zip_holds_both_streams(exported):
-    run, _ = exported
-    names = zipfile.ZipFile(io.BytesIO(export_zip(run))).namelist()
-    assert sorted(names) == sorted(f"{s}/{f}" for s in ("patchtst", "swinmae")
-                                   for f in ("model.json", "model.onnx", "predict.py"))
+def test_export_zip_holds_both_streams_exporting_only_what_is_missing(exported, tmp_path):
+    """The Results page's download: the run's export folder zipped; a stream missing there is
+    exported now, one already there is not traced again."""
+    run, out = exported
+    copy = shutil.copytree(run, tmp_path / "runs" / run.name)
+    shutil.rmtree(copy / "export" / "patchtst")
+    onnx_before = (copy / "export" / "swinmae" / "model.onnx").stat().st_mtime_ns
+    z = zipfile.ZipFile(io.BytesIO(export_zip(copy)))
+    assert sorted(z.namelist()) == sorted(f"{s}/{f}" for s in ("patchtst", "swinmae")
+                                          for f in ("model.json", "model.onnx", "predict.py"))
+    assert (copy / "export" / "patchtst" / "predict.py").is_file()  # kept for the next download
+    assert (copy / "export" / "swinmae" / "model.onnx").stat().st_mtime_ns == onnx_before
+    assert z.read("swinmae/model.onnx") == (out / "swinmae" / "model.onnx").read_bytes()
+    assert z.read("patchtst/model.json") == (out / "patchtst" / "model.json").read_bytes()
 
 
 def test_export_refuses_a_scoring_run(exported, tmp_path):
