@@ -45,7 +45,8 @@ def requirement_names(path) -> set[str]:
 def test_runtime_test_and_benchmark_requirements_are_apart_and_dev_is_runtime_plus_test():
     runtime, test = requirement_names("requirements.txt"), requirement_names("requirements-test.txt")
     bench = requirement_names("requirements-bench.txt")
-    assert {"torch", "streamlit"} <= runtime and test == {"pytest", "playwright", "import-linter"}
+    assert {"torch", "streamlit"} <= runtime
+    assert test == {"pytest", "pytest-xdist", "playwright", "import-linter"}
     assert not test & runtime and not bench & (runtime | test)
     dev = (REPO / "requirements-dev.txt").read_text().splitlines()
     assert [line for line in dev if line and not line.startswith("#")] == [
@@ -65,7 +66,9 @@ def test_readme_start_and_test_are_two_commands_each():
     assert start_cmds[1] == "pip install -r requirements.txt && streamlit run app.py"
     assert "ATC_WORKDIR" in start and "artifacts/" in start  # where the workspace is
     test_cmds = test.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
-    assert test_cmds == ["pip install -r requirements-dev.txt", "python -m pytest"]
+    assert test_cmds == ["pip install -r requirements-dev.txt",
+                         "python -m pytest -n 2 --dist loadfile"]  # both cores, a file a worker
+    assert f"\n{test_cmds[1]} --durations=15\n" in (REPO / ".ci" / "run").read_text()  # the same
 
 
 def test_readme_troubleshooting_covers_the_first_problems():
