@@ -1,7 +1,7 @@
 """What Swin MAE's masking costs at scoring time: `core.images.scoring.anomaly_maps` in `masked`
 mode for a model trained with block masking (K complementary masks, each a full-grid encoder
-and decoder pass) against one trained with uniform masking (4 packings, each a quarter-token
-encoder pass and a full-grid decoder pass), and `full` mode (one pass, nothing hidden, the same
+and decoder pass) against one trained with uniform masking (2 diagonal packings, each a
+quarter-token encoder pass and a full-grid decoder pass), and `full` mode (one pass, nothing hidden, the same
 for both), interleaved in one process. Randomly initialised models: the time does not depend
 on the weights.
 

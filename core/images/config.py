@@ -108,7 +108,7 @@ class ImageDataConfig(Section):
 
 
 class ImageScoreConfig(Section):
-    mode: Literal["masked", "full"]  # masked: complementary masks (block), 4 packings (uniform)
+    mode: Literal["masked", "full"]  # masked: complementary masks, or 2 packings (uniform)
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
     sigma: float = number(ge=0.0)  # Gaussian smoothing of the map, in pixels

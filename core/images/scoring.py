@@ -2,9 +2,10 @@
 
 `masked` mode scores an image the way its model was trained to see it. Block masking: K
 reconstructions with complementary block masks, so every region is predicted once from its
-visible context and its error is counted once. Uniform masking: the 4 fixed packings (unit k of
-every 2×2 block kept, k = 0..3, no secondary mask), so every unit is dropped in 3 of them and its
-error is the mean of those 3. `full` reconstructs with nothing hidden.
+visible context and its error is counted once. Uniform masking: the 2 diagonal packings (the
+top-left, then the bottom-right unit of every 2×2 block kept, no secondary mask), so every
+unit is dropped in one or both of them and its error is the mean over those that dropped it.
+`full` reconstructs with nothing hidden.
 
 The per-pixel error (L2, optionally plus an image-gradient term that catches thin
 structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in units of normal
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from core.images.config import ImageScoreConfig
 from core.images.swinmae import SwinMAE, complementary_block_masks
-from core.images.uniform_mask import dropped, fixed_packings
+from core.images.uniform_mask import diagonal_packings, dropped
 from core.masking import masked_error
 
 
@@ -68,11 +69,12 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
     elif mcfg.masking == "uniform":
         pixels_per_unit = mcfg.mask_unit * mcfg.patch_size
-        packings = fixed_packings(model.grid // mcfg.mask_unit, imgs.device)[:, None]
-        # packings (4, 1, n, n): each a packing for the whole batch
-        err = masked_error(  # (B, H, W), each pixel's error summed over the 3 packings dropping it
+        packings = diagonal_packings(model.grid // mcfg.mask_unit, imgs.device)[:, None]
+        # packings (2, 1, n, n): each a packing for the whole batch
+        times = sum(dropped(keep, pixels_per_unit)[0] for keep in packings)  # (H, W): 1 or 2
+        err = masked_error(  # (B, H, W), each pixel's error summed over the packings dropping it
             packings, lambda keep: pixel_error(model.reconstruct(imgs, None, keep), imgs, cfg),
-            lambda keep: dropped(keep, pixels_per_unit)[0]) / 3  # (H, W) dropped pixels
+            lambda keep: dropped(keep, pixels_per_unit)[0]) / times  # (H, W) dropped pixels
     else:
         masks = complementary_block_masks(model.grid, model.grid, mcfg.mask_unit,
                                           mcfg.mask_ratio).to(imgs.device)  # (K, h, w)

@@ -107,7 +107,7 @@ def test_a_run_with_both_streams(tiny_dataset, images, tmp_path):
 def test_a_uniform_masking_run_trains_scores_and_exports(images, tmp_path):
     """`swinmae.model.masking=uniform` end to end: the checkpoint says so and holds the
     decoder's mask token, every test image gets a full-size map, and the ONNX export of its
-    masked scoring (the 4 packings) works."""
+    masked scoring (the 2 diagonal packings) works."""
     ws = tmp_path / "ws"
     res = run_cli("run", "--img-data", str(images), "--workdir", str(ws), *IMG_TINY,
                   "--set", "swinmae.model.masking=uniform")

@@ -162,20 +162,21 @@ def test_masked_mode_takes_each_pixel_from_the_reconstruction_that_hid_it():
     assert torch.allclose(maps, expected.expand(3, 16, 16))  # (x + k) - x: rounding only
 
 
-def test_uniform_masked_mode_averages_the_three_packings_that_drop_each_pixel():
-    """A uniform-masking model is scored with the 4 fixed packings and no secondary mask; each
-    pixel's error is the mean over the 3 packings that dropped its unit."""
+def test_uniform_masked_mode_averages_the_diagonal_packings_that_drop_each_pixel():
+    """A uniform-masking model is scored with the 2 diagonal packings (top-left kept, then
+    bottom-right) and no secondary mask; each pixel's error is the mean over the packings that
+    dropped its unit: the top-left unit's from the second call only, the bottom-right's from
+    the first only, the other two units' from both."""
     model = StubModel(image_size=16, patch_size=2, mask_unit=2, masking="uniform")  # 4×4 units
     imgs = torch.rand(3, 1, 16, 16)
     maps = anomaly_maps(model, imgs, score_cfg(mode="masked", sigma=0.0))
-    assert model.masks == [None] * 4
-    assert [k.shape for k in model.packings] == [(1, 2, 2)] * 4
-    assert [k.unique().tolist() for k in model.packings] == [[0], [1], [2], [3]]
-    # unit (i, j) is slot 2 * (i % 2) + (j % 2) of its block: kept in that call only
+    assert model.masks == [None] * 2
+    assert [k.shape for k in model.packings] == [(1, 2, 2)] * 2
+    assert [k.unique().tolist() for k in model.packings] == [[0], [3]]
+    # unit (i, j) is slot 2 * (i % 2) + (j % 2) of its block; call 1 adds 1, call 2 adds 2
     slot = (2 * (torch.arange(4)[:, None] % 2) + torch.arange(4)[None, :] % 2)  # (4, 4) units
-    slot_px = slot.repeat_interleave(4, 0).repeat_interleave(4, 1)  # (16, 16), 4 px per unit
-    calls = torch.arange(1, 5, dtype=torch.float32)  # call k + 1 adds k + 1
-    expected = ((calls ** 2).sum() - (slot_px + 1).float() ** 2) / 3  # the other three, mean
+    per_slot = torch.tensor([2.0 ** 2, (1 + 2 ** 2) / 2, (1 + 2 ** 2) / 2, 1.0])  # squared errors
+    expected = per_slot[slot].repeat_interleave(4, 0).repeat_interleave(4, 1)  # (16, 16) pixels
     assert maps.shape == (3, 16, 16)
     assert torch.allclose(maps, expected.expand(3, 16, 16))
 

@@ -1,5 +1,5 @@
 """Tests of uniform masking (UM-MAE) for Swin MAE: `core/images/uniform_mask.py` (one unit kept
-per 2×2 block, pack and unpack and their inverses, the fixed packings), the packed grid in the
+per 2×2 block, pack and unpack and their inverses, the diagonal packings), the packed grid in the
 config (every stage's windows tile it; a clear error when it cannot pack), Swin blocks on the
 packed grid, and the model with `masking: uniform`: dropped and secondary-masked patches really
 hidden, a gradient for every parameter, a loss that falls, old block checkpoints unchanged."""
@@ -12,7 +12,7 @@ from core.errors import ConfigError
 from core.images.config import SwinMAEModelConfig, stage_windows
 from core.images.swinmae import (SwinBlock, SwinMAE, block_mask, patchify, preset,
                                  relative_position_index)
-from core.images.uniform_mask import dropped, fixed_packings, pack, uniform_keep, unpack
+from core.images.uniform_mask import diagonal_packings, dropped, pack, uniform_keep, unpack
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -90,10 +90,12 @@ def test_unpack_passes_gradients_to_the_packed_cells_and_the_fill():
     assert torch.equal(fill.grad, torch.full((3,), 2.0 * 3 * 16))  # 3 of 4 cells, 2 images
 
 
-def test_the_four_fixed_packings_drop_every_unit_three_times():
-    packings = fixed_packings(8)  # (4, 4, 4)
-    times = sum(dropped(k[None], 2)[0].long() for k in packings)  # (16, 16)
-    assert torch.equal(times, torch.full((16, 16), 3))
+def test_the_diagonal_packings_drop_every_unit_the_off_diagonal_ones_twice():
+    packings = diagonal_packings(8)  # (2, 4, 4): 4×4 blocks of an 8×8 unit grid
+    assert [k.unique().tolist() for k in packings] == [[0], [3]]
+    times = sum(dropped(k[None], 2)[0].long() for k in packings)  # (16, 16) cells, unit 2
+    block = torch.tensor([[1, 2], [2, 1]]).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    assert torch.equal(times, block.repeat(4, 4))  # (4, 4) cells per block, 4×4 blocks
 
 
 # ---------------------------------------------------------------- config and windows
