@@ -93,13 +93,16 @@ def page(browser, console) -> Page:
     p = context.new_page()
     p.set_default_timeout(30_000)
     p.goto(console)
-    expect(p.locator("[data-testid=stApp][data-test-connection-state=CONNECTED]")).to_be_visible()
+    expect(p.locator("[data-testid=stApp][data-test-connection-state=CONNECTED]")).to_be_visible(
+        timeout=30_000)
     # Until app.py's first run has called st.navigation, the sidebar lists Streamlit's automatic
     # pages/ links ("app", "data", ... lower case: has_text="Home" matches "home" too), and a
     # click on one runs that page without the router for the rest of the session. App.py's own
-    # sidebar caption shows that its run got past the navigation.
+    # sidebar caption shows that its run got past the navigation: a fresh server's first run
+    # imports torch ("Looking at the hardware…"), past expect's 5 s default with the suite's
+    # other worker busy (seen with -n 2)
     expect(p.get_by_test_id("stSidebar").get_by_text(
-        re.compile(r"^(No training job running|Training: )"))).to_be_visible()
+        re.compile(r"^(No training job running|Training: )"))).to_be_visible(timeout=60_000)
     expect(p.get_by_test_id("stSidebarNavLink").filter(has_text="app")).to_have_count(0)
     yield p
     context.close()
