@@ -24,6 +24,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # not th
 from core.streams import STREAMS, plan
 
 pytestmark = pytest.mark.slow
+# an assertion waits up to 15 s, not Playwright's 5: the suite's other worker (-n 2) shares the
+# two cores, and a page's script run can take seconds then; what never shows still fails
+expect.set_options(timeout=15_000)
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "tests" / "output"
