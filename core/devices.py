@@ -6,6 +6,7 @@ is emulated and slower than fp32."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,7 @@ def resolve_device(name: str) -> torch.device:
 CPU_BF16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX-512 BF16"}  # /proc/cpuinfo flag → name
 
 
+@functools.cache  # the flags do not change while a process runs; every Runtime asks
 def cpu_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """The CPU's bf16 matrix units from its flags ('AMX' before 'AVX-512 BF16', which AMX CPUs
     also have), or None: no such flag, or no /proc/cpuinfo (not Linux): then none are assumed."""
