@@ -7,7 +7,7 @@ where 2048³ does not fill the GPU, in fp32 and bf16), 2·n³ FLOP per product.
 Models (random weights, random inputs; throughput does not depend on them):
 - PatchTST: 38 channels, window 100, patch 10, d_model 128, 16 heads, 3 layers, FFN 256, mask
   0.4, batch 32 (`../shared/PERF.md`'s peer configuration);
-- Swin MAE: `core.images.swinmae.preset('base')` (Swin-T encoder, 224 px) and the `default`
+- Swin MAE: `core.images.swinmae.preset('base')` (Swin-T encoder, 256 px) and the `default`
   preset (128 px), RGB, batch 8.
 
 FLOPs are counted once per model by `torch.utils.flop_counter.FlopCounterMode`: a training step
@@ -157,7 +157,8 @@ def main() -> None:
     else:
         ceilings = [matmul(2048, torch.float32, device)]
         where = f"cpu, {torch.get_num_threads()} threads"
-    models = patchtst(device) + swin("base", device) + swin("default", device)
+    base, default = swin("base", device), swin("default", device)
+    models = patchtst(device) + base + default
     items = ceilings + models
     times: dict[str, list[float]] = {it.name: [] for it in items}
     for it in items:  # warm-up: allocator, kernels, autotuning
@@ -169,8 +170,8 @@ def main() -> None:
     print(f"{where}, torch {torch.__version__}; medians of {rounds} interleaved rounds")
     pct = print_table(items, times, ceilings)
     print(f"patchtst_train_pct={pct['patchtst train']:.1f} "
-          f"swin_train_pct={pct['swin-base 224px train']:.1f} "
-          f"swin_default_train_pct={pct['swin-default 128px train']:.1f} "
+          f"swin_train_pct={pct[base[0].name]:.1f} "
+          f"swin_default_train_pct={pct[default[0].name]:.1f} "
           f"patchtst_infer_pct={pct['patchtst infer']:.1f}")
 
 

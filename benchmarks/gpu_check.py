@@ -5,11 +5,12 @@ ending with one summary table.
      `precision: auto` (bf16 autocast where the GPU has it), and checks the run folder;
   2. the same time-series run with fp16 + loss scaling, with `torch.compile` (the visible-only
      encoder's gather and scatter compiled) and scoring in `full` mode; the image run with
-     uniform masking (UM-MAE: the encoder on the packed quarter grid);
+     block masking (the default, uniform masking, runs in step 1);
   3. a 2-process DDP run (torchrun, nccl) when two or more GPUs are visible;
   4. the throughput benchmarks in their `--quick` form on CUDA: PatchTST and Swin MAE against
-     the Hugging Face peers (when `transformers` is installed; Swin MAE also with uniform
-     masking at 256 px), achieved FLOP/s, 1M-row scoring.
+     the Hugging Face peers (when `transformers` is installed; Swin MAE at the `base` preset
+     with uniform masking, and with block masking at Swin-T's 224 px), achieved FLOP/s, 1M-row
+     scoring.
 
     python benchmarks/gpu_check.py [--workdir DIR] [--skip-bench]
 
@@ -78,9 +79,9 @@ def steps(workdir: Path, skip_bench: bool) -> list[tuple[str, Callable[[], Resul
          lambda: pipeline_step(workdir, "compile", ts, TINY + ["pipeline.compile=true"], 240)),
         ("time series, full scoring",  # the default is masked (attention mask, in bf16)
          lambda: pipeline_step(workdir, "full", ts, TINY + ["patchtst.score.mode=full"])),
-        ("images, uniform masking",  # the encoder on the packed quarter grid, 4-packing scoring
-         lambda: pipeline_step(workdir, "uniform", both[2:], TINY + [
-             "swinmae.model.masking=uniform"])),
+        ("images, block masking",  # the encoder on the full grid, complementary-mask scoring
+         lambda: pipeline_step(workdir, "block", both[2:], TINY + [
+             "swinmae.model.masking=block"])),
     ]
     if torch.cuda.device_count() >= 2:
         out.append(("both streams, DDP on 2 GPUs", lambda: pipeline_step(
@@ -95,10 +96,10 @@ def steps(workdir: Path, skip_bench: bool) -> list[tuple[str, Callable[[], Resul
                 ("Swin MAE vs HF (quick)",
                  lambda: run([py, str(bench / "peer_swin.py"), "--quick", "--device", "cuda"],
                              120)),
-                ("Swin MAE uniform masking vs HF (quick, 256 px)",
+                ("Swin MAE block masking vs HF (quick, 224 px)",
                  lambda: run([py, str(bench / "peer_swin.py"), "--quick", "--device", "cuda",
-                              "--masking", "uniform", "--image-size", "256", "--window-size",
-                              "8"], 120))]
+                              "--masking", "block", "--image-size", "224", "--window-size",
+                              "7"], 120))]
     out += [("FLOP/s vs matmul (quick)",
              lambda: run([py, str(bench / "flops.py"), "--quick", "--device", "cuda"], 90)),
             ("1M-row scoring (quick)",

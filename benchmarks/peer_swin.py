@@ -1,12 +1,12 @@
 """Our Swin MAE against Hugging Face `transformers.SwinForMaskedImageModeling` (SimMIM), side by
 side in one process with the same Swin encoder: by default our `base` preset (configs/swinmae.yaml:
-224 px, patch 4, 3 channels, embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7, MLP ratio 4;
-the Swin-T shape), no dropout or stochastic depth on either side, fp32 (on CUDA both run under
+256 px, patch 4, 3 channels, embed 96, depths 2-2-6-2, heads 3-6-12-24, window 8, MLP ratio 4;
+the Swin-T shape at UM-MAE's size), no dropout or stochastic depth on either side, fp32 (on CUDA both run under
 the product's autocast: bf16 where supported).
 
 Training: images/s of one AdamW step at batch 8. HF hides random 16×16 px blocks (75 %) with its
 mask token on the full grid; so does ours with `--masking block` (the same mask), while with
-`--masking uniform` ours keeps one unit per 2×2 block, packs them and hides 25 % of those
+`--masking uniform` (the product's default) ours keeps one unit per 2×2 block, packs them and hides 25 % of those
 (UM-MAE: the encoder sees a quarter of the tokens). Inference: images/s of a forward pass
 without gradients, nothing hidden, at batch 8 and 32 (the same code for both maskings).
 
@@ -20,8 +20,8 @@ with an MSE loss. So ours does more work per image: 11.7 vs 8.9 GFLOP forward at
         [--quick] [--preset default|base] [--masking block|uniform] [--image-size 256]
         [--window-size 8] [--depths 2,2,2,2]
 
-Uniform masking needs a grid that packs: `base` at 224 px does not (`--image-size 256
---window-size 8` does, as in UM-MAE); the size and window change both sides.
+Uniform masking needs a grid that packs: `--image-size 224 --window-size 7` (Swin-T's own size)
+does not, so compare at 224 px with `--masking block`; the size and window change both sides.
 
 Needs `pip install -r requirements-bench.txt`. Ends with `ratio_train=… ratio_infer=…`
 (ours / theirs, medians; infer at batch 8)."""

@@ -217,13 +217,19 @@ def textures(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.sin(u).sum(dim=1, keepdim=True)  # (n, 1, H, W)
 
 
-def test_map_lights_up_on_a_planted_defect():
+@pytest.mark.parametrize("masking", ["block", "uniform"])
+def test_map_lights_up_on_a_planted_defect(masking):
     """Tiny Swin MAE, 60 steps on smooth textures (a few seconds on one thread); a test image
     gets a bright 8×8 square off the mask-unit grid. The map's peak and its top 1 % of pixels
-    lie on the square (dilated by 3 px for the smoothing), and that image outscores clean ones.
-    60 steps found the square on 10 of 10 seeds tried; 40 steps missed one (a border peak)."""
+    lie on the square (dilated by 3 px for the smoothing), and with block masking that image
+    outscores clean ones. 60 steps found the square on 10 of 10 seeds tried with block masking
+    (40 steps missed one: a border peak) and 6 of 6 with uniform masking. Uniform masking's raw
+    maps do not separate the images at this budget (its clean maps peak where a quarter of the
+    units must predict the rest: 0.7–1.3× the defect image's score over 6 seeds); the product
+    scores in units of normal images' error per pixel (`score.normalize`), which this test
+    leaves out."""
     torch.manual_seed(0)
-    model = SwinMAE(preset("tiny", in_chans=1))
+    model = SwinMAE(preset("tiny", in_chans=1, masking=masking))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     train = textures(64, seed=100)
     for step in range(60):
@@ -245,8 +251,9 @@ def test_map_lights_up_on_a_planted_defect():
     assert near.flatten()[peak], f"peak at {divmod(peak.item(), 64)}"
     top = maps[0].flatten().topk(round(0.01 * 64 * 64)).indices
     assert near.flatten()[top].all()
-    scores = image_scores(maps, cfg.image_score, cfg.topk)
-    assert scores[0] > 1.5 * scores[1:].max(), scores
+    if masking == "block":
+        scores = image_scores(maps, cfg.image_score, cfg.topk)
+        assert scores[0] > 1.5 * scores[1:].max(), scores
 
 
 # ---------------------------------------------------------------- MeanImageBaseline

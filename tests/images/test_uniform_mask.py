@@ -101,10 +101,10 @@ def test_the_diagonal_packings_drop_every_unit_the_off_diagonal_ones_twice():
 # ---------------------------------------------------------------- config and windows
 
 
-@pytest.mark.parametrize("name, changes", [("tiny", {}), ("default", {}),
-                                           ("base", dict(image_size=256, window_size=8))])
-def test_the_packed_grid_tiles_every_stage_window(name, changes):
-    cfg = preset(name, masking="uniform", in_chans=3, **changes)
+@pytest.mark.parametrize("name", ["tiny", "default", "base"])
+def test_the_packed_grid_tiles_every_stage_window(name):
+    cfg = preset(name, in_chans=3)  # every preset masks uniformly by default
+    assert cfg.masking == "uniform"
     full, packed = stage_windows(cfg), stage_windows(cfg, cfg.image_size // cfg.patch_size // 2)
     assert [g // 2 for g, _ in full] == [g for g, _ in packed]
     for grid, ws in packed:
@@ -113,14 +113,15 @@ def test_the_packed_grid_tiles_every_stage_window(name, changes):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(), r"swinmae\.model\.masking: .*28×28 packed grid.*window_size 7.*3\.5"),  # base, 224 px
+    (dict(image_size=224, window_size=7),  # Swin-T's own size
+     r"swinmae\.model\.masking: .*28×28 packed grid.*window_size 7.*3\.5"),
     (dict(image_size=384, window_size=4), r"swinmae\.model\.masking: .*48×48 packed grid.*6\.0"),
     (dict(image_size=192, window_size=6, mask_unit=16), r"even unit grid.*3×3 units"),
 ])
 def test_a_grid_that_cannot_pack_is_a_config_error(changes, message):
     with pytest.raises(ConfigError, match=message):
         preset("base", masking="uniform", **changes)
-    preset("base", **changes)  # block masking needs no packing: the same sizes are fine
+    preset("base", masking="block", **changes)  # block masking needs no packing: sizes fine
 
 
 def test_a_packed_layout_uses_the_bias_table_rows_of_its_offsets():
@@ -205,7 +206,7 @@ def test_uniform_model_every_parameter_gets_a_gradient():
 
 
 def test_block_models_keep_their_parameters_and_refuse_a_packing():
-    block, uniform = SwinMAE(preset("tiny")), uniform_model()
+    block, uniform = SwinMAE(preset("tiny", masking="block")), uniform_model()
     assert set(uniform.state_dict()) - set(block.state_dict()) == {"decoder_mask_token"}
     with pytest.raises(ValueError, match="masking: uniform"):
         block(torch.randn(1, 3, 64, 64), None, uniform_keep(1, 8))
@@ -213,27 +214,21 @@ def test_block_models_keep_their_parameters_and_refuse_a_packing():
         uniform(torch.randn(1, 3, 64, 64), None, uniform_keep(1, 4))
 
 
-def test_a_checkpoint_from_before_the_masking_key_loads_as_block(tmp_path, monkeypatch):
-    """Checkpoints saved before `masking` existed were block-trained: they load as such even
-    when the YAML's default is uniform."""
-    import shutil
-
+def test_a_checkpoint_from_before_the_masking_key_loads_as_block(tmp_path):
+    """Checkpoints saved before `masking` existed were block-trained: they load as such now that
+    the YAML's default is uniform."""
     import core.config
     from core.images.files import ImageFiles
     from core.images.stages import load_model
     from core.training import save_checkpoint
-    configs = shutil.copytree(core.config.CONFIG_DIR, tmp_path / "configs")
-    yaml_path = configs / "swinmae.yaml"
-    yaml_path.write_text(yaml_path.read_text().replace("masking: block", "masking: uniform", 1))
-    monkeypatch.setattr(core.config, "CONFIG_DIR", configs)
-    model = SwinMAE(preset("tiny"))  # block, built before the default changed
+    model = SwinMAE(preset("tiny", masking="block"))  # as built before the default changed
     old = {k: v for k, v in model.cfg.model_dump().items()
            if k not in ("masking", "secondary_ratio")}
     stream = tmp_path / "swinmae"
     stream.mkdir()
     save_checkpoint(ImageFiles(stream).checkpoint, {"model": model.state_dict(),
                                                     "extra": {"model": old}})
-    # read as a plain saved config, the key would take the (patched) default
+    # read as a plain saved config, the key would take the default
     assert core.config.from_dict(SwinMAEModelConfig, old, "swinmae.model").masking == "uniform"
     loaded, _ = load_model(stream)
     assert loaded.cfg.masking == "block" and loaded.decoder_mask_token is None
