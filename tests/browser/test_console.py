@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # not the builtin
 
 from core.streams import STREAMS, plan
 
@@ -129,20 +128,26 @@ def open_page(page: Page, title: str, heading: str | None = None) -> None:
 
 
 def choose(page: Page, label: str, option: str) -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    """Pick `option` in the Streamlit selectbox labelled `label`: type it into the box's search
+    and press Enter (the first match), then, with the box left, check that it shows the option
+    (an unpicked search is dropped on leaving). Typing, unlike clicking an entry of the open
+    list, survives a rerun that closes the list just after the click (seen in CI with two test
+    workers: the option waited for never showed)."""
     # force: the live panel's redraws below can keep the box from counting as "stable" for
     # Playwright's click checks on a loaded machine (seen waiting past 30 s)
     box = page.get_by_test_id("stSelectbox").filter(has_text=label).locator("input")
-    wanted = page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}")).first
-    for _ in range(2):  # a rerun that lands just after the click closes the open list (CI)
+    shown = re.compile(rf"^{re.escape(option)}")
+    for attempt in range(3):
         box.click(force=True)
+        box.fill(option)
+        page.keyboard.press("Enter")
+        box.blur()
         try:
-            wanted.click(timeout=10_000)
+            expect(box).to_have_value(shown, timeout=10_000)
             return
-        except PlaywrightTimeoutError:
-            page.keyboard.press("Escape")
-    box.click(force=True)
-    wanted.click()  # the third try fails the test with Playwright's own message
+        except AssertionError:
+            if attempt == 2:
+                raise
 
 
 def csv_uploader(page: Page):
