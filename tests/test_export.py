@@ -60,6 +60,7 @@ def test_one_folder_per_stream_with_model_json_and_predict(exported):
     img = json.loads((out / "swinmae" / "model.json").read_text())
     assert (img["image_size"], img["channels"], img["mode"]) == (64, 1, "L")
     assert np.asarray(img["normal_map"]["mean"]).shape == (64, 64)
+    assert img["normal_map"]["two_sided"] is True  # as the run scored: predict.py takes |z|
 
 
 def _scoring_run(run: Path, option: str, data: Path) -> Path:

@@ -151,6 +151,7 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
     assert set(res.metrics["baselines"]) == {"mean_image"}
     assert res.checkpoint == run_dir / "swinmae" / "best.pt"
     assert "top 1%" in res.score_title and "units of normal images" in res.score_title
+    assert "above or below" in res.score_title  # two-sided maps, the default
     # the image-only run is pickable, and only its image stream has results
     assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]
     assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]

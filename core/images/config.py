@@ -113,6 +113,7 @@ class ImageScoreConfig(Section):
     grad_weight: float = number(ge=0.0)
     sigma: float = number(ge=0.0)  # Gaussian smoothing of the map, in pixels
     normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
+    two_sided: bool  # normalize only: |z|, an error far below normal counts too
     normal_images: int = number(ge=2)  # training images whose maps give those statistics
     image_score: Literal["topk_mean", "max"]
     topk: float = number(gt=0.0, le=1.0)  # share of the map's pixels for topk_mean

@@ -40,7 +40,8 @@ def spec(trained: TrainedImages) -> dict:
             "batch_size": sc.batch_size, "threshold": trained.threshold,
             "threshold_percentile": trained.percentile,
             "normal_map": {"mean": normal.mean.tolist(), "std": normal.std.tolist(),
-                           "images": trained.normalized_by} if normal is not None else None}
+                           "two_sided": normal.two_sided, "images": trained.normalized_by}
+            if normal is not None else None}
 
 
 def export(run_dir: Path, folder: Path) -> None:

@@ -6,7 +6,8 @@ file. The folder is read as the run read its data: an MVTec layout scores its te
 images (else train/good/), any other folder the images in it. Each image is converted to the
 model's mode, fitted to its square (bilinear; stretched, or padded with black), scaled to
 [0, 1]; model.onnx gives its smoothed anomaly map, which is put in units of the normal training
-images' maps at each pixel; the image score is the mean of the map's top share of pixels (or its
+images' maps at each pixel (their distance from normal either way, when two-sided); the image
+score is the mean of the map's top share of pixels (or its
 maximum); flagged above `threshold`. (Shipped verbatim by `python -m core.pipeline export`; it
 imports nothing of the project that made it.)"""
 import argparse
@@ -102,6 +103,8 @@ def score(folder: Path, spec: dict, session) -> pd.DataFrame:
         maps = session.run(None, {"images": batch})[0]  # (B, S, S)
         if normal:
             maps = (maps - mean) / std
+            if normal.get("two_sided"):  # absent in exports from before two-sided maps
+                maps = np.abs(maps)
         scores.append(image_scores(maps, spec["image_score"], spec["topk"]))
     scores = np.concatenate(scores)
     return pd.DataFrame({"file": [p.relative_to(root).as_posix() for p, _ in items],

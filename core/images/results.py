@@ -132,8 +132,10 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
             }.get(how, "image score")
     error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
         else "squared error"
-    unit = "in units of normal images' error at each pixel" if scoring.get("normalized_by") \
-        else "pixels in [0, 1]"
+    unit = "pixels in [0, 1]"
+    if scoring.get("normalized_by"):
+        unit = "in units of normal images' error at each pixel" + (
+            ", above or below it" if scoring.get("two_sided") else "")
     return f"anomaly score ({what}; {error}, {unit})"
 
 

@@ -10,7 +10,9 @@ unit is dropped in one or both of them and its error is the mean over those that
 The per-pixel error (L2, optionally plus an image-gradient term that catches thin
 structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in units of normal
 images' error at that pixel, so places where the model is always poor (edges, background strips)
-do not outshine a defect; the image score is the map's maximum or the mean of its top-k share of
+do not outshine a defect; `two_sided` counts an error far below normal as well (the absolute
+z-score): a defect that removes texture is easier to reconstruct than the part around it. The
+image score is the map's maximum or the mean of its top-k share of
 pixels.
 
 Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks."""
@@ -87,19 +89,23 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
 
 @dataclass
 class PixelErrorStats:
-    """Per-pixel mean and spread of normal images' anomaly maps."""
+    """Per-pixel mean and spread of normal images' anomaly maps, and whether an error below
+    normal counts (`two_sided`)."""
     mean: torch.Tensor  # (H, W)
     std: torch.Tensor  # (H, W), floored at a tenth of the median so flat spots cannot explode
+    two_sided: bool = False
 
     @classmethod
-    def fit(cls, maps: torch.Tensor) -> "PixelErrorStats":
+    def fit(cls, maps: torch.Tensor, two_sided: bool) -> "PixelErrorStats":
         """maps (N, H, W) of normal images, N >= 2."""
         std = maps.std(dim=0)
-        return cls(maps.mean(dim=0), std.clamp_min(0.1 * std.median().item() + 1e-12))
+        return cls(maps.mean(dim=0), std.clamp_min(0.1 * std.median().item() + 1e-12), two_sided)
 
     def __call__(self, maps: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) → (B, H, W) z-scores against the normal images."""
-        return (maps - self.mean) / self.std
+        """(B, H, W) → (B, H, W) z-scores against the normal images; their absolute value when
+        two-sided."""
+        z = (maps - self.mean) / self.std
+        return z.abs() if self.two_sided else z
 
 
 def image_scores(maps: torch.Tensor, how: str, topk: float) -> torch.Tensor:

@@ -66,6 +66,7 @@ def score(ctx: Context) -> None:
         "threshold": threshold, "percentile": trained.percentile,
         "mode": trained.cfg.score.mode, "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
+        "two_sided": bool(trained.normal and trained.normal.two_sided),
         "flagged": flagged, "image_size": trained.cfg.model.image_size,
         "from_run": str(trained.run_dir)})
     ctx.state[f"{STREAM}.scored"] = scored

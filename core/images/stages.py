@@ -167,8 +167,9 @@ def _maps(ctx: Context, model: SwinMAE, items: list[ImageItem],
 
 def _normal_statistics(ctx: Context, model: SwinMAE, items: list[ImageItem]) -> PixelErrorStats:
     """Per-pixel statistics of the maps of normal training images (`score.normal_images`)."""
-    n = ctx.cfg.swinmae.score.normal_images
-    return PixelErrorStats.fit(torch.cat([m for m, _ in _maps(ctx, model, items[:n], False)]))
+    cfg = ctx.cfg.swinmae.score
+    return PixelErrorStats.fit(torch.cat([m for m, _ in _maps(ctx, model, items[:cfg.normal_images],
+                                                              False)]), cfg.two_sided)
 
 
 def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None,
@@ -222,6 +223,7 @@ def score(ctx: Context) -> None:
         "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
+        "two_sided": bool(normal and normal.two_sided),
         "flagged": int((target.scores > threshold).sum()), "image_size": cfg.model.image_size,
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target

@@ -78,7 +78,9 @@ def load_trained(run_dir: Path) -> TrainedImages:
                             "which runs save since scoring runs exist: train again to use this "
                             "model")
         with np.load(out.normal_stats, allow_pickle=False) as z:
-            normal = PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]))
+            # runs from before two-sided maps set their threshold on signed ones
+            normal = PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]),
+                                     bool(scoring.get("two_sided", False)))
     gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
     return TrainedImages(run_dir, model, cfg, int(extra["channels"]), normal,
                          scoring.get("normalized_by"),

@@ -372,7 +372,7 @@ def test_normalised_maps_find_a_defect_that_a_hot_border_hides():
     test[3, 8, 8] += 1.0  # the defect: far fainter than the border
     raw = image_scores(test, "max", 0.01)
     assert raw.argmax() != 3 and raw.max() - raw.min() < 0.2  # the border decides: all alike
-    stats = PixelErrorStats.fit(normal)
+    stats = PixelErrorStats.fit(normal, two_sided=False)
     z = stats(test)
     assert image_scores(z, "max", 0.01).argmax() == 3
     assert z[3].flatten().argmax() == 8 * 16 + 8
@@ -382,5 +382,22 @@ def test_normalised_maps_find_a_defect_that_a_hot_border_hides():
 def test_normal_statistics_floor_a_flat_pixel():
     normal = torch.ones(5, 4, 4)
     normal[:, 0, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])  # the only pixel that varies
-    stats = PixelErrorStats.fit(normal)
+    stats = PixelErrorStats.fit(normal, two_sided=True)
     assert stats.std.min() > 0 and torch.isfinite(stats(normal + 1e-3)).all()
+
+
+def test_two_sided_maps_count_an_error_far_below_normal():
+    """A defect that removes texture is easier to reconstruct: its error falls below normal
+    images' there. Signed z-scores put it at the bottom of its map; two-sided ones rank that
+    image highest, and leave a pixel above normal as it was."""
+    g = torch.Generator().manual_seed(0)
+    normal = 1.0 + 0.1 * torch.randn(40, 16, 16, generator=g)  # (40, 16, 16)
+    test = 1.0 + 0.1 * torch.randn(4, 16, 16, generator=g)
+    test[2, 4:8, 4:8] = 0.0  # the missing texture: no error at all
+    test[3, 10, 10] = 2.0  # an ordinary defect: error far above normal
+    signed = PixelErrorStats.fit(normal, two_sided=False)(test)
+    both = PixelErrorStats.fit(normal, two_sided=True)(test)
+    assert signed[2, 4:8, 4:8].max() < -5  # far below normal: signed, it counts for nothing
+    assert image_scores(both, "topk_mean", 0.05).argmax() == 2
+    assert torch.equal(both, signed.abs())
+    assert both[3, 10, 10] == signed[3, 10, 10] > 5

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import IMG_TINY, REPO, run_cli
-from core.fileio import read_json
+from core.fileio import read_json, write_json
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "data" / "samples" / "images"
@@ -88,3 +88,21 @@ def test_a_run_without_saved_normal_statistics_is_refused(model_run, tmp_path):
     assert res.returncode == 1
     assert "normal_stats.npz is missing (the run predates it)" in \
         read_json(run / "progress.json")["error"]
+
+
+def test_a_run_from_before_two_sided_maps_keeps_scoring_signed_maps(model_run):
+    """Its threshold was set on signed z-scores, so new images are scored the same way: every
+    image's score is at most its two-sided score (top-k of z against top-k of |z|), and the
+    scoring run says which it used."""
+    assert read_json(model_run / "swinmae" / "scoring.json")["two_sided"] is True
+    old = model_run.parent / "20200101-000001-0000"
+    shutil.copytree(model_run, old)
+    scoring = read_json(old / "swinmae" / "scoring.json")
+    del scoring["two_sided"]
+    write_json(old / "swinmae" / "scoring.json", scoring)
+    res, run = _score(old, SAMPLES)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert read_json(run / "swinmae" / "scoring.json")["two_sided"] is False
+    signed, both = (pd.read_csv(r / "swinmae" / "scores.csv")["score"]
+                    for r in (run, model_run))
+    assert (signed <= both + 1e-4).all() and (signed < both - 1e-3).any()
