@@ -1,6 +1,8 @@
 """A trivial image baseline scored in the same run as Swin MAE, so a user sees whether the model
 beats it: each pixel's squared deviation from the mean normal image, in units of that pixel's
-variance over the normal images (a per-pixel Gaussian), smoothed like the model's maps."""
+variance over the normal images (a per-pixel Gaussian), smoothed like the model's maps. The score
+stage then post-processes its maps as the model's (`score.normalize`, `score.two_sided`), so a
+step that lifts both is not counted as the model's gain."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -165,23 +165,32 @@ def _maps(ctx: Context, model: SwinMAE, items: list[ImageItem],
         yield maps, batch
 
 
-def _normal_statistics(ctx: Context, model: SwinMAE, items: list[ImageItem]) -> PixelErrorStats:
-    """Per-pixel statistics of the maps of normal training images (`score.normal_images`)."""
+def _normal_statistics(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
+                       items: list[ImageItem]) -> tuple[PixelErrorStats, PixelErrorStats]:
+    """Per-pixel statistics of the model's and the baseline's maps of normal training images
+    (`score.normal_images`): both detectors' maps get the same post-processing."""
     cfg = ctx.cfg.swinmae.score
-    return PixelErrorStats.fit(torch.cat([m for m, _ in _maps(ctx, model, items[:cfg.normal_images],
-                                                              False)]), cfg.two_sided)
+    model_maps, base_maps = [], []
+    for maps, batch in _maps(ctx, model, items[:cfg.normal_images], False):
+        model_maps.append(maps)
+        base_maps.append(baseline.maps(batch["image"], cfg.sigma))
+    return (PixelErrorStats.fit(torch.cat(model_maps), cfg.two_sided),
+            PixelErrorStats.fit(torch.cat(base_maps), cfg.two_sided))
 
 
 def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None,
-                items: list[ImageItem], normal: PixelErrorStats | None) -> Scored:
-    """Model and baseline maps and scores of `items`; model maps in units of `normal`'s.
-    Without a baseline (a scoring run), its maps and scores are None."""
+                items: list[ImageItem], normal: PixelErrorStats | None,
+                base_normal: PixelErrorStats | None = None) -> Scored:
+    """Model and baseline maps and scores of `items`; model maps in units of `normal`'s, the
+    baseline's in units of `base_normal`'s (each None: raw maps). Without a baseline (a scoring
+    run), its maps and scores are None."""
     cfg = ctx.cfg.swinmae.score
     parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
     for maps, batch in _maps(ctx, model, items, with_masks=True):
         parts["maps"].append(normal(maps) if normal else maps)
         if baseline is not None:
-            parts["base"].append(baseline.maps(batch["image"], cfg.sigma))
+            base = baseline.maps(batch["image"], cfg.sigma)
+            parts["base"].append(base_normal(base) if base_normal else base)
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
         parts["images"].append(batch["image"].half())
@@ -207,8 +216,9 @@ def score(ctx: Context) -> None:
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):
-        normal = _normal_statistics(ctx, model, data.fit) if cfg.score.normalize else None
-        val, target = (score_items(ctx, model, baseline, items, normal)
+        normal, base_normal = _normal_statistics(ctx, model, baseline, data.fit) \
+            if cfg.score.normalize else (None, None)
+        val, target = (score_items(ctx, model, baseline, items, normal, base_normal)
                        for items in (data.val, data.target))
     if normal is not None:
         save_normal_stats(out.normal_stats, normal)
