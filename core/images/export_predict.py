@@ -7,9 +7,9 @@ images (else train/good/), any other folder the images in it. Each image is conv
 model's mode, fitted to its square (bilinear; stretched, or padded with black), scaled to
 [0, 1]; model.onnx gives its smoothed anomaly map, which is put in units of the normal training
 images' maps at each pixel (their distance from normal either way, when two-sided); the image
-score is the mean of the map's top share of pixels (or its
-maximum); flagged above `threshold`. (Shipped verbatim by `python -m core.pipeline export`; it
-imports nothing of the project that made it.)"""
+score is the mean of the map's top share of pixels (or its maximum); flagged above `threshold`.
+(Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
+made it.)"""
 import argparse
 import json
 import sys

@@ -12,8 +12,7 @@ structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in
 images' error at that pixel, so places where the model is always poor (edges, background strips)
 do not outshine a defect; `two_sided` counts an error far below normal as well (the absolute
 z-score): a defect that removes texture is easier to reconstruct than the part around it. The
-image score is the map's maximum or the mean of its top-k share of
-pixels.
+image score is the map's maximum or the mean of its top-k share of pixels.
 
 Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks."""
 from __future__ import annotations
