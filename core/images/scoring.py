@@ -92,7 +92,7 @@ class PixelErrorStats:
     normal counts (`two_sided`)."""
     mean: torch.Tensor  # (H, W)
     std: torch.Tensor  # (H, W), floored at a tenth of the median so flat spots cannot explode
-    two_sided: bool = False
+    two_sided: bool  # runs scored before two-sided maps existed load with False
 
     @classmethod
     def fit(cls, maps: torch.Tensor, two_sided: bool) -> "PixelErrorStats":
