@@ -50,17 +50,21 @@ def exported(both_streams_run) -> tuple[Path, Path]:
 
 def test_one_folder_per_stream_with_model_json_and_predict(exported):
     run, out = exported
-    for stream in ("patchtst", "swinmae"):
+    for stream, more in (("patchtst", []), ("swinmae", ["normal_maps.npz"])):
         assert sorted(p.name for p in (out / stream).iterdir()) == \
-            ["model.json", "model.onnx", "predict.py"]
+            sorted(["model.json", "model.onnx", "predict.py", *more])
     ts = json.loads((out / "patchtst" / "model.json").read_text())
     assert ts["channels"] == ["cpu_load", "mem_used", "temp_c", "fan_rpm", "net_mbps"]
     assert ts["window"] == 40 and ts["stride"] == 8 and ts["smooth"] == 10
     assert ts["threshold"] == read_json(run / "patchtst" / "scoring.json")["threshold"]
     img = json.loads((out / "swinmae" / "model.json").read_text())
     assert (img["image_size"], img["channels"], img["mode"]) == (64, 1, "L")
-    assert np.asarray(img["normal_map"]["mean"]).shape == (64, 64)
-    assert img["normal_map"]["two_sided"] is True  # as the run scored: predict.py takes |z|
+    normal = img["normal_map"]  # each image against its 20 nearest normal training images
+    assert (normal["neighbours"], normal["file"], normal["two_sided"]) == \
+        (20, "normal_maps.npz", True)  # as the run scored: predict.py takes |z|
+    with np.load(out / "swinmae" / "normal_maps.npz") as bank:
+        assert bank["maps"].shape == (normal["images"], 64, 64)
+        assert bank["keys"].shape == (normal["images"], normal["thumbnail"] ** 2)
 
 
 def _scoring_run(run: Path, option: str, data: Path) -> Path:
@@ -120,8 +124,9 @@ def test_export_zip_holds_both_streams_exporting_only_what_is_missing(exported, 
     shutil.rmtree(copy / "export" / "patchtst")
     onnx_before = (copy / "export" / "swinmae" / "model.onnx").stat().st_mtime_ns
     z = zipfile.ZipFile(io.BytesIO(export_zip(copy)))
-    assert sorted(z.namelist()) == sorted(f"{s}/{f}" for s in ("patchtst", "swinmae")
-                                          for f in ("model.json", "model.onnx", "predict.py"))
+    assert sorted(z.namelist()) == sorted([*(f"{s}/{f}" for s in ("patchtst", "swinmae")
+                                             for f in ("model.json", "model.onnx", "predict.py")),
+                                           "swinmae/normal_maps.npz"])
     assert (copy / "export" / "patchtst" / "predict.py").is_file()  # kept for the next download
     assert (copy / "export" / "swinmae" / "model.onnx").stat().st_mtime_ns == onnx_before
     assert z.read("swinmae/model.onnx") == (out / "swinmae" / "model.onnx").read_bytes()

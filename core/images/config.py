@@ -115,6 +115,8 @@ class ImageScoreConfig(Section):
     normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
     two_sided: bool  # normalize only: |z|, an error far below normal counts too
     normal_images: int = number(ge=2)  # training images whose maps give those statistics
+    neighbours: int = number(ge=0)  # an image is measured against this many of them, those
+    # whose thumbnails lie nearest its own; 0: against all
     image_score: Literal["topk_mean", "max"]
     topk: float = number(gt=0.0, le=1.0)  # share of the map's pixels for topk_mean
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of held-out normal scores

@@ -6,7 +6,9 @@ file. The folder is read as the run read its data: an MVTec layout scores its te
 images (else train/good/), any other folder the images in it. Each image is converted to the
 model's mode, fitted to its square (bilinear; stretched, or padded with black), scaled to
 [0, 1]; model.onnx gives its smoothed anomaly map, which is put in units of the normal training
-images' maps at each pixel (their distance from normal either way, when two-sided); the image
+images' maps at each pixel (their distance from normal either way, when two-sided): of all of
+them, or (`neighbours` in model.json) of those whose thumbnails lie nearest the image's, read
+from normal_maps.npz beside model.json; the image
 score is the mean of the map's top share of pixels (or its maximum); flagged above `threshold`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
 made it.)"""
@@ -89,22 +91,47 @@ def image_scores(maps: np.ndarray, how: str, topk: float) -> np.ndarray:
     return np.sort(flat, axis=1)[:, -k:].mean(axis=1)
 
 
+def thumbnails(batch: np.ndarray, side: int) -> np.ndarray:
+    """(B, C, S, S) → (B, side²): the channel mean averaged over side × side bins, bin i
+    spanning pixels floor(i·S/side) to ceil((i+1)·S/side) (as torch's adaptive pooling)."""
+    gray, size = batch.mean(axis=1), batch.shape[-1]
+    edges = [(i * size // side, -(-(i + 1) * size // side)) for i in range(side)]
+    return np.stack([gray[:, a:b, c:d].mean(axis=(1, 2))
+                     for a, b in edges for c, d in edges], axis=1)
+
+
+def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> np.ndarray:
+    """(B, S, S) maps of `batch` → z-scores against the normal maps' mean and spread (the
+    nearest `neighbours` of `bank`'s when given); |z| when two-sided. Each spread map is floored
+    at a tenth of its median, as the run did."""
+    if "neighbours" in normal:
+        k = normal["neighbours"]
+        dist = ((thumbnails(batch, normal["thumbnail"])[:, None] - bank["keys"][None]) ** 2).sum(-1)
+        ref = bank["maps"][np.argsort(dist, axis=1, kind="stable")[:, :k]]  # (B, k, S, S)
+        mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)
+    else:
+        mean, std = (np.asarray(normal[key], np.float32) for key in ("mean", "std"))
+    median = np.quantile(std.reshape(*std.shape[:-2], -1), 0.5, axis=-1, method="lower")
+    floor = 0.1 * median[..., None, None] + 1e-12  # the lower middle value, as torch's median
+    z = (maps - mean) / np.maximum(std, floor)
+    return np.abs(z) if normal.get("two_sided") else z  # absent before two-sided maps
+
+
 def score(folder: Path, spec: dict, session) -> pd.DataFrame:
     root, items = list_images(folder)
     if not items:
         sys.exit(f"{folder}: expected PNG, JPEG, BMP or TIFF images, found none")
-    normal = spec["normal_map"]
-    mean, std = (np.asarray(normal[k], np.float32) for k in ("mean", "std")) if normal \
-        else (None, None)
+    normal, bank = spec["normal_map"], None
+    if normal and "neighbours" in normal:
+        with np.load(HERE / normal["file"], allow_pickle=False) as z:
+            bank = {"maps": z["maps"].astype(np.float32), "keys": z["keys"]}
     scores = []
     for i in range(0, len(items), spec["batch_size"]):
         batch = np.stack([load_image(p, spec["image_size"], spec["channels"], spec["resize"])
                           for p, _ in items[i:i + spec["batch_size"]]])  # (B, C, S, S)
         maps = session.run(None, {"images": batch})[0]  # (B, S, S)
         if normal:
-            maps = (maps - mean) / std
-            if normal.get("two_sided"):  # absent in exports from before two-sided maps
-                maps = np.abs(maps)
+            maps = in_normal_units(maps, batch, normal, bank)
         scores.append(image_scores(maps, spec["image_score"], spec["topk"]))
     scores = np.concatenate(scores)
     return pd.DataFrame({"file": [p.relative_to(root).as_posix() for p, _ in items],

@@ -10,11 +10,15 @@ unit is dropped in one or both of them and its error is the mean over those that
 The per-pixel error (L2, optionally plus an image-gradient term that catches thin
 structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in units of normal
 images' error at that pixel, so places where the model is always poor (edges, background strips)
-do not outshine a defect; `two_sided` counts an error far below normal as well (the absolute
-z-score): a defect that removes texture is easier to reconstruct than the part around it. The
-image score is the map's maximum or the mean of its top-k share of pixels.
+do not outshine a defect. The normal images an image is measured against are the `neighbours`
+training images whose thumbnails lie nearest its own (all of them when 0): parts that differ in
+shape, framing or lighting are then compared with parts like them. `two_sided` counts an error
+far below normal as well (the absolute z-score): a defect that removes texture is easier to
+reconstruct than the part around it. The image score is the map's maximum or the mean of its
+top-k share of pixels.
 
-Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks."""
+Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks,
+N normal images, T = THUMB² thumbnail pixels."""
 from __future__ import annotations
 
 import math
@@ -86,25 +90,75 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
     return gaussian_blur(err.float(), cfg.sigma)
 
 
+THUMB = 16  # side of the thumbnails that find an image's nearest normal images
+
+
+def thumbnails(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) images → (B, T) float32: the channel mean, average-pooled to THUMB × THUMB
+    (adaptive pooling: bin i spans pixels floor(i·S/THUMB) to ceil((i+1)·S/THUMB))."""
+    return F.adaptive_avg_pool2d(images.float().mean(dim=1, keepdim=True), THUMB).flatten(1)
+
+
+def _z(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, two_sided: bool) -> torch.Tensor:
+    """Maps in units of `std` from `mean` (shapes broadcast); |z| when two-sided. Each std map
+    is floored at a tenth of its median, so flat spots cannot explode."""
+    floor = 0.1 * std.flatten(-2).median(dim=-1).values[..., None, None] + 1e-12
+    z = (maps - mean) / torch.maximum(std, floor)
+    return z.abs() if two_sided else z
+
+
 @dataclass
 class PixelErrorStats:
-    """Per-pixel mean and spread of normal images' anomaly maps, and whether an error below
-    normal counts (`two_sided`)."""
+    """Per-pixel mean and spread of normal images' anomaly maps, one for every image, and
+    whether an error below normal counts (`two_sided`). Runs scored before nearest normal
+    images existed load as these."""
     mean: torch.Tensor  # (H, W)
-    std: torch.Tensor  # (H, W), floored at a tenth of the median so flat spots cannot explode
+    std: torch.Tensor  # (H, W), floored at a tenth of its median
     two_sided: bool  # runs scored before two-sided maps existed load with False
 
     @classmethod
     def fit(cls, maps: torch.Tensor, two_sided: bool) -> "PixelErrorStats":
-        """maps (N, H, W) of normal images, N >= 2."""
+        """maps (N, H, W) of normal images, N >= 2. The spread is stored floored (as `_z`
+        floors it), so exports read the same one."""
         std = maps.std(dim=0)
         return cls(maps.mean(dim=0), std.clamp_min(0.1 * std.median().item() + 1e-12), two_sided)
 
-    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+    def __call__(self, maps: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) → (B, H, W) z-scores against the normal images; their absolute value when
-        two-sided."""
-        z = (maps - self.mean) / self.std
-        return z.abs() if self.two_sided else z
+        two-sided. `images` is not needed: every image has the same reference."""
+        return _z(maps, self.mean, self.std, self.two_sided)
+
+
+@dataclass
+class NearestNormal:
+    """Normal images' anomaly maps and thumbnails: each image's map is measured against the
+    per-pixel mean and spread of the `neighbours` normal maps whose thumbnails lie nearest its
+    own (Euclidean), so a tile is compared with tiles of its shape and lighting."""
+    maps: torch.Tensor  # (N, H, W) float16: what the run saves, so later scoring runs and
+    # exports measure against exactly what the run did (and half the memory)
+    keys: torch.Tensor  # (N, T) float32 thumbnails of those images
+    neighbours: int  # 2 <= neighbours < N
+    two_sided: bool
+
+    def __call__(self, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """maps (B, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z| when two-sided)."""
+        near = torch.cdist(thumbnails(images), self.keys).topk(  # (B, neighbours)
+            self.neighbours, dim=1, largest=False).indices
+        ref = self.maps[near].float()  # (B, neighbours, H, W)
+        return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided)
+
+
+NormalReference = PixelErrorStats | NearestNormal
+
+
+def normal_reference(maps: torch.Tensor, keys: torch.Tensor, neighbours: int,
+                     two_sided: bool) -> NormalReference:
+    """The reference of N >= 2 normal maps (N, H, W) with their thumbnails (N, T): the
+    `neighbours` nearest of them per image, or all (one mean and spread) when `neighbours` is 0
+    or leaves none out."""
+    if 0 < neighbours < len(maps):
+        return NearestNormal(maps.half(), keys.float(), max(2, neighbours), two_sided)
+    return PixelErrorStats.fit(maps, two_sided)
 
 
 def image_scores(maps: torch.Tensor, how: str, topk: float) -> torch.Tensor:

@@ -28,7 +28,8 @@ from core.images.files import ImageFiles
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
 from core.images.overlays import save_overlay
-from core.images.scoring import PixelErrorStats, anomaly_maps, image_scores
+from core.images.scoring import (NearestNormal, NormalReference, PixelErrorStats, anomaly_maps,
+                                 image_scores, normal_reference, thumbnails)
 from core.images.swinmae import SwinMAE
 from core.runner import Context, Skip, TrainReporter
 from core.training import fit, load_checkpoint
@@ -165,32 +166,35 @@ def _maps(ctx: Context, model: SwinMAE, items: list[ImageItem],
         yield maps, batch
 
 
-def _normal_statistics(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
-                       items: list[ImageItem]) -> tuple[PixelErrorStats, PixelErrorStats]:
-    """Per-pixel statistics of the model's and the baseline's maps of normal training images
-    (`score.normal_images`): both detectors' maps get the same post-processing."""
+def _normal_references(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
+                       items: list[ImageItem]) -> tuple[NormalReference, NormalReference]:
+    """What the model's and the baseline's maps are measured against: their maps of normal
+    training images (`score.normal_images`), per image its `score.neighbours` nearest. Both
+    detectors' maps get the same post-processing."""
     cfg = ctx.cfg.swinmae.score
-    model_maps, base_maps = [], []
+    model_maps, base_maps, keys = [], [], []
     for maps, batch in _maps(ctx, model, items[:cfg.normal_images], False):
         model_maps.append(maps)
         base_maps.append(baseline.maps(batch["image"], cfg.sigma))
-    return (PixelErrorStats.fit(torch.cat(model_maps), cfg.two_sided),
-            PixelErrorStats.fit(torch.cat(base_maps), cfg.two_sided))
+        keys.append(thumbnails(batch["image"]))
+    keys = torch.cat(keys)  # (N, T)
+    return tuple(normal_reference(torch.cat(maps), keys, cfg.neighbours, cfg.two_sided)
+                 for maps in (model_maps, base_maps))
 
 
 def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None,
-                items: list[ImageItem], normal: PixelErrorStats | None,
-                base_normal: PixelErrorStats | None = None) -> Scored:
+                items: list[ImageItem], normal: NormalReference | None,
+                base_normal: NormalReference | None = None) -> Scored:
     """Model and baseline maps and scores of `items`; model maps in units of `normal`'s, the
     baseline's in units of `base_normal`'s (each None: raw maps). Without a baseline (a scoring
     run), its maps and scores are None."""
     cfg = ctx.cfg.swinmae.score
     parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
     for maps, batch in _maps(ctx, model, items, with_masks=True):
-        parts["maps"].append(normal(maps) if normal else maps)
+        parts["maps"].append(normal(maps, batch["image"]) if normal else maps)
         if baseline is not None:
             base = baseline.maps(batch["image"], cfg.sigma)
-            parts["base"].append(base_normal(base) if base_normal else base)
+            parts["base"].append(base_normal(base, batch["image"]) if base_normal else base)
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
         parts["images"].append(batch["image"].half())
@@ -203,11 +207,37 @@ def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None
                   torch.cat(parts["images"]).numpy())
 
 
-def save_normal_stats(path: Path, normal: PixelErrorStats) -> None:
-    """The per-pixel statistics that scoring runs and exports reuse."""
+def save_normal_reference(path: Path, normal: NormalReference) -> None:
+    """What scoring runs and exports measure new maps against: the per-pixel mean and spread,
+    or the normal maps (float16) with their thumbnails and the neighbour count."""
+    if isinstance(normal, NearestNormal):
+        arrays = {"maps": normal.maps.numpy(),
+                  "keys": normal.keys.numpy().astype(np.float32),
+                  "neighbours": np.array(normal.neighbours)}
+    else:
+        arrays = {"mean": normal.mean.numpy().astype(np.float32),
+                  "std": normal.std.numpy().astype(np.float32)}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, mean=normal.mean.numpy().astype(np.float32),
-                 std=normal.std.numpy().astype(np.float32))
+        np.savez(f, **arrays)
+
+
+def neighbours_of(normal: NormalReference | None) -> int | None:
+    """How many nearest normal images a map is measured against: 0 for all, None unnormalised
+    (scoring.json's `neighbours`)."""
+    if normal is None:
+        return None
+    return normal.neighbours if isinstance(normal, NearestNormal) else 0
+
+
+def load_normal_reference(path: Path, two_sided: bool) -> NormalReference:
+    """The reference `save_normal_reference` wrote (runs from before nearest normal images
+    saved the mean and spread only)."""
+    with np.load(path, allow_pickle=False) as z:
+        if "maps" in z:
+            return NearestNormal(torch.from_numpy(z["maps"]),
+                                 torch.from_numpy(z["keys"]), int(z["neighbours"]), two_sided)
+        return PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]),
+                               two_sided)
 
 
 def score(ctx: Context) -> None:
@@ -216,12 +246,12 @@ def score(ctx: Context) -> None:
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):
-        normal, base_normal = _normal_statistics(ctx, model, baseline, data.fit) \
+        normal, base_normal = _normal_references(ctx, model, baseline, data.fit) \
             if cfg.score.normalize else (None, None)
         val, target = (score_items(ctx, model, baseline, items, normal, base_normal)
                        for items in (data.val, data.target))
     if normal is not None:
-        save_normal_stats(out.normal_stats, normal)
+        save_normal_reference(out.normal_stats, normal)
     pct = cfg.score.threshold_percentile
     threshold = metrics.threshold_from_normal(val.scores, pct)
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
@@ -233,7 +263,7 @@ def score(ctx: Context) -> None:
         "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
-        "two_sided": bool(normal and normal.two_sided),
+        "two_sided": bool(normal and normal.two_sided), "neighbours": neighbours_of(normal),
         "flagged": int((target.scores > threshold).sum()), "image_size": cfg.model.image_size,
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target

@@ -7,17 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from core.config import from_dict
 from core.errors import DataError
 from core.fileio import read_json
 from core.images.config import SwinMAEConfig
 from core.images.data import GRAY_MODES, ImageItem
-from core.images.scoring import PixelErrorStats
+from core.images.scoring import NormalReference
 from core.images.files import ImageFiles
-from core.images.stages import load_model
+from core.images.stages import load_model, load_normal_reference
 from core.images.swinmae import SwinMAE
 
 STREAM = "swinmae"
@@ -29,7 +26,7 @@ class TrainedImages:
     model: SwinMAE
     cfg: SwinMAEConfig  # the training config: image size, resize, score settings
     channels: int  # 1 (grayscale) or 3 (RGB), as the model takes them
-    normal: PixelErrorStats | None  # None when the run scored raw errors (score.normalize off)
+    normal: NormalReference | None  # None when the run scored raw errors (score.normalize off)
     normalized_by: int | None  # how many normal training images gave `normal`
     threshold: float
     percentile: float
@@ -77,10 +74,8 @@ def load_trained(run_dir: Path) -> TrainedImages:
                             "(the run predates it); expected the normal images' map statistics, "
                             "which runs save since scoring runs exist: train again to use this "
                             "model")
-        with np.load(out.normal_stats, allow_pickle=False) as z:
-            # runs from before two-sided maps set their threshold on signed ones
-            normal = PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]),
-                                     bool(scoring.get("two_sided", False)))
+        # runs from before two-sided maps set their threshold on signed ones
+        normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)))
     gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
     return TrainedImages(run_dir, model, cfg, int(extra["channels"]), normal,
                          scoring.get("normalized_by"),
