@@ -150,7 +150,9 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
     assert res.data_root == run_dir.parent.parent.parent / "images" and res.data_note is None
     assert set(res.metrics["baselines"]) == {"mean_image"}
     assert res.checkpoint == run_dir / "swinmae" / "best.pt"
-    assert "top 1%" in res.score_title and "units of normal images" in res.score_title
+    assert "top 1%" in res.score_title and scoring["neighbours"] == 20  # the default
+    assert "units of the error at each pixel of the 20 normal images most like it" \
+        in res.score_title
     assert "above or below" in res.score_title  # two-sided maps, the default
     # the image-only run is pickable, and only its image stream has results
     assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]

@@ -134,8 +134,10 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
         else "squared error"
     unit = "pixels in [0, 1]"
     if scoring.get("normalized_by"):
-        unit = "in units of normal images' error at each pixel" + (
-            ", above or below it" if scoring.get("two_sided") else "")
+        near = scoring.get("neighbours")
+        unit = ("in units of normal images' error at each pixel" if not near else
+                f"in units of the error at each pixel of the {near} normal images most like it") \
+            + (", above or below it" if scoring.get("two_sided") else "")
     return f"anomaly score ({what}; {error}, {unit})"
 
 

@@ -1,0 +1,100 @@
+"""Measuring an image's map against its nearest normal training images (`score.neighbours`):
+the reference picks images that look alike, saves and loads exactly, and predict.py's numpy
+copy of it gives the same z-scores as the run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.images import export_predict
+from core.images.scoring import (THUMB, NearestNormal, PixelErrorStats, image_scores,
+                                 normal_reference, thumbnails)
+from core.images.stages import load_normal_reference, save_normal_reference
+
+
+def _two_kinds(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n dark and n bright normal images (2n, 1, 32, 32) and their maps (2n, 32, 32): the model
+    is always poor on the bright ones' left half, never on the dark ones'."""
+    dark = 0.2 + 0.02 * torch.rand(n, 1, 32, 32, generator=g)
+    bright = 0.8 + 0.02 * torch.rand(n, 1, 32, 32, generator=g)
+    maps = 1.0 + 0.1 * torch.rand(2 * n, 32, 32, generator=g)
+    maps[n:, :, :16] += 4.0
+    return torch.cat([dark, bright]), maps
+
+
+def test_an_image_is_measured_against_the_normal_images_most_like_it():
+    """Bright parts' maps are always hot on the left half. Measured against all normal images
+    (half of them bright) a faint defect there on a dark part is lost in that spread; against
+    the dark parts it resembles, it stands out, and a bright part's hot half is normal."""
+    g = torch.Generator().manual_seed(0)
+    images, maps = _two_kinds(20, g)
+    test_images, test_maps = _two_kinds(3, g)
+    test_maps[1, 20, 8] += 1.5  # a faint defect on the left half of a dark part
+    near = normal_reference(maps, thumbnails(images), 10, two_sided=True)
+    everyone = normal_reference(maps, thumbnails(images), 0, two_sided=True)
+    assert isinstance(near, NearestNormal) and isinstance(everyone, PixelErrorStats)
+    z_near, z_all = near(test_maps, test_images), everyone(test_maps, test_images)
+    assert image_scores(z_near, "max", 0.01).argmax() == 1
+    assert z_near[1].flatten().argmax() == 20 * 32 + 8
+    assert z_near[3:].amax() < z_near[1, 20, 8] / 4  # a bright part's hot half is normal
+    assert z_all[1, 20, 8] < 1 and z_all[1].flatten().argmax() != 20 * 32 + 8
+
+
+def test_a_neighbour_count_that_leaves_none_out_is_one_reference_for_all():
+    g = torch.Generator().manual_seed(1)
+    images, maps = _two_kinds(4, g)
+    for k in (0, 8, 50):
+        ref = normal_reference(maps, thumbnails(images), k, two_sided=False)
+        assert isinstance(ref, PixelErrorStats)
+        assert torch.allclose(ref.mean, maps.mean(dim=0))
+
+
+def test_thumbnails_average_bins_of_the_channel_mean():
+    img = torch.zeros(1, 3, 64, 64)
+    img[:, :, :4, :4] = 0.9  # exactly the first 4×4 bin
+    t = thumbnails(img)
+    assert t.shape == (1, THUMB * THUMB)
+    assert t[0, 0] == pytest.approx(0.9) and t[0, 1:].abs().max() == 0
+
+
+@pytest.mark.parametrize("neighbours", [0, 5])
+def test_saved_reference_loads_to_the_same_z_scores(tmp_path, neighbours):
+    g = torch.Generator().manual_seed(2)
+    images, maps = _two_kinds(6, g)
+    test_images, test_maps = _two_kinds(2, g)
+    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True)
+    save_normal_reference(tmp_path / "normal_stats.npz", ref)
+    back = load_normal_reference(tmp_path / "normal_stats.npz", two_sided=True)
+    assert type(back) is type(ref)
+    assert torch.equal(back(test_maps, test_images), ref(test_maps, test_images))
+
+
+def test_old_runs_mean_and_std_still_load(tmp_path):
+    np.savez(tmp_path / "normal_stats.npz", mean=np.ones((8, 8), np.float32),
+             std=np.full((8, 8), 2.0, np.float32))
+    ref = load_normal_reference(tmp_path / "normal_stats.npz", two_sided=False)
+    assert isinstance(ref, PixelErrorStats)
+    assert torch.allclose(ref(torch.full((1, 8, 8), 5.0)), torch.full((1, 8, 8), 2.0))
+
+
+@pytest.mark.parametrize("size", [64, 72])  # 72: bins of unequal width, as adaptive pooling
+@pytest.mark.parametrize("neighbours", [0, 4])
+def test_predict_measures_maps_as_the_run_did(size, neighbours):
+    """export_predict.py (numpy, no torch) against the run's torch reference."""
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(12, 3, size, size, generator=g)
+    maps = torch.rand(12, size, size, generator=g)
+    test_images = torch.rand(3, 3, size, size, generator=g)
+    test_maps = 2 * torch.rand(3, size, size, generator=g)
+    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True)
+    assert np.allclose(export_predict.thumbnails(test_images.numpy(), THUMB),
+                       thumbnails(test_images).numpy(), atol=1e-6)
+    if isinstance(ref, NearestNormal):
+        normal = {"neighbours": neighbours, "thumbnail": THUMB, "two_sided": True}
+        bank = {"maps": ref.maps.float().numpy(), "keys": ref.keys.numpy()}
+    else:
+        normal = {"mean": ref.mean.tolist(), "std": ref.std.tolist(), "two_sided": True}
+        bank = None
+    ours = export_predict.in_normal_units(test_maps.numpy(), test_images.numpy(), normal, bank)
+    assert np.allclose(ours, ref(test_maps, test_images).numpy(), rtol=1e-4, atol=1e-4)
