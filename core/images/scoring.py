@@ -128,6 +128,11 @@ class PixelErrorStats:
         two-sided. `images` is not needed: every image has the same reference."""
         return _z(maps, self.mean, self.std, self.two_sided)
 
+    @property
+    def neighbours(self) -> int:
+        """0: every image is measured against all the normal images (scoring.json's value)."""
+        return 0
+
 
 @dataclass
 class NearestNormal:

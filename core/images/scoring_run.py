@@ -17,8 +17,7 @@ from core.devices import Runtime, explain_oom
 from core.fileio import atomic_path, write_json
 from core.images.files import ImageFiles
 from core.images.data import ImageItem, load_image_dataset, summarize_images
-from core.images.stages import (image_metrics, neighbours_of, score_items, write_overlays,
-                                write_scores)
+from core.images.stages import image_metrics, score_items, write_overlays, write_scores
 from core.images.trained import STREAM, TrainedImages, load_trained
 from core.runner import Context, Skip
 
@@ -68,7 +67,7 @@ def score(ctx: Context) -> None:
         "mode": trained.cfg.score.mode, "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
         "two_sided": bool(trained.normal and trained.normal.two_sided),
-        "neighbours": neighbours_of(trained.normal),
+        "neighbours": None if trained.normal is None else trained.normal.neighbours,
         "flagged": flagged, "image_size": trained.cfg.model.image_size,
         "from_run": str(trained.run_dir)})
     ctx.state[f"{STREAM}.scored"] = scored

@@ -212,21 +212,13 @@ def save_normal_reference(path: Path, normal: NormalReference) -> None:
     or the normal maps (float16) with their thumbnails and the neighbour count."""
     if isinstance(normal, NearestNormal):
         arrays = {"maps": normal.maps.numpy(),
-                  "keys": normal.keys.numpy().astype(np.float32),
+                  "keys": normal.keys.numpy(),
                   "neighbours": np.array(normal.neighbours)}
     else:
         arrays = {"mean": normal.mean.numpy().astype(np.float32),
                   "std": normal.std.numpy().astype(np.float32)}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-
-
-def neighbours_of(normal: NormalReference | None) -> int | None:
-    """How many nearest normal images a map is measured against: 0 for all, None unnormalised
-    (scoring.json's `neighbours`)."""
-    if normal is None:
-        return None
-    return normal.neighbours if isinstance(normal, NearestNormal) else 0
 
 
 def load_normal_reference(path: Path, two_sided: bool) -> NormalReference:
@@ -263,7 +255,8 @@ def score(ctx: Context) -> None:
         "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
-        "two_sided": bool(normal and normal.two_sided), "neighbours": neighbours_of(normal),
+        "two_sided": bool(normal and normal.two_sided),
+        "neighbours": None if normal is None else normal.neighbours,  # 0: against all
         "flagged": int((target.scores > threshold).sum()), "image_size": cfg.model.image_size,
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target

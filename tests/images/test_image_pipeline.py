@@ -77,7 +77,7 @@ def test_image_run_ends_done_with_every_output(images, tmp_path):
     # most defect pixels of the sample are missing_pattern's: flatter than a normal part, so
     # closer to the mean image, and scored below normal by a one-sided map (the baseline's pixel
     # AUROC was 0.27 at the default preset before it was post-processed like the model's
-    # two-sided maps; 0.94 here).
+    # two-sided maps).
     assert read_json(out / "scoring.json")["two_sided"] is True
     assert base["pixel_auroc"] > 0.8
     assert read_json(run / "validation.json")["ok"] is True
