@@ -26,11 +26,13 @@ def ema(y: np.ndarray, smoothing: float) -> np.ndarray:
 
 def loss_curves(lines: list[dict], smoothing: float = 0.0,
                 max_points: int = DEFAULT_MAX_POINTS) -> dict[str, dict[str, np.ndarray]]:
-    """metrics.jsonl lines → {stream: {"step", "train_loss", "epoch", "val_loss",
-    "epoch_train_loss"}} as float arrays; steps are the optimizer steps of the stream."""
+    """metrics.jsonl lines → {curve: {"step", "train_loss", "epoch", "val_loss",
+    "epoch_train_loss"}} as float arrays; a curve is a stream's network (its `curve`, else the
+    stream's name: "patchtst", "swinmae", "swinmae head"); steps are that network's optimizer
+    steps."""
     out: dict[str, dict[str, list]] = {}
     for line in lines:
-        curve = out.setdefault(line.get("stream", "?"), {k: [] for k in (
+        curve = out.setdefault(line.get("curve") or line.get("stream", "?"), {k: [] for k in (
             "step", "train_loss", "epoch", "val_loss", "epoch_train_loss")})
         if line.get("kind") == "step":
             curve["step"].append(line["step"])

@@ -150,8 +150,12 @@ def prepare_data(ctx: Context) -> None:
 class TrainReporter:
     """The training loop's reporter: metrics.jsonl lines, progress counts and ETA, log lines."""
 
-    def __init__(self, ctx: Context, stage: str, stream: str):
+    def __init__(self, ctx: Context, stage: str, stream: str, curve: str | None = None,
+                 out_dir: Path | None = None):
+        """`curve`: the loss curves' name when a stream trains more than one network (default:
+        the stream's); `out_dir`: where training.json goes (default: the stream's folder)."""
         self.ctx, self.stage, self.stream = ctx, stage, stream
+        self.curve, self.out_dir = curve, out_dir
         self.t0, self.first_step = time.time(), None
         self.shift_warned = False  # the validation-shift warning is logged once per stage
 
@@ -164,7 +168,7 @@ class TrainReporter:
         eta = (now - self.t0) / done * (n_steps - step) if done else None
         self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="step", epoch=epoch,
                              step=step, train_loss=loss, lr=lr,
-                             samples_per_s=round(samples_per_s, 1))
+                             samples_per_s=round(samples_per_s, 1), **self._curve())
         self.ctx.progress.update_active(epoch=epoch, n_epochs=n_epochs, step=step,
                                         n_steps=n_steps, gpu_mem_gb=gpu_mem_gb,
                                         eta_s=round(eta, 1) if eta is not None else None,
@@ -172,7 +176,7 @@ class TrainReporter:
 
     def epoch(self, *, epoch, n_epochs, train_loss, val_loss, best) -> None:
         self.ctx.metrics.log(stage=self.stage, stream=self.stream, kind="epoch", epoch=epoch,
-                             train_loss=train_loss, val_loss=val_loss, best=best)
+                             train_loss=train_loss, val_loss=val_loss, best=best, **self._curve())
         self.ctx.progress.update_active(epoch=epoch, n_epochs=n_epochs)
         self.ctx.log.info("    epoch %d/%d  train %.4f  val %.4f%s", epoch, n_epochs, train_loss,
                           val_loss, "  (best)" if best else "")
@@ -180,6 +184,9 @@ class TrainReporter:
         if shift and not self.shift_warned:
             self.shift_warned = True
             self.ctx.log.warning("    %s", shift)
+
+    def _curve(self) -> dict:
+        return {"curve": self.curve} if self.curve else {}
 
     def should_stop(self) -> bool:
         return self.ctx.should_stop()
@@ -195,6 +202,7 @@ class TrainReporter:
     def finished(self, result) -> None:
         """After `fit`: the stream's training.json (rank 0 writes it) and the log's last word."""
         if self.ctx.is_main:
-            write_json(StreamFiles(self.ctx.stream_dir(self.stream)).training, vars(result))
+            write_json(StreamFiles(self.out_dir or self.ctx.stream_dir(self.stream)).training,
+                       vars(result))
         self.ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
                           result.best_epoch, " (early stop)" if result.early_stopped else "")

@@ -108,6 +108,8 @@ class ImageDataConfig(Section):
 
 
 class ImageScoreConfig(Section):
+    method: Literal["reconstruction", "head"]  # what makes the maps: Swin MAE's error, or the
+    # defect head trained on synthetic defects
     mode: Literal["masked", "full"]  # masked: complementary masks, or 2 packings (uniform)
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
@@ -124,11 +126,18 @@ class ImageScoreConfig(Section):
     overlays: int = number(ge=0)  # heatmap overlay PNGs written for the top images
 
 
+class DefectHeadConfig(Section):
+    width: int = number("channels of the head's first level (then 2x, 4x, 8x)", ge=1)
+    defect_share: float = number(gt=0.0, le=1.0)  # training images given a synthetic defect
+    train: TrainConfig
+
+
 class SwinMAEConfig(Section):
     preset: str
     data: ImageDataConfig
     model: SwinMAEModelConfig
     train: TrainConfig
+    head: DefectHeadConfig
     score: ImageScoreConfig
 
     def check(self) -> None:

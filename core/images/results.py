@@ -130,9 +130,12 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
     what = {"max": "map maximum",
             "topk_mean": f"mean of the map's top {topk:.0%}" if topk else "mean of the map's top"
             }.get(how, "image score")
-    error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
-        else "squared error"
-    unit = "pixels in [0, 1]"
+    if scoring.get("method") == "head":
+        error, unit = "the defect head's defect probability", "in [0, 1]"
+    else:
+        error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
+            else "squared error"
+        unit = "pixels in [0, 1]"
     if scoring.get("normalized_by"):
         near = scoring.get("neighbours")
         unit = ("in units of normal images' error at each pixel" if not near else

@@ -1,4 +1,5 @@
-"""Anomaly maps and image scores from Swin MAE reconstructions.
+"""Anomaly maps and image scores from Swin MAE reconstructions, or from the defect head that
+looks at them (`core.images.head`, `score.method: head`: its probabilities are the raw map).
 
 `masked` mode scores an image the way its model was trained to see it. Block masking: K
 reconstructions with complementary block masks, so every region is predicted once from its
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from core.images.config import ImageScoreConfig
+from core.images.head import DefectHead, head_maps
 from core.images.swinmae import SwinMAE, complementary_block_masks
 from core.images.uniform_mask import diagonal_packings, dropped
 from core.masking import masked_error
@@ -67,10 +69,14 @@ def pixel_error(recon: torch.Tensor, imgs: torch.Tensor, cfg: ImageScoreConfig) 
 
 
 @torch.no_grad()
-def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> torch.Tensor:
-    """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32."""
+def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
+                 head: DefectHead | None = None) -> torch.Tensor:
+    """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32: the
+    defect head's probabilities when given one (`score.method: head`), else the error."""
     mcfg = model.cfg
-    if cfg.mode == "full":
+    if head is not None:
+        err = head_maps(model, head, imgs)
+    elif cfg.mode == "full":
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
     elif mcfg.masking == "uniform":
         pixels_per_unit = mcfg.mask_unit * mcfg.patch_size
@@ -88,6 +94,19 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig) -> t
             lambda mask: mask.repeat_interleave(mcfg.patch_size, 0)
             .repeat_interleave(mcfg.patch_size, 1))  # (H, W) hidden pixels
     return gaussian_blur(err.float(), cfg.sigma)
+
+
+class AnomalyMaps(torch.nn.Module):
+    """A run's detector: images (B, C, S, S) in [0, 1] → smoothed anomaly maps (B, S, S) as
+    scoring computes them (`anomaly_maps`), with the defect head when the run has one. Scoring,
+    scoring runs and the ONNX export all call this."""
+
+    def __init__(self, model: SwinMAE, cfg: ImageScoreConfig, head: DefectHead | None = None):
+        super().__init__()
+        self.model, self.cfg, self.head = model, cfg, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return anomaly_maps(self.model, images, self.cfg, self.head)
 
 
 THUMB = 16  # side of the thumbnails that find an image's nearest normal images

@@ -52,9 +52,9 @@ def load(cfg: RunConfig) -> tuple[Prepared, dict, list[str]]:
 def score(ctx: Context) -> None:
     data, out = ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
     trained = data.trained
-    model = trained.model.to(Runtime.of(ctx.cfg.pipeline).device)
+    detector = trained.detector.to(Runtime.of(ctx.cfg.pipeline).device)
     with explain_oom("scoring images", "lower swinmae.score.batch_size in the model run"):
-        scored = score_items(ctx, model, None, data.target, trained.normal)
+        scored = score_items(ctx, detector, None, data.target, trained.normal)
     threshold = trained.threshold
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
     write_scores(out.scores, data.target, names, scored.scores, threshold)
@@ -64,7 +64,7 @@ def score(ctx: Context) -> None:
     flagged = int((scored.scores > threshold).sum())
     write_json(out.scoring, {
         "threshold": threshold, "percentile": trained.percentile,
-        "mode": trained.cfg.score.mode, "image_score": trained.cfg.score.image_score,
+        "method": trained.cfg.score.method, "mode": trained.cfg.score.mode, "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
         "two_sided": bool(trained.normal and trained.normal.two_sided),
         "neighbours": None if trained.normal is None else trained.normal.neighbours,

@@ -12,7 +12,7 @@ SPEC = Stream(
     module="core.images.stages",
     load_dataset="core.images.data:load_image_dataset",
     summarize="core.images.data:summarize_images",
-    stages=stages_of("swinmae", "core.images.stages"),
+    stages=stages_of("swinmae", "core.images.stages", ("train", "train_head", "score", "evaluate")),
     scoring_stages=stages_of("swinmae", "core.images.scoring_run", ("score", "evaluate")),
     check_outputs="core.images.checks:check_outputs",
     scoring="core.images.scoring_run",
@@ -21,7 +21,8 @@ SPEC = Stream(
     headline={"image_auroc": "image AUROC", "image_auprc": "image AUPRC",
               "pixel_auroc": "pixel AUROC", "f1": "F1 at threshold"},
     key_params=(("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
-                ("model", "image_size"), ("model", "mask_ratio"), ("score", "mode")),
+                ("model", "image_size"), ("model", "mask_ratio"), ("score", "method"),
+                ("score", "mode")),
     form_fields=TRAIN_FIELDS + (
         FormField("model.image_size", "Image size (px)"),
         FormField("model.mask_ratio", "Mask ratio"),

@@ -1,8 +1,10 @@
-"""The image stream's stages: prepare (list and check images), train Swin MAE, score (anomaly
-maps, image scores, threshold, overlays), evaluate (image and pixel metrics, with a baseline).
+"""The image stream's stages: prepare (list and check images), train Swin MAE, train the defect
+head (`score.method: head`; skipped otherwise), score (anomaly maps, image scores, threshold,
+overlays), evaluate (image and pixel metrics, with a baseline).
 
-Outputs in `<run>/swinmae/`: data_summary.json, best.pt / last.pt, scores.csv, maps.npz,
-overlays/*.png, scoring.json, metrics.json (when the scored images are labelled)."""
+Outputs in `<run>/swinmae/`: data_summary.json, best.pt / last.pt, head/ (the defect head's
+best.pt / last.pt / training.json), scores.csv, maps.npz, overlays/*.png, scoring.json,
+metrics.json (when the scored images are labelled)."""
 from __future__ import annotations
 
 import itertools
@@ -25,10 +27,11 @@ from core.errors import DataError, StopRequested
 from core.fileio import atomic_path, read_json, write_json
 from core.images.baselines import MeanImageBaseline
 from core.images.files import ImageFiles
+from core.images.head import DefectHead, HeadTraining
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
 from core.images.overlays import save_overlay
-from core.images.scoring import (NearestNormal, NormalReference, PixelErrorStats, anomaly_maps,
+from core.images.scoring import (AnomalyMaps, NearestNormal, NormalReference, PixelErrorStats,
                                  image_scores, normal_reference, thumbnails)
 from core.images.swinmae import SwinMAE
 from core.runner import Context, Skip, TrainReporter
@@ -128,6 +131,42 @@ def train(ctx: Context) -> None:
     reporter.finished(result)
 
 
+def train_head(ctx: Context) -> None:
+    """Train the defect head on synthetic defects in the normal training images, Swin MAE
+    (its best checkpoint) frozen; skipped unless `score.method` is head."""
+    cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
+    if cfg.score.method != "head":
+        raise Skip(f"score.method is {cfg.score.method}: no defect head")
+    rt = Runtime.of(ctx.cfg.pipeline)
+    seed_everything(ctx.cfg.pipeline.seed)
+    mae, _ = load_model(ctx.stream_dir(STREAM), rt.device)
+    head = DefectHead(2 * data.channels + 1, cfg.head.width)
+    t = cfg.head.train
+    fit_loader = _loader(ctx, data.fit, True, t.batch_size)
+    val_loader = _loader(ctx, data.val, False, t.batch_size)
+    limit = t.max_steps_per_epoch or len(fit_loader)
+
+    def train_batches(epoch: int):
+        fit_loader.sampler.set_epoch(epoch)
+        return (b["image"] for b in itertools.islice(fit_loader, limit))
+
+    out_dir = ImageFiles(ctx.stream_dir(STREAM)).head
+    out_dir.mkdir(exist_ok=True)
+    ctx.log.info("    defect head: %s parameters, synthetic defects in %d%% of the images",
+                 f"{sum(p.numel() for p in head.parameters()):,}", round(100 * cfg.head.defect_share))
+    reporter = TrainReporter(ctx, "train_head_swinmae", STREAM, curve="swinmae head",
+                             out_dir=out_dir)
+    with explain_oom("training the defect head", f"lower swinmae.head.train.batch_size (now "
+                                                 f"{t.batch_size})"):
+        result = fit(
+            HeadTraining(mae, head, cfg.head.defect_share), train_batches=train_batches,
+            n_batches=min(limit, len(fit_loader)),
+            val_batches=lambda: (b["image"] for b in val_loader), cfg=t, rt=rt,
+            out_dir=out_dir, extra={"head": to_dict(cfg.head), "in_chans": 2 * data.channels + 1},
+            reporter=reporter, resume=ctx.resume)
+    reporter.finished(result)
+
+
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[SwinMAE, dict]:
     """The best checkpoint as a ready model, and its `extra` (config, channels)."""
     from core.config import from_dict
@@ -139,6 +178,14 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Sw
     model = SwinMAE(from_dict(SwinMAEModelConfig, saved, "swinmae.model"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt["extra"]
+
+
+def load_head(stream_dir: Path, device: torch.device | str = "cpu") -> DefectHead:
+    """The defect head's best checkpoint (`<stream_dir>/head/best.pt`) as a ready module."""
+    ckpt = load_checkpoint(ImageFiles(ImageFiles(stream_dir).head).checkpoint, device)
+    head = DefectHead(int(ckpt["extra"]["in_chans"]), int(ckpt["extra"]["head"]["width"]))
+    head.load_state_dict({k.removeprefix("head."): v for k, v in ckpt["model"].items()})
+    return head.to(device).eval()
 
 
 @dataclass
@@ -153,7 +200,7 @@ class Scored:
     images: np.ndarray  # (N, C, S, S) float16, for the overlays
 
 
-def _maps(ctx: Context, model: SwinMAE, items: list[ImageItem],
+def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem],
           with_masks: bool) -> Iterator[tuple[torch.Tensor, dict]]:
     """(smoothed anomaly maps (B, S, S) on the CPU, the loader's batch) for batches of `items`."""
     cfg, rt = ctx.cfg.swinmae.score, Runtime.of(ctx.cfg.pipeline)
@@ -162,18 +209,18 @@ def _maps(ctx: Context, model: SwinMAE, items: list[ImageItem],
             raise StopRequested("stopped while scoring images")
         imgs = batch["image"].to(rt.device, non_blocking=True)  # (B, C, S, S)
         with rt.autocast():
-            maps = anomaly_maps(model, imgs, cfg).cpu()
+            maps = detector(imgs).cpu()
         yield maps, batch
 
 
-def _normal_references(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline,
+def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline,
                        items: list[ImageItem]) -> tuple[NormalReference, NormalReference]:
     """What the model's and the baseline's maps are measured against: their maps of normal
     training images (`score.normal_images`), per image its `score.neighbours` nearest. Both
     detectors' maps get the same post-processing."""
     cfg = ctx.cfg.swinmae.score
     model_maps, base_maps, keys = [], [], []
-    for maps, batch in _maps(ctx, model, items[:cfg.normal_images], False):
+    for maps, batch in _maps(ctx, detector, items[:cfg.normal_images], False):
         model_maps.append(maps)
         base_maps.append(baseline.maps(batch["image"], cfg.sigma))
         keys.append(thumbnails(batch["image"]))
@@ -182,7 +229,7 @@ def _normal_references(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline
                  for maps in (model_maps, base_maps))
 
 
-def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None,
+def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline | None,
                 items: list[ImageItem], normal: NormalReference | None,
                 base_normal: NormalReference | None = None) -> Scored:
     """Model and baseline maps and scores of `items`; model maps in units of `normal`'s, the
@@ -190,7 +237,7 @@ def score_items(ctx: Context, model: SwinMAE, baseline: MeanImageBaseline | None
     run), its maps and scores are None."""
     cfg = ctx.cfg.swinmae.score
     parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
-    for maps, batch in _maps(ctx, model, items, with_masks=True):
+    for maps, batch in _maps(ctx, detector, items, with_masks=True):
         parts["maps"].append(normal(maps, batch["image"]) if normal else maps)
         if baseline is not None:
             base = baseline.maps(batch["image"], cfg.sigma)
@@ -234,13 +281,16 @@ def load_normal_reference(path: Path, two_sided: bool) -> NormalReference:
 
 def score(ctx: Context) -> None:
     cfg, data, out = ctx.cfg.swinmae, ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
-    model, _ = load_model(out.dir, Runtime.of(ctx.cfg.pipeline).device)
+    device = Runtime.of(ctx.cfg.pipeline).device
+    model, _ = load_model(out.dir, device)
+    head = load_head(out.dir, device) if cfg.score.method == "head" else None
+    detector = AnomalyMaps(model, cfg.score, head)
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):
-        normal, base_normal = _normal_references(ctx, model, baseline, data.fit) \
+        normal, base_normal = _normal_references(ctx, detector, baseline, data.fit) \
             if cfg.score.normalize else (None, None)
-        val, target = (score_items(ctx, model, baseline, items, normal, base_normal)
+        val, target = (score_items(ctx, detector, baseline, items, normal, base_normal)
                        for items in (data.val, data.target))
     if normal is not None:
         save_normal_reference(out.normal_stats, normal)
@@ -252,7 +302,8 @@ def score(ctx: Context) -> None:
         np.savez_compressed(f, maps=target.maps.astype(np.float16), files=np.array(names))
     write_overlays(out.overlays, target, names, cfg.score.overlays)
     write_json(out.scoring, {
-        "threshold": threshold, "percentile": pct, "mode": cfg.score.mode,
+        "threshold": threshold, "percentile": pct, "method": cfg.score.method,
+        "mode": cfg.score.mode,
         "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
         "two_sided": bool(normal and normal.two_sided),

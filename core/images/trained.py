@@ -12,10 +12,9 @@ from core.errors import DataError
 from core.fileio import read_json
 from core.images.config import SwinMAEConfig
 from core.images.data import GRAY_MODES, ImageItem
-from core.images.scoring import NormalReference
+from core.images.scoring import AnomalyMaps, NormalReference
 from core.images.files import ImageFiles
-from core.images.stages import load_model, load_normal_reference
-from core.images.swinmae import SwinMAE
+from core.images.stages import load_head, load_model, load_normal_reference
 
 STREAM = "swinmae"
 
@@ -23,8 +22,9 @@ STREAM = "swinmae"
 @dataclass
 class TrainedImages:
     run_dir: Path
-    model: SwinMAE
-    cfg: SwinMAEConfig  # the training config: image size, resize, score settings
+    cfg: SwinMAEConfig  # the training config: image size, resize, score settings (its
+    # score.method is the one the run scored with)
+    detector: AnomalyMaps  # the model (and defect head) as scoring calls them
     channels: int  # 1 (grayscale) or 3 (RGB), as the model takes them
     normal: NormalReference | None  # None when the run scored raw errors (score.normalize off)
     normalized_by: int | None  # how many normal training images gave `normal`
@@ -67,6 +67,10 @@ def load_trained(run_dir: Path) -> TrainedImages:
                         f"{ImageFiles.summary}), found none")
     model, extra = load_model(out.dir)
     cfg = from_dict(SwinMAEConfig, extra["config"], STREAM)
+    # runs scored before the defect head existed made their maps from the reconstruction error
+    method = scoring.get("method", "reconstruction")
+    cfg = cfg.model_copy(update={"score": cfg.score.model_copy(update={"method": method})})
+    head = load_head(out.dir) if method == "head" else None
     normal = None
     if scoring.get("normalized_by"):
         if not out.normal_stats.is_file():
@@ -77,7 +81,8 @@ def load_trained(run_dir: Path) -> TrainedImages:
         # runs from before two-sided maps set their threshold on signed ones
         normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)))
     gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
-    return TrainedImages(run_dir, model, cfg, int(extra["channels"]), normal,
+    return TrainedImages(run_dir, cfg, AnomalyMaps(model, cfg.score, head),
+                         int(extra["channels"]), normal,
                          scoring.get("normalized_by"),
                          float(scoring["threshold"]), float(scoring["percentile"]),
                          tuple(summary["width"]), tuple(summary["height"]), gray)

@@ -1,0 +1,117 @@
+"""The defect head (`score.method: head`): a small U-Net that looks at an image beside its Swin
+MAE reconstruction and segments what does not belong, trained on synthetic defects
+(`core.images.defects`) after Swin MAE, with Swin MAE frozen (DRAEM's discriminative network,
+with Swin MAE as the reconstruction network).
+
+Its input per image is the image, the reconstruction (each region predicted from its context,
+as masked scoring does) and their squared difference: 2C + 1 channels. Its output is one logit
+per pixel; the anomaly map is its sigmoid.
+
+Dimension names: B images, C channels, S image side, w head width."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.images.defects import synthetic_defects
+from core.images.swinmae import SwinMAE, complementary_block_masks
+from core.images.uniform_mask import diagonal_packings, dropped
+
+FOCAL_GAMMA = 2.0
+
+
+def masked_reconstruction(mae: SwinMAE, imgs: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) → (B, C, S, S): each pixel as Swin MAE predicts it with its region hidden,
+    averaged over the masks that hide it (uniform: the 2 diagonal packings; block: the
+    complementary block masks), as `score.mode: masked` sees an image."""
+    cfg = mae.cfg
+    total, times = torch.zeros_like(imgs), torch.zeros_like(imgs[0, 0])  # (B, C, S, S), (S, S)
+    if cfg.masking == "uniform":
+        pixels_per_unit = cfg.mask_unit * cfg.patch_size
+        for keep in diagonal_packings(mae.grid // cfg.mask_unit, imgs.device)[:, None]:
+            hidden = dropped(keep, pixels_per_unit)[0].to(imgs.dtype)  # (S, S)
+            total += mae.reconstruct(imgs, None, keep).to(imgs.dtype) * hidden
+            times += hidden
+    else:
+        for mask in complementary_block_masks(mae.grid, mae.grid, cfg.mask_unit,
+                                              cfg.mask_ratio).to(imgs.device):  # (h, w)
+            hidden = mask.repeat_interleave(cfg.patch_size, 0).repeat_interleave(
+                cfg.patch_size, 1).to(imgs.dtype)  # (S, S)
+            total += mae.reconstruct(imgs, mask).to(imgs.dtype) * hidden
+            times += hidden
+    return total / times.clamp_min(1)
+
+
+@torch.no_grad()
+def head_input(mae: SwinMAE, imgs: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) → (B, 2C + 1, S, S): image, reconstruction, squared error (channel mean)."""
+    recon = masked_reconstruction(mae, imgs)
+    return torch.cat([imgs, recon, (imgs - recon).pow(2).mean(dim=1, keepdim=True)], dim=1)
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DefectHead(nn.Module):
+    """A 4-level U-Net: (B, in_chans, S, S) → (B, 1, S, S) logits; S a multiple of 8. Weights
+    and activations are channels-last: its narrow convolutions train ~1.7× faster so on a CPU
+    (benchmarks/README.md)."""
+
+    def __init__(self, in_chans: int, width: int):
+        super().__init__()
+        w = width
+        self.down = nn.ModuleList([_double_conv(in_chans, w), _double_conv(w, 2 * w),
+                                   _double_conv(2 * w, 4 * w), _double_conv(4 * w, 8 * w)])
+        self.up = nn.ModuleList([_double_conv(12 * w, 4 * w), _double_conv(6 * w, 2 * w),
+                                 _double_conv(3 * w, w)])
+        self.out = nn.Conv2d(w, 1, 1)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))  # (B, 2^i w, S / 2^i, S / 2^i)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.out(x).contiguous()
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean focal loss (gamma 2) of logits against 0/1 targets of the same shape: the few
+    defect pixels are not drowned by the many easy normal ones."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_true = p * target + (1 - p) * (1 - target)
+    return (ce * (1 - p_true) ** FOCAL_GAMMA).mean()
+
+
+class HeadTraining(nn.Module):
+    """What `core.training.fit` trains for the head: `loss(imgs)` makes synthetic defects in
+    normal images, reconstructs them with the frozen Swin MAE and scores the head's
+    segmentation. Only the head is a submodule: its checkpoint holds the head alone."""
+
+    def __init__(self, mae: SwinMAE, head: DefectHead, defect_share: float):
+        super().__init__()
+        self.head, self.defect_share = head, defect_share
+        self._mae = [mae.eval().requires_grad_(False)]  # in a list: not a submodule
+
+    def loss(self, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs (B, C, S, S) normal images → scalar focal loss. The defects are drawn from
+        torch's global generator on the CPU (validation seeds it: the same defects every
+        epoch)."""
+        with_defects, masks = synthetic_defects(imgs.cpu().float(), self.defect_share)
+        inputs = head_input(self._mae[0], with_defects.to(imgs.device))
+        return focal_loss(self.head(inputs), masks.to(imgs.device))
+
+
+@torch.no_grad()
+def head_maps(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) → (B, S, S) float32: the head's defect probability per pixel."""
+    return torch.sigmoid(head(head_input(mae, imgs)).float())[:, 0]

@@ -1,0 +1,121 @@
+"""The defect head (`score.method: head`): synthetic defects made from normal images, the
+U-Net's shapes and gradients, its training loss falling, and the reconstruction it sees."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from core.images.defects import blob_masks, synthetic_defects
+from core.images.head import DefectHead, HeadTraining, focal_loss, head_input, head_maps, \
+    masked_reconstruction
+from core.images.swinmae import SwinMAE, preset
+
+
+def _parts(B: int = 8, S: int = 64) -> torch.Tensor:
+    """(B, 1, S, S) normal 'parts': a bright disc with a fine stripe texture, slightly varied."""
+    g = torch.Generator().manual_seed(1)
+    y, x = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    disc = (((y - S / 2) ** 2 + (x - S / 2) ** 2) < (0.35 * S) ** 2).float()
+    stripes = 0.5 + 0.1 * torch.sin(x / 1.5)
+    base = 0.2 + 0.6 * disc * stripes
+    return (base + 0.02 * torch.randn(B, 1, S, S, generator=g)).clamp(0, 1)
+
+
+def test_a_defect_changes_only_the_pixels_of_its_mask():
+    images = _parts(64)
+    out, masks = synthetic_defects(images, 1.0, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and masks.shape == (64, 1, 64, 64)
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+    outside = (masks == 0).expand_as(images)
+    assert torch.equal(out[outside], images[outside])  # nothing changes off the mask
+    changed = ((out - images).abs() > 1e-6) & ~outside
+    # inside, most pixels change (a fill can equal the original only by chance)
+    assert changed.sum() > 0.8 * masks.sum()
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_defect_share_sets_how_many_images_get_one_and_blobs_stay_small():
+    images = _parts(200, 32)
+    _, masks = synthetic_defects(images, 0.5, torch.Generator().manual_seed(0))
+    with_defect = masks.flatten(1).amax(dim=1) > 0
+    assert 60 < with_defect.sum() < 140  # ~half of 200
+    area = masks.flatten(1).mean(dim=1)[with_defect]
+    assert area.min() > 0.003 and area.max() < 0.12  # 0.5 % to 10 % of the image, about
+    _, all_masks = synthetic_defects(images, 1.0, torch.Generator().manual_seed(0))
+    assert (all_masks.flatten(1).amax(dim=1) > 0).all()
+
+
+def test_blob_masks_are_seeded():
+    a, b = (blob_masks(4, 48, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(a, b) and a.shape == (4, 1, 48, 48)
+
+
+@pytest.mark.parametrize("size", [64, 72])
+def test_the_head_maps_every_pixel_and_every_weight_gets_a_gradient(size):
+    head = DefectHead(3, 4)
+    x = torch.rand(2, 3, size, size)
+    logits = head(x)
+    assert logits.shape == (2, 1, size, size) and logits.is_contiguous()
+    focal_loss(logits, (torch.rand(2, 1, size, size) > 0.9).float()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_focal_loss_is_low_for_confident_right_answers_and_high_for_wrong_ones():
+    target = torch.tensor([[1.0, 0.0, 0.0]])
+    right, wrong = torch.tensor([[6.0, -6.0, -6.0]]), torch.tensor([[-6.0, 6.0, 6.0]])
+    assert focal_loss(right, target) < 1e-4 < 1.0 < focal_loss(wrong, target)
+
+
+class _Identity:
+    """A stand-in Swin MAE that reconstructs every patch exactly."""
+
+    def __init__(self, masking: str):
+        self.cfg = SimpleNamespace(masking=masking, mask_unit=2, patch_size=4, mask_ratio=0.75)
+        self.grid = 16
+
+    def reconstruct(self, imgs, mask, keep=None):
+        return imgs.clone()
+
+
+@pytest.mark.parametrize("masking", ["uniform", "block"])
+def test_masked_reconstruction_averages_over_the_masks_that_hide_each_pixel(masking):
+    imgs = torch.rand(2, 3, 64, 64)
+    # a perfect reconstruction stays the image: every pixel is hidden at least once, and its
+    # predictions are averaged, not summed
+    assert torch.allclose(masked_reconstruction(_Identity(masking), imgs), imgs, atol=1e-6)
+    x = head_input(_Identity(masking), imgs)
+    assert x.shape == (2, 7, 64, 64) and torch.allclose(x[:, 6], torch.zeros(2, 64, 64))
+
+
+def test_training_the_head_lowers_its_loss_and_it_finds_the_defects(one_torch_thread):
+    torch.manual_seed(0)
+    mae = SwinMAE(preset("tiny", in_chans=1))
+    head = DefectHead(3, 4)
+    training = HeadTraining(mae, head, defect_share=1.0)
+    assert [n for n, _ in training.named_parameters()] == \
+        [f"head.{n}" for n, _ in head.named_parameters()]  # Swin MAE is frozen and not saved
+    opt = torch.optim.AdamW(training.parameters(), lr=3e-3)
+    images = _parts(8)
+
+    def loss() -> torch.Tensor:  # the same 8 defects every step (HeadTraining draws them)
+        with torch.random.fork_rng():
+            torch.manual_seed(123)
+            return training.loss(images)
+
+    losses = []
+    for _ in range(60):
+        value = loss()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        losses.append(value.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(p.grad is None for p in mae.parameters())
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        with_defects, masks = synthetic_defects(images, 1.0)
+    maps = head_maps(mae, head, with_defects)  # (8, 64, 64): its map ranks their pixels high
+    assert roc_auc_score(masks.flatten().numpy(), maps.flatten().numpy()) > 0.9
