@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, SAMPLES, run_cli
+from conftest import IMG_TINY, REPO, SAMPLES, only_run_dir, run_cli
 from core.export import export_zip
-from core.fileio import read_json
+from core.fileio import read_json, read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +139,31 @@ def test_export_refuses_a_scoring_run(exported, tmp_path):
     res = run_cli("export", str(scoring), "--out", str(tmp_path / "x"))
     assert res.returncode == 2
     assert f"is a scoring run and holds no model; export its model run {run.name}" in res.stderr
+
+
+def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path):
+    """score.method head end to end: the head trains as its own stage, and a scoring run and
+    the bare predict.py both reproduce the run's scores of the same images, so both use it."""
+    data = shutil.copytree(SAMPLES / "images", tmp_path / "images")
+    res = run_cli("run", "--img-data", str(data), "--workdir", str(tmp_path / "ws"), *IMG_TINY,
+                  "--set", "swinmae.score.method=head", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = only_run_dir(tmp_path / "ws")
+    stages = {s["name"]: s["status"] for s in read_json(run / "progress.json")["stages"]}
+    assert stages["train_head_swinmae"] == "done" and stages["train_patchtst"] == "skipped"
+    assert (run / "swinmae" / "head" / "best.pt").is_file()
+    assert read_json(run / "swinmae" / "scoring.json")["method"] == "head"
+    head_epochs = [m for m in read_jsonl(run / "metrics.jsonl")
+                   if m.get("curve") == "swinmae head" and m["kind"] == "epoch"]
+    assert [m["epoch"] for m in head_epochs] == [1, 2]  # its own loss curve, beside Swin MAE's
+    ran = pd.read_csv(run / "swinmae" / "scores.csv")
+
+    scored = pd.read_csv(_scoring_run(run, "--img-data", data) / "swinmae" / "scores.csv")
+    _assert_same_scores(scored, ran, "file")  # the scoring run used the head
+    res = run_cli("export", str(run), timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    spec = read_json(run / "export" / "swinmae" / "model.json")
+    assert spec["method"] == "head"
+    predicted = _bare_predict(run / "export" / "swinmae" / "predict.py", data,
+                              tmp_path / "scores.csv")
+    _assert_same_scores(predicted, ran, "file")

@@ -14,10 +14,11 @@ import numpy as np
 
 from core.config import RunConfig
 from core.devices import Runtime, explain_oom
-from core.fileio import atomic_path, write_json
+from core.fileio import write_json
 from core.images.files import ImageFiles
 from core.images.data import ImageItem, load_image_dataset, summarize_images
-from core.images.stages import image_metrics, score_items, write_overlays, write_scores
+from core.images.stages import image_metrics, score_items, write_maps, write_overlays, \
+    write_scores
 from core.images.trained import STREAM, TrainedImages, load_trained
 from core.runner import Context, Skip
 
@@ -58,8 +59,7 @@ def score(ctx: Context) -> None:
     threshold = trained.threshold
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
     write_scores(out.scores, data.target, names, scored.scores, threshold)
-    with atomic_path(out.maps) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, maps=scored.maps.astype(np.float16), files=np.array(names))
+    write_maps(out.maps, scored.maps, names)
     write_overlays(out.overlays, scored, names, trained.cfg.score.overlays)
     flagged = int((scored.scores > threshold).sum())
     write_json(out.scoring, {

@@ -298,8 +298,7 @@ def score(ctx: Context) -> None:
     threshold = metrics.threshold_from_normal(val.scores, pct)
     names = [item.path.relative_to(data.root).as_posix() for item in data.target]
     write_scores(out.scores, data.target, names, target.scores, threshold)
-    with atomic_path(out.maps) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, maps=target.maps.astype(np.float16), files=np.array(names))
+    write_maps(out.maps, target.maps, names)
     write_overlays(out.overlays, target, names, cfg.score.overlays)
     write_json(out.scoring, {
         "threshold": threshold, "percentile": pct, "method": cfg.score.method,
@@ -322,6 +321,16 @@ def write_scores(path: Path, items: list[ImageItem], names: list[str], scores: n
                           "label": [it.label for it in items]})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_maps(path: Path, maps: np.ndarray, names: list[str]) -> None:
+    """maps.npz: the maps (N, S, S) at float16, clipped to its range (a map far outside its
+    normal images' spread, e.g. of a detector whose normal maps are all but constant, could
+    exceed 65504 and become inf), with their files' names."""
+    limit = np.finfo(np.float16).max
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, maps=np.clip(maps, -limit, limit).astype(np.float16),
+                            files=np.array(names))
 
 
 def write_overlays(folder: Path, scored: Scored, names: list[str], count: int) -> None:
