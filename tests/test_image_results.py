@@ -139,6 +139,17 @@ def test_find_mask_and_saved_overlay_follow_the_naming_conventions(tmp_path):
     assert img.saved_overlay(tmp_path, "test/deep/004.png") is None
 
 
+def test_the_score_title_names_what_made_the_maps():
+    cfg = {"image_score": "topk_mean", "topk": 0.01, "error": "l2"}
+    normal = {"normalized_by": 100, "neighbours": 20, "two_sided": True}
+    head = img._score_title({"method": "head"} | normal, cfg)
+    assert "the defect head's defect probability" in head and "squared error" not in head
+    assert "20 normal images most like it" in head
+    for before in ({}, {"method": "reconstruction"}):  # runs scored before the head existed
+        title = img._score_title(before, cfg)
+        assert "squared error, pixels in [0, 1]" in title and "head" not in title
+
+
 # ---------------------------------------------------------------- a real run
 
 @pytest.mark.slow
@@ -154,6 +165,7 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
     assert "units of the error at each pixel of the 20 normal images most like it" \
         in res.score_title
     assert "above or below" in res.score_title  # two-sided maps, the default
+    assert res.method == scoring["method"] and f"score.method: {res.method}" in res.maps_caption
     # the image-only run is pickable, and only its image stream has results
     assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]
     assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]

@@ -53,6 +53,12 @@ class ImageResults:
     channels: int  # 1 | 3, as the run read its images
     vmax: float  # map value at which the heat colours saturate (the same for every image)
     score_title: str  # the score's axis title, with its unit
+    method: str  # what made the maps: "reconstruction" or "head" (scoring.json's method)
+
+    @property
+    def maps_caption(self) -> str:
+        """One line above the gallery: what made the maps."""
+        return METHOD_CAPTIONS.get(self.method, f"Maps made by method {self.method}.")
 
     @property
     def score(self) -> np.ndarray:  # (N,)
@@ -66,6 +72,13 @@ class ImageResults:
     def checkpoint(self) -> Path | None:
         path = ImageFiles(self.stream_dir).checkpoint
         return path if path.is_file() else None
+
+
+METHOD_CAPTIONS = {
+    "reconstruction": "Maps: Swin MAE's reconstruction error (score.method: reconstruction).",
+    "head": "Maps: the defect head's segmentation, trained on synthetic defects beside Swin "
+            "MAE's reconstruction (score.method: head).",
+}
 
 
 def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
@@ -97,7 +110,8 @@ def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
         (section.get("data") or {}).get("resize") or "resize",
         int(summary.get("channels_used") or summary.get("channels") or 3),
         _vmax(maps),
-        _score_title(scoring, section.get("score") or {}))
+        _score_title(scoring, section.get("score") or {}),
+        scoring.get("method", "reconstruction"))  # runs from before the head: reconstruction
 
 
 def _vmax(maps: np.ndarray) -> float:

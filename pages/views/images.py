@@ -83,5 +83,6 @@ def section(run_dir: Path, stream: Stream) -> None:
     image_counts(res, labels, threshold)
     st.plotly_chart(score_histogram(res.score, labels, threshold, res.score_title, "images"),
                     key=f"{key}_histogram")
+    st.caption(res.maps_caption)
     image_gallery(run_dir, res, stamp, threshold, key)
     downloads(res, key)
