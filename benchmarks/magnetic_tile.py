@@ -30,6 +30,8 @@ trained on divided by the train stage's duration (adds data loading, validation,
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,15 +42,36 @@ from cli import ROOT, run_pipeline
 
 from core.fileio import read_json, read_jsonl
 TILES = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
+KINDS = ("Blowhole", "Break", "Uneven")  # the defect kinds, a prefix of each file's name
 DEFAULTS = ["swinmae.preset=default", "swinmae.train.epochs=15"]
 KEYS = ["image_auroc", "image_auprc", "pixel_auroc", "f1", "best_f1"]
+
+
+def by_kind(tiles: Path, folder: Path) -> Path:
+    """The tiles with test/defect/ split into one folder per kind (hard links where the file
+    system allows, else copies), so metrics.json's per_type holds a row per kind for the model
+    and the baseline."""
+    def link(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+    for sub in ("train/good", "test/good"):
+        for f in (tiles / sub).iterdir():
+            link(f, folder / sub / f.name)
+    for part in ("test", "ground_truth"):
+        for f in (tiles / part / "defect").iterdir():
+            link(f, folder / part / f.name.split("__")[0] / f.name)
+    return folder
 
 
 def throughput(run: Path) -> dict[str, float]:
     """Training and scoring images per second (see the module docstring)."""
     cfg = yaml.safe_load((run / "run.yaml").read_text())["swinmae"]
-    steps = [m for m in read_jsonl(run / "metrics.jsonl")
-             if m["stream"] == "swinmae" and m["kind"] == "step"]
+    steps = [m for m in read_jsonl(run / "metrics.jsonl")  # Swin MAE's, not the head's
+             if m["stream"] == "swinmae" and m["kind"] == "step" and not m.get("curve")]
     stages = {s["name"]: s["ended"] - s["started"]
               for s in read_json(run / "progress.json")["stages"]}
     n_train = read_json(run / "swinmae" / "data_summary.json")["train"]
@@ -57,7 +80,8 @@ def throughput(run: Path) -> dict[str, float]:
     return {"train_step": statistics.median(m["samples_per_s"] for m in steps),
             "train_stage": steps[-1]["step"] * cfg["train"]["batch_size"] / stages["train_swinmae"],
             "score_stage": scored / stages["score_swinmae"],
-            "train_s": stages["train_swinmae"], "score_s": stages["score_swinmae"]}
+            "train_s": stages["train_swinmae"], "score_s": stages["score_swinmae"],
+            "head_s": stages.get("train_head_swinmae", 0.0)}
 
 
 def fmt(v, width: int = 8, digits: int = 3) -> str:
@@ -74,7 +98,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tile-bench-"))
     overrides = DEFAULTS + args.set
     print("overrides:", " ".join(overrides), "| workspace:", workdir, flush=True)
-    run, wall = run_pipeline(["--img-data", str(TILES)], workdir, "magnetic-tile bench",
+    tiles = by_kind(TILES, workdir / "tiles")
+    run, wall = run_pipeline(["--img-data", str(tiles)], workdir, "magnetic-tile bench",
                              overrides)
     metrics = read_json(run / "swinmae" / "metrics.json")
     base = metrics["baselines"]["mean_image"]
@@ -89,10 +114,14 @@ def main() -> None:
           + fmt(speed["score_stage"], 12, 1) + fmt(wall, 12, 0))
     print(f"{'mean_image':>10} " + " ".join(fmt(base[k], 11) for k in KEYS)
           + "".join(f"{'-':>12}" for _ in range(4)))
+    for kind in KINDS:
+        print(f"{kind:>10} image AUROC {fmt(metrics['per_type'][kind], 0)}, mean-image baseline "
+              f"{fmt(base['per_type'][kind], 0)}")
     print(f"run: {run}\ntraining: {training['epochs_done']} epochs (best {training['best_epoch']}"
           f"{', early stop' if training['early_stopped'] else ''}) in {speed['train_s']:.0f} s; "
-          f"scoring {speed['score_s']:.0f} s; {metrics['n']} test images, "
-          f"{metrics['n_anomalies']} defects")
+          f"defect head {speed['head_s']:.0f} s; scoring {speed['score_s']:.0f} s; "
+          f"method {read_json(run / 'swinmae' / 'scoring.json')['method']}; {metrics['n']} test "
+          f"images, {metrics['n_anomalies']} defects")
     print(f"image_auroc={fmt(metrics['image_auroc'], 0, 4)} "
           f"pixel_auroc={fmt(metrics['pixel_auroc'], 0, 4)} "
           f"baseline_image_auroc={fmt(base['image_auroc'], 0, 4)} "

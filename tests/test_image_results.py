@@ -139,6 +139,16 @@ def test_find_mask_and_saved_overlay_follow_the_naming_conventions(tmp_path):
     assert img.saved_overlay(tmp_path, "test/deep/004.png") is None
 
 
+def test_per_type_auroc_ranks_each_kind_against_the_normal_images():
+    from core.images.stages import per_type_auroc
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    types = np.array(["good"] * 3 + ["hole", "hole", "crack", "crack"])
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.25, 0.05])
+    assert per_type_auroc(scores, labels, types) == {"crack": pytest.approx(2 / 6),
+                                                      "hole": 1.0}
+    assert per_type_auroc(scores[3:], labels[3:], types[3:]) == {}  # no normal image
+
+
 def test_the_score_title_names_what_made_the_maps():
     cfg = {"image_score": "topk_mean", "topk": 0.01, "error": "l2"}
     normal = {"normalized_by": 100, "neighbours": 20, "two_sided": True}
@@ -166,6 +176,9 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
         in res.score_title
     assert "above or below" in res.score_title  # two-sided maps, the default
     assert res.method == scoring["method"] and f"score.method: {res.method}" in res.maps_caption
+    kinds = {"missing_pattern", "scratch", "spot"}  # the sample's defect types, each vs normal
+    assert set(res.metrics["per_type"]) == set(res.metrics["baselines"]["mean_image"]["per_type"]) \
+        == kinds
     # the image-only run is pickable, and only its image stream has results
     assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]
     assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]

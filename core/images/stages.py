@@ -351,9 +351,13 @@ def evaluate(ctx: Context) -> None:
         raise Skip("no labelled defect images among the scored images")
     scored, scoring = ctx.state[f"{STREAM}.scored"], read_json(out.scoring)
     labels = np.array([it.label for it in data.target])
+    types = np.array([it.defect_type for it in data.target])
     result = image_metrics(scored.scores, scored.maps, labels, scored, scoring["threshold"])
     result["baselines"] = {"mean_image": image_metrics(
         scored.base_scores, scored.base_maps, labels, scored, scoring["baseline_threshold"])}
+    for m, scores in ((result, scored.scores),
+                      (result["baselines"]["mean_image"], scored.base_scores)):
+        m["per_type"] = per_type_auroc(scores, labels, types)
     write_json(out.metrics, result)
     base = result["baselines"]["mean_image"]
     ctx.log.info("    image AUROC %s (baseline %s), pixel AUROC %s (baseline %s)",
@@ -368,6 +372,19 @@ def image_metrics(scores: np.ndarray, maps: np.ndarray, labels: np.ndarray, scor
             "f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
             "pixel_auroc": pixel_auroc(maps, scored.masks, scored.mask_known),
             "threshold": threshold, "n": m["n"], "n_anomalies": m["n_anomalies"]}
+
+
+def per_type_auroc(scores: np.ndarray, labels: np.ndarray, types: np.ndarray) -> dict:
+    """{defect type: image AUROC of its images against all normal ones} (N,) each; a type
+    needs a defect image and the set a normal one."""
+    normal = labels == 0
+    if not normal.any():
+        return {}
+    out = {}
+    for kind in sorted(set(types[labels == 1].tolist())):
+        keep = normal | ((types == kind) & (labels == 1))
+        out[kind] = float(roc_auc_score(labels[keep], scores[keep]))
+    return out
 
 
 def pixel_auroc(maps: np.ndarray, masks: np.ndarray, known: np.ndarray) -> float | None:
