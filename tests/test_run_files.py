@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import read_config
 from core.images.files import ImageFiles
 from core.run_files import RunFile, RunFiles, StreamFiles
 from core.timeseries.files import SeriesFiles
@@ -35,4 +36,9 @@ def test_every_file_a_run_writes_is_named_by_the_layout(both_streams_run):
     optional = {RunFiles.stdout, RunFiles.stop_request, RunFiles.export}
     assert written - optional == set(entries(RunFiles)) - optional | {"patchtst", "swinmae"}
     assert {p.name for p in (run / "patchtst").iterdir()} == set(entries(SeriesFiles))
-    assert {p.name for p in (run / "swinmae").iterdir()} == set(entries(ImageFiles))
+    method = read_config(run / RunFiles.config).swinmae.score.method
+    images = set(entries(ImageFiles)) - ({ImageFiles.head} if method != "head" else set())
+    assert {p.name for p in (run / "swinmae").iterdir()} == images
+    if method == "head":  # the defect head's own checkpoints and training.json
+        assert {p.name for p in (run / "swinmae" / ImageFiles.head).iterdir()} == \
+            {StreamFiles.checkpoint, StreamFiles.last, StreamFiles.training}

@@ -13,8 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import IMG_TINY, REPO, TINY, only_run_dir, run_cli
+from conftest import IMG_TINY, REPO, TINY, only_run_dir, run_cli, wait_for
+from core import jobs
+from core.config import load_config
 from core.fileio import read_json, read_jsonl
+from core.runs import create_run, workspace
 from core.streams import stage_names
 
 pytestmark = pytest.mark.slow
@@ -179,3 +182,34 @@ def test_an_empty_image_folder_fails_with_a_clear_error(tmp_path):
     progress = read_json(only_run_dir(tmp_path / "b") / "progress.json")
     assert progress["status"] == "failed"
     assert expected in progress["error"] and "found an empty folder" in progress["error"]
+
+
+def test_stop_while_the_defect_head_trains_then_resume(images, tmp_path):
+    cfg = load_config(["swinmae.preset=tiny", "swinmae.train.epochs=1",
+                       "swinmae.train.max_steps_per_epoch=2", "swinmae.score.method=head",
+                       "swinmae.head.train.epochs=30", "swinmae.head.train.patience=0",
+                       "swinmae.head.train.log_every=1",
+                       f"pipeline.img_data={images}"])
+    run = create_run(workspace(tmp_path / "ws"), cfg)
+    jobs.start(run)
+
+    def head_step() -> int:
+        active = (read_json(run / "progress.json") or {}).get("active") or {}
+        return active.get("step", 0) if active.get("stage") == "train_head_swinmae" else 0
+
+    wait_for(lambda: head_step() >= 3, "the defect head's training steps", timeout=120)
+    progress = jobs.stop(run, grace_s=30)
+    assert progress["status"] == "stopped", progress
+    stages = {s["name"]: s["status"] for s in progress["stages"]}
+    assert stages["train_swinmae"] == "done" and stages["train_head_swinmae"] == "stopped"
+    stopped_at = torch.load(run / "swinmae" / "head" / "last.pt", weights_only=True)["state"]["step"]
+    assert 0 < stopped_at < 30 * 3  # 54 training images: 3 batches of 16 an epoch
+
+    res = run_cli("resume", str(run))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert read_json(run / "progress.json")["status"] == "done"
+    assert read_json(run / "swinmae" / "head" / "training.json")["epochs_done"] == 30
+    steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl")
+             if m.get("curve") == "swinmae head" and m["kind"] == "step"]
+    # continued after the stop, not restarted: every step logged once, to the last
+    assert steps == list(range(1, 30 * 3 + 1))
