@@ -146,7 +146,9 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     the bare predict.py both reproduce the run's scores of the same images, so both use it."""
     data = shutil.copytree(SAMPLES / "images", tmp_path / "images")
     res = run_cli("run", "--img-data", str(data), "--workdir", str(tmp_path / "ws"), *IMG_TINY,
-                  "--set", "swinmae.score.method=head", timeout=600)
+                  "--set", "swinmae.train.max_steps_per_epoch=2", "--set",
+                  "swinmae.score.method=head", "--set", "swinmae.head.train.max_steps_per_epoch=2",
+                  timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     run = only_run_dir(tmp_path / "ws")
     stages = {s["name"]: s["status"] for s in read_json(run / "progress.json")["stages"]}

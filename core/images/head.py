@@ -58,21 +58,22 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 class DefectHead(nn.Module):
     """A 4-level U-Net: (B, in_chans, S, S) → (B, 1, S, S) logits; S a multiple of 8. Weights
-    and activations are channels-last: its narrow convolutions train ~1.7× faster so on a CPU
-    (benchmarks/README.md)."""
+    and activations are channels-last unless asked otherwise: its narrow convolutions train
+    faster so on a CPU (`benchmarks/defect_head.py`)."""
 
-    def __init__(self, in_chans: int, width: int):
+    def __init__(self, in_chans: int, width: int, channels_last: bool = True):
         super().__init__()
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
         w = width
         self.down = nn.ModuleList([_double_conv(in_chans, w), _double_conv(w, 2 * w),
                                    _double_conv(2 * w, 4 * w), _double_conv(4 * w, 8 * w)])
         self.up = nn.ModuleList([_double_conv(12 * w, 4 * w), _double_conv(6 * w, 2 * w),
                                  _double_conv(3 * w, w)])
         self.out = nn.Conv2d(w, 1, 1)
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=self.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=self.layout)
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))  # (B, 2^i w, S / 2^i, S / 2^i)

@@ -187,7 +187,7 @@ def test_an_empty_image_folder_fails_with_a_clear_error(tmp_path):
 def test_stop_while_the_defect_head_trains_then_resume(images, tmp_path):
     cfg = load_config(["swinmae.preset=tiny", "swinmae.train.epochs=1",
                        "swinmae.train.max_steps_per_epoch=2", "swinmae.score.method=head",
-                       "swinmae.head.train.epochs=30", "swinmae.head.train.patience=0",
+                       "swinmae.head.train.epochs=12", "swinmae.head.train.patience=0",
                        "swinmae.head.train.log_every=1",
                        f"pipeline.img_data={images}"])
     run = create_run(workspace(tmp_path / "ws"), cfg)
@@ -203,13 +203,13 @@ def test_stop_while_the_defect_head_trains_then_resume(images, tmp_path):
     stages = {s["name"]: s["status"] for s in progress["stages"]}
     assert stages["train_swinmae"] == "done" and stages["train_head_swinmae"] == "stopped"
     stopped_at = torch.load(run / "swinmae" / "head" / "last.pt", weights_only=True)["state"]["step"]
-    assert 0 < stopped_at < 30 * 3  # 54 training images: 3 batches of 16 an epoch
+    assert 0 < stopped_at < 12 * 3  # 54 training images: 3 batches of 16 an epoch
 
     res = run_cli("resume", str(run))
     assert res.returncode == 0, res.stdout + res.stderr
     assert read_json(run / "progress.json")["status"] == "done"
-    assert read_json(run / "swinmae" / "head" / "training.json")["epochs_done"] == 30
+    assert read_json(run / "swinmae" / "head" / "training.json")["epochs_done"] == 12
     steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl")
              if m.get("curve") == "swinmae head" and m["kind"] == "step"]
     # continued after the stop, not restarted: every step logged once, to the last
-    assert steps == list(range(1, 30 * 3 + 1))
+    assert steps == list(range(1, 12 * 3 + 1))
