@@ -26,8 +26,8 @@ def spec(trained: TrainedImages) -> dict:
     return {"stream": STREAM, "from_run": trained.run_dir.name,
             "image_size": trained.cfg.model.image_size, "channels": trained.channels,
             "mode": "L" if trained.channels == 1 else "RGB", "resize": trained.cfg.data.resize,
-            "method": sc.method, "score_mode": sc.mode, "image_score": sc.image_score, "topk": sc.topk,
-            "batch_size": sc.batch_size, "threshold": trained.threshold,
+            "method": sc.method, "score_mode": sc.mode, "image_score": sc.image_score,
+            "topk": sc.topk, "batch_size": sc.batch_size, "threshold": trained.threshold,
             "threshold_percentile": trained.percentile,
             "normal_map": None if normal is None else _normal_map(normal) | {
                 "two_sided": normal.two_sided, "images": trained.normalized_by}}
@@ -47,8 +47,7 @@ def export(run_dir: Path, folder: Path) -> None:
     size = trained.cfg.model.image_size
     example = torch.rand(2, trained.channels, size, size)  # (B, C, S, S)
     with torch.no_grad():
-        to_onnx(trained.detector, example, folder / "model.onnx",
-                "images", "maps")
+        to_onnx(trained.detector, example, folder / "model.onnx", "images", "maps")
     if isinstance(trained.normal, NearestNormal):
         with atomic_path(folder / NORMAL_MAPS) as tmp, open(tmp, "wb") as f:
             np.savez(f, maps=trained.normal.maps.numpy(),

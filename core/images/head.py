@@ -51,9 +51,10 @@ def head_input(mae: SwinMAE, imgs: torch.Tensor) -> torch.Tensor:
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    """Two 3×3 convolutions, each with batch norm and ReLU: (B, cin, h, w) → (B, cout, h, w)."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
 
 
 class DefectHead(nn.Module):

@@ -144,16 +144,18 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
     what = {"max": "map maximum",
             "topk_mean": f"mean of the map's top {topk:.0%}" if topk else "mean of the map's top"
             }.get(how, "image score")
-    if scoring.get("method") == "head":
+    head = scoring.get("method") == "head"
+    if head:
         error, unit = "the defect head's defect probability", "in [0, 1]"
     else:
         error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
             else "squared error"
         unit = "pixels in [0, 1]"
     if scoring.get("normalized_by"):
-        near = scoring.get("neighbours")
-        unit = ("in units of normal images' error at each pixel" if not near else
-                f"in units of the error at each pixel of the {near} normal images most like it") \
+        near, value = scoring.get("neighbours"), "probability" if head else "error"
+        unit = (f"in units of normal images' {value} at each pixel" if not near else
+                f"in units of the {value} at each pixel of the {near} normal images most like "
+                "it") \
             + (", above or below it" if scoring.get("two_sided") else "")
     return f"anomaly score ({what}; {error}, {unit})"
 

@@ -64,7 +64,8 @@ def score(ctx: Context) -> None:
     flagged = int((scored.scores > threshold).sum())
     write_json(out.scoring, {
         "threshold": threshold, "percentile": trained.percentile,
-        "method": trained.cfg.score.method, "mode": trained.cfg.score.mode, "image_score": trained.cfg.score.image_score,
+        "method": trained.cfg.score.method, "mode": trained.cfg.score.mode,
+        "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
         "two_sided": bool(trained.normal and trained.normal.two_sided),
         "neighbours": None if trained.normal is None else trained.normal.neighbours,

@@ -153,7 +153,8 @@ def train_head(ctx: Context) -> None:
     out_dir = ImageFiles(ctx.stream_dir(STREAM)).head
     out_dir.mkdir(exist_ok=True)
     ctx.log.info("    defect head: %s parameters, synthetic defects in %d%% of the images",
-                 f"{sum(p.numel() for p in head.parameters()):,}", round(100 * cfg.head.defect_share))
+                 f"{sum(p.numel() for p in head.parameters()):,}",
+                 round(100 * cfg.head.defect_share))
     reporter = TrainReporter(ctx, "train_head_swinmae", STREAM, curve="swinmae head",
                              out_dir=out_dir)
     with explain_oom("training the defect head", f"lower swinmae.head.train.batch_size (now "
@@ -302,8 +303,7 @@ def score(ctx: Context) -> None:
     write_overlays(out.overlays, target, names, cfg.score.overlays)
     write_json(out.scoring, {
         "threshold": threshold, "percentile": pct, "method": cfg.score.method,
-        "mode": cfg.score.mode,
-        "image_score": cfg.score.image_score, "rows": len(names),
+        "mode": cfg.score.mode, "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
         "two_sided": bool(normal and normal.two_sided),
         "neighbours": None if normal is None else normal.neighbours,  # 0: against all

@@ -202,7 +202,8 @@ def test_stop_while_the_defect_head_trains_then_resume(images, tmp_path):
     assert progress["status"] == "stopped", progress
     stages = {s["name"]: s["status"] for s in progress["stages"]}
     assert stages["train_swinmae"] == "done" and stages["train_head_swinmae"] == "stopped"
-    stopped_at = torch.load(run / "swinmae" / "head" / "last.pt", weights_only=True)["state"]["step"]
+    last = torch.load(run / "swinmae" / "head" / "last.pt", weights_only=True)
+    stopped_at = last["state"]["step"]
     assert 0 < stopped_at < 12 * 3  # 54 training images: 3 batches of 16 an epoch
 
     res = run_cli("resume", str(run))
