@@ -23,6 +23,7 @@ from core.streams import stage_names
 pytestmark = pytest.mark.slow
 SAMPLES = REPO / "data" / "samples" / "images"
 STAGES = stage_names()
+HEAD = "train_head_swinmae"  # skipped unless swinmae.score.method is head
 ONE_STEP = ["--set", "swinmae.preset=tiny", "--set", "swinmae.train.epochs=1",
             "--set", "swinmae.train.max_steps_per_epoch=1"]  # only the data path matters
 N_TEST, N_TRAIN = 25, 60  # the sample: 10 test/good + 3 defect types × 5, 60 train/good
@@ -45,8 +46,11 @@ def test_image_run_ends_done_with_every_output(images, tmp_path):
     run = only_run_dir(ws)
     progress = read_json(run / "progress.json")
     assert progress["status"] == "done" and progress["error"] is None
-    assert stage_statuses(run) == {
-        name: "skipped" if name.endswith("patchtst") else "done" for name in STAGES}
+    assert stage_statuses(run) == {  # no time series; no defect head (score.method default)
+        name: "skipped" if name.endswith("patchtst") or name == HEAD else "done"
+        for name in STAGES}
+    assert "skipped: score.method is reconstruction: no defect head" in \
+        (run / "pipeline.log").read_text()
 
     out = run / "swinmae"
     ckpt = torch.load(out / "best.pt", weights_only=True)
@@ -96,7 +100,7 @@ def test_a_run_with_both_streams(tiny_dataset, images, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     run = only_run_dir(ws)
     assert read_json(run / "progress.json")["status"] == "done"
-    assert set(stage_statuses(run).values()) == {"done"}
+    assert stage_statuses(run) == {name: "skipped" if name == HEAD else "done" for name in STAGES}
     assert len(pd.read_csv(run / "patchtst" / "scores.csv")) == 400
     assert len(pd.read_csv(run / "swinmae" / "scores.csv")) == N_TEST
     assert "auroc" in read_json(run / "patchtst" / "metrics.json")
