@@ -148,7 +148,7 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     res = run_cli("run", "--img-data", str(data), "--workdir", str(tmp_path / "ws"), *IMG_TINY,
                   "--set", "swinmae.train.max_steps_per_epoch=2", "--set",
                   "swinmae.score.method=head", "--set", "swinmae.head.train.max_steps_per_epoch=2",
-                  timeout=600)
+                  "--set", "swinmae.model.masking=uniform", timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     run = only_run_dir(tmp_path / "ws")
     stages = {s["name"]: s["status"] for s in read_json(run / "progress.json")["stages"]}

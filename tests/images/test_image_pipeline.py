@@ -117,10 +117,11 @@ def test_a_run_with_both_streams(tiny_dataset, images, tmp_path):
     assert set(entry["metrics"]) == {"patchtst", "swinmae"}
 
 
-def test_a_uniform_masking_run_trains_scores_and_exports(images, tmp_path):
+def test_a_uniform_masking_run_trains_and_scores(images, tmp_path):
     """`swinmae.model.masking=uniform` end to end: the checkpoint says so and holds the
-    decoder's mask token, every test image gets a full-size map, and the ONNX export of its
-    masked scoring (the 2 diagonal packings) works."""
+    decoder's mask token, and every test image gets a full-size map. (Uniform masking is the
+    default: test_export.py exports such runs, with and without the defect head, and checks
+    that the bare predict.py reproduces their scores.)"""
     ws = tmp_path / "ws"
     res = run_cli("run", "--img-data", str(images), "--workdir", str(ws), *IMG_TINY,
                   "--set", "swinmae.model.masking=uniform")
@@ -134,9 +135,6 @@ def test_a_uniform_masking_run_trains_scores_and_exports(images, tmp_path):
         assert z["maps"].shape == (N_TEST, 64, 64) and np.isfinite(z["maps"]).all()
     metrics = read_json(run / "swinmae" / "metrics.json")
     assert 0 <= metrics["image_auroc"] <= 1 and 0 <= metrics["pixel_auroc"] <= 1
-    res = run_cli("export", str(run), "--out", str(tmp_path / "exported"), timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert (tmp_path / "exported" / "swinmae" / "model.onnx").stat().st_size > 0
 
 
 def test_dry_run_lists_the_image_data(images, tmp_path):
