@@ -119,3 +119,12 @@ def test_training_the_head_lowers_its_loss_and_it_finds_the_defects(one_torch_th
         with_defects, masks = synthetic_defects(images, 1.0)
     maps = head_maps(mae, head, with_defects)  # (8, 64, 64): its map ranks their pixels high
     assert roc_auc_score(masks.flatten().numpy(), maps.flatten().numpy()) > 0.9
+
+
+def test_the_head_preset_is_the_default_model_with_the_head_making_the_maps():
+    from core.config import load_config, presets
+    assert "head" in presets("swinmae")  # so the console's preset picker offers it
+    default, head = (load_config([f"swinmae.preset={name}"]).swinmae
+                     for name in ("default", "head"))
+    assert (default.score.method, head.score.method) == ("reconstruction", "head")
+    assert head.model == default.model and head.train == default.train
