@@ -107,3 +107,49 @@ def make_zip(*members: tuple[str | zipfile.ZipInfo, bytes],
         for name, data in members:
             z.writestr(name, data)
     return buf.getvalue()
+
+
+# predict.py run as a user would, in a process that cannot import torch or this project
+BARE = """
+import runpy, sys
+from pathlib import Path
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "core"):
+            raise ImportError(f"predict.py imported {name}")
+sys.meta_path.insert(0, Refuse())
+repo, script = Path(sys.argv[1]), sys.argv[2]
+assert all(Path(p or ".").resolve() != repo for p in sys.path), sys.path
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "core")]
+"""
+
+
+def scoring_run(run: Path, option: str, data: Path) -> Path:
+    """The folder of a scoring run (`score RUN --ts-data|--img-data DATA`) of the model `run`."""
+    before = set(run.parent.iterdir())
+    res = run_cli("score", str(run), option, str(data))
+    assert res.returncode == 0, res.stdout + res.stderr
+    return next(p for p in run.parent.iterdir() if p not in before and p.is_dir())
+
+
+def bare_predict(script: Path, data: Path, out: Path) -> pd.DataFrame:
+    """An exported predict.py run on `data` in a bare process (`BARE`); its scores.csv."""
+    env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-I", "-c", BARE, str(REPO), str(script), str(data),
+                          "--out", str(out)], cwd=out.parent, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return pd.read_csv(out)
+
+
+def assert_same_scores(ours: pd.DataFrame, theirs: pd.DataFrame, key: str) -> None:
+    """The same rows (by `key`), scores within 1e-3 relative, the same flags."""
+    assert ours[key].tolist() == theirs[key].tolist()
+    # relative to the score, or to its spread where it crosses zero (a fused score is a log
+    # score: near 0, scores.csv's 6 significant digits are all a relative difference could see)
+    scale = np.maximum(np.abs(theirs["score"]), theirs["score"].std())
+    rel = np.abs(ours["score"] - theirs["score"]) / scale.clip(1e-12)
+    assert rel.max() <= 1e-3, rel.max()
+    assert ours["is_anomaly"].tolist() == theirs["is_anomaly"].tolist()

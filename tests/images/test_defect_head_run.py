@@ -1,0 +1,46 @@
+"""`score.method: head` end to end through the real CLI (its own file, so that it runs beside
+test_export.py's tests rather than after them): the defect head trains as its own stage with
+its own loss curve and files, and a scoring run and the exported bare predict.py both reproduce
+the run's scores of the same images, so both use the head."""
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import IMG_TINY, SAMPLES, assert_same_scores, bare_predict, only_run_dir, \
+    run_cli, scoring_run
+from core.fileio import read_json, read_jsonl
+from core.images.files import ImageFiles
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path):
+    data = shutil.copytree(SAMPLES / "images", tmp_path / "images")
+    res = run_cli("run", "--img-data", str(data), "--workdir", str(tmp_path / "ws"), *IMG_TINY,
+                  "--set", "swinmae.train.max_steps_per_epoch=2", "--set",
+                  "swinmae.score.method=head", "--set", "swinmae.head.train.max_steps_per_epoch=2",
+                  "--set", "swinmae.model.masking=uniform", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = only_run_dir(tmp_path / "ws")
+    stages = {s["name"]: s["status"] for s in read_json(run / "progress.json")["stages"]}
+    assert stages["train_head_swinmae"] == "done" and stages["train_patchtst"] == "skipped"
+    assert {p.name for p in (run / "swinmae" / ImageFiles.head).iterdir()} == \
+        {ImageFiles.checkpoint, ImageFiles.last, ImageFiles.training}  # the head's own files
+    assert read_json(run / "swinmae" / "scoring.json")["method"] == "head"
+    head_epochs = [m for m in read_jsonl(run / "metrics.jsonl")
+                   if m.get("curve") == "swinmae head" and m["kind"] == "epoch"]
+    assert [m["epoch"] for m in head_epochs] == [1, 2]  # its own loss curve, beside Swin MAE's
+    ran = pd.read_csv(run / "swinmae" / "scores.csv")
+
+    scored = pd.read_csv(scoring_run(run, "--img-data", data) / "swinmae" / "scores.csv")
+    assert_same_scores(scored, ran, "file")  # the scoring run used the head
+    res = run_cli("export", str(run), timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    spec = read_json(run / "export" / "swinmae" / "model.json")
+    assert spec["method"] == "head"
+    predicted = bare_predict(run / "export" / "swinmae" / "predict.py", data,
+                              tmp_path / "scores.csv")
+    assert_same_scores(predicted, ran, "file")
