@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.images.defects import synthetic_defects
-from core.images.swinmae import SwinMAE, complementary_block_masks
-from core.images.uniform_mask import diagonal_packings, dropped
+from core.images.swinmae import SwinMAE
+from core.masking import masked_error
 
 FOCAL_GAMMA = 2.0
 
@@ -25,22 +25,10 @@ def masked_reconstruction(mae: SwinMAE, imgs: torch.Tensor) -> torch.Tensor:
     """(B, C, S, S) → (B, C, S, S): each pixel as Swin MAE predicts it with its region hidden,
     averaged over the masks that hide it (uniform: the 2 diagonal packings; block: the
     complementary block masks), as `score.mode: masked` sees an image."""
-    cfg = mae.cfg
-    total, times = torch.zeros_like(imgs), torch.zeros_like(imgs[0, 0])  # (B, C, S, S), (S, S)
-    if cfg.masking == "uniform":
-        pixels_per_unit = cfg.mask_unit * cfg.patch_size
-        for keep in diagonal_packings(mae.grid // cfg.mask_unit, imgs.device)[:, None]:
-            hidden = dropped(keep, pixels_per_unit)[0].to(imgs.dtype)  # (S, S)
-            total += mae.reconstruct(imgs, None, keep).to(imgs.dtype) * hidden
-            times += hidden
-    else:
-        for mask in complementary_block_masks(mae.grid, mae.grid, cfg.mask_unit,
-                                              cfg.mask_ratio).to(imgs.device):  # (h, w)
-            hidden = mask.repeat_interleave(cfg.patch_size, 0).repeat_interleave(
-                cfg.patch_size, 1).to(imgs.dtype)  # (S, S)
-            total += mae.reconstruct(imgs, mask).to(imgs.dtype) * hidden
-            times += hidden
-    return total / times.clamp_min(1)
+    passes = mae.scoring_passes(imgs.device)
+    return masked_error(  # (B, C, S, S): each pixel's predictions over the passes hiding it
+        passes, lambda p: mae.reconstruct(imgs, p.mask, p.keep).to(imgs.dtype),
+        lambda p: p.hidden.to(imgs.dtype)) / sum(p.hidden for p in passes).to(imgs.dtype)
 
 
 @torch.no_grad()

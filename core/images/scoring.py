@@ -30,8 +30,7 @@ import torch.nn.functional as F
 
 from core.images.config import ImageScoreConfig
 from core.images.head import DefectHead, head_maps
-from core.images.swinmae import SwinMAE, complementary_block_masks
-from core.images.uniform_mask import diagonal_packings, dropped
+from core.images.swinmae import SwinMAE
 from core.masking import masked_error
 
 
@@ -73,26 +72,15 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
                  head: DefectHead | None = None) -> torch.Tensor:
     """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32: the
     defect head's probabilities when given one (`score.method: head`), else the error."""
-    mcfg = model.cfg
     if head is not None:
         err = head_maps(model, head, imgs)
     elif cfg.mode == "full":
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
-    elif mcfg.masking == "uniform":
-        pixels_per_unit = mcfg.mask_unit * mcfg.patch_size
-        packings = diagonal_packings(model.grid // mcfg.mask_unit, imgs.device)[:, None]
-        # packings (2, 1, n, n): each a packing for the whole batch
-        times = sum(dropped(keep, pixels_per_unit)[0] for keep in packings)  # (H, W): 1 or 2
-        err = masked_error(  # (B, H, W), each pixel's error summed over the packings dropping it
-            packings, lambda keep: pixel_error(model.reconstruct(imgs, None, keep), imgs, cfg),
-            lambda keep: dropped(keep, pixels_per_unit)[0]) / times  # (H, W) dropped pixels
-    else:
-        masks = complementary_block_masks(model.grid, model.grid, mcfg.mask_unit,
-                                          mcfg.mask_ratio).to(imgs.device)  # (K, h, w)
+    else:  # each pixel's error averaged over the passes hiding it (block masks: exactly one)
+        passes = model.scoring_passes(imgs.device)
         err = masked_error(  # (B, H, W)
-            masks, lambda mask: pixel_error(model.reconstruct(imgs, mask), imgs, cfg),
-            lambda mask: mask.repeat_interleave(mcfg.patch_size, 0)
-            .repeat_interleave(mcfg.patch_size, 1))  # (H, W) hidden pixels
+            passes, lambda p: pixel_error(model.reconstruct(imgs, p.mask, p.keep), imgs, cfg),
+            lambda p: p.hidden) / sum(p.hidden for p in passes)  # (H, W): 1 or 2
     return gaussian_blur(err.float(), cfg.sigma)
 
 

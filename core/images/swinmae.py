@@ -26,12 +26,14 @@ dropout or stochastic depth (their CPU cost is large, and the models here are sm
 from __future__ import annotations
 
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.images.config import SwinMAEModelConfig, stage_windows
-from core.images.uniform_mask import dropped, pack, uniform_keep, unpack
+from core.images.uniform_mask import diagonal_packings, dropped, pack, uniform_keep, unpack
 from core.masking import n_complementary, random_hidden
 
 
@@ -483,6 +485,29 @@ class SwinMAE(nn.Module):
             mean, std = patch_stats(patchify(imgs, cfg.patch_size).float())
             pred = (pred.float() * std + mean).to(pred.dtype)
         return unpatchify(pred, cfg.patch_size, self.grid, self.grid, cfg.in_chans)
+
+    def scoring_passes(self, device: torch.device | str = "cpu") -> list[ScoringPass]:
+        """The reconstructions `masked` scoring makes of every image: uniform masking the 2
+        diagonal packings (`diagonal_packings`), block masking the complementary block masks.
+        Together they hide every pixel at least once."""
+        cfg = self.cfg
+        if cfg.masking == "uniform":
+            pixels_per_unit = cfg.mask_unit * cfg.patch_size
+            return [ScoringPass(None, keep, dropped(keep, pixels_per_unit)[0].float())
+                    for keep in diagonal_packings(self.grid // cfg.mask_unit, device)[:, None]]
+        masks = complementary_block_masks(self.grid, self.grid, cfg.mask_unit,
+                                          cfg.mask_ratio).to(device)  # (K, h, w)
+        return [ScoringPass(mask, None, mask.repeat_interleave(cfg.patch_size, 0)
+                            .repeat_interleave(cfg.patch_size, 1).float()) for mask in masks]
+
+
+@dataclass(frozen=True)
+class ScoringPass:
+    """One reconstruction of masked scoring: `reconstruct(imgs, mask, keep)` with this mask
+    (h, w) or packing (1, n, n), and the pixels it hides, `hidden` (S, S) float 0/1."""
+    mask: torch.Tensor | None
+    keep: torch.Tensor | None
+    hidden: torch.Tensor
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -2,8 +2,6 @@
 U-Net's shapes and gradients, its training loss falling, and the reconstruction it sees."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
@@ -69,12 +67,11 @@ def test_focal_loss_is_low_for_confident_right_answers_and_high_for_wrong_ones()
     assert focal_loss(right, target) < 1e-4 < 1.0 < focal_loss(wrong, target)
 
 
-class _Identity:
-    """A stand-in Swin MAE that reconstructs every patch exactly."""
+class _Identity(SwinMAE):
+    """A tiny Swin MAE whose every reconstruction is the image itself."""
 
     def __init__(self, masking: str):
-        self.cfg = SimpleNamespace(masking=masking, mask_unit=2, patch_size=4, mask_ratio=0.75)
-        self.grid = 16
+        super().__init__(preset("tiny", in_chans=3, masking=masking))
 
     def reconstruct(self, imgs, mask, keep=None):
         return imgs.clone()

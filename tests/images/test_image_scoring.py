@@ -129,9 +129,10 @@ def test_image_scores_max_and_topk_mean():
 
 
 class StubModel:
-    """Just what `anomaly_maps` uses of a SwinMAE: `.cfg`, `.grid` and `.reconstruct`. The
-    reconstruction is the input plus (call number + 1), so each pixel's error says which
-    reconstruction it was taken from; every mask passed in is recorded."""
+    """Just what `anomaly_maps` uses of a SwinMAE: `.cfg`, `.grid`, `.reconstruct` and the real
+    `.scoring_passes`. The reconstruction is the input plus (call number + 1), so each pixel's
+    error says which reconstruction it was taken from; every mask passed in is recorded."""
+    scoring_passes = SwinMAE.scoring_passes
 
     def __init__(self, image_size: int = 16, patch_size: int = 2, mask_unit: int = 2,
                  mask_ratio: float = 0.3, masking: str = "block"):
