@@ -108,8 +108,8 @@ class ImageDataConfig(Section):
 
 
 class ImageScoreConfig(Section):
-    method: Literal["reconstruction", "head"]  # what makes the maps: Swin MAE's error, or the
-    # defect head trained on synthetic defects
+    method: Literal["reconstruction", "head"]  # what makes the maps: Swin MAE's error, or that
+    # plus the defect head trained on synthetic defects (their z-scores added)
     mode: Literal["masked", "full"]  # masked: complementary masks, or 2 packings (uniform)
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
@@ -142,3 +142,8 @@ class SwinMAEConfig(Section):
 
     def check(self) -> None:
         self.model.check("swinmae.model")
+        if self.score.method == "head" and not self.score.normalize:
+            raise ConfigError("swinmae.score.method: head adds the defect head's map to the "
+                              "reconstruction error's in units of normal images' maps, which "
+                              "needs swinmae.score.normalize: true (found false); set it, or use "
+                              "method: reconstruction")

@@ -5,11 +5,12 @@ Needs only numpy, pandas, pillow and onnxruntime; model.onnx and model.json sit 
 file. The folder is read as the run read its data: an MVTec layout scores its test/<type>/
 images (else train/good/), any other folder the images in it. Each image is converted to the
 model's mode, fitted to its square (bilinear; stretched, or padded with black), scaled to
-[0, 1]; model.onnx gives its smoothed anomaly map, which is put in units of the normal training
-images' maps at each pixel (their distance from normal either way, when two-sided): of all of
-them, or (`neighbours` in model.json) of those whose thumbnails lie nearest the image's, read
-from normal_maps.npz beside model.json; the image
-score is the mean of the map's top share of pixels (or its maximum); flagged above `threshold`.
+[0, 1]; model.onnx gives its smoothed anomaly map (with a defect head two: the reconstruction
+error and the head's probability), which is put in units of the normal training images' maps at
+each pixel (their distance from normal either way, when two-sided): of all of them, or
+(`neighbours` in model.json) of those whose thumbnails lie nearest the image's, read from
+normal_maps.npz beside model.json; two maps' z-scores are added; the image score is the mean of
+the map's top share of pixels (or its maximum); flagged above `threshold`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
 made it.)"""
 import argparse
@@ -101,20 +102,25 @@ def thumbnails(batch: np.ndarray, side: int) -> np.ndarray:
 
 
 def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> np.ndarray:
-    """(B, S, S) maps of `batch` → z-scores against the normal maps' mean and spread (the
-    nearest `neighbours` of `bank`'s when given); |z| when two-sided. Each spread map is floored
-    at a tenth of its median, as the run did."""
+    """(B, S, S) maps of `batch`, or (B, M, S, S): M maps of each image → (B, S, S) z-scores
+    against the normal maps' mean and spread (the nearest `neighbours` of `bank`'s when given);
+    |z| when two-sided; an image's M maps summed. Each spread map is floored at a tenth of its
+    median and a thousandth of its mean map's median magnitude, as the run did."""
     if "neighbours" in normal:
         k = normal["neighbours"]
         dist = ((thumbnails(batch, normal["thumbnail"])[:, None] - bank["keys"][None]) ** 2).sum(-1)
-        ref = bank["maps"][np.argsort(dist, axis=1, kind="stable")[:, :k]]  # (B, k, S, S)
+        ref = bank["maps"][np.argsort(dist, axis=1, kind="stable")[:, :k]]  # (B, k, [M,] S, S)
         mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)
     else:
         mean, std = (np.asarray(normal[key], np.float32) for key in ("mean", "std"))
-    median = np.quantile(std.reshape(*std.shape[:-2], -1), 0.5, axis=-1, method="lower")
-    floor = 0.1 * median[..., None, None] + 1e-12  # the lower middle value, as torch's median
+    def median(m: np.ndarray) -> np.ndarray:  # (..., S, S) → (..., 1, 1): the lower middle
+        # value, as torch's median
+        flat = m.reshape(*m.shape[:-2], -1)
+        return np.quantile(flat, 0.5, axis=-1, method="lower")[..., None, None]
+    floor = np.maximum(0.1 * median(std), 1e-3 * median(np.abs(mean))) + 1e-12
     z = (maps - mean) / np.maximum(std, floor)
-    return np.abs(z) if normal.get("two_sided") else z  # absent before two-sided maps
+    z = np.abs(z) if normal.get("two_sided") else z  # absent before two-sided maps
+    return z.sum(axis=1) if z.ndim == 4 else z
 
 
 def score(folder: Path, spec: dict, session) -> pd.DataFrame:

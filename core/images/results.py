@@ -76,8 +76,9 @@ class ImageResults:
 
 METHOD_CAPTIONS = {
     "reconstruction": "Maps: Swin MAE's reconstruction error (score.method: reconstruction).",
-    "head": "Maps: the defect head's segmentation, trained on synthetic defects beside Swin "
-            "MAE's reconstruction (score.method: head).",
+    "head": "Maps: Swin MAE's reconstruction error plus the segmentation of a defect head "
+            "trained on synthetic defects, each in units of normal images' maps "
+            "(score.method: head).",
 }
 
 
@@ -145,14 +146,13 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
             "topk_mean": f"mean of the map's top {topk:.0%}" if topk else "mean of the map's top"
             }.get(how, "image score")
     head = scoring.get("method") == "head"
+    error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
+        else "squared error"
+    unit = "pixels in [0, 1]"
     if head:
-        error, unit = "the defect head's defect probability", "in [0, 1]"
-    else:
-        error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
-            else "squared error"
-        unit = "pixels in [0, 1]"
+        error = f"{error} and the defect head's defect probability, their z-scores added"
     if scoring.get("normalized_by"):
-        near, value = scoring.get("neighbours"), "probability" if head else "error"
+        near, value = scoring.get("neighbours"), "maps" if head else "error"
         unit = (f"in units of normal images' {value} at each pixel" if not near else
                 f"in units of the {value} at each pixel of the {near} normal images most like "
                 "it") \

@@ -1,5 +1,9 @@
-"""Anomaly maps and image scores from Swin MAE reconstructions, or from the defect head that
-looks at them (`core.images.head`, `score.method: head`: its probabilities are the raw map).
+"""Anomaly maps and image scores from Swin MAE reconstructions, and from the defect head that
+looks at them (`core.images.head`, `score.method: head`). With the head a detector makes two
+maps per image, the reconstruction error and the head's defect probability; each is measured
+against normal images' maps of its own kind and the map is the sum of the two z-scores (the
+head alone varied with its seed on the magnetic tiles, 0.65-0.83 image AUROC; the sum did not
+fall below the reconstruction alone: benchmarks/README.md).
 
 `masked` mode scores an image the way its model was trained to see it. Block masking: K
 reconstructions with complementary block masks, so every region is predicted once from its
@@ -19,7 +23,8 @@ reconstruct than the part around it. The image score is the map's maximum or the
 top-k share of pixels.
 
 Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks,
-N normal images, T = THUMB² thumbnail pixels."""
+N normal images, T = THUMB² thumbnail pixels, M maps per image (2 with the head: error and
+probability; the axis is absent without it)."""
 from __future__ import annotations
 
 import math
@@ -70,11 +75,13 @@ def pixel_error(recon: torch.Tensor, imgs: torch.Tensor, cfg: ImageScoreConfig) 
 @torch.no_grad()
 def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
                  head: DefectHead | None = None) -> torch.Tensor:
-    """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32: the
-    defect head's probabilities when given one (`score.method: head`), else the error."""
+    """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32 of the
+    error; with a defect head (`score.method: head`) (B, 2, H, W): the error, then the head's
+    probability."""
     if head is not None:
-        err = head_maps(model, head, imgs)
-    elif cfg.mode == "full":
+        probability = gaussian_blur(head_maps(model, head, imgs), cfg.sigma)  # (B, H, W)
+        return torch.stack([anomaly_maps(model, imgs, cfg), probability], dim=1)
+    if cfg.mode == "full":
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
     else:  # each pixel's error averaged over the passes hiding it (block masks: exactly one)
         passes = model.scoring_passes(imgs.device)
@@ -107,11 +114,22 @@ def thumbnails(images: torch.Tensor) -> torch.Tensor:
 
 
 def _z(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, two_sided: bool) -> torch.Tensor:
-    """Maps in units of `std` from `mean` (shapes broadcast); |z| when two-sided. Each std map
-    is floored at a tenth of its median, so flat spots cannot explode."""
-    floor = 0.1 * std.flatten(-2).median(dim=-1).values[..., None, None] + 1e-12
-    z = (maps - mean) / torch.maximum(std, floor)
-    return z.abs() if two_sided else z
+    """Maps (B, H, W) or (B, M, H, W) in units of `std` from `mean` (shapes broadcast); |z|
+    when two-sided; M maps of an image summed → (B, H, W). The spread is floored (`_floored`)
+    so that flat spots cannot explode."""
+    z = (maps - mean) / _floored(std, mean)
+    z = z.abs() if two_sided else z
+    return z.sum(dim=1) if z.dim() == 4 else z
+
+
+def _floored(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) spread maps, each floored at a tenth of its median, and at a thousandth of
+    its mean map's median magnitude: the normal maps are kept at float16 (3 significant
+    digits), so a map that hardly varies (a barely trained head's) would otherwise have no
+    spread at all, and its z-scores would be rounding noise times 10^12."""
+    def median(maps: torch.Tensor) -> torch.Tensor:  # (..., H, W) → (..., 1, 1)
+        return maps.flatten(-2).median(dim=-1).values[..., None, None]
+    return std.clamp_min(torch.maximum(0.1 * median(std), 1e-3 * median(mean.abs())) + 1e-12)
 
 
 @dataclass
@@ -119,20 +137,21 @@ class PixelErrorStats:
     """Per-pixel mean and spread of normal images' anomaly maps, one for every image, and
     whether an error below normal counts (`two_sided`). Runs scored before nearest normal
     images existed load as these."""
-    mean: torch.Tensor  # (H, W)
-    std: torch.Tensor  # (H, W), floored at a tenth of its median
+    mean: torch.Tensor  # (H, W), or (M, H, W)
+    std: torch.Tensor  # the same shape, floored (`_floored`)
     two_sided: bool  # runs scored before two-sided maps existed load with False
 
     @classmethod
     def fit(cls, maps: torch.Tensor, two_sided: bool) -> "PixelErrorStats":
-        """maps (N, H, W) of normal images, N >= 2. The spread is stored floored (as `_z`
-        floors it), so exports read the same one."""
-        std = maps.std(dim=0)
-        return cls(maps.mean(dim=0), std.clamp_min(0.1 * std.median().item() + 1e-12), two_sided)
+        """maps (N, H, W) or (N, M, H, W) of normal images, N >= 2. The spread is stored
+        floored (as `_z` floors it), so exports read the same one."""
+        mean = maps.mean(dim=0)
+        return cls(mean, _floored(maps.std(dim=0), mean), two_sided)
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, H, W) → (B, H, W) z-scores against the normal images; their absolute value when
-        two-sided. `images` is not needed: every image has the same reference."""
+        """(B, H, W) or (B, M, H, W) → (B, H, W) z-scores against the normal images (their
+        absolute value when two-sided; summed over M). `images` is not needed: every image has
+        the same reference."""
         return _z(maps, self.mean, self.std, self.two_sided)
 
     @property
@@ -140,24 +159,33 @@ class PixelErrorStats:
         """0: every image is measured against all the normal images (scoring.json's value)."""
         return 0
 
+    @property
+    def maps_per_image(self) -> int:
+        return 1 if self.mean.dim() == 2 else len(self.mean)
+
 
 @dataclass
 class NearestNormal:
     """Normal images' anomaly maps and thumbnails: each image's map is measured against the
     per-pixel mean and spread of the `neighbours` normal maps whose thumbnails lie nearest its
     own (Euclidean), so a tile is compared with tiles of its shape and lighting."""
-    maps: torch.Tensor  # (N, H, W) float16: what the run saves, so later scoring runs and
-    # exports measure against exactly what the run did (and half the memory)
+    maps: torch.Tensor  # (N, H, W) or (N, M, H, W) float16: what the run saves, so later
+    # scoring runs and exports measure against exactly what the run did (and half the memory)
     keys: torch.Tensor  # (N, T) float32 thumbnails of those images
     neighbours: int  # 2 <= neighbours < N
     two_sided: bool
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """maps (B, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z| when two-sided)."""
+        """maps (B, H, W) or (B, M, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z|
+        when two-sided; summed over M)."""
         near = torch.cdist(thumbnails(images), self.keys).topk(  # (B, neighbours)
             self.neighbours, dim=1, largest=False).indices
-        ref = self.maps[near].float()  # (B, neighbours, H, W)
+        ref = self.maps[near].float()  # (B, neighbours, [M,] H, W)
         return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided)
+
+    @property
+    def maps_per_image(self) -> int:
+        return 1 if self.maps.dim() == 3 else self.maps.shape[1]
 
 
 NormalReference = PixelErrorStats | NearestNormal
@@ -165,7 +193,7 @@ NormalReference = PixelErrorStats | NearestNormal
 
 def normal_reference(maps: torch.Tensor, keys: torch.Tensor, neighbours: int,
                      two_sided: bool) -> NormalReference:
-    """The reference of N >= 2 normal maps (N, H, W) with their thumbnails (N, T): the
+    """The reference of N >= 2 normal maps (N, [M,] H, W) with their thumbnails (N, T): the
     `neighbours` nearest of them per image, or all (one mean and spread) when `neighbours` is 0
     or leaves none out."""
     if 0 < neighbours < len(maps):

@@ -203,15 +203,15 @@ class Scored:
 
 def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem],
           with_masks: bool) -> Iterator[tuple[torch.Tensor, dict]]:
-    """(smoothed anomaly maps (B, S, S) on the CPU, the loader's batch) for batches of `items`."""
-    cfg, rt = ctx.cfg.swinmae.score, Runtime.of(ctx.cfg.pipeline)
+    """(smoothed anomaly maps (B, [M,] S, S) on the CPU, the loader's batch) for batches of
+    `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
+    bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it."""
+    cfg, device = ctx.cfg.swinmae.score, Runtime.of(ctx.cfg.pipeline).device
     for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=with_masks):
         if ctx.should_stop():
             raise StopRequested("stopped while scoring images")
-        imgs = batch["image"].to(rt.device, non_blocking=True)  # (B, C, S, S)
-        with rt.autocast():
-            maps = detector(imgs).cpu()
-        yield maps, batch
+        imgs = batch["image"].to(device, non_blocking=True)  # (B, C, S, S)
+        yield detector(imgs).cpu(), batch
 
 
 def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline,

@@ -80,6 +80,10 @@ def load_trained(run_dir: Path) -> TrainedImages:
                             "model")
         # runs from before two-sided maps set their threshold on signed ones
         normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)))
+    if head is not None and (normal is None or normal.maps_per_image != 2):
+        raise DataError(f"run {run_dir.name}: its defect head made the maps alone (before they "
+                        "were added to the reconstruction error's); train again to use this "
+                        "model")
     gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
     return TrainedImages(run_dir, cfg, AnomalyMaps(model, cfg.score, head),
                          int(extra["channels"]), normal,

@@ -45,7 +45,8 @@ def score_batch_size(cfg: TSScoreConfig, device: torch.device) -> int:
 def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
                    rt: Runtime, should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Per-step, per-channel reconstruction error (T, C) float32 of a normalised series (T, C),
-    averaged over the windows that cover each step."""
+    averaged over the windows that cover each step. In fp32 whatever the training precision,
+    as the exported model.onnx computes it."""
     device = rt.device
     model.eval().to(device)
     window = model.n_patches * model.cfg.patch_len
@@ -60,8 +61,7 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
             raise StopRequested("stopped while scoring")
         batch = starts[i:i + batch_size]
         x = gather_windows(series, batch, window).to(device, non_blocking=True)
-        with rt.autocast():
-            err = window_errors(model, x, cfg.mode).cpu().double()  # (B, L, C)
+        err = window_errors(model, x, cfg.mode).cpu().double()  # (B, L, C)
         rows = (batch[:, None] + offsets).reshape(-1)  # (B*L,)
         total.index_add_(0, rows, err.reshape(-1, err.shape[-1]))
         count.index_add_(0, rows, torch.ones(len(rows), dtype=torch.float64))

@@ -1,18 +1,22 @@
 """`score.method: head` end to end through the real CLI (its own file, so that it runs beside
 test_export.py's tests rather than after them): the defect head trains as its own stage with
 its own loss curve and files, and a scoring run and the exported bare predict.py both reproduce
-the run's scores of the same images, so both use the head."""
+the run's scores of the same images, so both use the head (and the reconstruction error beside
+it); a head run from before the two maps were added is refused."""
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import IMG_TINY, SAMPLES, assert_same_scores, bare_predict, only_run_dir, \
     run_cli, scoring_run
+from core.errors import DataError
 from core.fileio import read_json, read_jsonl
 from core.images.files import ImageFiles
+from core.images.trained import load_trained
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +48,12 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     predicted = bare_predict(run / "export" / "swinmae" / "predict.py", data,
                               tmp_path / "scores.csv")
     assert_same_scores(predicted, ran, "file")
+
+    # a head run from before the two maps were added kept its head's maps alone: refused
+    stats = run / "swinmae" / ImageFiles.normal_stats
+    with np.load(stats) as z:
+        arrays = dict(z)
+    assert arrays["maps"].shape[1] == 2  # (N, 2, S, S): the error's and the head's
+    np.savez(stats, **arrays | {"maps": arrays["maps"][:, 1]})
+    with pytest.raises(DataError, match="defect head made the maps alone"):
+        load_trained(run)

@@ -78,15 +78,53 @@ def test_old_runs_mean_and_std_still_load(tmp_path):
     assert torch.allclose(ref(torch.full((1, 8, 8), 5.0)), torch.full((1, 8, 8), 2.0))
 
 
+@pytest.mark.parametrize("neighbours", [0, 5])
+def test_two_maps_of_an_image_are_each_measured_against_their_kind_then_added(neighbours):
+    """A defect head's run has two maps per image (error, probability) on different scales:
+    each is put in units of normal images' maps of its own kind, then the z-scores are added."""
+    g = torch.Generator().manual_seed(4)
+    images, error = _two_kinds(6, g)
+    probability = 0.01 * torch.rand(12, 32, 32, generator=g)  # far smaller than the error
+    test_images, test_error = _two_kinds(2, g)
+    test_probability = 0.01 * torch.rand(4, 32, 32, generator=g)
+    test_probability[0, 5, 5] = 0.5  # the head sees a defect the error does not
+    keys = thumbnails(images)
+    both = normal_reference(torch.stack([error, probability], dim=1), keys, neighbours, True)
+    assert both.maps_per_image == 2
+    z = both(torch.stack([test_error, test_probability], dim=1), test_images)  # (4, 32, 32)
+    apart = [normal_reference(m, keys, neighbours, True)(t, test_images)
+             for m, t in ((error, test_error), (probability, test_probability))]
+    assert z.shape == (4, 32, 32) and torch.allclose(z, apart[0] + apart[1], atol=1e-5)
+    assert z[0].flatten().argmax() == 5 * 32 + 5  # the small-scale map's defect counts
+
+
+@pytest.mark.parametrize("neighbours", [0, 5])
+def test_a_map_that_hardly_varies_does_not_explode(neighbours):
+    """A barely trained head's probability is ~0.47 everywhere; at float16 its normal maps are
+    all the same number, so only the floor relative to the map's level bounds the z-scores."""
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(12, 1, 32, 32, generator=g)
+    maps = (0.4688 + 1e-6 * torch.rand(12, 32, 32, generator=g)).half().float()
+    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True)
+    z = ref(torch.full((2, 32, 32), 0.4690), torch.rand(2, 1, 32, 32, generator=g))
+    assert z.max() < 1  # 0.0002 apart at a floor of 0.00047
+    bank = {"maps": maps.numpy(), "keys": thumbnails(images).numpy()} if neighbours else None
+    normal = {"neighbours": neighbours, "thumbnail": THUMB, "two_sided": True} if neighbours \
+        else {"mean": ref.mean.tolist(), "std": ref.std.tolist(), "two_sided": True}
+    assert export_predict.in_normal_units(np.full((2, 32, 32), 0.4690, np.float32),
+                                          np.random.rand(2, 1, 32, 32), normal, bank).max() < 1
+
+
 @pytest.mark.parametrize("size", [64, 72])  # 72: bins of unequal width, as adaptive pooling
 @pytest.mark.parametrize("neighbours", [0, 4])
-def test_predict_measures_maps_as_the_run_did(size, neighbours):
+@pytest.mark.parametrize("per_image", [(), (2,)])  # one map per image, or two (defect head)
+def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image):
     """export_predict.py (numpy, no torch) against the run's torch reference."""
     g = torch.Generator().manual_seed(3)
     images = torch.rand(12, 3, size, size, generator=g)
-    maps = torch.rand(12, size, size, generator=g)
+    maps = torch.rand(12, *per_image, size, size, generator=g)
     test_images = torch.rand(3, 3, size, size, generator=g)
-    test_maps = 2 * torch.rand(3, size, size, generator=g)
+    test_maps = 2 * torch.rand(3, *per_image, size, size, generator=g)
     ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True)
     assert np.allclose(export_predict.thumbnails(test_images.numpy(), THUMB),
                        thumbnails(test_images).numpy(), atol=1e-6)
