@@ -124,7 +124,7 @@ def test_a_detector_with_a_head_makes_the_error_map_and_the_head_map(one_torch_t
     from core.images.scoring import AnomalyMaps, gaussian_blur
     torch.manual_seed(0)
     mae, head = SwinMAE(preset("tiny", in_chans=1)).eval(), DefectHead(3, 4).eval()
-    cfg = load_config(["swinmae.preset=head"]).swinmae.score
+    cfg = load_config([]).swinmae.score
     images = _parts(3)
     maps = AnomalyMaps(mae, cfg, head)(images)
     assert maps.shape == (3, 2, 64, 64)
@@ -136,13 +136,14 @@ def test_the_head_needs_normalized_maps_to_add_them():
     from core.config import load_config
     from core.errors import ConfigError
     with pytest.raises(ConfigError, match="swinmae.score.normalize: true"):
-        load_config(["swinmae.preset=head", "swinmae.score.normalize=false"])
+        load_config(["swinmae.score.normalize=false"])
 
 
-def test_the_head_preset_is_the_default_model_with_the_head_making_the_maps():
+def test_the_default_has_the_head_and_the_reconstruction_preset_is_the_default_without():
     from core.config import load_config, presets
-    assert "head" in presets("swinmae")  # so the console's preset picker offers it
-    default, head = (load_config([f"swinmae.preset={name}"]).swinmae
-                     for name in ("default", "head"))
-    assert (default.score.method, head.score.method) == ("reconstruction", "head")
-    assert head.model == default.model and head.train == default.train
+    assert "reconstruction" in presets("swinmae")  # so the console's preset picker offers it
+    default, plain, tiny = (load_config([f"swinmae.preset={name}"]).swinmae
+                            for name in ("default", "reconstruction", "tiny"))
+    assert (default.score.method, plain.score.method) == ("head", "reconstruction")
+    assert plain.model == default.model and plain.train == default.train
+    assert tiny.score.method == "reconstruction"  # seconds: no head to train
