@@ -15,26 +15,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.images.defects import synthetic_defects
-from core.images.swinmae import SwinMAE
-from core.masking import masked_error
+from core.images.swinmae import ScoringPass, SwinMAE
 
 FOCAL_GAMMA = 2.0
 
 
-def masked_reconstruction(mae: SwinMAE, imgs: torch.Tensor) -> torch.Tensor:
+Reconstructed = list[tuple[ScoringPass, torch.Tensor]]  # each scoring pass with the images'
+# reconstruction under it (B, C, S, S)
+
+
+def masked_reconstructions(mae: SwinMAE, imgs: torch.Tensor) -> Reconstructed:
+    """The reconstructions `score.mode: masked` makes of imgs (B, C, S, S) (uniform masking: the
+    2 diagonal packings; block: the complementary block masks), in imgs' dtype. Scoring
+    computes them once for both the error map and the head's input."""
+    return [(p, mae.reconstruct(imgs, p.mask, p.keep).to(imgs.dtype))
+            for p in mae.scoring_passes(imgs.device)]
+
+
+def masked_reconstruction(mae: SwinMAE, imgs: torch.Tensor,
+                          passes: Reconstructed | None = None) -> torch.Tensor:
     """(B, C, S, S) → (B, C, S, S): each pixel as Swin MAE predicts it with its region hidden,
-    averaged over the masks that hide it (uniform: the 2 diagonal packings; block: the
-    complementary block masks), as `score.mode: masked` sees an image."""
-    passes = mae.scoring_passes(imgs.device)
-    return masked_error(  # (B, C, S, S): each pixel's predictions over the passes hiding it
-        passes, lambda p: mae.reconstruct(imgs, p.mask, p.keep).to(imgs.dtype),
-        lambda p: p.hidden.to(imgs.dtype)) / sum(p.hidden for p in passes).to(imgs.dtype)
+    averaged over the passes that hide it (`masked_reconstructions`, made here unless given)."""
+    passes = passes or masked_reconstructions(mae, imgs)
+    hidden = [p.hidden.to(imgs.dtype) for p, _ in passes]  # (S, S) each
+    return sum(recon * h for (_, recon), h in zip(passes, hidden)) / sum(hidden)
 
 
 @torch.no_grad()
-def head_input(mae: SwinMAE, imgs: torch.Tensor) -> torch.Tensor:
+def head_input(mae: SwinMAE, imgs: torch.Tensor,
+               passes: Reconstructed | None = None) -> torch.Tensor:
     """(B, C, S, S) → (B, 2C + 1, S, S): image, reconstruction, squared error (channel mean)."""
-    recon = masked_reconstruction(mae, imgs)
+    recon = masked_reconstruction(mae, imgs, passes)
     return torch.cat([imgs, recon, (imgs - recon).pow(2).mean(dim=1, keepdim=True)], dim=1)
 
 
@@ -102,6 +113,8 @@ class HeadTraining(nn.Module):
 
 
 @torch.no_grad()
-def head_maps(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor) -> torch.Tensor:
-    """(B, C, S, S) → (B, S, S) float32: the head's defect probability per pixel."""
-    return torch.sigmoid(head(head_input(mae, imgs)).float())[:, 0]
+def head_maps(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor,
+              passes: Reconstructed | None = None) -> torch.Tensor:
+    """(B, C, S, S) → (B, S, S) float32: the head's defect probability per pixel (`passes`:
+    imgs' masked reconstructions, when already made)."""
+    return torch.sigmoid(head(head_input(mae, imgs, passes)).float())[:, 0]

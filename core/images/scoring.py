@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from core.images.config import ImageScoreConfig
-from core.images.head import DefectHead, head_maps
+from core.images.head import DefectHead, head_maps, masked_reconstructions
 from core.images.swinmae import SwinMAE
 from core.masking import masked_error
 
@@ -77,18 +77,20 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
                  head: DefectHead | None = None) -> torch.Tensor:
     """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32 of the
     error; with a defect head (`score.method: head`) (B, 2, H, W): the error, then the head's
-    probability."""
-    if head is not None:
-        probability = gaussian_blur(head_maps(model, head, imgs), cfg.sigma)  # (B, H, W)
-        return torch.stack([anomaly_maps(model, imgs, cfg), probability], dim=1)
+    probability. The masked reconstructions are made once for both."""
+    passes = masked_reconstructions(model, imgs) \
+        if cfg.mode == "masked" or head is not None else None
     if cfg.mode == "full":
         err = pixel_error(model.reconstruct(imgs, None), imgs, cfg)
     else:  # each pixel's error averaged over the passes hiding it (block masks: exactly one)
-        passes = model.scoring_passes(imgs.device)
         err = masked_error(  # (B, H, W)
-            passes, lambda p: pixel_error(model.reconstruct(imgs, p.mask, p.keep), imgs, cfg),
-            lambda p: p.hidden) / sum(p.hidden for p in passes)  # (H, W): 1 or 2
-    return gaussian_blur(err.float(), cfg.sigma)
+            passes, lambda pr: pixel_error(pr[1], imgs, cfg),
+            lambda pr: pr[0].hidden) / sum(p.hidden for p, _ in passes)  # (H, W): 1 or 2
+    err = gaussian_blur(err.float(), cfg.sigma)
+    if head is None:
+        return err
+    probability = gaussian_blur(head_maps(model, head, imgs, passes), cfg.sigma)  # (B, H, W)
+    return torch.stack([err, probability], dim=1)
 
 
 class AnomalyMaps(torch.nn.Module):
