@@ -1,8 +1,8 @@
 """Device choice, mixed precision, optional compilation, and what the console shows about the
 hardware. `device: auto` picks CUDA when available, else CPU; `precision: auto` is bf16 autocast
 on a CUDA GPU that supports it, fp16 (with a gradient scaler) on one that doesn't; on a CPU it is
-bf16 where the CPU has bf16 matrix units (AMX, AVX-512 BF16), fp32 elsewhere: without them bf16
-is emulated and slower than fp32."""
+bf16 where the CPU has bf16 matrix units (AMX, AVX-512 BF16) and the stream gains from it
+(`Stream.cpu_bf16`), fp32 elsewhere: without them bf16 is emulated and slower than fp32."""
 from __future__ import annotations
 
 import contextlib
@@ -46,13 +46,14 @@ def cpu_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return next((name for flag, name in CPU_BF16_FLAGS.items() if flag in flags), None)
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' | 'bf16' | 'fp16' | 'fp32' → what autocast will use on `device`."""
+def resolve_precision(name: str, device: torch.device, cpu_bf16: bool = True) -> str:
+    """'auto' | 'bf16' | 'fp16' | 'fp32' → what autocast will use on `device`. On a CPU, 'auto'
+    is bf16 only where the CPU has bf16 units and `cpu_bf16` (the model gains from them)."""
     bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
     if name == "auto":
         if device.type == "cuda":
             return "bf16" if bf16_ok else "fp16"
-        return "bf16" if cpu_bf16_units() else "fp32"
+        return "bf16" if cpu_bf16 and cpu_bf16_units() else "fp32"
     if name == "bf16" and not bf16_ok:
         raise ConfigError(f"pipeline.precision: this GPU ({torch.cuda.get_device_name()}) has no "
                           "bf16 support; use 'fp16' or 'auto'")
@@ -73,10 +74,12 @@ class Runtime:
         return cls(device, resolve_precision("auto", device))
 
     @classmethod
-    def of(cls, pipeline) -> "Runtime":
-        """From the run's `pipeline` config section."""
+    def of(cls, pipeline, cpu_bf16: bool = True) -> "Runtime":
+        """From the run's `pipeline` config section, for a model that gains from bf16 on a
+        CPU with bf16 units or not (`cpu_bf16`, its stream's `Stream.cpu_bf16`)."""
         device = resolve_device(pipeline.device)
-        return cls(device, resolve_precision(pipeline.precision, device), pipeline.compile)
+        return cls(device, resolve_precision(pipeline.precision, device, cpu_bf16),
+                   pipeline.compile)
 
     def autocast(self):
         """Autocast to bf16/fp16, or a no-op context for fp32."""

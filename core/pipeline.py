@@ -35,7 +35,8 @@ from core.progress import MetricsLog, ProgressWriter, initial_progress, read_pro
 from core.fileio import write_json
 from core.run_files import RunFiles
 from core.runs import RunIndex, delete_run, new_run, workspace, workspace_of
-from core.runner import Context, is_scoring_run, preflight, run_stages, streams_with_data
+from core.runner import Context, is_scoring_run, preflight, run_runtime, run_stages, \
+    streams_with_data
 from core.streams import STREAMS, plan, stage_names
 
 SCRATCH = ".tmp"  # a run's temporary files (see run_scratch)
@@ -123,10 +124,9 @@ def _refused(run_dir: Path, error: JobError) -> None:
 
 def _run(ctx: Context) -> tuple[str, str | None]:
     """Config, device, stages; any failure becomes (status, error) for progress.json."""
-    from core.devices import Runtime
     try:
         ctx.cfg = read_config(RunFiles(ctx.run_dir).config)
-        runtime = Runtime.of(ctx.cfg.pipeline)
+        runtime = run_runtime(ctx.cfg)
         ctx.progress.set(device=runtime.describe())
         provenance.record(ctx.run_dir, ctx.cfg, streams_with_data(ctx.cfg), runtime.describe(),
                           runtime.precision, ctx.resume)

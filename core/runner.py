@@ -34,6 +34,21 @@ def streams_with_data(cfg: RunConfig) -> list[str]:
     return [name for name, s in STREAMS.items() if getattr(cfg.pipeline, s.data_key)]
 
 
+def stream_runtime(cfg: RunConfig, stream: str):
+    """The device and precision `stream`'s model trains with (`precision: auto` on a CPU with
+    bf16 units: bf16 only for streams that gain from it, `Stream.cpu_bf16`)."""
+    from core.devices import Runtime  # torch: only when a run or a check needs it
+    return Runtime.of(cfg.pipeline, STREAMS[stream].cpu_bf16)
+
+
+def run_runtime(cfg: RunConfig):
+    """The run's device and precision as its device line and provenance give them: bf16 when a
+    stream with data trains in it (each stream's training logs its own)."""
+    from core.devices import Runtime
+    streams = streams_with_data(cfg)
+    return Runtime.of(cfg.pipeline, not streams or any(STREAMS[s].cpu_bf16 for s in streams))
+
+
 class Skip(Exception):
     """Raised by a stage that has nothing to do; its message is shown on the stage."""
 
@@ -126,9 +141,8 @@ def preflight(cfg: RunConfig) -> list[str]:
     process count can be had here, and every stream's data loads and fits the config (window
     vs rows, image count...). Raises ConfigError or DataError naming the problem; returns what
     it found, in lines. `--dry-run` and the console's Train and Check buttons run this."""
-    from core.devices import Runtime  # torch: only when a check is asked for
-    from core.distributed import planned_world
-    runtime, world = Runtime.of(cfg.pipeline), planned_world(cfg.pipeline)
+    from core.distributed import planned_world  # torch: only when a check is asked for
+    runtime, world = run_runtime(cfg), planned_world(cfg.pipeline)
     lines = [f"device: {runtime.describe()}" + (f" × {world} processes" if world > 1 else "")]
     for stream in streams_with_data(cfg):
         lines += [f"{stream}: {line}" for line in check_data(cfg, stream)]

@@ -86,6 +86,8 @@ class Stream:
     key_params: tuple[tuple[str, str], ...]  # (section, key) of its config the index shows
     form_fields: tuple[FormField, ...]  # the Train form's fields beyond the pipeline's
     preselected: bool  # the console's Train page picks its bundled sample by default
+    cpu_bf16: bool = True  # `precision: auto` trains it in bf16 on a CPU with bf16 units
+    # (measured faster there); False: fp32 on every CPU
     config_file: Path | None = None  # its YAML defaults; None: configs/<name>.yaml
 
     @property

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import runs_tables
 from core.runs import workspace
+from core.streams import STREAMS
 
 LATEST = 5
 GPU_COLUMNS = {"index": "index", "name": "GPU", "memory_total_gb": "memory (GB)",
@@ -32,7 +33,9 @@ def device_panel() -> None:
                        "whole GPU's memory and utilisation.")
     else:
         n, units = facts["cpu_threads"], facts["cpu_bf16"]
-        bf16 = (f"{units} bf16 units: precision `auto` trains in bf16" if units else
+        in_bf16 = " and ".join(s.title for s in STREAMS.values() if s.cpu_bf16)
+        bf16 = (f"{units} bf16 units: precision `auto` trains {in_bf16} in bf16, other streams "
+                "in fp32 (bf16 measured slower for them)" if units else
                 "no bf16 units: precision `auto` stays fp32")
         st.caption(f"No GPU visible: training runs on the CPU ({n} thread{'s' if n != 1 else ''}; "
                    f"{bf16}).")

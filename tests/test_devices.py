@@ -26,6 +26,26 @@ def test_precision_auto_on_cpu_is_bf16_only_where_the_cpu_has_bf16_units(monkeyp
     assert Runtime.on(CPU).precision == "bf16"
 
 
+def test_precision_auto_is_per_stream_on_a_bf16_cpu(monkeypatch):
+    """PatchTST measured slower under bf16 autocast on such a CPU (`Stream.cpu_bf16`): auto
+    trains it in fp32 there, Swin MAE in bf16; a run's device line says bf16 when any of its
+    streams trains in it. An explicit bf16 stands for both."""
+    from core.config import load_config
+    from core.runner import run_runtime, stream_runtime
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: "AVX-512 BF16")
+    assert resolve_precision("auto", CPU, cpu_bf16=False) == "fp32"
+    cfg = load_config(["pipeline.device=cpu", "pipeline.ts_data=x", "pipeline.img_data=y"])
+    assert stream_runtime(cfg, "patchtst").precision == "fp32"
+    assert stream_runtime(cfg, "swinmae").precision == "bf16"
+    assert run_runtime(cfg).precision == "bf16"
+    ts_only = load_config(["pipeline.device=cpu", "pipeline.ts_data=x"])
+    assert run_runtime(ts_only).precision == "fp32"
+    forced = load_config(["pipeline.device=cpu", "pipeline.ts_data=x", "pipeline.precision=bf16"])
+    assert stream_runtime(forced, "patchtst").precision == "bf16"
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: None)
+    assert stream_runtime(cfg, "swinmae").precision == "fp32"
+
+
 @pytest.mark.parametrize("units", [None, "AVX-512 BF16"])
 def test_explicit_cpu_precisions_stand_whatever_the_units(monkeypatch, units):
     monkeypatch.setattr(devices, "cpu_bf16_units", lambda: units)

@@ -34,7 +34,7 @@ from core.images.overlays import save_overlay
 from core.images.scoring import (AnomalyMaps, NearestNormal, NormalReference, PixelErrorStats,
                                  image_scores, normal_reference, thumbnails)
 from core.images.swinmae import SwinMAE
-from core.runner import Context, Skip, TrainReporter
+from core.runner import Context, Skip, TrainReporter, stream_runtime
 from core.training import fit, load_checkpoint
 
 STREAM = "swinmae"
@@ -102,7 +102,7 @@ def model_config(ctx: Context):
 def train(ctx: Context) -> None:
     """Train on the normal images not held out (on a torchrun rank: its share of each epoch)."""
     cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
-    rt = Runtime.of(ctx.cfg.pipeline)
+    rt = stream_runtime(ctx.cfg, STREAM)
     seed_everything(ctx.cfg.pipeline.seed)
     model = SwinMAE(model_config(ctx))
     t = cfg.train
@@ -137,7 +137,7 @@ def train_head(ctx: Context) -> None:
     cfg, data = ctx.cfg.swinmae, ctx.state[STREAM]
     if cfg.score.method != "head":
         raise Skip(f"score.method is {cfg.score.method}: no defect head")
-    rt = Runtime.of(ctx.cfg.pipeline)
+    rt = stream_runtime(ctx.cfg, STREAM)
     seed_everything(ctx.cfg.pipeline.seed)
     mae, _ = load_model(ctx.stream_dir(STREAM), rt.device)
     head = DefectHead(2 * data.channels + 1, cfg.head.width)

@@ -20,7 +20,7 @@ from core.devices import Runtime, explain_oom, seed_everything
 from core.distributed import group_of
 from core.errors import DataError
 from core.fileio import atomic_path, write_json
-from core.runner import Context, Skip, TrainReporter
+from core.runner import Context, Skip, TrainReporter, stream_runtime
 from core.timeseries.baselines import fit_pca, pca_scores, random_scores
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
@@ -85,7 +85,7 @@ def summary(data: Prepared, ds: TSDataset) -> dict:
 def train(ctx: Context) -> None:
     """Train on the fitting part of train.csv (on a torchrun rank: its share of each epoch)."""
     cfg, data, group = ctx.cfg.patchtst, ctx.state[STREAM], group_of(ctx)
-    rt = Runtime.of(ctx.cfg.pipeline)
+    rt = stream_runtime(ctx.cfg, STREAM)
     seed = ctx.cfg.pipeline.seed or 0
     seed_everything(seed)
     window, n_channels = cfg.data.window, data.train.shape[1]

@@ -217,7 +217,8 @@ def test_home_lists_gpus(ws, monkeypatch):
 
 
 @pytest.mark.parametrize("units, shown", [
-    ("AMX", "AMX bf16 units: precision `auto` trains in bf16"),
+    ("AMX", "AMX bf16 units: precision `auto` trains Images (Swin MAE) in bf16, other streams "
+            "in fp32"),
     (None, "no bf16 units: precision `auto` stays fp32")])
 def test_home_says_whether_the_cpu_has_bf16_units(ws, monkeypatch, units, shown):
     import streamlit as st
