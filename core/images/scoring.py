@@ -2,8 +2,8 @@
 looks at them (`core.images.head`, `score.method: head`). With the head a detector makes two
 maps per image, the reconstruction error and the head's defect probability; each is measured
 against normal images' maps of its own kind and the map is the sum of the two z-scores (the
-head alone varied with its seed on the magnetic tiles, 0.65-0.83 image AUROC; the sum did not
-fall below the reconstruction alone: benchmarks/README.md).
+head alone varied with its seed on the magnetic tiles, 0.73-0.82 image AUROC; the sum stayed
+within 0.015 of the reconstruction alone or rose up to 0.07 above it: benchmarks/README.md).
 
 `masked` mode scores an image the way its model was trained to see it. Block masking: K
 reconstructions with complementary block masks, so every region is predicted once from its
