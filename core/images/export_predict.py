@@ -113,6 +113,7 @@ def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> 
         mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)
     else:
         mean, std = (np.asarray(normal[key], np.float32) for key in ("mean", "std"))
+
     def median(m: np.ndarray) -> np.ndarray:  # (..., S, S) → (..., 1, 1): the lower middle
         # value, as torch's median
         flat = m.reshape(*m.shape[:-2], -1)
