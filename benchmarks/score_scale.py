@@ -147,7 +147,7 @@ def score(model: PatchTST, values: np.ndarray, score_cfg, device: torch.device) 
 
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        errors = channel_errors(model, values, score_cfg, Runtime.on(device), tick)  # (T, C)
+        errors = channel_errors(model, values, score_cfg, device, tick)  # (T, C)
         scores = step_scores(errors)  # (T,)
         marks.append(time.perf_counter())
         wall = marks[-1] - t0

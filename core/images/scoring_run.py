@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import RunConfig
-from core.devices import Runtime, explain_oom
+from core.devices import explain_oom, resolve_device
 from core.fileio import write_json
 from core.images.files import ImageFiles
 from core.images.data import ImageItem, load_image_dataset, summarize_images
@@ -53,7 +53,7 @@ def load(cfg: RunConfig) -> tuple[Prepared, dict, list[str]]:
 def score(ctx: Context) -> None:
     data, out = ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
     trained = data.trained
-    detector = trained.detector.to(Runtime.of(ctx.cfg.pipeline).device)
+    detector = trained.detector.to(resolve_device(ctx.cfg.pipeline.device))
     with explain_oom("scoring images", "lower swinmae.score.batch_size in the model run"):
         scored = score_items(ctx, detector, None, data.target, trained.normal)
     threshold = trained.threshold

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from core import metrics
 from core.config import RunConfig, to_dict
-from core.devices import Runtime, explain_oom, resolve_device, seed_everything
+from core.devices import explain_oom, resolve_device, seed_everything
 from core.distributed import group_of
 from core.errors import DataError, StopRequested
 from core.fileio import atomic_path, read_json, write_json
@@ -206,7 +206,7 @@ def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem],
     """(smoothed anomaly maps (B, [M,] S, S) on the CPU, the loader's batch) for batches of
     `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
     bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it."""
-    cfg, device = ctx.cfg.swinmae.score, Runtime.of(ctx.cfg.pipeline).device
+    cfg, device = ctx.cfg.swinmae.score, resolve_device(ctx.cfg.pipeline.device)
     for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=with_masks):
         if ctx.should_stop():
             raise StopRequested("stopped while scoring images")
@@ -282,7 +282,7 @@ def load_normal_reference(path: Path, two_sided: bool) -> NormalReference:
 
 def score(ctx: Context) -> None:
     cfg, data, out = ctx.cfg.swinmae, ctx.state[STREAM], ImageFiles(ctx.stream_dir(STREAM))
-    device = Runtime.of(ctx.cfg.pipeline).device
+    device = resolve_device(ctx.cfg.pipeline.device)
     model, _ = load_model(out.dir, device)
     head = load_head(out.dir, device) if cfg.score.method == "head" else None
     detector = AnomalyMaps(model, cfg.score, head)

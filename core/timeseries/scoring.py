@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from scipy.ndimage import uniform_filter1d
 
-from core.devices import Runtime
 from core.errors import StopRequested
 from core.masking import masked_error
 from core.timeseries.config import TSScoreConfig
@@ -43,11 +42,11 @@ def score_batch_size(cfg: TSScoreConfig, device: torch.device) -> int:
 
 @torch.no_grad()
 def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
-                   rt: Runtime, should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+                   device: torch.device, should_stop: Callable[[], bool] = lambda: False
+                   ) -> np.ndarray:
     """Per-step, per-channel reconstruction error (T, C) float32 of a normalised series (T, C),
     averaged over the windows that cover each step. In fp32 whatever the training precision,
     as the exported model.onnx computes it."""
-    device = rt.device
     model.eval().to(device)
     window = model.n_patches * model.cfg.patch_len
     series = torch.from_numpy(values)

@@ -13,7 +13,7 @@ import numpy as np
 
 from core import metrics
 from core.config import RunConfig
-from core.devices import Runtime, explain_oom
+from core.devices import explain_oom, resolve_device
 from core.errors import DataError
 from core.fileio import atomic_path, read_json, write_json
 from core.runner import Context, Skip
@@ -52,10 +52,10 @@ def load(cfg: RunConfig) -> tuple[Prepared, dict, list[str]]:
 
 def score(ctx: Context) -> None:
     data, out = ctx.state[STREAM], SeriesFiles(ctx.stream_dir(STREAM))
-    trained, rt = data.trained, Runtime.of(ctx.cfg.pipeline)
+    trained, device = data.trained, resolve_device(ctx.cfg.pipeline.device)
     normalised = trained.normalizer(data.target.values)  # (T, C), training statistics
     with explain_oom("scoring PatchTST", "lower patchtst.score.batch_size in the model run"):
-        errors = trained.errors(normalised, rt, ctx.should_stop)  # (T, C)
+        errors = trained.errors(normalised, device, ctx.should_stop)  # (T, C)
     parts = trained.parts(normalised, errors)  # each (T,) point-wise
     scores = trained.score(parts)  # (T,) post-processed
     threshold = trained.threshold

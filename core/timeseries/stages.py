@@ -16,7 +16,7 @@ import torch
 
 from core import metrics
 from core.config import RunConfig, to_dict
-from core.devices import Runtime, explain_oom, seed_everything
+from core.devices import explain_oom, resolve_device, seed_everything
 from core.distributed import group_of
 from core.errors import DataError
 from core.fileio import atomic_path, write_json
@@ -150,12 +150,12 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Pa
 
 def score(ctx: Context) -> None:
     cfg, data, out = ctx.cfg.patchtst, ctx.state[STREAM], SeriesFiles(ctx.stream_dir(STREAM))
-    sc, rt = cfg.score, Runtime.of(ctx.cfg.pipeline)
-    model, _ = load_model(out.dir, rt.device)
+    sc, device = cfg.score, resolve_device(ctx.cfg.pipeline.device)
+    model, _ = load_model(out.dir, device)
     with explain_oom("scoring PatchTST", f"lower patchtst.score.batch_size (now "
-                                         f"{score_batch_size(sc, rt.device)})"):
-        val_errors = channel_errors(model, data.val, sc, rt, ctx.should_stop)  # (T_val, C)
-        errors = channel_errors(model, data.target_values, sc, rt, ctx.should_stop)  # (T, C)
+                                         f"{score_batch_size(sc, device)})"):
+        val_errors = channel_errors(model, data.val, sc, device, ctx.should_stop)  # (T_val, C)
+        errors = channel_errors(model, data.target_values, sc, device, ctx.should_stop)  # (T, C)
     scale = channel_scale(val_errors, sc.normalize_channels, sc.scale_floor)  # (C,)
     val_errors, errors = val_errors / scale, errors / scale
     parts = {"reconstruction": tuple(step_scores(e, sc.channel_cap) for e in (val_errors, errors))}

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from core.config import from_dict
-from core.devices import Runtime
 from core.errors import DataError
 from core.fileio import read_json
 from core.timeseries.baselines import PCAFit
@@ -43,11 +43,12 @@ class TrainedSeries:
     def window(self) -> int:
         return self.cfg.data.window
 
-    def errors(self, normalised: np.ndarray, rt: Runtime,
+    def errors(self, normalised: np.ndarray, device: torch.device,
                should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
         """Rows standardised by `normalizer` (T, C) → per-channel error (T, C) float32 in units
         of `scale`."""
-        return channel_errors(self.model, normalised, self.cfg.score, rt, should_stop) / self.scale
+        errors = channel_errors(self.model, normalised, self.cfg.score, device, should_stop)
+        return errors / self.scale
 
     def parts(self, normalised: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
         """Standardised rows (T, C) and their scaled errors (T, C) → each part's point-wise

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from core.config import defaults
-from core.devices import Runtime
 from core.errors import DataError, StopRequested
 from core.timeseries.config import TSScoreConfig
 from core.timeseries.patchtst import PatchTST, staggered_masks
@@ -17,7 +16,7 @@ from core.timeseries.scoring import channel_errors, score_batch_size, step_score
 from core.timeseries.windows import (STD_FLOOR, Normalizer, epoch_order, n_batches_of,
                                      split_train_val, window_batches, window_starts)
 
-CPU = Runtime(torch.device("cpu"))
+CPU = torch.device("cpu")
 WINDOW, PATCH = 32, 4
 
 
