@@ -54,6 +54,9 @@ def ws(model_run, monkeypatch) -> Path:
         if (run / "progress.json").exists() and \
                 jobs.run_status(run)["status"] in jobs.LIVE_STATES:
             jobs.stop(run, grace_s=5)
+    # a job writes its final status, then exits and frees the workspace's job lock: the next
+    # test's run must not find it still held (it did, on a loaded CPU)
+    wait_for(lambda: jobs.running_run_id(path) is None, "the job lock to be released", 30)
 
 
 def _remove_other_runs(ws: Path, keep: Path) -> None:
