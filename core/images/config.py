@@ -3,7 +3,9 @@ models with their bounds, the rules that tie fields together (`check`), and the 
 Swin stage uses (`stage_windows`)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
 
 from core.config import PositiveInts, Section, TrainConfig, number
 from core.errors import ConfigError
@@ -107,9 +109,20 @@ class ImageDataConfig(Section):
     max_pixels: int = number(ge=1)
 
 
+class KnnConfig(Section):
+    """`score.method: knn`: the distance of each patch's encoder features to a bank of normal
+    patch features (`core.images.knn`)."""
+    stages: Annotated[tuple[int, ...], BeforeValidator(  # a YAML list or an override's tuple
+        lambda v: tuple(v) if isinstance(v, list) else v)]  # encoder stages (0 first) whose
+    # outputs make a patch's feature
+    bank_size: int = number("normal patch features kept (greedy coreset): memory and scoring "
+                            "time grow with it", ge=1)
+
+
 class ImageScoreConfig(Section):
-    method: Literal["reconstruction", "head"]  # what makes the maps: Swin MAE's error, or that
-    # plus the defect head trained on synthetic defects (their z-scores added)
+    method: Literal["reconstruction", "head", "knn"]  # what makes the maps: Swin MAE's error,
+    # that plus the defect head trained on synthetic defects (their z-scores added), or the
+    # encoder features' distance to the nearest normal patch features
     mode: Literal["masked", "full"]  # masked: complementary masks, or 2 packings (uniform)
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
@@ -124,6 +137,7 @@ class ImageScoreConfig(Section):
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of held-out normal scores
     batch_size: int = number(ge=1)
     overlays: int = number(ge=0)  # heatmap overlay PNGs written for the top images
+    knn: KnnConfig
 
 
 class DefectHeadConfig(Section):
@@ -147,3 +161,8 @@ class SwinMAEConfig(Section):
                               "reconstruction error's in units of normal images' maps, which "
                               "needs swinmae.score.normalize: true (found false); set it, or use "
                               "method: reconstruction")
+        stages = self.score.knn.stages
+        if not stages or any(not 0 <= s < len(self.model.depths) for s in stages):
+            raise ConfigError(f"swinmae.score.knn.stages: expected a non-empty list of encoder "
+                              f"stages, each 0 to {len(self.model.depths) - 1} (the model has "
+                              f"{len(self.model.depths)}), found {list(stages)}")

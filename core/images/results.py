@@ -53,7 +53,7 @@ class ImageResults:
     channels: int  # 1 | 3, as the run read its images
     vmax: float  # map value at which the heat colours saturate (the same for every image)
     score_title: str  # the score's axis title, with its unit
-    method: str  # what made the maps: "reconstruction" or "head" (scoring.json's method)
+    method: str  # what made the maps: "reconstruction", "head" or "knn" (scoring.json's)
 
     @property
     def maps_caption(self) -> str:
@@ -79,6 +79,8 @@ METHOD_CAPTIONS = {
     "head": "Maps: Swin MAE's reconstruction error plus the segmentation of a defect head "
             "trained on synthetic defects, each in units of normal images' maps "
             "(score.method: head).",
+    "knn": "Maps: each patch's distance to the nearest normal patch in Swin MAE's encoder "
+           "features (score.method: knn).",
 }
 
 
@@ -145,14 +147,17 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
     what = {"max": "map maximum",
             "topk_mean": f"mean of the map's top {topk:.0%}" if topk else "mean of the map's top"
             }.get(how, "image score")
-    head = scoring.get("method") == "head"
+    method = scoring.get("method")
     error = "squared error + gradient term" if score_cfg.get("error") == "l2_grad" \
         else "squared error"
     unit = "pixels in [0, 1]"
-    if head:
+    if method == "head":
         error = f"{error} and the defect head's defect probability, their z-scores added"
+    elif method == "knn":
+        error, unit = "distance to the nearest normal patch's features", "feature units"
     if scoring.get("normalized_by"):
-        near, value = scoring.get("neighbours"), "maps" if head else "error"
+        near = scoring.get("neighbours")
+        value = {"head": "maps", "knn": "distance"}.get(method, "error")
         unit = (f"in units of normal images' {value} at each pixel" if not near else
                 f"in units of the {value} at each pixel of the {near} normal images most like "
                 "it") \

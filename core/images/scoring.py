@@ -5,6 +5,9 @@ against normal images' maps of its own kind and the map is the sum of the two z-
 head alone varied with its seed on the magnetic tiles, 0.73-0.82 image AUROC; the sum stayed
 within 0.015 of the reconstruction alone or rose up to 0.07 above it: benchmarks/README.md).
 
+With `score.method: knn` the map is instead each patch's distance to the nearest normal patch
+in the encoder's feature space (`core.images.knn`), and no reconstruction is made.
+
 `masked` mode scores an image the way its model was trained to see it. Block masking: K
 reconstructions with complementary block masks, so every region is predicted once from its
 visible context and its error is counted once. Uniform masking: the 2 diagonal packings (the
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 
 from core.images.config import ImageScoreConfig
 from core.images.head import DefectHead, head_maps, masked_reconstructions
+from core.images.knn import MemoryBank, knn_maps
 from core.images.swinmae import SwinMAE
 from core.masking import masked_error
 
@@ -74,10 +78,15 @@ def pixel_error(recon: torch.Tensor, imgs: torch.Tensor, cfg: ImageScoreConfig) 
 
 @torch.no_grad()
 def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
-                 head: DefectHead | None = None) -> torch.Tensor:
+                 head: DefectHead | None = None, bank: MemoryBank | None = None,
+                 exclude: torch.Tensor | None = None) -> torch.Tensor:
     """imgs (B, C, H, W) on the model's device → smoothed anomaly maps (B, H, W) float32 of the
     error; with a defect head (`score.method: head`) (B, 2, H, W): the error, then the head's
-    probability. The masked reconstructions are made once for both."""
+    probability (the masked reconstructions made once for both); with a memory bank
+    (`score.method: knn`) (B, H, W) of the feature distances, each image's own bank entries
+    left out when `exclude` (B,) names it (a training image)."""
+    if bank is not None:
+        return gaussian_blur(knn_maps(model, bank, imgs, cfg.knn.stages, exclude), cfg.sigma)
     passes = masked_reconstructions(model, imgs) \
         if cfg.mode == "masked" or head is not None else None
     if cfg.mode == "full":
@@ -94,16 +103,18 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
 
 
 class AnomalyMaps(torch.nn.Module):
-    """A run's detector: images (B, C, S, S) in [0, 1] → smoothed anomaly maps (B, S, S) as
-    scoring computes them (`anomaly_maps`), with the defect head when the run has one. Scoring,
-    scoring runs and the ONNX export all call this."""
+    """A run's detector: images (B, C, S, S) in [0, 1] → smoothed anomaly maps (B, [M,] S, S)
+    as scoring computes them (`anomaly_maps`), with the defect head or the memory bank when the
+    run has one. Scoring, scoring runs and the ONNX export all call this; `exclude` (B,) is for
+    the training images' own maps (`anomaly_maps`), never exported."""
 
-    def __init__(self, model: SwinMAE, cfg: ImageScoreConfig, head: DefectHead | None = None):
+    def __init__(self, model: SwinMAE, cfg: ImageScoreConfig, head: DefectHead | None = None,
+                 bank: MemoryBank | None = None):
         super().__init__()
-        self.model, self.cfg, self.head = model, cfg, head
+        self.model, self.cfg, self.head, self.bank = model, cfg, head, bank
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return anomaly_maps(self.model, images, self.cfg, self.head)
+    def forward(self, images: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        return anomaly_maps(self.model, images, self.cfg, self.head, self.bank, exclude)
 
 
 THUMB = 16  # side of the thumbnails that find an image's nearest normal images

@@ -28,6 +28,7 @@ from core.fileio import atomic_path, read_json, write_json
 from core.images.baselines import MeanImageBaseline
 from core.images.files import ImageFiles
 from core.images.head import DefectHead, HeadTraining
+from core.images.knn import MemoryBank, patch_features
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
 from core.images.overlays import save_overlay
@@ -201,27 +202,51 @@ class Scored:
     images: np.ndarray  # (N, C, S, S) float16, for the overlays
 
 
-def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem],
-          with_masks: bool) -> Iterator[tuple[torch.Tensor, dict]]:
-    """(smoothed anomaly maps (B, [M,] S, S) on the CPU, the loader's batch) for batches of
-    `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
-    bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it."""
+def _batches(ctx: Context, items: list[ImageItem],
+             with_masks: bool = False) -> Iterator[tuple[torch.Tensor, dict]]:
+    """(images (B, C, S, S) on the run's device, the loader's batch) for batches of `items` in
+    order, for scoring; StopRequested when the user stops the run."""
     cfg, device = ctx.cfg.swinmae.score, resolve_device(ctx.cfg.pipeline.device)
     for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=with_masks):
         if ctx.should_stop():
             raise StopRequested("stopped while scoring images")
-        imgs = batch["image"].to(device, non_blocking=True)  # (B, C, S, S)
-        yield detector(imgs).cpu(), batch
+        yield batch["image"].to(device, non_blocking=True), batch
+
+
+def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem], with_masks: bool,
+          own: bool = False) -> Iterator[tuple[torch.Tensor, dict]]:
+    """(smoothed anomaly maps (B, [M,] S, S) on the CPU, the loader's batch) for batches of
+    `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
+    bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it.
+    `own`: items are the first of `data.fit`, whose patches the memory bank holds (knn): each
+    is scored with its own left out."""
+    start = 0
+    for imgs, batch in _batches(ctx, items, with_masks):
+        ids = torch.arange(start, start + len(imgs)) if own else None
+        start += len(imgs)
+        yield detector(imgs, ids).cpu(), batch
+
+
+def build_bank(ctx: Context, mae: SwinMAE, items: list[ImageItem]) -> MemoryBank:
+    """The memory bank of `items`' patch features (`score.method: knn`), saved in the run."""
+    cfg = ctx.cfg.swinmae.score
+    features = (patch_features(mae, imgs, cfg.knn.stages) for imgs, _ in _batches(ctx, items))
+    bank = MemoryBank.build(features, len(items), cfg.knn.bank_size, ctx.cfg.pipeline.seed or 0)
+    bank.save(ImageFiles(ctx.stream_dir(STREAM)).knn_bank)
+    ctx.log.info("    memory bank: %d normal patch features of %d channels from %d images",
+                 *bank.bank.shape, len(items))
+    return bank.to(resolve_device(ctx.cfg.pipeline.device))
 
 
 def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline,
                        items: list[ImageItem]) -> tuple[NormalReference, NormalReference]:
     """What the model's and the baseline's maps are measured against: their maps of normal
-    training images (`score.normal_images`), per image its `score.neighbours` nearest. Both
+    training images (`items`: `data.fit`; the first `score.normal_images`), per image its
+    `score.neighbours` nearest. Both
     detectors' maps get the same post-processing."""
     cfg = ctx.cfg.swinmae.score
     model_maps, base_maps, keys = [], [], []
-    for maps, batch in _maps(ctx, detector, items[:cfg.normal_images], False):
+    for maps, batch in _maps(ctx, detector, items[:cfg.normal_images], False, own=True):
         model_maps.append(maps)
         base_maps.append(baseline.maps(batch["image"], cfg.sigma))
         keys.append(thumbnails(batch["image"]))
@@ -285,7 +310,8 @@ def score(ctx: Context) -> None:
     device = resolve_device(ctx.cfg.pipeline.device)
     model, _ = load_model(out.dir, device)
     head = load_head(out.dir, device) if cfg.score.method == "head" else None
-    detector = AnomalyMaps(model, cfg.score, head)
+    bank = build_bank(ctx, model, data.fit) if cfg.score.method == "knn" else None
+    detector = AnomalyMaps(model, cfg.score, head, bank)
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
                                        f"{cfg.score.batch_size})"):

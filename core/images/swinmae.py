@@ -403,6 +403,19 @@ class SwinMAE(nn.Module):
             x = stage(x)
         return self.norm(x)
 
+    def stage_outputs(self, imgs: torch.Tensor) -> list[torch.Tensor]:
+        """imgs (B, C, H, W), nothing hidden → every stage's blocks' output before its patch
+        merging, [(B, g / 2**s, g / 2**s, D * 2**s) for stage s] (the last one normed, as
+        `forward_encoder` returns it): the features `core.images.knn` compares."""
+        x = self.embed_norm(self.patch_embed(imgs).permute(0, 2, 3, 1))  # (B, g, g, D)
+        outputs = []
+        for stage in self.stages:
+            x = stage.blocks(x)
+            outputs.append(x)
+            x = stage.merge(x)
+        outputs[-1] = self.norm(outputs[-1])
+        return outputs
+
     def _check_keep(self, keep: torch.Tensor) -> torch.Tensor:
         """`keep` unchanged if this model packs and it fits the unit grid, else ValueError."""
         if self.decoder_mask_token is None:

@@ -14,6 +14,7 @@ from core.images.config import SwinMAEConfig
 from core.images.data import GRAY_MODES, ImageItem
 from core.images.scoring import AnomalyMaps, NormalReference
 from core.images.files import ImageFiles
+from core.images.knn import MemoryBank
 from core.images.stages import load_head, load_model, load_normal_reference
 
 STREAM = "swinmae"
@@ -71,6 +72,7 @@ def load_trained(run_dir: Path) -> TrainedImages:
     method = scoring.get("method", "reconstruction")
     cfg = cfg.model_copy(update={"score": cfg.score.model_copy(update={"method": method})})
     head = load_head(out.dir) if method == "head" else None
+    bank = MemoryBank.load(out.knn_bank) if method == "knn" else None
     normal = None
     if scoring.get("normalized_by"):
         if not out.normal_stats.is_file():
@@ -85,7 +87,7 @@ def load_trained(run_dir: Path) -> TrainedImages:
                         "were added to the reconstruction error's); train again to use this "
                         "model")
     gray = {mode in GRAY_MODES for mode in summary.get("modes") or {}}
-    return TrainedImages(run_dir, cfg, AnomalyMaps(model, cfg.score, head),
+    return TrainedImages(run_dir, cfg, AnomalyMaps(model, cfg.score, head, bank),
                          int(extra["channels"]), normal,
                          scoring.get("normalized_by"),
                          float(scoring["threshold"]), float(scoring["percentile"]),
