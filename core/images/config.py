@@ -103,6 +103,8 @@ class ImageDataConfig(Section):
     on_corrupt: Literal["skip", "fail"]  # a corrupt image is skipped (and named)
     val_fraction: float = number(gt=0.0, le=0.5)  # normal images held out (threshold)
     hflip: bool  # random horizontal flips in training (no colour jitter: inspection data)
+    zoom: int = number("images are resized to zoom × image_size: training sees image_size "
+                       "crops, scoring maps every tile of the zoomed image", ge=1, le=8)
     num_workers: int = number(ge=0)  # DataLoader worker processes
     # width × height above which an image is skipped (or fails, with on_corrupt="fail"): a small
     # PNG can declare 13000×13000 pixels and take ~2 GB to decode

@@ -441,14 +441,17 @@ class ImageFolderDataset:
     `with_masks`, "mask": (size, size) uint8 0/1 and "mask_known": bool (True for normal images
     and defect images with a mask; False for a defect image without one, whose zeros are not
     ground truth, so pixel metrics must leave it out). `hflip` flips image and mask together
-    left-right with probability 1/2 (training augmentation).
+    left-right with probability 1/2 (training augmentation). `crop`: the item is a random
+    crop × crop part of the size × size image instead (training at a zoom, `data.zoom`).
     """
 
     def __init__(self, items: list[ImageItem], size: int, channels: int, resize: str = "resize",
-                 with_masks: bool = False, hflip: bool = False):
+                 with_masks: bool = False, hflip: bool = False, crop: int | None = None):
         _check_args(size, channels, resize)
+        if crop is not None and not 0 < crop <= size:
+            raise ValueError(f"crop: expected 1 to {size} pixels, found {crop}")
         self.items, self.size, self.channels, self.resize = list(items), size, channels, resize
-        self.with_masks, self.hflip = with_masks, hflip
+        self.with_masks, self.hflip, self.crop = with_masks, hflip, crop
 
     def __len__(self) -> int:
         return len(self.items)
@@ -459,9 +462,25 @@ class ImageFolderDataset:
         item = self.items[i]
         image = torch.from_numpy(load_image(item.path, self.size, self.channels, self.resize))
         flip = self.hflip and bool(torch.rand(()) < 0.5)  # torch RNG: seeded per worker
-        out = {"image": image.flip(-1) if flip else image, "label": item.label, "index": i}
+        view = self._view(flip)
+        out = {"image": view(image), "label": item.label, "index": i}
         if self.with_masks:
-            mask = torch.from_numpy(load_mask(item.mask_path, self.size, self.resize))
-            out["mask"] = mask.flip(-1) if flip else mask
+            out["mask"] = view(torch.from_numpy(load_mask(item.mask_path, self.size,
+                                                          self.resize)))
             out["mask_known"] = item.label == 0 or item.mask_path is not None
         return out
+
+    def _view(self, flip: bool):
+        """What an item shows of its image (..., size, size) and mask alike: flipped, and
+        cropped at one random place when `crop` is set."""
+        import torch
+
+        top = left = 0
+        side = self.crop or self.size
+        if side < self.size:
+            top, left = torch.randint(self.size - side + 1, (2,)).tolist()
+
+        def view(x):
+            x = x[..., top:top + side, left:left + side]
+            return x.flip(-1) if flip else x
+        return view

@@ -13,6 +13,7 @@ import torch
 from core.onnx_export import to_onnx
 from core.fileio import atomic_path, write_json
 from core.images.scoring import THUMB, NearestNormal, NormalReference
+from core.images.stages import scored_size
 from core.images.trained import STREAM, TrainedImages, load_trained
 
 PREDICT = Path(__file__).with_name("export_predict.py")
@@ -24,7 +25,7 @@ def spec(trained: TrainedImages) -> dict:
     """model.json: what predict.py needs beside the network."""
     sc, normal = trained.cfg.score, trained.normal
     return {"stream": STREAM, "from_run": trained.run_dir.name,
-            "image_size": trained.cfg.model.image_size, "channels": trained.channels,
+            "image_size": scored_size(trained.cfg), "channels": trained.channels,
             "mode": "L" if trained.channels == 1 else "RGB", "resize": trained.cfg.data.resize,
             "method": sc.method, "score_mode": sc.mode, "image_score": sc.image_score,
             "topk": sc.topk, "batch_size": sc.batch_size, "threshold": trained.threshold,
@@ -44,7 +45,7 @@ def _normal_map(normal: NormalReference) -> dict:
 
 def export(run_dir: Path, folder: Path) -> None:
     trained = load_trained(run_dir)
-    size = trained.cfg.model.image_size
+    size = scored_size(trained.cfg)
     example = torch.rand(2, trained.channels, size, size)  # (B, C, S, S)
     with torch.no_grad():
         to_onnx(trained.detector, example, folder / "model.onnx", "images", "maps")

@@ -40,6 +40,7 @@ from core.images.config import ImageScoreConfig
 from core.images.head import DefectHead, head_maps, masked_reconstructions
 from core.images.knn import MemoryBank, knn_maps
 from core.images.swinmae import SwinMAE
+from core.images.tiling import tiled
 from core.masking import masked_error
 
 
@@ -114,7 +115,12 @@ class AnomalyMaps(torch.nn.Module):
         self.model, self.cfg, self.head, self.bank = model, cfg, head, bank
 
     def forward(self, images: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        return anomaly_maps(self.model, images, self.cfg, self.head, self.bank, exclude)
+        """images (B, C, Z, Z), Z a multiple of the model's image size S (`data.zoom`): every
+        S × S tile mapped, the maps put back in place (`core.images.tiling`)."""
+        tile = self.model.cfg.image_size
+        per_tile = None if exclude is None else exclude.repeat((images.shape[-1] // tile) ** 2)
+        return tiled(lambda tiles: anomaly_maps(self.model, tiles, self.cfg, self.head,
+                                                self.bank, per_tile), images, tile)
 
 
 THUMB = 16  # side of the thumbnails that find an image's nearest normal images

@@ -17,8 +17,8 @@ from core.devices import explain_oom, resolve_device
 from core.fileio import write_json
 from core.images.files import ImageFiles
 from core.images.data import ImageItem, load_image_dataset, summarize_images
-from core.images.stages import image_metrics, score_items, write_maps, write_overlays, \
-    write_scores
+from core.images.stages import image_metrics, score_items, scored_size, write_maps, \
+    write_overlays, write_scores
 from core.images.trained import STREAM, TrainedImages, load_trained
 from core.runner import Context, Skip
 
@@ -69,7 +69,7 @@ def score(ctx: Context) -> None:
         "rows": len(names), "normalized_by": trained.normalized_by,
         "two_sided": bool(trained.normal and trained.normal.two_sided),
         "neighbours": None if trained.normal is None else trained.normal.neighbours,
-        "flagged": flagged, "image_size": trained.cfg.model.image_size,
+        "flagged": flagged, "image_size": scored_size(trained.cfg),
         "from_run": str(trained.run_dir)})
     ctx.state[f"{STREAM}.scored"] = scored
     ctx.log.info("    %d images scored, %d above the threshold %.4g of run %s", len(names),

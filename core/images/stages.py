@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from core import metrics
 from core.config import RunConfig, to_dict
+from core.images.config import SwinMAEConfig
 from core.devices import explain_oom, resolve_device, seed_everything
 from core.distributed import group_of
 from core.errors import DataError, StopRequested
@@ -35,6 +36,7 @@ from core.images.overlays import save_overlay
 from core.images.scoring import (AnomalyMaps, NearestNormal, NormalReference, PixelErrorStats,
                                  image_scores, normal_reference, thumbnails)
 from core.images.swinmae import SwinMAE
+from core.images.tiling import tiled
 from core.runner import Context, Skip, TrainReporter, stream_runtime
 from core.training import fit, load_checkpoint
 
@@ -79,12 +81,14 @@ def summary(data: Prepared, ds: ImageDataset) -> dict:
 
 
 def _loader(ctx: Context, items: list[ImageItem], train: bool, batch_size: int,
-            with_masks: bool = False) -> torch.utils.data.DataLoader:
-    """Batches of `items`; for training shuffled each epoch (`sampler.set_epoch`) and, on a
-    torchrun rank, this rank's equal share of them."""
+            with_masks: bool = False, crop: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of `items` at `scored_size`; for training shuffled each epoch
+    (`sampler.set_epoch`) and, on a torchrun rank, this rank's equal share of them. `crop`:
+    random image_size crops instead (what the models train and validate on)."""
     cfg, data, group = ctx.cfg.swinmae, ctx.state[STREAM], group_of(ctx)
-    dataset = ImageFolderDataset(items, cfg.model.image_size, data.channels, cfg.data.resize,
-                                 with_masks=with_masks, hflip=train and cfg.data.hflip)
+    dataset = ImageFolderDataset(items, scored_size(cfg), data.channels, cfg.data.resize,
+                                 with_masks=with_masks, hflip=train and cfg.data.hflip,
+                                 crop=cfg.model.image_size if crop else None)
     sampler = DistributedSampler(dataset, num_replicas=group.world, rank=group.rank,
                                  seed=ctx.cfg.pipeline.seed or 0, drop_last=group.world > 1) \
         if train else None
@@ -94,6 +98,11 @@ def _loader(ctx: Context, items: list[ImageItem], train: bool, batch_size: int,
         num_workers=cfg.data.num_workers,
         pin_memory=resolve_device(ctx.cfg.pipeline.device).type == "cuda",
         persistent_workers=cfg.data.num_workers > 0)
+
+
+def scored_size(cfg: SwinMAEConfig) -> int:
+    """The side images are read at, and their maps made at: image_size × data.zoom."""
+    return cfg.model.image_size * cfg.data.zoom
 
 
 def model_config(ctx: Context):
@@ -107,8 +116,8 @@ def train(ctx: Context) -> None:
     seed_everything(ctx.cfg.pipeline.seed)
     model = SwinMAE(model_config(ctx))
     t = cfg.train
-    fit_loader = _loader(ctx, data.fit, True, t.batch_size)
-    val_loader = _loader(ctx, data.val, False, cfg.score.batch_size)
+    fit_loader = _loader(ctx, data.fit, True, t.batch_size, crop=True)
+    val_loader = _loader(ctx, data.val, False, cfg.score.batch_size, crop=True)
     limit = t.max_steps_per_epoch or len(fit_loader)
 
     def train_batches(epoch: int):
@@ -117,9 +126,11 @@ def train(ctx: Context) -> None:
 
     extra = {"config": to_dict(cfg), "channels": data.channels,
              "model": to_dict(model_config(ctx))}
-    ctx.log.info("    %d training images, %d held out, %s parameters, %d px; %s", len(data.fit),
-                 len(data.val), f"{sum(p.numel() for p in model.parameters()):,}",
-                 cfg.model.image_size, rt.describe())
+    size = cfg.model.image_size
+    crops = f" crops of {scored_size(cfg)} px images" if cfg.data.zoom > 1 else ""
+    ctx.log.info("    %d training images, %d held out, %s parameters, %d px%s; %s", len(data.fit),
+                 len(data.val), f"{sum(p.numel() for p in model.parameters()):,}", size, crops,
+                 rt.describe())
     reporter = TrainReporter(ctx, "train_swinmae", STREAM)
     with explain_oom("training Swin MAE", f"lower swinmae.train.batch_size (now {t.batch_size}) "
                                           f"or swinmae.model.image_size (now "
@@ -143,8 +154,8 @@ def train_head(ctx: Context) -> None:
     mae, _ = load_model(ctx.stream_dir(STREAM), rt.device)
     head = DefectHead(2 * data.channels + 1, cfg.head.width)
     t = cfg.head.train
-    fit_loader = _loader(ctx, data.fit, True, t.batch_size)
-    val_loader = _loader(ctx, data.val, False, t.batch_size)
+    fit_loader = _loader(ctx, data.fit, True, t.batch_size, crop=True)
+    val_loader = _loader(ctx, data.val, False, t.batch_size, crop=True)
     limit = t.max_steps_per_epoch or len(fit_loader)
 
     def train_batches(epoch: int):
@@ -230,7 +241,9 @@ def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem], with_mask
 def build_bank(ctx: Context, mae: SwinMAE, items: list[ImageItem]) -> MemoryBank:
     """The memory bank of `items`' patch features (`score.method: knn`), saved in the run."""
     cfg = ctx.cfg.swinmae.score
-    features = (patch_features(mae, imgs, cfg.knn.stages) for imgs, _ in _batches(ctx, items))
+    tile = mae.cfg.image_size  # every tile's patches, as the detector will score them
+    features = (tiled(lambda t: patch_features(mae, t, cfg.knn.stages), imgs, tile)
+                for imgs, _ in _batches(ctx, items))
     bank = MemoryBank.build(features, len(items), cfg.knn.bank_size, ctx.cfg.pipeline.seed or 0)
     bank.save(ImageFiles(ctx.stream_dir(STREAM)).knn_bank)
     ctx.log.info("    memory bank: %d normal patch features of %d channels from %d images",
@@ -333,7 +346,7 @@ def score(ctx: Context) -> None:
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
         "two_sided": bool(normal and normal.two_sided),
         "neighbours": None if normal is None else normal.neighbours,  # 0: against all
-        "flagged": int((target.scores > threshold).sum()), "image_size": cfg.model.image_size,
+        "flagged": int((target.scores > threshold).sum()), "image_size": scored_size(cfg),
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target
     ctx.log.info("    %d images scored, %d above the threshold %.4g", len(names),
