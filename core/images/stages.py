@@ -231,11 +231,8 @@ def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem], with_mask
     bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it.
     `own`: items are the first of `data.fit`, whose patches the memory bank holds (knn): each
     is scored with its own left out."""
-    start = 0
     for imgs, batch in _batches(ctx, items, with_masks):
-        ids = torch.arange(start, start + len(imgs)) if own else None
-        start += len(imgs)
-        yield detector(imgs, ids).cpu(), batch
+        yield detector(imgs, batch["index"] if own else None).cpu(), batch
 
 
 def build_bank(ctx: Context, mae: SwinMAE, items: list[ImageItem]) -> MemoryBank:

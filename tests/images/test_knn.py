@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.config import from_dict, to_dict
+from core.config import defaults, from_dict, to_dict
 from core.errors import ConfigError
 from core.images.config import SwinMAEConfig
 from core.images.knn import CANDIDATES, MemoryBank, greedy_coreset, knn_maps, patch_features
 from core.images.scoring import AnomalyMaps
 from core.images.swinmae import SwinMAE, preset
-from core.config import defaults
+from core.images.tiling import tiled
 
 
 def _normal_features(n_images: int, g: int = 8, F: int = 16, seed: int = 0) -> torch.Tensor:
@@ -113,8 +113,7 @@ def test_a_detector_with_a_bank_finds_a_planted_spot_in_an_image(one_torch_threa
     texture = 0.5 + 0.2 * torch.sin(x / 2.0)
     normal = (texture + 0.02 * torch.randn(24, 1, 64, 64, generator=gen)).clamp(0, 1)
     bank = MemoryBank.build((patch_features(model, b, (0, 1)) for b in normal.split(8)), 24, 256)
-    cfg = from_dict(SwinMAEConfig, to_dict(defaults("swinmae")) | {}, "swinmae").score
-    cfg = cfg.model_copy(update={"method": "knn", "sigma": 0.0})
+    cfg = defaults("swinmae.score", method="knn", sigma=0.0)
     detector = AnomalyMaps(model, cfg, bank=bank)
     test = normal[:2].clone()
     test[1, :, 40:48, 8:16] = 1.0  # a bright spot
@@ -131,3 +130,18 @@ def test_knn_stages_must_exist_in_the_model():
     cfg = from_dict(SwinMAEConfig, raw, "swinmae")
     with pytest.raises(ConfigError, match=r"swinmae.score.knn.stages.*0 to 2.*\[0, 3\]"):
         cfg.check()
+
+
+def test_a_zoomed_detector_leaves_each_tile_of_a_training_image_out_with_its_image(
+        one_torch_thread):
+    model = _model()  # 64 px tiles
+    imgs = torch.rand(2, 1, 128, 128)  # zoom 2: 4 tiles each
+    feats = tiled(lambda t: patch_features(model, t, (0,)), imgs, 64)  # (2, 32, 32, 32)
+    every = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])  # all patches of both
+    bank = MemoryBank(every, torch.arange(2).repeat_interleave(32 * 32))
+    cfg = defaults("swinmae.score", method="knn", sigma=0.0, knn={"stages": [0],
+                                                                  "bank_size": 10})
+    detector = AnomalyMaps(model, cfg, bank=bank)
+    assert detector(imgs).max() < 0.05  # every patch finds itself
+    left_out = detector(imgs, torch.tensor([0, 1]))
+    assert left_out.min() > 0.1  # on every tile, only the other image's patches remain
