@@ -36,8 +36,8 @@ def test_every_file_a_run_writes_is_named_by_the_layout(both_streams_run):
     optional = {RunFiles.stdout, RunFiles.stop_request, RunFiles.export}
     assert written - optional == set(entries(RunFiles)) - optional | {"patchtst", "swinmae"}
     assert {p.name for p in (run / "patchtst").iterdir()} == set(entries(SeriesFiles))
-    # this run maps the reconstruction error: no defect head (test_defect_head_run.py checks a
-    # head run's head/ folder)
+    # this run maps the reconstruction error: no defect head and no memory bank
+    # (test_defect_head_run.py and test_knn_run.py check those runs' files)
     assert read_config(run / RunFiles.config).swinmae.score.method == "reconstruction"
     assert {p.name for p in (run / "swinmae").iterdir()} == \
-        set(entries(ImageFiles)) - {ImageFiles.head}
+        set(entries(ImageFiles)) - {ImageFiles.head, ImageFiles.knn_bank}
