@@ -21,12 +21,12 @@ from sklearn.metrics import roc_auc_score
 
 from core import metrics
 from core.config import RunConfig, to_dict
-from core.images.config import SwinMAEConfig
 from core.devices import explain_oom, resolve_device, seed_everything
 from core.distributed import group_of
 from core.errors import DataError, StopRequested
 from core.fileio import atomic_path, read_json, write_json
 from core.images.baselines import MeanImageBaseline
+from core.images.config import SwinMAEConfig
 from core.images.files import ImageFiles
 from core.images.head import DefectHead, HeadTraining
 from core.images.knn import MemoryBank, patch_features
@@ -215,8 +215,8 @@ class Scored:
 
 def _batches(ctx: Context, items: list[ImageItem],
              with_masks: bool = False) -> Iterator[tuple[torch.Tensor, dict]]:
-    """(images (B, C, S, S) on the run's device, the loader's batch) for batches of `items` in
-    order, for scoring; StopRequested when the user stops the run."""
+    """(images (B, C, Z, Z) on the run's device, Z = `scored_size`, the loader's batch) for
+    batches of `items` in order, for scoring; StopRequested when the user stops the run."""
     cfg, device = ctx.cfg.swinmae.score, resolve_device(ctx.cfg.pipeline.device)
     for batch in _loader(ctx, items, False, cfg.batch_size, with_masks=with_masks):
         if ctx.should_stop():
@@ -251,9 +251,8 @@ def build_bank(ctx: Context, mae: SwinMAE, items: list[ImageItem]) -> MemoryBank
 def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline,
                        items: list[ImageItem]) -> tuple[NormalReference, NormalReference]:
     """What the model's and the baseline's maps are measured against: their maps of normal
-    training images (`items`: `data.fit`; the first `score.normal_images`), per image its
-    `score.neighbours` nearest. Both
-    detectors' maps get the same post-processing."""
+    training images (`items`: `data.fit`, of which the first `score.normal_images`), per image
+    its `score.neighbours` nearest. Both detectors' maps get the same post-processing."""
     cfg = ctx.cfg.swinmae.score
     model_maps, base_maps, keys = [], [], []
     for maps, batch in _maps(ctx, detector, items[:cfg.normal_images], False, own=True):
