@@ -9,6 +9,7 @@ import torch
 from core.config import defaults, from_dict, to_dict
 from core.errors import ConfigError
 from core.images.config import SwinMAEConfig
+from core.images import knn
 from core.images.knn import CANDIDATES, MemoryBank, greedy_coreset, knn_maps, patch_features
 from core.images.scoring import AnomalyMaps
 from core.images.swinmae import SwinMAE, preset
@@ -57,7 +58,7 @@ def test_the_coreset_keeps_a_rare_pattern_that_random_subsampling_would_miss():
     assert torch.equal(greedy_coreset(rare, 20), torch.arange(3))  # fewer than size: all
 
 
-def test_candidates_per_image_are_capped():
+def test_candidates_per_image_are_capped(monkeypatch):
     """Each image gives about size × CANDIDATES / n_images of its patches to the selection."""
     seen = []
 
@@ -65,12 +66,8 @@ def test_candidates_per_image_are_capped():
         seen.append(len(features))
         return torch.arange(size)
 
-    import core.images.knn as knn
-    original, knn.greedy_coreset = knn.greedy_coreset, spy
-    try:
-        MemoryBank.build(iter(_normal_features(100, g=16).split(10)), 100, 8)
-    finally:
-        knn.greedy_coreset = original
+    monkeypatch.setattr(knn, "greedy_coreset", spy)
+    MemoryBank.build(iter(_normal_features(100, g=16).split(10)), 100, 8)
     assert seen == [100 * -(-8 * CANDIDATES // 100)]  # not the 100 × 256 patches
 
 
