@@ -163,8 +163,8 @@ class SwinMAEConfig(Section):
                               "reconstruction error's in units of normal images' maps, which "
                               "needs swinmae.score.normalize: true (found false); set it, or use "
                               "method: reconstruction")
-        stages = self.score.knn.stages
-        if not stages or any(not 0 <= s < len(self.model.depths) for s in stages):
+        stages, n = self.score.knn.stages, len(self.model.depths)
+        if self.score.method == "knn" and (not stages or any(not 0 <= s < n for s in stages)):
             raise ConfigError(f"swinmae.score.knn.stages: expected a non-empty list of encoder "
-                              f"stages, each 0 to {len(self.model.depths) - 1} (the model has "
-                              f"{len(self.model.depths)}), found {list(stages)}")
+                              f"stages, each 0 to {n - 1} (the model has {n}), found "
+                              f"{list(stages)}")

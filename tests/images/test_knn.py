@@ -127,6 +127,8 @@ def test_knn_stages_must_exist_in_the_model():
     cfg = from_dict(SwinMAEConfig, raw, "swinmae")
     with pytest.raises(ConfigError, match=r"swinmae.score.knn.stages.*0 to 2.*\[0, 3\]"):
         cfg.check()
+    raw["score"]["method"] = "head"  # the knn settings matter only to knn
+    from_dict(SwinMAEConfig, raw, "swinmae").check()
 
 
 def test_a_zoomed_detector_leaves_each_tile_of_a_training_image_out_with_its_image(
