@@ -144,6 +144,7 @@ class ImageScoreConfig(Section):
 
 class DefectHeadConfig(Section):
     width: int = number("channels of the head's first level (then 2x, 4x, 8x)", ge=1)
+    ensemble: int = number(ge=1)  # heads trained side by side; the map is their mean
     defect_share: float = number(gt=0.0, le=1.0)  # training images given a synthetic defect
     train: TrainConfig
 

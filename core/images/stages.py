@@ -152,7 +152,7 @@ def train_head(ctx: Context) -> None:
     rt = stream_runtime(ctx.cfg, STREAM)
     seed_everything(ctx.cfg.pipeline.seed)
     mae, _ = load_model(ctx.stream_dir(STREAM), rt.device)
-    head = DefectHead(2 * data.channels + 1, cfg.head.width)
+    head = DefectHead(2 * data.channels + 1, cfg.head.width, cfg.head.ensemble)
     t = cfg.head.train
     fit_loader = _loader(ctx, data.fit, True, t.batch_size, crop=True)
     val_loader = _loader(ctx, data.val, False, t.batch_size, crop=True)
@@ -164,8 +164,8 @@ def train_head(ctx: Context) -> None:
 
     out_dir = ImageFiles(ctx.stream_dir(STREAM)).head
     out_dir.mkdir(exist_ok=True)
-    ctx.log.info("    defect head: %s parameters, synthetic defects in %d%% of the images",
-                 f"{sum(p.numel() for p in head.parameters()):,}",
+    ctx.log.info("    defect head: %d U-Net(s), %s parameters, synthetic defects in %d%% of the "
+                 "images", cfg.head.ensemble, f"{sum(p.numel() for p in head.parameters()):,}",
                  round(100 * cfg.head.defect_share))
     reporter = TrainReporter(ctx, "train_head_swinmae", STREAM, curve="swinmae head",
                              out_dir=out_dir)
@@ -194,10 +194,13 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Sw
 
 
 def load_head(stream_dir: Path, device: torch.device | str = "cpu") -> DefectHead:
-    """The defect head's best checkpoint (`<stream_dir>/head/best.pt`) as a ready module."""
+    """The defect head's best checkpoint (`<stream_dir>/head/best.pt`) as a ready module (a run
+    from before `head.ensemble` existed has one U-Net)."""
     ckpt = load_checkpoint(ImageFiles(ImageFiles(stream_dir).head).checkpoint, device)
-    head = DefectHead(int(ckpt["extra"]["in_chans"]), int(ckpt["extra"]["head"]["width"]))
-    head.load_state_dict({k.removeprefix("head."): v for k, v in ckpt["model"].items()})
+    saved = ckpt["extra"]["head"]
+    head = DefectHead(int(ckpt["extra"]["in_chans"]), int(saved["width"]),
+                      int(saved.get("ensemble", 1)))
+    head.load_checkpoint_state({k.removeprefix("head."): v for k, v in ckpt["model"].items()})
     return head.to(device).eval()
 
 

@@ -7,8 +7,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from core.images.defects import blob_masks, synthetic_defects
-from core.images.head import DefectHead, HeadTraining, focal_loss, head_input, head_maps, \
-    masked_reconstruction
+from core.images.head import DefectHead, HeadTraining, UNet, focal_loss, head_input, \
+    head_maps, masked_reconstruction
 from core.images.swinmae import SwinMAE, preset
 
 
@@ -62,6 +62,38 @@ def test_the_head_maps_every_pixel_and_every_weight_gets_a_gradient(size):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
 
 
+def test_an_ensemble_maps_each_pixel_once_per_head_and_its_map_is_their_mean_probability():
+    torch.manual_seed(0)
+    head = DefectHead(3, 4, count=3).eval()
+    x = torch.rand(2, 3, 64, 64)
+    logits = head(x)  # (2, 3, 64, 64): one map per member
+    assert logits.shape == (2, 3, 64, 64)
+    singles = [member(x)[:, 0] for member in head.members]
+    assert all(torch.equal(logits[:, k], singles[k]) for k in range(3))
+    assert not torch.allclose(singles[0], singles[1])  # each from its own initialisation
+    mae, gray = _Identity("uniform"), torch.rand(2, 1, 64, 64)  # its head input: 3 channels
+    expected = torch.stack([torch.sigmoid(m(head_input(mae, gray))[:, 0]) for m in head.members])
+    assert torch.allclose(head_maps(mae, head, gray), expected.mean(dim=0), atol=1e-6)
+
+
+def test_a_head_saved_before_ensembles_loads_as_an_ensemble_of_one():
+    torch.manual_seed(0)
+    old = UNet(3, 4).eval()  # what a run's head/best.pt held before `head.ensemble`
+    head = DefectHead(3, 4)
+    head.load_checkpoint_state(old.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(head.eval()(x), old(x))
+    with pytest.raises(RuntimeError, match="members.1"):  # a mismatch is not silently ignored
+        DefectHead(3, 4, count=2).load_checkpoint_state(old.state_dict())
+
+
+def test_focal_loss_counts_each_member_against_the_same_mask():
+    target = (torch.rand(2, 1, 8, 8) > 0.8).float()
+    a, b = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    both = focal_loss(torch.cat([a, b], dim=1), target)
+    assert torch.allclose(both, (focal_loss(a, target) + focal_loss(b, target)) / 2)
+
+
 def test_focal_loss_is_low_for_confident_right_answers_and_high_for_wrong_ones():
     target = torch.tensor([[1.0, 0.0, 0.0]])
     right, wrong = torch.tensor([[6.0, -6.0, -6.0]]), torch.tensor([[-6.0, 6.0, 6.0]])
@@ -88,10 +120,11 @@ def test_masked_reconstruction_averages_over_the_masks_that_hide_each_pixel(mask
     assert x.shape == (2, 7, 64, 64) and torch.allclose(x[:, 6], torch.zeros(2, 64, 64))
 
 
-def test_training_the_head_lowers_its_loss_and_it_finds_the_defects(one_torch_thread):
+@pytest.mark.parametrize("count", [1, 2])
+def test_training_the_head_lowers_its_loss_and_it_finds_the_defects(one_torch_thread, count):
     torch.manual_seed(0)
     mae = SwinMAE(preset("tiny", in_chans=1))
-    head = DefectHead(3, 4)
+    head = DefectHead(3, 4, count)
     training = HeadTraining(mae, head, defect_share=1.0)
     assert [n for n, _ in training.named_parameters()] == \
         [f"head.{n}" for n, _ in head.named_parameters()]  # Swin MAE is frozen and not saved
