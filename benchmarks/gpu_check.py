@@ -5,7 +5,8 @@ ending with one summary table.
      `precision: auto` (bf16 autocast where the GPU has it), and checks the run folder;
   2. the same time-series run with fp16 + loss scaling, with `torch.compile` (the visible-only
      encoder's gather and scatter compiled) and scoring in `full` mode; the image run with
-     block masking (the default, uniform masking, runs in step 1);
+     block masking (the default, uniform masking, runs in step 1), with the defect heads (an
+     ensemble of 3; the tiny preset has none) and with kNN scoring at zoom 2;
   3. a 2-process DDP run (torchrun, nccl) when two or more GPUs are visible;
   4. the throughput benchmarks in their `--quick` form on CUDA: PatchTST and Swin MAE against
      the Hugging Face peers (when `transformers` is installed; Swin MAE at the `base` preset
@@ -82,6 +83,13 @@ def steps(workdir: Path, skip_bench: bool) -> list[tuple[str, Callable[[], Resul
         ("images, block masking",  # the encoder on the full grid, complementary-mask scoring
          lambda: pipeline_step(workdir, "block", both[2:], TINY + [
              "swinmae.model.masking=block"])),
+        ("images, defect heads (ensemble of 3)",  # the default method; tiny has none
+         lambda: pipeline_step(workdir, "head", both[2:], TINY + [
+             "swinmae.score.method=head", "swinmae.head.ensemble=3"], 240)),
+        ("images, knn at zoom 2",  # memory bank on the GPU, tiled maps
+         lambda: pipeline_step(workdir, "knn", both[2:], TINY + [
+             "swinmae.score.method=knn", "swinmae.data.zoom=2",
+             "swinmae.score.knn.bank_size=1000"], 240)),
     ]
     if torch.cuda.device_count() >= 2:
         out.append(("both streams, DDP on 2 GPUs", lambda: pipeline_step(

@@ -83,7 +83,7 @@ def main() -> None:
     ap = timing.common_args(__doc__.splitlines()[0])
     ap.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     args = ap.parse_args()
-    auto = timing.setup(args)
+    auto = timing.setup(args, "patchtst")
     steps, warmup, rounds = (2, 1, 2) if args.quick else (None, 2, args.rounds)
     from core.devices import Runtime
     by_precision = {}

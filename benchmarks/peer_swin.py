@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--depths", default=None,
                     help="encoder depths, e.g. 2,2,2,2 (default: the preset's)")
     args = ap.parse_args()
-    runtime = timing.setup(args)
+    runtime = timing.setup(args, "swinmae")
     changes = {"depths": tuple(int(d) for d in args.depths.split(","))} if args.depths else {}
     changes |= {key: value for key, value in (("masking", args.masking),
                                               ("image_size", args.image_size),

@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--window-size", type=int, default=None, help="default: the preset's")
     ap.add_argument("--batch", type=int, default=16, help="images per anomaly_maps call")
     args = ap.parse_args()
-    runtime = timing.setup(args)
+    runtime = timing.setup(args, "swinmae")
     changes = {key: value for key, value in (("image_size", args.image_size),
                                              ("window_size", args.window_size)) if value}
     models = {m: SwinMAE(preset(args.preset, in_chans=3, masking=m, **changes)).to(runtime.device)

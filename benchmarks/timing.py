@@ -188,13 +188,16 @@ def common_args(description: str) -> argparse.ArgumentParser:
     return ap
 
 
-def setup(args: argparse.Namespace):
-    """Threads and seed from the common options; returns the product runtime on the device."""
+def setup(args: argparse.Namespace, stream: str):
+    """Threads and seed from the common options; returns the runtime `stream`'s model gets on
+    the device at `precision: auto` (bf16 autocast on a CUDA GPU that has it; on a CPU with
+    bf16 units only for a stream that gains from them, `Stream.cpu_bf16`; else fp32): both
+    sides of a comparison run under its `autocast()` and `grad_scaler()`."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    # the product's runtime at `precision: auto` (bf16 autocast on a CUDA GPU that has it, fp32
-    # on CPU): both sides of a comparison run under its `autocast()` and `grad_scaler()`
-    from core.devices import Runtime
-    return Runtime.on(torch.device(args.device))
+    from core.devices import Runtime, resolve_precision
+    from core.streams import STREAMS
+    device = torch.device(args.device)
+    return Runtime(device, resolve_precision("auto", device, STREAMS[stream].cpu_bf16))
 
