@@ -8,7 +8,8 @@ as masked scoring does) and their squared difference: 2C + 1 channels. It is an 
 `head.ensemble` such U-Nets, each from its own random initialisation, trained side by side on
 the same synthetic defects (one reconstruction serves them all); each gives one logit per
 pixel, and the anomaly map is the mean of their sigmoids. A single head's detection moved with
-its seed (magnetic tiles: image AUROC 0.74-0.85 over seeds); the mean of several moves less.
+its seed (magnetic tiles: image AUROC 0.74-0.87 over seeds); the mean of three moved far
+less (0.85-0.87; benchmarks/README.md).
 
 Dimension names: B images, C channels, S image side, w head width, K heads."""
 from __future__ import annotations
