@@ -153,7 +153,7 @@ def test_the_score_title_names_what_made_the_maps():
     cfg = {"image_score": "topk_mean", "topk": 0.01, "error": "l2"}
     normal = {"normalized_by": 100, "neighbours": 20, "two_sided": True}
     head = img._score_title({"method": "head"} | normal, cfg)
-    assert "squared error and the defect head's defect probability, their z-scores added" in head
+    assert "squared error and the defect heads' mean defect probability, their z-scores added" in head
     assert "maps at each pixel of the 20 normal images most like it" in head
     for before in ({}, {"method": "reconstruction"}):  # runs scored before the head existed
         title = img._score_title(before, cfg)

@@ -76,9 +76,9 @@ class ImageResults:
 
 METHOD_CAPTIONS = {
     "reconstruction": "Maps: Swin MAE's reconstruction error (score.method: reconstruction).",
-    "head": "Maps: Swin MAE's reconstruction error plus the segmentation of a defect head "
-            "trained on synthetic defects, each in units of normal images' maps "
-            "(score.method: head).",
+    "head": "Maps: Swin MAE's reconstruction error plus the mean segmentation of the defect "
+            "heads (head.ensemble) trained on synthetic defects, each in units of normal "
+            "images' maps (score.method: head).",
     "knn": "Maps: each patch's distance to the nearest normal patch in Swin MAE's encoder "
            "features (score.method: knn).",
 }
@@ -152,7 +152,7 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
         else "squared error"
     unit = "pixels in [0, 1]"
     if method == "head":
-        error = f"{error} and the defect head's defect probability, their z-scores added"
+        error = f"{error} and the defect heads' mean defect probability, their z-scores added"
     elif method == "knn":
         error, unit = "distance to the nearest normal patch's features", "feature units"
     if scoring.get("normalized_by"):
