@@ -8,8 +8,8 @@ import torch
 
 from core.config import defaults, from_dict, to_dict
 from core.errors import ConfigError
-from core.images.config import SwinMAEConfig
 from core.images import knn
+from core.images.config import SwinMAEConfig
 from core.images.knn import CANDIDATES, MemoryBank, greedy_coreset, knn_maps, patch_features
 from core.images.scoring import AnomalyMaps
 from core.images.swinmae import SwinMAE, preset
