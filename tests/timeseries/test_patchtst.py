@@ -232,6 +232,53 @@ def test_loss_falls_on_sine_waves():
     assert after < 0.5 * before, (before, after)
 
 
+# ---------------------------------------------------------------- attention problems
+
+
+@pytest.mark.parametrize("with_keep", [False, True])
+def test_series_folded_into_one_problem_attend_only_within_themselves(monkeypatch, with_keep):
+    """Four series per SDPA problem (a block-diagonal mask) give what one series per problem
+    gives, forward and backward, with and without a keep mask; and changing one series leaves
+    the others in its problem alone."""
+    import core.timeseries.patchtst as patchtst
+    torch.manual_seed(0)
+    attn = patchtst.SelfAttention(16, 2, 0.0)
+    x = torch.randn(8, 6, 16, requires_grad=True)  # (S, N, D)
+    keep = torch.rand(8, 6) > 0.3 if with_keep else None
+    if keep is not None:
+        keep[:, 0] = True  # every series shows at least one token
+    assert patchtst.series_per_problem(8, 6, x) == 4
+
+    def run(per_problem: int) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(patchtst, "series_per_problem", lambda *a: per_problem)
+        x.grad = None
+        y = attn(x, keep)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        return y.detach(), x.grad.clone()
+
+    (folded, folded_grad), (alone, alone_grad) = run(4), run(1)
+    assert torch.allclose(folded, alone, atol=1e-6)
+    assert torch.allclose(folded_grad, alone_grad, atol=1e-6)
+    changed = x.detach().clone()
+    changed[1] += 10.0  # series 1 shares a problem with series 0, 2 and 3
+    monkeypatch.setattr(patchtst, "series_per_problem", lambda *a: 4)
+    with torch.no_grad():
+        after = attn(changed, keep)
+    assert torch.equal(after[[0, 2, 3]], folded[[0, 2, 3]])
+    assert not torch.allclose(after[1], folded[1])
+
+
+def test_series_per_problem_folds_short_fp32_series_on_cpu_only():
+    from core.timeseries.patchtst import series_per_problem
+    qkv = torch.zeros(1)  # only its device and dtype matter
+    assert series_per_problem(1216, 6, qkv) == 4
+    assert series_per_problem(1218, 6, qkv) == 2  # the largest of 4, 2, 1 that divides S
+    assert series_per_problem(1217, 6, qkv) == 1
+    assert series_per_problem(1216, 38, qkv) == 1  # long enough: SDPA's own cost per token
+    assert series_per_problem(1216, 6, qkv.to(torch.bfloat16)) == 1  # a slow masked path
+    assert series_per_problem(1216, 6, torch.zeros(1, device="meta")) == 1  # not a CPU
+
+
 # ---------------------------------------------------------------- cross-channel block
 
 
