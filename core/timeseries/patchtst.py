@@ -94,18 +94,21 @@ class RevIN(nn.Module):
         return y * std + mean
 
 
+PROBLEM_TOKENS = 24  # tokens per folded attention problem, at most (measured best for 6 and 10)
+
+
 def series_per_problem(n_series: int, n_tokens: int, qkv: torch.Tensor) -> int:
     """How many series share one attention problem (`SelfAttention`). On a CPU, SDPA's cost for
     sequences this short is per problem, not per token: 1,216 series × 16 heads over 6 patches
     is 19,456 tiny problems, and four series folded into one (a block-diagonal mask keeps them
-    apart) train 1.1-1.15× faster a step (benchmarks/README.md). In fp32 only: under bf16
-    autocast a masked problem takes a slow path (training 2.6× slower). Not on CUDA, whose
-    kernels have no such overhead and lose their fast paths under a mask, nor while exporting
-    (the batch is symbolic there). qkv: the projected tokens, for their device and dtype."""
-    if (qkv.device.type != "cpu" or qkv.dtype != torch.float32 or n_tokens > 16
-            or torch.compiler.is_exporting()):
+    apart) train 1.1-1.15× faster a step (benchmarks/README.md); past ~24 tokens the wasted
+    work outweighs the saving. In fp32 only: under bf16 autocast a masked problem takes a slow
+    path (training 2.6× slower). Not on CUDA, whose kernels have no such overhead and lose
+    their fast paths under a mask, nor while exporting (the batch is symbolic there).
+    qkv: the projected tokens, for their device and dtype."""
+    if qkv.device.type != "cpu" or qkv.dtype != torch.float32 or torch.compiler.is_exporting():
         return 1
-    return next(g for g in (4, 2, 1) if n_series % g == 0)
+    return next((g for g in (4, 2) if g * n_tokens <= PROBLEM_TOKENS and n_series % g == 0), 1)
 
 
 class SelfAttention(nn.Module):

@@ -274,6 +274,7 @@ def test_series_per_problem_folds_short_fp32_series_on_cpu_only():
     assert series_per_problem(1216, 6, qkv) == 4
     assert series_per_problem(1218, 6, qkv) == 2  # the largest of 4, 2, 1 that divides S
     assert series_per_problem(1217, 6, qkv) == 1
+    assert series_per_problem(1216, 10, qkv) == 2  # at most 24 tokens a problem
     assert series_per_problem(1216, 38, qkv) == 1  # long enough: SDPA's own cost per token
     assert series_per_problem(1216, 6, qkv.to(torch.bfloat16)) == 1  # a slow masked path
     assert series_per_problem(1216, 6, torch.zeros(1, device="meta")) == 1  # not a CPU
