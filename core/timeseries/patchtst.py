@@ -21,7 +21,9 @@ its own context.
 
 Differences from the paper, on purpose: pre-LayerNorm blocks instead of post-BatchNorm (BatchNorm
 and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; LayerNorm trains as
-well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput)."""
+well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput).
+On a CPU, several short series share one attention problem (`series_per_problem`): same
+result, fewer of the tiny problems whose count, not size, sets SDPA's cost there."""
 from __future__ import annotations
 
 import torch
@@ -101,14 +103,28 @@ def series_per_problem(n_series: int, n_tokens: int, qkv: torch.Tensor) -> int:
     """How many series share one attention problem (`SelfAttention`). On a CPU, SDPA's cost for
     sequences this short is per problem, not per token: 1,216 series × 16 heads over 6 patches
     is 19,456 tiny problems, and four series folded into one (a block-diagonal mask keeps them
-    apart) train 1.1-1.15× faster a step (benchmarks/README.md); past ~24 tokens the wasted
+    apart) train 1.05-1.15× faster a step (benchmarks/README.md); past ~24 tokens the wasted
     work outweighs the saving. In fp32 only: under bf16 autocast a masked problem takes a slow
-    path (training 2.6× slower). Not on CUDA, whose kernels have no such overhead and lose
+    path (training 2.5× slower). Not on CUDA, whose kernels have no such overhead and lose
     their fast paths under a mask, nor while exporting (the batch is symbolic there).
     qkv: the projected tokens, for their device and dtype."""
     if qkv.device.type != "cpu" or qkv.dtype != torch.float32 or torch.compiler.is_exporting():
         return 1
     return next((g for g in (4, 2) if g * n_tokens <= PROBLEM_TOKENS and n_series % g == 0), 1)
+
+
+def problem_mask(g: int, n_tokens: int, keep: torch.Tensor | None,
+                 device: torch.device) -> torch.Tensor | None:
+    """SDPA's bool mask (True = may attend) for g series of n_tokens folded into each problem:
+    block-diagonal over the series, and only to the tokens `keep` (S, N) marks. None when
+    nothing is masked. (S/g, 1, g*N, g*N), (g*N, g*N) or (S, 1, 1, N)."""
+    if keep is not None:
+        keep = keep.reshape(-1, 1, 1, g * n_tokens)  # (S/g, 1, 1, g*N)
+    if g == 1:
+        return keep
+    series = torch.arange(g * n_tokens, device=device) // n_tokens
+    block = series[:, None] == series[None, :]  # (g*N, g*N)
+    return block if keep is None else block & keep
 
 
 class SelfAttention(nn.Module):
@@ -130,20 +146,6 @@ class SelfAttention(nn.Module):
             q, k, v, attn_mask=problem_mask(g, N, keep, x.device),
             dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(S, N, D))
-
-
-def problem_mask(g: int, n_tokens: int, keep: torch.Tensor | None,
-                 device: torch.device) -> torch.Tensor | None:
-    """SDPA's bool mask (True = may attend) for g series of n_tokens folded into each problem:
-    block-diagonal over the series, and only to the tokens `keep` (S, N) marks. None when
-    nothing is masked. (S/g, 1, g*N, g*N), (g*N, g*N) or (S, 1, 1, N)."""
-    if keep is not None:
-        keep = keep.reshape(-1, 1, 1, g * n_tokens)  # (S/g, 1, 1, g*N)
-    if g == 1:
-        return keep
-    series = torch.arange(g * n_tokens, device=device) // n_tokens
-    block = series[:, None] == series[None, :]  # (g*N, g*N)
-    return block if keep is None else block & keep
 
 
 class EncoderBlock(nn.Module):
