@@ -57,6 +57,7 @@ from cli import ROOT  # noqa: F401  (puts the project root on sys.path)
 
 from core.config import load_config
 from core.devices import Runtime
+from core.streams import STREAMS
 from core.timeseries.data import load_ts_dataset
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import channel_errors, step_scores
@@ -221,7 +222,8 @@ def main() -> None:
     stride = args.stride or (default_stride if device.type == "cuda" else window)
     torch.manual_seed(0)
     model = PatchTST(cfg.model, CHANNELS, window)  # random weights: throughput only
-    print(f"device {Runtime.on(device).describe()} | PatchTST {cfg.model} | window {window}, "
+    runtime = Runtime.on(device, STREAMS["patchtst"].cpu_bf16)  # PatchTST at `auto`: fp32 on a CPU
+    print(f"device {runtime.describe()} | PatchTST {cfg.model} | window {window}, "
           f"score batch {cfg.score.batch_size}, stride {stride} (config {default_stride})")
 
     with tempfile.TemporaryDirectory() as tmp:

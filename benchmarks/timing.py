@@ -196,8 +196,7 @@ def setup(args: argparse.Namespace, stream: str):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from core.devices import Runtime, resolve_precision
+    from core.devices import Runtime
     from core.streams import STREAMS
-    device = torch.device(args.device)
-    return Runtime(device, resolve_precision("auto", device, STREAMS[stream].cpu_bf16))
+    return Runtime.on(torch.device(args.device), STREAMS[stream].cpu_bf16)
 

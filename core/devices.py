@@ -69,9 +69,10 @@ class Runtime:
     compile: bool = False
 
     @classmethod
-    def on(cls, device: torch.device) -> "Runtime":
-        """The default runtime on `device` (`precision: auto`, uncompiled)."""
-        return cls(device, resolve_precision("auto", device))
+    def on(cls, device: torch.device, cpu_bf16: bool = True) -> "Runtime":
+        """The default runtime on `device` (`precision: auto`, uncompiled) for a model that gains
+        from bf16 on a CPU with bf16 units or not (`cpu_bf16`, its stream's `Stream.cpu_bf16`)."""
+        return cls(device, resolve_precision("auto", device, cpu_bf16))
 
     @classmethod
     def of(cls, pipeline, cpu_bf16: bool = True) -> "Runtime":

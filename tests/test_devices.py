@@ -24,6 +24,7 @@ def test_precision_auto_on_cpu_is_bf16_only_where_the_cpu_has_bf16_units(monkeyp
     monkeypatch.setattr(devices, "cpu_bf16_units", lambda: "AMX")
     assert resolve_precision("auto", CPU) == "bf16"
     assert Runtime.on(CPU).precision == "bf16"
+    assert Runtime.on(CPU, cpu_bf16=False).precision == "fp32"  # a stream that does not gain
 
 
 def test_precision_auto_is_per_stream_on_a_bf16_cpu(monkeypatch):
