@@ -54,11 +54,18 @@ class ImageResults:
     vmax: float  # map value at which the heat colours saturate (the same for every image)
     score_title: str  # the score's axis title, with its unit
     method: str  # what made the maps: "reconstruction", "head" or "knn" (scoring.json's)
+    coarse: dict | None = None  # the maps' coarse scale {"sigma": pixels, "weight": w}; None:
+    # the fine scale only (and runs from before it)
 
     @property
     def maps_caption(self) -> str:
-        """One line above the gallery: what made the maps."""
-        return METHOD_CAPTIONS.get(self.method, f"Maps made by method {self.method}.")
+        """One line above the gallery: what made the maps, and at which scales."""
+        what = METHOD_CAPTIONS.get(self.method, f"Maps made by method {self.method}.")
+        if not self.coarse:
+            return what
+        return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the same maps "
+                f"smoothed at {self.coarse['sigma']:g} px are added, so large faint areas "
+                "show; the image score reads the fine map only (score.coarse_sigma).")
 
     @property
     def score(self) -> np.ndarray:  # (N,)
@@ -114,7 +121,8 @@ def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
         int(summary.get("channels_used") or summary.get("channels") or 3),
         _vmax(maps),
         _score_title(scoring, section.get("score") or {}),
-        scoring.get("method", "reconstruction"))  # runs from before the head: reconstruction
+        scoring.get("method", "reconstruction"),  # runs from before the head: reconstruction
+        scoring.get("coarse"))
 
 
 def _vmax(maps: np.ndarray) -> float:

@@ -69,7 +69,7 @@ def score(ctx: Context) -> None:
         "rows": len(names), "normalized_by": trained.normalized_by,
         "two_sided": bool(trained.normal and trained.normal.two_sided),
         "neighbours": None if trained.normal is None else trained.normal.neighbours,
-        "flagged": flagged, "image_size": scored_size(trained.cfg),
+        "coarse": scored.coarse, "flagged": flagged, "image_size": scored_size(trained.cfg),
         "from_run": str(trained.run_dir)})
     ctx.state[f"{STREAM}.scored"] = scored
     ctx.log.info("    %d images scored, %d above the threshold %.4g of run %s", len(names),

@@ -33,8 +33,8 @@ from core.images.knn import MemoryBank, patch_features
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
 from core.images.overlays import save_overlay
-from core.images.scoring import (AnomalyMaps, NearestNormal, NormalReference, PixelErrorStats,
-                                 image_scores, normal_reference, thumbnails)
+from core.images.scoring import (AnomalyMaps, CoarseScale, NearestNormal, NormalReference,
+                                 PixelErrorStats, image_scores, normal_reference, thumbnails)
 from core.images.swinmae import SwinMAE
 from core.images.tiling import tiled
 from core.runner import Context, Skip, TrainReporter, stream_runtime
@@ -214,6 +214,8 @@ class Scored:
     masks: np.ndarray  # (N, S, S) uint8 ground truth (zeros when unknown)
     mask_known: np.ndarray  # (N,) bool: the mask is real ground truth
     images: np.ndarray  # (N, C, S, S) float16, for the overlays
+    coarse: dict | None = None  # the model's pixel maps' coarse scale, {"sigma": pixels,
+    # "weight": w} (scoring.json's); None: the fine maps only
 
 
 def _batches(ctx: Context, items: list[ImageItem],
@@ -271,25 +273,35 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
                 items: list[ImageItem], normal: NormalReference | None,
                 base_normal: NormalReference | None = None) -> Scored:
     """Model and baseline maps and scores of `items`; model maps in units of `normal`'s, the
-    baseline's in units of `base_normal`'s (each None: raw maps). Without a baseline (a scoring
-    run), its maps and scores are None."""
+    baseline's in units of `base_normal`'s (each None: raw maps). Image scores read those
+    maps; the pixel maps add each one's coarse scale (`CoarseScale`) when it has one. Without
+    a baseline (a scoring run), its maps and scores are None."""
     cfg = ctx.cfg.swinmae.score
-    parts: dict[str, list] = {k: [] for k in ("maps", "base", "masks", "known", "images")}
+    coarse, base_coarse = (CoarseScale.of(ref, cfg) for ref in (normal, base_normal))
+    parts: dict[str, list] = {k: [] for k in ("maps", "scores", "base_maps", "base_scores", "masks",
+                                               "known", "images")}
+
+    def add(prefix: str, raw: torch.Tensor, ref: NormalReference | None,
+            scale: CoarseScale | None, images: torch.Tensor) -> None:
+        z = ref(raw, images) if ref else raw  # (B, H, W)
+        parts[f"{prefix}scores"].append(image_scores(z, cfg.image_score, cfg.topk))
+        parts[f"{prefix}maps"].append(scale(z, raw, images) if scale else z)
+
     for maps, batch in _maps(ctx, detector, items, with_masks=True):
-        parts["maps"].append(normal(maps, batch["image"]) if normal else maps)
+        add("", maps, normal, coarse, batch["image"])
         if baseline is not None:
-            base = baseline.maps(batch["image"], cfg.sigma)
-            parts["base"].append(base_normal(base, batch["image"]) if base_normal else base)
+            add("base_", baseline.maps(batch["image"], cfg.sigma), base_normal, base_coarse,
+                batch["image"])
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
         parts["images"].append(batch["image"].half())
-    maps = torch.cat(parts["maps"])
-    base = torch.cat(parts["base"]) if baseline is not None else None
-    return Scored(maps.numpy(), image_scores(maps, cfg.image_score, cfg.topk).numpy(),
-                  None if base is None else base.numpy(),
-                  None if base is None else image_scores(base, cfg.image_score, cfg.topk).numpy(),
+    base = baseline is not None
+    return Scored(torch.cat(parts["maps"]).numpy(), torch.cat(parts["scores"]).numpy(),
+                  torch.cat(parts["base_maps"]).numpy() if base else None,
+                  torch.cat(parts["base_scores"]).numpy() if base else None,
                   torch.cat(parts["masks"]).numpy(), torch.cat(parts["known"]).numpy(),
-                  torch.cat(parts["images"]).numpy())
+                  torch.cat(parts["images"]).numpy(),
+                  coarse and {"sigma": coarse.sigma, "weight": coarse.weight})
 
 
 def save_normal_reference(path: Path, normal: NormalReference) -> None:
@@ -345,6 +357,7 @@ def score(ctx: Context) -> None:
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
         "two_sided": bool(normal and normal.two_sided),
         "neighbours": None if normal is None else normal.neighbours,  # 0: against all
+        "coarse": target.coarse,  # the pixel maps' coarse scale; None: fine only
         "flagged": int((target.scores > threshold).sum()), "image_size": scored_size(cfg),
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target

@@ -85,7 +85,9 @@ def test_image_run_ends_done_with_every_output(images, tmp_path):
     # closer to the mean image, and scored below normal by a one-sided map (the baseline's pixel
     # AUROC was 0.27 at the default preset before it was post-processed like the model's
     # two-sided maps).
-    assert read_json(out / "scoring.json")["two_sided"] is True
+    scoring = read_json(out / "scoring.json")
+    assert scoring["two_sided"] is True
+    assert scoring["coarse"] == {"sigma": 16.0, "weight": 0.5}  # a quarter of the 64 px maps
     assert base["pixel_auroc"] > 0.8
     assert read_json(run / "validation.json")["ok"] is True
     (entry,) = read_json(ws / "runs" / "index.json")

@@ -41,8 +41,12 @@ def test_scoring_the_same_images_reproduces_the_runs_scores(model_run):
     pd.testing.assert_frame_equal(ours, theirs)
     assert read_json(run / "swinmae" / "scoring.json")["threshold"] == \
         read_json(model_run / "swinmae" / "scoring.json")["threshold"]
-    with np.load(run / "swinmae" / "maps.npz") as z:
-        assert z["maps"].shape == (25, 64, 64)
+    with np.load(run / "swinmae" / "maps.npz") as ours, \
+            np.load(model_run / "swinmae" / "maps.npz") as theirs:
+        assert ours["maps"].shape == (25, 64, 64)
+        np.testing.assert_array_equal(ours["maps"], theirs["maps"])  # both scales, as the run
+    assert read_json(run / "swinmae" / "scoring.json")["coarse"] == \
+        read_json(model_run / "swinmae" / "scoring.json")["coarse"]
     assert read_json(run / "swinmae" / "metrics.json")["image_auroc"] == pytest.approx(
         read_json(model_run / "swinmae" / "metrics.json")["image_auroc"])
     assert list((run / "swinmae" / "overlays").iterdir())
