@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,12 +177,21 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
         in res.score_title
     assert "above or below" in res.score_title  # two-sided maps, the default
     assert res.method == scoring["method"] and f"score.method: {res.method}" in res.maps_caption
+    assert res.coarse == {"sigma": 16.0, "weight": 0.5} and "smoothed at 16 px" in res.maps_caption
     kinds = {"missing_pattern", "scratch", "spot"}  # the sample's defect types, each vs normal
     assert set(res.metrics["per_type"]) == set(res.metrics["baselines"]["mean_image"]["per_type"]) \
         == kinds
     # the image-only run is pickable, and only its image stream has results
     assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]
     assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]
+
+
+@pytest.mark.slow
+def test_the_maps_caption_says_when_the_maps_add_a_coarse_scale(res):
+    assert "two scales" in res.maps_caption and "image score reads the fine map" in res.maps_caption
+    before = replace(res, coarse=None)  # runs scored before the coarse scale
+    assert "two scales" not in before.maps_caption
+    assert before.maps_caption == img.METHOD_CAPTIONS[res.method]
 
 
 @pytest.mark.slow
