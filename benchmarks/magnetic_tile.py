@@ -116,7 +116,9 @@ def main() -> None:
           + "".join(f"{'-':>12}" for _ in range(4)))
     for kind in KINDS:
         print(f"{kind:>10} image AUROC {fmt(metrics['per_type'][kind], 0)}, mean-image baseline "
-              f"{fmt(base['per_type'][kind], 0)}")
+              f"{fmt(base['per_type'][kind], 0)}; pixel AUROC "
+              f"{fmt(metrics.get('per_type_pixel', {}).get(kind), 0)}, baseline "
+              f"{fmt(base.get('per_type_pixel', {}).get(kind), 0)}")
     print(f"run: {run}\ntraining: {training['epochs_done']} epochs (best {training['best_epoch']}"
           f"{', early stop' if training['early_stopped'] else ''}) in {speed['train_s']:.0f} s; "
           f"defect head {speed['head_s']:.0f} s; scoring {speed['score_s']:.0f} s; "

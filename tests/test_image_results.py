@@ -150,6 +150,23 @@ def test_per_type_auroc_ranks_each_kind_against_the_normal_images():
     assert per_type_auroc(scores[3:], labels[3:], types[3:]) == {}  # no normal image
 
 
+def test_per_type_pixel_auroc_takes_each_kinds_pixels_with_the_normal_images_only():
+    """A map that finds the holes where they are and lights up the crack images everywhere
+    but in the crack: hole 1.0, crack 0.0; a kind without a known mask is left out."""
+    from core.images.stages import Scored, per_type_pixel_auroc
+    labels = np.array([0, 0, 1, 1, 1])
+    types = np.array(["good", "good", "hole", "crack", "stain"])
+    masks = np.zeros((5, 4, 4), np.uint8)
+    masks[2, 0, 0] = masks[3, 1, 1] = masks[4, 2, 2] = 1
+    maps = np.full((5, 4, 4), 0.5, np.float32)
+    maps[2, 0, 0] = 2.0
+    maps[3] = 3.0
+    maps[3, 1, 1] = 0.0
+    known = np.array([True, True, True, True, False])
+    scored = Scored(maps, maps.max(axis=(1, 2)), None, None, masks, known, maps[:, None])
+    assert per_type_pixel_auroc(maps, scored, labels, types) == {"crack": 0.0, "hole": 1.0}
+
+
 def test_the_score_title_names_what_made_the_maps():
     cfg = {"image_score": "topk_mean", "topk": 0.01, "error": "l2"}
     normal = {"normalized_by": 100, "neighbours": 20, "two_sided": True}
@@ -180,7 +197,7 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
     assert res.coarse == {"sigma": 16.0, "weight": 0.5} and "smoothed at 16 px" in res.maps_caption
     kinds = {"missing_pattern", "scratch", "spot"}  # the sample's defect types, each vs normal
     assert set(res.metrics["per_type"]) == set(res.metrics["baselines"]["mean_image"]["per_type"]) \
-        == kinds
+        == set(res.metrics["per_type_pixel"]) == kinds
     # the image-only run is pickable, and only its image stream has results
     assert [e["run_id"] for e in runs_tables.finished_runs(run_dir.parent.parent)] == [run_dir.name]
     assert [s.name for s in results.result_streams(run_dir)] == ["swinmae"]

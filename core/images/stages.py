@@ -406,9 +406,11 @@ def evaluate(ctx: Context) -> None:
     result = image_metrics(scored.scores, scored.maps, labels, scored, scoring["threshold"])
     result["baselines"] = {"mean_image": image_metrics(
         scored.base_scores, scored.base_maps, labels, scored, scoring["baseline_threshold"])}
-    for m, scores in ((result, scored.scores),
-                      (result["baselines"]["mean_image"], scored.base_scores)):
+    for m, scores, maps in ((result, scored.scores, scored.maps),
+                            (result["baselines"]["mean_image"], scored.base_scores,
+                             scored.base_maps)):
         m["per_type"] = per_type_auroc(scores, labels, types)
+        m["per_type_pixel"] = per_type_pixel_auroc(maps, scored, labels, types)
     write_json(out.metrics, result)
     base = result["baselines"]["mean_image"]
     ctx.log.info("    image AUROC %s (baseline %s), pixel AUROC %s (baseline %s)",
@@ -435,6 +437,19 @@ def per_type_auroc(scores: np.ndarray, labels: np.ndarray, types: np.ndarray) ->
     for kind in sorted(set(types[labels == 1].tolist())):
         keep = normal | ((types == kind) & (labels == 1))
         out[kind] = float(roc_auc_score(labels[keep], scores[keep]))
+    return out
+
+
+def per_type_pixel_auroc(maps: np.ndarray, scored: Scored, labels: np.ndarray,
+                         types: np.ndarray) -> dict:
+    """{defect type: pixel AUROC of its images' and the normal images' pixels} (maps (N, S,
+    S), labels and types (N,)); a type without a known mask is left out."""
+    out = {}
+    for kind in sorted(set(types[labels == 1].tolist())):
+        keep = (labels == 0) | (types == kind)
+        value = pixel_auroc(maps[keep], scored.masks[keep], scored.mask_known[keep])
+        if value is not None:
+            out[kind] = value
     return out
 
 
