@@ -194,7 +194,7 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
         in res.score_title
     assert "above or below" in res.score_title  # two-sided maps, the default
     assert res.method == scoring["method"] and f"score.method: {res.method}" in res.maps_caption
-    assert res.coarse == {"sigma": 16.0, "weight": 0.5} and "smoothed at 16 px" in res.maps_caption
+    assert res.coarse is None  # a reconstruction run: the coarse scale is the head's
     kinds = {"missing_pattern", "scratch", "spot"}  # the sample's defect types, each vs normal
     assert set(res.metrics["per_type"]) == set(res.metrics["baselines"]["mean_image"]["per_type"]) \
         == set(res.metrics["per_type_pixel"]) == kinds
@@ -205,10 +205,11 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
 
 @pytest.mark.slow
 def test_the_maps_caption_says_when_the_maps_add_a_coarse_scale(res):
-    assert "two scales" in res.maps_caption and "image score reads the fine map" in res.maps_caption
-    before = replace(res, coarse=None)  # runs scored before the coarse scale
-    assert "two scales" not in before.maps_caption
-    assert before.maps_caption == img.METHOD_CAPTIONS[res.method]
+    assert res.maps_caption == img.METHOD_CAPTIONS[res.method]  # one scale
+    head = replace(res, method="head", coarse={"sigma": 16.0, "weight": 1.0})
+    assert head.maps_caption.startswith(img.METHOD_CAPTIONS["head"])
+    assert "two scales" in head.maps_caption and "smoothed at 16 px" in head.maps_caption
+    assert "image score reads the fine map only" in head.maps_caption
 
 
 @pytest.mark.slow

@@ -129,8 +129,9 @@ class ImageScoreConfig(Section):
     error: Literal["l2", "l2_grad"]  # l2_grad adds an image-gradient term
     grad_weight: float = number(ge=0.0)
     sigma: float = number(ge=0.0)  # Gaussian smoothing of the map, in pixels
-    coarse_sigma: float = number(ge=0.0, le=1.0)  # the pixel maps' coarse scale: Gaussian
-    # sigma as a share of the map's side (0: the fine scale only); needs neighbours > 0
+    coarse_sigma: float = number(ge=0.0, le=1.0)  # method head: the pixel maps' coarse scale,
+    # the head's map smoothed with this sigma as a share of the map's side (0: the fine scale
+    # only; needs neighbours > 0)
     coarse_weight: float = number(ge=0.0)  # the coarse z-map's weight in the pixel maps
     normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
     two_sided: bool  # normalize only: |z|, an error far below normal counts too

@@ -63,9 +63,10 @@ class ImageResults:
         what = METHOD_CAPTIONS.get(self.method, f"Maps made by method {self.method}.")
         if not self.coarse:
             return what
-        return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the same maps "
-                f"smoothed at {self.coarse['sigma']:g} px are added, so large faint areas "
-                "show; the image score reads the fine map only (score.coarse_sigma).")
+        return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the heads' map "
+                f"smoothed at {self.coarse['sigma']:g} px is added (in units of normal images' "
+                "alike), so large faint areas show; the image score reads the fine map only "
+                "(score.coarse_sigma).")
 
     @property
     def score(self) -> np.ndarray:  # (N,)

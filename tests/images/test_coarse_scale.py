@@ -1,7 +1,8 @@
-"""The pixel maps' coarse scale (`score.coarse_sigma`): a large faint defect lost in the fine
-map's pixel noise stands out once the map is smoothed at a quarter of its side and measured
-against normal maps smoothed alike; a small sharp one stays where it is; the image scores read
-the fine map only, so they (and the run's threshold) do not change."""
+"""The pixel maps' coarse scale (`score.coarse_sigma`, head runs): a large faint area of defect
+probability, lost in the head map's pixel noise, stands out once the head's map is smoothed at
+a quarter of its side and measured against normal head maps smoothed alike; a small sharp
+defect stays where it is; the image scores read the fine map only, so they (and the run's
+threshold) do not change; single-map detectors (and the baseline) keep the fine map."""
 from __future__ import annotations
 
 import types
@@ -27,9 +28,12 @@ def _score_cfg(**changes):
 
 
 def _normals(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n alike normal images (n, 1, S, S) and their maps (n, S, S): pixel noise around 1."""
+    """n alike normal images (n, 1, S, S) and their maps (n, 2, S, S), error then head
+    probability: pixel noise around 1 and around 0.1."""
     images = 0.5 + 0.01 * torch.rand(n, 1, SIDE, SIDE, generator=g)
-    return images, 1.0 + 0.2 * torch.randn(n, SIDE, SIDE, generator=g)
+    maps = torch.stack([1.0 + 0.2 * torch.randn(n, SIDE, SIDE, generator=g),
+                        0.1 + 0.02 * torch.randn(n, SIDE, SIDE, generator=g)], dim=1)
+    return images, maps
 
 
 def _faint_area() -> torch.Tensor:
@@ -38,31 +42,41 @@ def _faint_area() -> torch.Tensor:
     return mask
 
 
+def _test_set(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """4 test images: image 1 has a faint broad rise of head probability (0.6 of a pixel's
+    normal spread), image 2 one pixel of high error."""
+    images, maps = _normals(4, g)
+    maps[1, 1][_faint_area()] += 0.012
+    maps[2, 0, 50, 10] += 5.0
+    return images, maps
+
+
 def test_a_large_faint_defect_stands_out_at_the_coarse_scale_and_a_sharp_one_stays():
     g = torch.Generator().manual_seed(1)
     images, maps = _normals(30, g)
-    test_images, test_maps = _normals(4, g)
-    area = _faint_area()
-    test_maps[1][area] += 0.12  # 0.6 of a pixel's normal spread: lost in the fine map
-    test_maps[2, 50, 10] += 5.0  # a small sharp defect
+    test_images, test_maps = _test_set(g)
     normal = normal_reference(maps, thumbnails(images), 10, two_sided=True)
-    coarse = CoarseScale.of(normal, _score_cfg(coarse_sigma=0.25, coarse_weight=0.5))
+    coarse = CoarseScale.of(normal, _score_cfg(coarse_sigma=0.25, coarse_weight=1.0))
     assert coarse is not None and coarse.sigma == 16.0
+    assert coarse.reference.maps.shape == (30, SIDE, SIDE)  # the head maps only
     fine = normal(test_maps, test_images)  # (4, S, S)
     both = coarse(fine, test_maps, test_images)
     truth = torch.zeros(4, SIDE, SIDE, dtype=torch.bool)
-    truth[1] = area
+    truth[1] = _faint_area()
     fine_auroc, both_auroc = (roc_auc_score(truth.flatten(), m.flatten()) for m in (fine, both))
     assert fine_auroc < 0.75 and both_auroc > 0.95
     assert both[2].flatten().argmax() == 50 * SIDE + 10  # still the sharp defect's pixel
 
 
-def test_no_coarse_scale_when_it_is_off_or_only_a_mean_and_spread_were_kept():
+def test_no_coarse_scale_when_off_for_one_map_or_with_only_a_mean_and_spread():
     g = torch.Generator().manual_seed(2)
     images, maps = _normals(8, g)
     near = normal_reference(maps, thumbnails(images), 4, two_sided=True)
+    assert CoarseScale.of(near, _score_cfg()) is not None
     assert CoarseScale.of(near, _score_cfg(coarse_sigma=0.0)) is None
     assert CoarseScale.of(near, _score_cfg(coarse_weight=0.0)) is None
+    one_map = normal_reference(maps[:, 0], thumbnails(images), 4, two_sided=True)
+    assert CoarseScale.of(one_map, _score_cfg()) is None  # reconstruction, knn, the baseline
     everyone = normal_reference(maps, thumbnails(images), 0, two_sided=True)
     assert isinstance(everyone, PixelErrorStats) and CoarseScale.of(everyone, _score_cfg()) is None
     assert CoarseScale.of(None, _score_cfg()) is None
@@ -71,32 +85,34 @@ def test_no_coarse_scale_when_it_is_off_or_only_a_mean_and_spread_were_kept():
 @pytest.mark.parametrize("coarse_sigma", [0.0, 0.25])
 def test_scored_images_keep_their_fine_scores_and_only_the_maps_change(monkeypatch, coarse_sigma):
     """`score_items` with the coarse scale on and off: the same image scores, read from the
-    fine z-maps; the pixel maps add the coarse z-map, for the baseline alike."""
+    fine z-maps; the model's pixel maps add the coarse z-map; the baseline's one map is left
+    fine."""
     g = torch.Generator().manual_seed(3)
     images, maps = _normals(30, g)
-    test_images, test_maps = _normals(4, g)
-    test_maps[1][_faint_area()] += 0.12
+    test_images, test_maps = _test_set(g)
     normal = normal_reference(maps, thumbnails(images), 10, two_sided=True)
+    base_normal = normal_reference(maps[:, 0], thumbnails(images), 10, two_sided=True)
     batch = {"image": test_images, "mask": torch.zeros(4, SIDE, SIDE, dtype=torch.uint8),
              "mask_known": torch.ones(4, dtype=torch.bool)}
     monkeypatch.setattr(stages, "_maps", lambda *a, **k: iter([(test_maps, batch)]))
 
-    class Baseline:  # maps as the mean-image baseline's would be: the same here
+    class Baseline:  # one map per image, as the mean-image baseline's
         def maps(self, imgs, sigma):
-            return test_maps
+            return test_maps[:, 0]
 
     cfg = load_config([f"swinmae.score.coarse_sigma={coarse_sigma}"])
-    ctx = types.SimpleNamespace(cfg=cfg)
-    scored = stages.score_items(ctx, None, Baseline(), [None] * 4, normal, normal)
-    fine = normal(test_maps, test_images)
-    expected = image_scores(fine, cfg.swinmae.score.image_score, cfg.swinmae.score.topk)
-    np.testing.assert_allclose(scored.scores, expected.numpy(), rtol=1e-6)
-    np.testing.assert_allclose(scored.base_scores, expected.numpy(), rtol=1e-6)
+    score_cfg = cfg.swinmae.score
+    scored = stages.score_items(types.SimpleNamespace(cfg=cfg), None, Baseline(), [None] * 4,
+                                normal, base_normal)
+    fine, base_fine = normal(test_maps, test_images), base_normal(test_maps[:, 0], test_images)
+    for scores, z in ((scored.scores, fine), (scored.base_scores, base_fine)):
+        np.testing.assert_allclose(
+            scores, image_scores(z, score_cfg.image_score, score_cfg.topk).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(scored.base_maps, base_fine.numpy(), rtol=1e-6)
     if coarse_sigma == 0:
         assert scored.coarse is None
         np.testing.assert_allclose(scored.maps, fine.numpy(), rtol=1e-6)
     else:
-        assert scored.coarse == {"sigma": 16.0, "weight": 0.5}
-        area = _faint_area().numpy()
-        assert scored.maps[1][area].mean() > 2 * fine[1][_faint_area()].mean()
-        np.testing.assert_allclose(scored.base_maps, scored.maps, rtol=1e-6)
+        assert scored.coarse == {"sigma": 16.0, "weight": 1.0}
+        area = _faint_area()
+        assert scored.maps[1][area.numpy()].mean() > 2 * fine[1][area].mean()

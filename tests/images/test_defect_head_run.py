@@ -1,7 +1,7 @@
 """`score.method: head` end to end through the real CLI (its own file, so that it runs beside
 test_export.py's tests rather than after them): the defect head trains as its own stage with
 its own loss curve and files, and a scoring run and the exported bare predict.py both reproduce
-the run's scores of the same images, so both use the head (and the reconstruction error beside
+the run's scores of the same images (the scoring run its two-scale maps too), so both use the head (and the reconstruction error beside
 it); a head run from before the two maps were added is refused."""
 from __future__ import annotations
 
@@ -39,8 +39,13 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     assert [m["epoch"] for m in head_epochs] == [1, 2]  # its own loss curve, beside Swin MAE's
     ran = pd.read_csv(run / "swinmae" / "scores.csv")
 
-    scored = pd.read_csv(scoring_run(run, "--img-data", data) / "swinmae" / "scores.csv")
-    assert_same_scores(scored, ran, "file")  # the scoring run used the head
+    scoring = read_json(run / "swinmae" / "scoring.json")
+    assert scoring["coarse"] == {"sigma": 16.0, "weight": 1.0}  # the head's map, 64 px / 4
+    again = scoring_run(run, "--img-data", data) / "swinmae"
+    assert_same_scores(pd.read_csv(again / "scores.csv"), ran, "file")  # it used the head
+    assert read_json(again / "scoring.json")["coarse"] == scoring["coarse"]
+    with np.load(again / "maps.npz") as ours, np.load(run / "swinmae" / "maps.npz") as theirs:
+        np.testing.assert_allclose(ours["maps"], theirs["maps"], atol=1e-3)  # both scales
     res = run_cli("export", str(run), timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     spec = read_json(run / "export" / "swinmae" / "model.json")

@@ -44,9 +44,7 @@ def test_scoring_the_same_images_reproduces_the_runs_scores(model_run):
     with np.load(run / "swinmae" / "maps.npz") as ours, \
             np.load(model_run / "swinmae" / "maps.npz") as theirs:
         assert ours["maps"].shape == (25, 64, 64)
-        np.testing.assert_array_equal(ours["maps"], theirs["maps"])  # both scales, as the run
-    assert read_json(run / "swinmae" / "scoring.json")["coarse"] == \
-        read_json(model_run / "swinmae" / "scoring.json")["coarse"]
+        np.testing.assert_array_equal(ours["maps"], theirs["maps"])
     assert read_json(run / "swinmae" / "metrics.json")["image_auroc"] == pytest.approx(
         read_json(model_run / "swinmae" / "metrics.json")["image_auroc"])
     assert list((run / "swinmae" / "overlays").iterdir())
