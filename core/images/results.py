@@ -64,9 +64,9 @@ class ImageResults:
         if not self.coarse:
             return what
         return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the heads' map "
-                f"smoothed at {self.coarse['sigma']:g} px is added (in units of normal images' "
-                "alike), so large faint areas show; the image score reads the fine map only "
-                "(score.coarse_sigma).")
+                f"smoothed at {self.coarse['sigma']:g} px, against normal images' smoothed "
+                "alike, is added, so large faint areas show; the image score reads the fine map "
+                "only (score.coarse_sigma).")
 
     @property
     def score(self) -> np.ndarray:  # (N,)

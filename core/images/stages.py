@@ -278,8 +278,8 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
     a baseline (a scoring run), its maps and scores are None."""
     cfg = ctx.cfg.swinmae.score
     coarse, base_coarse = (CoarseScale.of(ref, cfg) for ref in (normal, base_normal))
-    parts: dict[str, list] = {k: [] for k in ("maps", "scores", "base_maps", "base_scores", "masks",
-                                               "known", "images")}
+    parts: dict[str, list] = {k: [] for k in ("maps", "scores", "base_maps", "base_scores",
+                                               "masks", "known", "images")}
 
     def add(prefix: str, raw: torch.Tensor, ref: NormalReference | None,
             scale: CoarseScale | None, images: torch.Tensor) -> None:
