@@ -1,8 +1,9 @@
 """`score.method: head` end to end through the real CLI (its own file, so that it runs beside
 test_export.py's tests rather than after them): the defect head trains as its own stage with
 its own loss curve and files, and a scoring run and the exported bare predict.py both reproduce
-the run's scores of the same images (the scoring run its two-scale maps too), so both use the head (and the reconstruction error beside
-it); a head run from before the two maps were added is refused."""
+the run's scores of the same images, so both use the head (and the reconstruction error beside
+it); the scoring run also reproduces the run's two-scale maps; a head run from before the two
+maps were added is refused."""
 from __future__ import annotations
 
 import shutil
