@@ -133,16 +133,34 @@ def _forward_stop(ctx, stop_file: Path, proc: subprocess.Popen) -> None:
 
 
 def _relay(ctx, line: str) -> None:
-    if line.startswith(EVENT):
-        event = json.loads(line[len(EVENT):])
+    """Apply an event line from the ranks' shared stdout; log any other text. The ranks and
+    torchrun write to one pipe, so another process's output can run into an event's line: what
+    follows the event is logged, and a line that does not parse is logged as text, never
+    fatal (a full suite once failed a run on such a line)."""
+    event, rest = _parse_event(line)
+    if event is not None:
         if event["to"] == "metrics":
             ctx.metrics.log(**event["fields"])
         elif event["to"] == "rewind":
             ctx.metrics.rewind(**event["fields"])
         else:
             ctx.progress.update_active(**event["fields"])
-    elif line.strip():
-        ctx.log.info("%s", line)
+    if rest.strip():
+        ctx.log.info("%s", rest)
+
+
+def _parse_event(line: str) -> tuple[dict | None, str]:
+    """(the event a line starts with, or None; the text after it, or the whole line)."""
+    if not line.startswith(EVENT):
+        return None, line
+    try:
+        event, end = json.JSONDecoder().raw_decode(line, len(EVENT))
+    except json.JSONDecodeError:
+        return None, line
+    if not isinstance(event, dict) or not isinstance(event.get("fields"), dict) \
+            or "to" not in event:
+        return None, line
+    return event, line[end:]
 
 
 def _raise_for_outcomes(folder: Path, stage: str, world: int, code: int, stopping: bool) -> None:

@@ -31,14 +31,21 @@ class EventSink:
     """Stands in for ProgressWriter and MetricsLog on rank 0: each call becomes an event line."""
 
     def log(self, **fields) -> None:
-        print(EVENT + json.dumps({"to": "metrics", "fields": fields}), flush=True)
+        _emit("metrics", fields)
 
     def rewind(self, stage: str, step: int, epoch: int) -> None:
-        print(EVENT + json.dumps({"to": "rewind", "fields": {"stage": stage, "step": step,
-                                                             "epoch": epoch}}), flush=True)
+        _emit("rewind", {"stage": stage, "step": step, "epoch": epoch})
 
     def update_active(self, **fields) -> None:
-        print(EVENT + json.dumps({"to": "progress", "fields": fields}), flush=True)
+        _emit("progress", fields)
+
+
+def _emit(to: str, fields: dict) -> None:
+    """One event line in one write: the ranks and torchrun share the pipe, and a pipe keeps a
+    write under 4 KiB whole, where print's separate newline could be cut off by another
+    process's output."""
+    sys.stdout.write(f"{EVENT}{json.dumps({'to': to, 'fields': fields})}\n")
+    sys.stdout.flush()
 
 
 class NullSink:

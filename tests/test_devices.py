@@ -1,5 +1,6 @@
 """Device and precision choice, the device facts (NVML readings through a stand-in module), how
-many processes train, and how the ranks' outcomes become the training stage's result."""
+many processes train, how the ranks' event lines are relayed, and how the ranks' outcomes
+become the training stage's result."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,7 @@ import torch
 from core import devices
 from core.config import defaults, load_config, read_config, save_config
 from core.devices import Runtime, resolve_precision
-from core.distributed import _raise_for_outcomes, planned_world
+from core.distributed import EVENT, _raise_for_outcomes, _relay, planned_world
 from core.errors import ConfigError, DataError, StopRequested, TrainingError
 from core.fileio import write_json
 
@@ -185,3 +186,30 @@ def test_a_nonzero_exit_with_every_rank_done_still_fails(tmp_path):
     _outcomes(tmp_path, {"status": "done"}, {"status": "done"})
     with pytest.raises(TrainingError, match="torchrun exited with code 1"):
         _raise_for_outcomes(tmp_path, "train_x", 2, 1, stopping=False)
+
+
+def _recording_context(calls: list) -> types.SimpleNamespace:
+    """A pipeline context whose metrics log, progress writer and logger record into calls."""
+    def record(kind):
+        return lambda *args, **fields: calls.append((kind, fields or args[-1]))
+    return types.SimpleNamespace(
+        metrics=types.SimpleNamespace(log=record("metrics"), rewind=record("rewind")),
+        progress=types.SimpleNamespace(update_active=record("progress")),
+        log=types.SimpleNamespace(info=record("text")))
+
+
+def test_event_lines_are_applied_and_anything_else_is_logged_never_raised():
+    calls = []
+    ctx = _recording_context(calls)
+    event = EVENT + '{"to": "metrics", "fields": {"step": 3, "loss": 0.5}}'
+    _relay(ctx, event)
+    # another process's output ran into the event's line (a full suite once failed a run so)
+    _relay(ctx, event + "[rank1] warning")
+    _relay(ctx, EVENT + '{"to": "progress", "fields": {"ep')  # cut short: not an event
+    _relay(ctx, EVENT + '{"to": "rewind", "fields": {"stage": "s", "step": 1, "epoch": 0}}')
+    _relay(ctx, "plain text")
+    _relay(ctx, "   ")
+    assert calls == [
+        ("metrics", {"step": 3, "loss": 0.5}), ("metrics", {"step": 3, "loss": 0.5}),
+        ("text", "[rank1] warning"), ("text", EVENT + '{"to": "progress", "fields": {"ep'),
+        ("rewind", {"stage": "s", "step": 1, "epoch": 0}), ("text", "plain text")]
