@@ -113,7 +113,7 @@ class ImageDataConfig(Section):
 
 class KnnConfig(Section):
     """`score.method: knn`: the distance of each patch's encoder features to a bank of normal
-    patch features (`core.images.knn`)."""
+    patch features (`core.images.knn`); `bank_size` also bounds `score.head_knn`'s bank."""
     stages: Annotated[tuple[int, ...], BeforeValidator(  # a YAML list or an override's tuple
         lambda v: tuple(v) if isinstance(v, list) else v)]  # encoder stages (0 first) whose
     # outputs make a patch's feature
@@ -133,6 +133,8 @@ class ImageScoreConfig(Section):
     # the head's map smoothed with this sigma as a share of the map's side (0: the fine scale
     # only; needs neighbours > 0)
     coarse_weight: float = number(ge=0.0)  # the coarse z-map's weight in the pixel maps
+    head_knn: bool  # method head: a third map, the distance of the head's deepest features to
+    # the nearest normal ones (a memory bank of knn.bank_size entries), added as the others are
     normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
     two_sided: bool  # normalize only: |z|, an error far below normal counts too
     normal_images: int = number(ge=2)  # training images whose maps give those statistics

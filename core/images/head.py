@@ -76,16 +76,25 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(w, 1, 1)
         self.to(memory_format=self.layout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, in_chans, S, S) → the 4 levels' outputs, level i (B, 2^i w, S / 2^i, S / 2^i)."""
         x = x.contiguous(memory_format=self.layout)
-        skips = []
+        levels = []
         for i, block in enumerate(self.down):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))  # (B, 2^i w, S / 2^i, S / 2^i)
-            skips.append(x)
-        for block, skip in zip(self.up, reversed(skips[:-1])):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            levels.append(x)
+        return levels
+
+    def decode(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """`encode`'s levels → (B, 1, S, S) logits."""
+        x = levels[-1]
+        for block, skip in zip(self.up, reversed(levels[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return self.out(x).contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
 
 
 class DefectHead(nn.Module):
@@ -97,6 +106,14 @@ class DefectHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([member(x) for member in self.members], dim=1)
+
+    def with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, in_chans, S, S) → the logits (B, K, S, S) and the members' deepest level side by
+        side (B, K 8w, S / 8, S / 8): what each 8 × 8 place looks like to heads that learned to
+        tell defects apart (`score.head_knn` measures how far it is from normal places)."""
+        levels = [member.encode(x) for member in self.members]
+        logits = [member.decode(lv) for member, lv in zip(self.members, levels)]
+        return torch.cat(logits, dim=1), torch.cat([lv[-1] for lv in levels], dim=1)
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load a saved head's weights; a checkpoint from before ensembles holds one U-Net's
@@ -137,8 +154,16 @@ class HeadTraining(nn.Module):
 
 
 @torch.no_grad()
+def head_outputs(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor,
+                 passes: Reconstructed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, S, S) → the heads' mean defect probability per pixel (B, S, S) and their deepest
+    features (B, K 8w, S / 8, S / 8), both float32 (`passes`: imgs' masked reconstructions,
+    when already made)."""
+    logits, features = head.with_features(head_input(mae, imgs, passes))
+    return torch.sigmoid(logits.float()).mean(dim=1), features.float()
+
+
 def head_maps(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor,
               passes: Reconstructed | None = None) -> torch.Tensor:
-    """(B, C, S, S) → (B, S, S) float32: the heads' mean defect probability per pixel
-    (`passes`: imgs' masked reconstructions, when already made)."""
-    return torch.sigmoid(head(head_input(mae, imgs, passes)).float()).mean(dim=1)
+    """(B, C, S, S) → (B, S, S) float32: the heads' mean defect probability per pixel."""
+    return head_outputs(mae, head, imgs, passes)[0]

@@ -74,20 +74,28 @@ def greedy_coreset(features: torch.Tensor, size: int,
 
 class MemoryBank(nn.Module):
     """Normal patch features (K, F) and the training image each came from (K,); called on
-    features (B, F, h, w) it gives each patch's distance to its nearest entry (B, h, w)."""
+    features (B, F, h, w) it gives each patch's distance to its nearest entry (B, h, w). With
+    a per-channel `shift` and `scale` (F,) the features are standardised first (the bank is
+    stored standardised): each channel counts by its spread among normal patches, and the
+    distances are not small differences of large squares, which float32 would round away."""
 
-    def __init__(self, bank: torch.Tensor, owner: torch.Tensor):
+    def __init__(self, bank: torch.Tensor, owner: torch.Tensor,
+                 shift: torch.Tensor | None = None, scale: torch.Tensor | None = None):
         super().__init__()
         self.register_buffer("bank", bank.float())
         self.register_buffer("owner", owner.long())
+        width = bank.shape[1]
+        self.register_buffer("shift", torch.zeros(width) if shift is None else shift.float())
+        self.register_buffer("scale", torch.ones(width) if scale is None else scale.float())
 
     @classmethod
     def build(cls, batches: Iterable[torch.Tensor], n_images: int, size: int,
-              seed: int = 0) -> "MemoryBank":
+              seed: int = 0, standardise: bool = False) -> "MemoryBank":
         """From the features of n_images normal images, batches of (B, F, g, g) in a fixed
         order (image i of the whole sequence is owner i): from each image a random share of
         its patches, about size × CANDIDATES in all (so memory stays bounded however many images
-        there are), then `greedy_coreset` to `size`."""
+        there are), then `greedy_coreset` to `size`; `standardise`: by the candidates'
+        per-channel mean and spread."""
         generator = torch.Generator().manual_seed(seed)
         feats, owners, seen = [], [], 0
         for f in batches:
@@ -99,36 +107,52 @@ class MemoryBank(nn.Module):
             owners.append(torch.arange(seen, seen + B).repeat_interleave(per_image))
             seen += B
         feats, owners = torch.cat(feats), torch.cat(owners)
+        shift, scale = (feats.mean(dim=0), feats.std(dim=0) + 1e-6) if standardise \
+            else (torch.zeros(feats.shape[1]), torch.ones(feats.shape[1]))
+        feats = (feats - shift) / scale
         keep = greedy_coreset(feats, size, generator)
-        return cls(feats[keep], owners[keep])
+        return cls(feats[keep], owners[keep], shift, scale)
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            torch.save({"bank": self.bank.cpu(), "owner": self.owner.cpu()}, tmp)
+            torch.save({key: getattr(self, key).cpu()
+                        for key in ("bank", "owner", "shift", "scale")}, tmp)
 
     @classmethod
     def load(cls, path: Path, device: torch.device | str = "cpu") -> "MemoryBank":
+        """A saved bank; one saved before standardisation existed loads without it."""
         saved = torch.load(path, map_location=device, weights_only=True)
-        return cls(saved["bank"], saved["owner"])
+        return cls(saved["bank"], saved["owner"], saved.get("shift"), saved.get("scale"))
 
     def forward(self, features: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, F, h, w) → (B, h, w) Euclidean distance to the nearest entry; with
         `exclude` (B,) each image's own entries (owner == exclude) are left out."""
         B, Fdim, h, w = features.shape
-        q = features.float().permute(0, 2, 3, 1).reshape(B, h * w, Fdim)  # (B, h w, F)
+        q = (features.float().permute(0, 2, 3, 1).reshape(B, h * w, Fdim)  # (B, h w, F)
+             - self.shift) / self.scale
         sq = (q.pow(2).sum(dim=-1, keepdim=True) - 2 * q @ self.bank.T
               + self.bank.pow(2).sum(dim=1))  # (B, h w, K)
         if exclude is not None:
             own = self.owner[None, :] == exclude.to(self.owner.device)[:, None]  # (B, K)
             sq = sq.masked_fill(own[:, None, :], float("inf"))
-        return sq.min(dim=-1).values.clamp_min(0).sqrt().view(B, h, w)
+        # the expansion finds the nearest entry; its distance is measured directly: near an
+        # entry the expansion is a small difference of large squares, which float32 rounds
+        # differently in torch and in the exported ONNX model
+        nearest = self.bank[sq.argmin(dim=-1)]  # (B, h w, F)
+        return (q - nearest).pow(2).sum(dim=-1).sqrt().view(B, h, w)
 
 
 @torch.no_grad()
+def distance_maps(bank: MemoryBank, features: torch.Tensor, size: tuple[int, int],
+                  exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """features (B, F, g, g) → (B, *size) float32: each place's nearest-neighbour distance,
+    bilinearly upsampled to the image (`exclude` as in `MemoryBank.forward`)."""
+    dist = bank(features, exclude)  # (B, g, g)
+    return F.interpolate(dist[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
 def knn_maps(mae: SwinMAE, bank: MemoryBank, imgs: torch.Tensor, stages: tuple[int, ...],
              exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, C, S, S) → (B, S, S) float32: each patch's nearest-neighbour distance, bilinearly
-    upsampled to the image (`exclude` as in `MemoryBank.forward`)."""
-    dist = bank(patch_features(mae, imgs, stages), exclude)  # (B, g, g)
-    return F.interpolate(dist[:, None], size=imgs.shape[-2:], mode="bilinear",
-                         align_corners=False)[:, 0]
+    """(B, C, S, S) → (B, S, S) float32: each patch's distance to the nearest normal patch in
+    the encoder's feature space (`score.method: knn`)."""
+    return distance_maps(bank, patch_features(mae, imgs, stages), imgs.shape[-2:], exclude)

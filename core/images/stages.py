@@ -28,7 +28,7 @@ from core.fileio import atomic_path, read_json, write_json
 from core.images.baselines import MeanImageBaseline
 from core.images.config import SwinMAEConfig
 from core.images.files import ImageFiles
-from core.images.head import DefectHead, HeadTraining
+from core.images.head import DefectHead, HeadTraining, head_outputs
 from core.images.knn import MemoryBank, patch_features
 from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_image_dataset, \
     summarize_images
@@ -240,16 +240,24 @@ def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem], with_mask
         yield detector(imgs, batch["index"] if own else None).cpu(), batch
 
 
-def build_bank(ctx: Context, mae: SwinMAE, items: list[ImageItem]) -> MemoryBank:
-    """The memory bank of `items`' patch features (`score.method: knn`), saved in the run."""
+def build_bank(ctx: Context, mae: SwinMAE, head: DefectHead | None,
+               items: list[ImageItem]) -> MemoryBank:
+    """The memory bank of `items`' features, saved in the run: the defect head's deepest
+    features with a head (`score.head_knn`), else the encoder's patch features (`score.method:
+    knn`)."""
     cfg = ctx.cfg.swinmae.score
-    tile = mae.cfg.image_size  # every tile's patches, as the detector will score them
-    features = (tiled(lambda t: patch_features(mae, t, cfg.knn.stages), imgs, tile)
-                for imgs, _ in _batches(ctx, items))
-    bank = MemoryBank.build(features, len(items), cfg.knn.bank_size, ctx.cfg.pipeline.seed or 0)
+    tile = mae.cfg.image_size  # every tile's places, as the detector will score them
+
+    def features(t: torch.Tensor) -> torch.Tensor:  # (B, C, S, S) tiles → (B, F, g, g)
+        return head_outputs(mae, head, t)[1] if head is not None \
+            else patch_features(mae, t, cfg.knn.stages)
+    batches = (tiled(features, imgs, tile) for imgs, _ in _batches(ctx, items))
+    bank = MemoryBank.build(batches, len(items), cfg.knn.bank_size, ctx.cfg.pipeline.seed or 0,
+                            standardise=head is not None)  # the encoder's: per place already
     bank.save(ImageFiles(ctx.stream_dir(STREAM)).knn_bank)
-    ctx.log.info("    memory bank: %d normal patch features of %d channels from %d images",
-                 *bank.bank.shape, len(items))
+    ctx.log.info("    memory bank: %d normal %s features of %d channels from %d images",
+                 bank.bank.shape[0], "defect-head" if head is not None else "patch",
+                 bank.bank.shape[1], len(items))
     return bank.to(resolve_device(ctx.cfg.pipeline.device))
 
 
@@ -334,7 +342,8 @@ def score(ctx: Context) -> None:
     device = resolve_device(ctx.cfg.pipeline.device)
     model, _ = load_model(out.dir, device)
     head = load_head(out.dir, device) if cfg.score.method == "head" else None
-    bank = build_bank(ctx, model, data.fit) if cfg.score.method == "knn" else None
+    bank = build_bank(ctx, model, head, data.fit) \
+        if cfg.score.method == "knn" or (head is not None and cfg.score.head_knn) else None
     detector = AnomalyMaps(model, cfg.score, head, bank)
     baseline = MeanImageBaseline.fit(_loader(ctx, data.fit, False, cfg.score.batch_size))
     with explain_oom("scoring images", f"lower swinmae.score.batch_size (now "
@@ -358,6 +367,7 @@ def score(ctx: Context) -> None:
         "two_sided": bool(normal and normal.two_sided),
         "neighbours": None if normal is None else normal.neighbours,  # 0: against all
         "coarse": target.coarse,  # the pixel maps' coarse scale; None: fine only
+        "head_knn": head is not None and bank is not None,  # a third map: head features' distance
         "flagged": int((target.scores > threshold).sum()), "image_size": scored_size(cfg),
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target

@@ -72,7 +72,8 @@ def load_trained(run_dir: Path) -> TrainedImages:
     method = scoring.get("method", "reconstruction")
     cfg = cfg.model_copy(update={"score": cfg.score.model_copy(update={"method": method})})
     head = load_head(out.dir) if method == "head" else None
-    bank = MemoryBank.load(out.knn_bank) if method == "knn" else None
+    bank = MemoryBank.load(out.knn_bank) \
+        if method == "knn" or (head is not None and scoring.get("head_knn")) else None
     normal = None
     if scoring.get("normalized_by"):
         if not out.normal_stats.is_file():
@@ -82,7 +83,7 @@ def load_trained(run_dir: Path) -> TrainedImages:
                             "model")
         # runs from before two-sided maps set their threshold on signed ones
         normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)))
-    if head is not None and (normal is None or normal.maps_per_image != 2):
+    if head is not None and (normal is None or normal.maps_per_image != 2 + (bank is not None)):
         raise DataError(f"run {run_dir.name}: its defect head made the maps alone (before they "
                         "were added to the reconstruction error's); train again to use this "
                         "model")

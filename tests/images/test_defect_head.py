@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from core.images.defects import blob_masks, synthetic_defects
 from core.images.head import DefectHead, HeadTraining, UNet, focal_loss, head_input, \
-    head_maps, masked_reconstruction
+    head_maps, head_outputs, masked_reconstruction
 from core.images.swinmae import SwinMAE, preset
 
 
@@ -163,6 +163,36 @@ def test_a_detector_with_a_head_makes_the_error_map_and_the_head_map(one_torch_t
     assert maps.shape == (3, 2, 64, 64)
     assert torch.allclose(maps[:, 0], AnomalyMaps(mae, cfg)(images))  # the reconstruction's
     assert torch.allclose(maps[:, 1], gaussian_blur(head_maps(mae, head, images), cfg.sigma))
+
+
+def test_the_heads_deepest_features_come_with_the_same_logits():
+    torch.manual_seed(0)
+    head = DefectHead(3, 4, count=2).eval()
+    x = torch.rand(2, 3, 64, 64)
+    logits, features = head.with_features(x)
+    assert torch.equal(logits, head(x))
+    assert features.shape == (2, 2 * 8 * 4, 8, 8)  # K 8w channels at S / 8
+    assert torch.equal(features[:, 32:], head.members[1].encode(x)[-1])
+
+
+def test_a_detector_with_a_bank_of_the_heads_features_adds_their_distance_map(one_torch_thread):
+    from core.config import load_config
+    from core.images.knn import MemoryBank, distance_maps
+    from core.images.scoring import AnomalyMaps, gaussian_blur
+    torch.manual_seed(0)
+    mae, head = SwinMAE(preset("tiny", in_chans=1)).eval(), DefectHead(3, 4).eval()
+    cfg = load_config([]).swinmae.score
+    normal, images = _parts(4), _parts(3)
+    features = head_outputs(mae, head, normal)[1]  # (4, 32, 8, 8)
+    bank = MemoryBank.build(iter(features.split(2)), 4, size=64, standardise=True)
+    maps = AnomalyMaps(mae, cfg, head, bank)(images)
+    assert maps.shape == (3, 3, 64, 64)
+    assert torch.allclose(maps[:, :2], AnomalyMaps(mae, cfg, head)(images))  # error, head
+    expected = distance_maps(bank, head_outputs(mae, head, images)[1], (64, 64))
+    assert torch.allclose(maps[:, 2], gaussian_blur(expected, cfg.sigma), atol=1e-5)
+    left_out = AnomalyMaps(mae, cfg, head, bank)(normal, torch.arange(4))[:, 2]
+    kept = AnomalyMaps(mae, cfg, head, bank)(normal)[:, 2]  # their own entries in the bank
+    assert (left_out >= kept - 1e-5).all() and left_out.mean() > 2 * kept.mean()
 
 
 def test_the_head_needs_normalized_maps_to_add_them():

@@ -2,8 +2,9 @@
 test_export.py's tests rather than after them): the defect head trains as its own stage with
 its own loss curve and files, and a scoring run and the exported bare predict.py both reproduce
 the run's scores of the same images, so both use the head (and the reconstruction error beside
-it); the scoring run also reproduces the run's two-scale maps; a head run from before the two
-maps were added is refused."""
+it, and the distance map of the head's features to their memory bank); the scoring run also
+reproduces the run's two-scale maps; a head run from before the two maps were added is
+refused."""
 from __future__ import annotations
 
 import shutil
@@ -42,6 +43,7 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
 
     scoring = read_json(run / "swinmae" / "scoring.json")
     assert scoring["coarse"] == {"sigma": 16.0, "weight": 1.0}  # the head's map, 64 px / 4
+    assert scoring["head_knn"] and (run / "swinmae" / ImageFiles.knn_bank).is_file()
     again = scoring_run(run, "--img-data", data) / "swinmae"
     assert_same_scores(pd.read_csv(again / "scores.csv"), ran, "file")  # it used the head
     assert read_json(again / "scoring.json")["coarse"] == scoring["coarse"]
@@ -59,7 +61,7 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     stats = run / "swinmae" / ImageFiles.normal_stats
     with np.load(stats) as z:
         arrays = dict(z)
-    assert arrays["maps"].shape[1] == 2  # (N, 2, S, S): the error's and the head's
+    assert arrays["maps"].shape[1] == 3  # (N, 3, S, S): the error's, the head's, the bank's
     np.savez(stats, **arrays | {"maps": arrays["maps"][:, 1]})
     with pytest.raises(DataError, match="defect head made the maps alone"):
         load_trained(run)

@@ -31,6 +31,18 @@ def test_the_distance_is_to_the_nearest_entry():
     assert torch.allclose(bank(feats), torch.tensor([[[1.0, 1.0]]]))
 
 
+def test_a_standardised_bank_measures_each_channel_by_its_spread():
+    gen = torch.Generator().manual_seed(0)
+    normal = torch.randn(8, 2, 4, 4, generator=gen) * torch.tensor([100.0, 0.01])[None, :, None, None] \
+        + 1000.0  # channel 0 spreads 10,000 times as far as channel 1, both far from 0
+    bank = MemoryBank.build(iter(normal.split(4)), 8, size=128, standardise=True)
+    assert torch.allclose(bank.shift, normal.mean(dim=(0, 2, 3)), rtol=1e-4)
+    probe = normal[:1].clone()
+    probe[0, 1, 0, 0] += 0.1  # 10 spreads off in the narrow channel
+    dist = bank(probe)
+    assert dist[0, 0, 0] > 5 and dist[0].flatten()[1:].max() < 1e-3  # the others are entries
+
+
 def test_a_planted_out_of_distribution_patch_scores_highest_where_it_was_planted():
     normal = _normal_features(20)
     bank = MemoryBank.build(iter(normal.split(4)), 20, size=64)
