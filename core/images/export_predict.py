@@ -5,11 +5,12 @@ Needs only numpy, pandas, pillow and onnxruntime; model.onnx and model.json sit 
 file. The folder is read as the run read its data: an MVTec layout scores its test/<type>/
 images (else train/good/), any other folder the images in it. Each image is converted to the
 model's mode, fitted to its square (bilinear; stretched, or padded with black), scaled to
-[0, 1]; model.onnx gives its smoothed anomaly map (with a defect head two: the reconstruction
-error and the head's probability), which is put in units of the normal training images' maps at
-each pixel (their distance from normal either way, when two-sided): of all of them, or
-(`neighbours` in model.json) of those whose thumbnails lie nearest the image's, read from
-normal_maps.npz beside model.json; two maps' z-scores are added; the image score is the mean of
+[0, 1]; model.onnx gives its smoothed anomaly map (with a defect head two or three: the
+reconstruction error, the head's probability, and its features' distance to the normal ones),
+which is put in units of the normal training images' maps at each pixel (their distance from
+normal either way, when two-sided): of all of them, or (`neighbours` in model.json) of those
+whose thumbnails lie nearest the image's, read from normal_maps.npz beside model.json; the
+maps' z-scores are added; the image score is the mean of
 the map's top share of pixels (or its maximum); flagged above `threshold`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
 made it.)"""
