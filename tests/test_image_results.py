@@ -173,6 +173,8 @@ def test_the_score_title_names_what_made_the_maps():
     head = img._score_title({"method": "head"} | normal, cfg)
     assert "squared error and the defect heads' mean defect probability, their z-scores added" in head
     assert "maps at each pixel of the 20 normal images most like it" in head
+    with_bank = img._score_title({"method": "head", "head_knn": True} | normal, cfg)
+    assert "probability and their features' distance to normal ones, their z-scores" in with_bank
     for before in ({}, {"method": "reconstruction"}):  # runs scored before the head existed
         title = img._score_title(before, cfg)
         assert "squared error, pixels in [0, 1]" in title and "head" not in title
@@ -210,6 +212,8 @@ def test_the_maps_caption_says_when_the_maps_add_a_coarse_scale(res):
     assert head.maps_caption.startswith(img.METHOD_CAPTIONS["head"])
     assert "two scales" in head.maps_caption and "smoothed at 16 px" in head.maps_caption
     assert "image score reads the fine map only" in head.maps_caption
+    assert "score.head_knn" not in head.maps_caption
+    assert "score.head_knn" in replace(head, head_knn=True).maps_caption
 
 
 @pytest.mark.slow

@@ -56,11 +56,15 @@ class ImageResults:
     method: str  # what made the maps: "reconstruction", "head" or "knn" (scoring.json's)
     coarse: dict | None = None  # the maps' coarse scale {"sigma": pixels, "weight": w}; None:
     # the fine scale only (and runs from before it)
+    head_knn: bool = False  # the head's maps add its features' distance to normal ones
 
     @property
     def maps_caption(self) -> str:
         """One line above the gallery: what made the maps, and at which scales."""
         what = METHOD_CAPTIONS.get(self.method, f"Maps made by method {self.method}.")
+        if self.head_knn:
+            what += (" Added alike: how far the heads' deepest features at each place lie from "
+                     "the nearest normal place's (score.head_knn).")
         if not self.coarse:
             return what
         return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the heads' map "
@@ -123,7 +127,7 @@ def load_image_results(run_dir: Path, stream: str = STREAM) -> ImageResults:
         _vmax(maps),
         _score_title(scoring, section.get("score") or {}),
         scoring.get("method", "reconstruction"),  # runs from before the head: reconstruction
-        scoring.get("coarse"))
+        scoring.get("coarse"), bool(scoring.get("head_knn")))
 
 
 def _vmax(maps: np.ndarray) -> float:
@@ -161,7 +165,8 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
         else "squared error"
     unit = "pixels in [0, 1]"
     if method == "head":
-        error = f"{error} and the defect heads' mean defect probability, their z-scores added"
+        knn = " and their features' distance to normal ones" if scoring.get("head_knn") else ""
+        error = f"{error} and the defect heads' mean defect probability{knn}, their z-scores added"
     elif method == "knn":
         error, unit = "distance to the nearest normal patch's features", "feature units"
     if scoring.get("normalized_by"):

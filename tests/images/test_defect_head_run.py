@@ -18,6 +18,7 @@ from conftest import IMG_TINY, SAMPLES, assert_same_scores, bare_predict, only_r
 from core.errors import DataError
 from core.fileio import read_json, read_jsonl
 from core.images.files import ImageFiles
+from core.images.results import load_image_results
 from core.images.trained import load_trained
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,8 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     scoring = read_json(run / "swinmae" / "scoring.json")
     assert scoring["coarse"] == {"sigma": 16.0, "weight": 1.0}  # the head's map, 64 px / 4
     assert scoring["head_knn"] and (run / "swinmae" / ImageFiles.knn_bank).is_file()
+    shown = load_image_results(run)
+    assert shown.head_knn and "score.head_knn" in shown.maps_caption  # Results says so
     again = scoring_run(run, "--img-data", data) / "swinmae"
     assert_same_scores(pd.read_csv(again / "scores.csv"), ran, "file")  # it used the head
     assert read_json(again / "scoring.json")["coarse"] == scoring["coarse"]
