@@ -72,6 +72,13 @@ def greedy_coreset(features: torch.Tensor, size: int,
     return chosen
 
 
+def _floored(spread: torch.Tensor) -> torch.Tensor:
+    """(F,) per-channel spreads floored at a tenth of their median: a channel that never moved
+    among normal patches (a unit that stayed off) cannot turn a small change into a huge
+    distance."""
+    return spread.clamp_min(0.1 * spread.median()) + 1e-6
+
+
 class MemoryBank(nn.Module):
     """Normal patch features (K, F) and the training image each came from (K,); called on
     features (B, F, h, w) it gives each patch's distance to its nearest entry (B, h, w). With
@@ -95,7 +102,7 @@ class MemoryBank(nn.Module):
         order (image i of the whole sequence is owner i): from each image a random share of
         its patches, about size × CANDIDATES in all (so memory stays bounded however many images
         there are), then `greedy_coreset` to `size`; `standardise`: by the candidates'
-        per-channel mean and spread."""
+        per-channel mean and (floored) spread."""
         generator = torch.Generator().manual_seed(seed)
         feats, owners, seen = [], [], 0
         for f in batches:
@@ -107,7 +114,7 @@ class MemoryBank(nn.Module):
             owners.append(torch.arange(seen, seen + B).repeat_interleave(per_image))
             seen += B
         feats, owners = torch.cat(feats), torch.cat(owners)
-        shift, scale = (feats.mean(dim=0), feats.std(dim=0) + 1e-6) if standardise \
+        shift, scale = (feats.mean(dim=0), _floored(feats.std(dim=0))) if standardise \
             else (torch.zeros(feats.shape[1]), torch.ones(feats.shape[1]))
         feats = (feats - shift) / scale
         keep = greedy_coreset(feats, size, generator)

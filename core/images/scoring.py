@@ -6,9 +6,10 @@ head alone varied with its seed on the magnetic tiles, 0.73-0.82 image AUROC; th
 within 0.015 of the reconstruction alone or rose up to 0.07 above it: benchmarks/README.md).
 
 With `score.head_knn` the head adds a third map (magnetic tile, five seeds: image AUROC 0.866
--> 0.890, every defect kind higher on every seed): how far each 8 × 8 place's features at the head's deepest
-level lie from the nearest normal place's, in a memory bank of the training images' (standardised
-per channel), measured against normal images' distances like the other two. The head's one
+-> 0.890, every defect kind higher on every seed): how far each 8 × 8 place's features at the
+head's deepest level lie from the nearest normal place's, in a memory bank of the training
+images' (standardised per channel), measured against normal images' distances like the other
+two. The head's one
 output reads those features through what synthetic defects taught it; the distance sees any
 place unlike every normal one, a small dark blowhole at a tile's edge among them.
 

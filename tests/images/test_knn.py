@@ -43,6 +43,15 @@ def test_a_standardised_bank_measures_each_channel_by_its_spread():
     assert dist[0, 0, 0] > 5 and dist[0].flatten()[1:].max() < 1e-3  # the others are entries
 
 
+def test_a_channel_constant_in_training_cannot_make_a_huge_distance():
+    normal = torch.randn(8, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    normal[:, 3] = 7.0  # a unit that stayed off among normal patches
+    bank = MemoryBank.build(iter(normal.split(4)), 8, size=128, standardise=True)
+    probe = normal[:1].clone()
+    probe[0, 3, 0, 0] += 1.0  # one spread of the other channels off, in the constant one
+    assert 5 < bank(probe)[0, 0, 0] < 15  # its spread floored at a tenth of the median (~1)
+
+
 def test_a_planted_out_of_distribution_patch_scores_highest_where_it_was_planted():
     normal = _normal_features(20)
     bank = MemoryBank.build(iter(normal.split(4)), 20, size=64)
