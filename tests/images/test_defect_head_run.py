@@ -16,7 +16,7 @@ import pytest
 from conftest import IMG_TINY, SAMPLES, assert_same_scores, bare_predict, only_run_dir, \
     run_cli, scoring_run
 from core.errors import DataError
-from core.fileio import read_json, read_jsonl
+from core.fileio import read_json, read_jsonl, write_json
 from core.images.files import ImageFiles
 from core.images.results import load_image_results
 from core.images.trained import load_trained
@@ -60,11 +60,18 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
                               tmp_path / "scores.csv")
     assert_same_scores(predicted, ran, "file")
 
-    # a head run from before the two maps were added kept its head's maps alone: refused
     stats = run / "swinmae" / ImageFiles.normal_stats
     with np.load(stats) as z:
         arrays = dict(z)
     assert arrays["maps"].shape[1] == 3  # (N, 3, S, S): the error's, the head's, the bank's
+    # a head run from before the bank (no head_knn in scoring.json, two maps) still loads
+    (run / "swinmae" / ImageFiles.knn_bank).unlink()
+    write_json(run / "swinmae" / "scoring.json", {k: v for k, v in scoring.items()
+                                                  if k != "head_knn"})
+    np.savez(stats, **arrays | {"maps": arrays["maps"][:, :2]})
+    before = load_trained(run)
+    assert before.detector.bank is None and before.normal.maps_per_image == 2
+    # a head run from before the two maps were added kept its head's maps alone: refused
     np.savez(stats, **arrays | {"maps": arrays["maps"][:, 1]})
     with pytest.raises(DataError, match="defect head made the maps alone"):
         load_trained(run)

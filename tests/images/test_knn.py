@@ -32,9 +32,9 @@ def test_the_distance_is_to_the_nearest_entry():
 
 
 def test_a_standardised_bank_measures_each_channel_by_its_spread():
-    gen = torch.Generator().manual_seed(0)
-    normal = torch.randn(8, 2, 4, 4, generator=gen) * torch.tensor([100.0, 0.01])[None, :, None, None] \
-        + 1000.0  # channel 0 spreads 10,000 times as far as channel 1, both far from 0
+    spreads = torch.tensor([100.0, 0.01])[None, :, None, None]  # channel 0 10,000 times wider
+    normal = torch.randn(8, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * spreads \
+        + 1000.0  # both far from 0
     bank = MemoryBank.build(iter(normal.split(4)), 8, size=128, standardise=True)
     assert torch.allclose(bank.shift, normal.mean(dim=(0, 2, 3)), rtol=1e-4)
     probe = normal[:1].clone()
