@@ -161,9 +161,3 @@ def head_outputs(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor,
     when already made)."""
     logits, features = head.with_features(head_input(mae, imgs, passes))
     return torch.sigmoid(logits.float()).mean(dim=1), features.float()
-
-
-def head_maps(mae: SwinMAE, head: DefectHead, imgs: torch.Tensor,
-              passes: Reconstructed | None = None) -> torch.Tensor:
-    """(B, C, S, S) → (B, S, S) float32: the heads' mean defect probability per pixel."""
-    return head_outputs(mae, head, imgs, passes)[0]

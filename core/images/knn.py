@@ -15,6 +15,10 @@ Each bank entry remembers which training image it came from: scoring a training 
 own patches left out (`exclude`) gives the distance an unseen normal image would get, which is
 what the normal-image statistics (`score.normalize`) need.
 
+The same bank holds the defect head's deepest features for `score.head_knn`, standardised per
+channel (`MemoryBank.build(standardise=True)`): unlike the encoder's, they are not standardised
+per place.
+
 Dimension names: B images, F feature channels, g feature grid side, K bank entries, N
 candidate features, Dp projected width."""
 from __future__ import annotations

@@ -9,9 +9,9 @@ With `score.head_knn` the head adds a third map (magnetic tile, five seeds: imag
 -> 0.890, every defect kind higher on every seed): how far each 8 × 8 place's features at the
 head's deepest level lie from the nearest normal place's, in a memory bank of the training
 images' (standardised per channel), measured against normal images' distances like the other
-two. The head's one
-output reads those features through what synthetic defects taught it; the distance sees any
-place unlike every normal one, a small dark blowhole at a tile's edge among them.
+two. The head's one output reads those features through what synthetic defects taught it; the
+distance sees any place unlike every normal one, a small dark blowhole at a tile's edge among
+them.
 
 With `score.method: knn` the map is instead each patch's distance to the nearest normal patch
 in the encoder's feature space (`core.images.knn`), and no reconstruction is made.

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from core.images.defects import blob_masks, synthetic_defects
 from core.images.head import DefectHead, HeadTraining, UNet, focal_loss, head_input, \
-    head_maps, head_outputs, masked_reconstruction
+    head_outputs, masked_reconstruction
 from core.images.swinmae import SwinMAE, preset
 
 
@@ -73,7 +73,7 @@ def test_an_ensemble_maps_each_pixel_once_per_head_and_its_map_is_their_mean_pro
     assert not torch.allclose(singles[0], singles[1])  # each from its own initialisation
     mae, gray = _Identity("uniform"), torch.rand(2, 1, 64, 64)  # its head input: 3 channels
     expected = torch.stack([torch.sigmoid(m(head_input(mae, gray))[:, 0]) for m in head.members])
-    assert torch.allclose(head_maps(mae, head, gray), expected.mean(dim=0), atol=1e-6)
+    assert torch.allclose(head_outputs(mae, head, gray)[0], expected.mean(dim=0), atol=1e-6)
 
 
 def test_a_head_saved_before_ensembles_loads_as_an_ensemble_of_one():
@@ -148,7 +148,7 @@ def test_training_the_head_lowers_its_loss_and_it_finds_the_defects(one_torch_th
     with torch.random.fork_rng():
         torch.manual_seed(123)
         with_defects, masks = synthetic_defects(images, 1.0)
-    maps = head_maps(mae, head, with_defects)  # (8, 64, 64): its map ranks their pixels high
+    maps = head_outputs(mae, head, with_defects)[0]  # (8, 64, 64): its map ranks their pixels high
     assert roc_auc_score(masks.flatten().numpy(), maps.flatten().numpy()) > 0.9
 
 
@@ -162,7 +162,7 @@ def test_a_detector_with_a_head_makes_the_error_map_and_the_head_map(one_torch_t
     maps = AnomalyMaps(mae, cfg, head)(images)
     assert maps.shape == (3, 2, 64, 64)
     assert torch.allclose(maps[:, 0], AnomalyMaps(mae, cfg)(images))  # the reconstruction's
-    assert torch.allclose(maps[:, 1], gaussian_blur(head_maps(mae, head, images), cfg.sigma))
+    assert torch.allclose(maps[:, 1], gaussian_blur(head_outputs(mae, head, images)[0], cfg.sigma))
 
 
 def test_the_heads_deepest_features_come_with_the_same_logits():
