@@ -137,6 +137,9 @@ class ImageScoreConfig(Section):
     # the nearest normal ones (a memory bank of knn.bank_size entries), added as the others are
     normalize: bool  # maps in units of normal images' error at each pixel (a z-score)
     two_sided: bool  # normalize only: |z|, an error far below normal counts too
+    map_cap: float = number(ge=0.0)  # normalize only, several maps (head): each map's z-score
+    # is capped at this before an image's maps are added, so one map cannot carry an image
+    # alone (0: no cap)
     normal_images: int = number(ge=2)  # training images whose maps give those statistics
     neighbours: int = number(ge=0)  # an image is measured against this many of them, those
     # whose thumbnails lie nearest its own; 0: against all

@@ -31,7 +31,8 @@ def spec(trained: TrainedImages) -> dict:
             "topk": sc.topk, "batch_size": sc.batch_size, "threshold": trained.threshold,
             "threshold_percentile": trained.percentile,
             "normal_map": None if normal is None else _normal_map(normal) | {
-                "two_sided": normal.two_sided, "images": trained.normalized_by}}
+                "two_sided": normal.two_sided, "map_cap": normal.cap,
+                "images": trained.normalized_by}}
 
 
 def _normal_map(normal: NormalReference) -> dict:

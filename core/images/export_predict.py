@@ -105,7 +105,8 @@ def thumbnails(batch: np.ndarray, side: int) -> np.ndarray:
 def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> np.ndarray:
     """(B, S, S) maps of `batch`, or (B, M, S, S): M maps of each image → (B, S, S) z-scores
     against the normal maps' mean and spread (the nearest `neighbours` of `bank`'s when given);
-    |z| when two-sided; an image's M maps summed. Each spread map is floored at a tenth of its
+    |z| when two-sided; an image's M maps each capped at `map_cap` (when > 0), then summed.
+    Each spread map is floored at a tenth of its
     median and a thousandth of its mean map's median magnitude, as the run did."""
     if "neighbours" in normal:
         k = normal["neighbours"]
@@ -122,7 +123,10 @@ def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> 
     floor = np.maximum(0.1 * median(std), 1e-3 * median(np.abs(mean))) + 1e-12
     z = (maps - mean) / np.maximum(std, floor)
     z = np.abs(z) if normal.get("two_sided") else z  # absent before two-sided maps
-    return z.sum(axis=1) if z.ndim == 4 else z
+    if z.ndim == 3:
+        return z
+    cap = normal.get("map_cap") or 0.0  # absent before the cap
+    return (np.minimum(z, cap) if cap > 0 else z).sum(axis=1)
 
 
 def score(folder: Path, spec: dict, session) -> pd.DataFrame:

@@ -166,7 +166,9 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
     unit = "pixels in [0, 1]"
     if method == "head":
         knn = " and their features' distance to normal ones" if scoring.get("head_knn") else ""
-        error = f"{error} and the defect heads' mean defect probability{knn}, their z-scores added"
+        cap = scoring.get("map_cap")
+        added = f"their z-scores, each capped at {cap:g}, added" if cap else "their z-scores added"
+        error = f"{error} and the defect heads' mean defect probability{knn}, {added}"
     elif method == "knn":
         error, unit = "distance to the nearest normal patch's features", "feature units"
     if scoring.get("normalized_by"):

@@ -11,7 +11,9 @@ head's deepest level lie from the nearest normal place's, in a memory bank of th
 images' (standardised per channel), measured against normal images' distances like the other
 two. The head's one output reads those features through what synthetic defects taught it; the
 distance sees any place unlike every normal one, a small dark blowhole at a tile's edge among
-them.
+them. Before an image's maps are added each z-map is capped at `score.map_cap` (10): one map far
+off normal alone (a normal tile's bright edge in the reconstruction error) then cannot outrank a
+defect that two or three maps see.
 
 With `score.method: knn` the map is instead each patch's distance to the nearest normal patch
 in the encoder's feature space (`core.images.knn`), and no reconstruction is made.
@@ -152,13 +154,16 @@ def thumbnails(images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(images.float().mean(dim=1, keepdim=True), THUMB).flatten(1)
 
 
-def _z(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, two_sided: bool) -> torch.Tensor:
+def _z(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, two_sided: bool,
+       cap: float = 0.0) -> torch.Tensor:
     """Maps (B, H, W) or (B, M, H, W) in units of `std` from `mean` (shapes broadcast); |z|
-    when two-sided; M maps of an image summed → (B, H, W). The spread is floored (`_floored`)
-    so that flat spots cannot explode."""
+    when two-sided; M maps of an image each capped at `cap` (when > 0), then summed → (B, H,
+    W). The spread is floored (`_floored`) so that flat spots cannot explode."""
     z = (maps - mean) / _floored(std, mean)
     z = z.abs() if two_sided else z
-    return z.sum(dim=1) if z.dim() == 4 else z
+    if z.dim() == 3:
+        return z
+    return (z.clamp_max(cap) if cap > 0 else z).sum(dim=1)
 
 
 def _floored(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -179,19 +184,20 @@ class PixelErrorStats:
     mean: torch.Tensor  # (H, W), or (M, H, W)
     std: torch.Tensor  # the same shape, floored (`_floored`)
     two_sided: bool  # runs scored before two-sided maps existed load with False
+    cap: float = 0.0  # each of several maps' z capped before the sum (`score.map_cap`); 0: none
 
     @classmethod
-    def fit(cls, maps: torch.Tensor, two_sided: bool) -> "PixelErrorStats":
+    def fit(cls, maps: torch.Tensor, two_sided: bool, cap: float = 0.0) -> "PixelErrorStats":
         """maps (N, H, W) or (N, M, H, W) of normal images, N >= 2. The spread is stored
         floored (as `_z` floors it), so exports read the same one."""
         mean = maps.mean(dim=0)
-        return cls(mean, _floored(maps.std(dim=0), mean), two_sided)
+        return cls(mean, _floored(maps.std(dim=0), mean), two_sided, cap)
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) or (B, M, H, W) → (B, H, W) z-scores against the normal images (their
         absolute value when two-sided; summed over M). `images` is not needed: every image has
         the same reference."""
-        return _z(maps, self.mean, self.std, self.two_sided)
+        return _z(maps, self.mean, self.std, self.two_sided, self.cap)
 
     @property
     def neighbours(self) -> int:
@@ -213,6 +219,7 @@ class NearestNormal:
     keys: torch.Tensor  # (N, T) float32 thumbnails of those images
     neighbours: int  # 2 <= neighbours < N
     two_sided: bool
+    cap: float = 0.0  # as PixelErrorStats.cap
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """maps (B, H, W) or (B, M, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z|
@@ -220,7 +227,7 @@ class NearestNormal:
         near = torch.cdist(thumbnails(images), self.keys).topk(  # (B, neighbours)
             self.neighbours, dim=1, largest=False).indices
         ref = self.maps[near].float()  # (B, neighbours, [M,] H, W)
-        return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided)
+        return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided, self.cap)
 
     @property
     def maps_per_image(self) -> int:
@@ -269,13 +276,13 @@ class CoarseScale:
 
 
 def normal_reference(maps: torch.Tensor, keys: torch.Tensor, neighbours: int,
-                     two_sided: bool) -> NormalReference:
+                     two_sided: bool, cap: float = 0.0) -> NormalReference:
     """The reference of N >= 2 normal maps (N, [M,] H, W) with their thumbnails (N, T): the
     `neighbours` nearest of them per image, or all (one mean and spread) when `neighbours` is 0
     or leaves none out."""
     if 0 < neighbours < len(maps):
-        return NearestNormal(maps.half(), keys.float(), max(2, neighbours), two_sided)
-    return PixelErrorStats.fit(maps, two_sided)
+        return NearestNormal(maps.half(), keys.float(), max(2, neighbours), two_sided, cap)
+    return PixelErrorStats.fit(maps, two_sided, cap)
 
 
 def image_scores(maps: torch.Tensor, how: str, topk: float) -> torch.Tensor:

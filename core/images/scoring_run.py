@@ -68,6 +68,7 @@ def score(ctx: Context) -> None:
         "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
         "two_sided": bool(trained.normal and trained.normal.two_sided),
+        "map_cap": trained.normal.cap if trained.normal else 0.0,
         "neighbours": None if trained.normal is None else trained.normal.neighbours,
         "coarse": scored.coarse, "flagged": flagged, "image_size": scored_size(trained.cfg),
         "from_run": str(trained.run_dir)})

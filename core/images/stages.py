@@ -273,8 +273,8 @@ def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageB
         base_maps.append(baseline.maps(batch["image"], cfg.sigma))
         keys.append(thumbnails(batch["image"]))
     keys = torch.cat(keys)  # (N, T)
-    return tuple(normal_reference(torch.cat(maps), keys, cfg.neighbours, cfg.two_sided)
-                 for maps in (model_maps, base_maps))
+    return tuple(normal_reference(torch.cat(maps), keys, cfg.neighbours, cfg.two_sided,
+                                  cfg.map_cap) for maps in (model_maps, base_maps))
 
 
 def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline | None,
@@ -326,15 +326,16 @@ def save_normal_reference(path: Path, normal: NormalReference) -> None:
         np.savez(f, **arrays)
 
 
-def load_normal_reference(path: Path, two_sided: bool) -> NormalReference:
+def load_normal_reference(path: Path, two_sided: bool, cap: float = 0.0) -> NormalReference:
     """The reference `save_normal_reference` wrote (runs from before nearest normal images
-    saved the mean and spread only)."""
+    saved the mean and spread only), measuring as the run did (`two_sided`, `cap`: what its
+    scoring.json says)."""
     with np.load(path, allow_pickle=False) as z:
         if "maps" in z:
-            return NearestNormal(torch.from_numpy(z["maps"]),
-                                 torch.from_numpy(z["keys"]), int(z["neighbours"]), two_sided)
+            return NearestNormal(torch.from_numpy(z["maps"]), torch.from_numpy(z["keys"]),
+                                 int(z["neighbours"]), two_sided, cap)
         return PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]),
-                               two_sided)
+                               two_sided, cap)
 
 
 def score(ctx: Context) -> None:
@@ -365,6 +366,7 @@ def score(ctx: Context) -> None:
         "mode": cfg.score.mode, "image_score": cfg.score.image_score, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
         "two_sided": bool(normal and normal.two_sided),
+        "map_cap": normal.cap if normal else 0.0,  # each of several maps' z capped; 0: none
         "neighbours": None if normal is None else normal.neighbours,  # 0: against all
         "coarse": target.coarse,  # the pixel maps' coarse scale; None: fine only
         "head_knn": head is not None and bank is not None,  # a third map: head features' distance

@@ -81,8 +81,10 @@ def load_trained(run_dir: Path) -> TrainedImages:
                             "(the run predates it); expected the normal images' map statistics, "
                             "which runs save since scoring runs exist: train again to use this "
                             "model")
-        # runs from before two-sided maps set their threshold on signed ones
-        normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)))
+        # runs from before two-sided maps set their threshold on signed ones, runs from
+        # before the cap on uncapped sums
+        normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)),
+                                       float(scoring.get("map_cap") or 0.0))
     if head is not None and (normal is None or normal.maps_per_image != 2 + (bank is not None)):
         raise DataError(f"run {run_dir.name}: its defect head made the maps alone (before they "
                         "were added to the reconstruction error's); train again to use this "

@@ -402,3 +402,24 @@ def test_two_sided_maps_count_an_error_far_below_normal():
     assert image_scores(both, "topk_mean", 0.05).argmax() == 2
     assert torch.equal(both, signed.abs())
     assert both[3, 10, 10] == signed[3, 10, 10] > 5
+
+
+def test_a_capped_map_cannot_carry_an_image_alone():
+    """`score.map_cap`: each of an image's maps counts at most `cap` normal spreads before they
+    are added. Image 0 is far off normal in one map only (a normal tile's bright edge in the
+    error map); image 1 is moderately off in all three (a defect every map sees). Uncapped the
+    first wins; capped at 10 the second. A single map is never capped."""
+    g = torch.Generator().manual_seed(0)
+    normal = torch.randn(40, 3, 8, 8, generator=g)  # (N, M, H, W): z ≈ the value
+    stats = PixelErrorStats.fit(normal, two_sided=True)
+    test = torch.zeros(2, 3, 8, 8)
+    test[0, 0, 4, 4] = 30 * stats.std[0, 4, 4] + stats.mean[0, 4, 4]  # z 30 in map 0 only
+    test[1, :, 4, 4] = 6 * stats.std[:, 4, 4] + stats.mean[:, 4, 4]  # z 6 in each map
+    plain = image_scores(stats(test), "max", 0.01)
+    capped_stats = PixelErrorStats.fit(normal, two_sided=True, cap=10.0)
+    capped = image_scores(capped_stats(test), "max", 0.01)
+    assert plain[0] > plain[1] and capped[1] > capped[0]
+    assert float(capped[1]) == pytest.approx(float(plain[1]), rel=1e-4)  # under the cap: as it was
+    assert capped_stats(test).max() <= 30 + 1e-4  # 3 maps of at most 10
+    one_map = PixelErrorStats.fit(normal[:, 0], two_sided=True, cap=10.0)
+    assert float(one_map(test[:, 0]).max()) == pytest.approx(30, rel=1e-3)  # one map: no cap

@@ -118,14 +118,15 @@ def test_a_map_that_hardly_varies_does_not_explode(neighbours):
 @pytest.mark.parametrize("size", [64, 72])  # 72: bins of unequal width, as adaptive pooling
 @pytest.mark.parametrize("neighbours", [0, 4])
 @pytest.mark.parametrize("per_image", [(), (2,)])  # one map per image, or two (defect head)
-def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image):
+@pytest.mark.parametrize("cap", [0.0, 1.0])  # score.map_cap: 1 bites on these maps
+def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image, cap):
     """export_predict.py (numpy, no torch) against the run's torch reference."""
     g = torch.Generator().manual_seed(3)
     images = torch.rand(12, 3, size, size, generator=g)
     maps = torch.rand(12, *per_image, size, size, generator=g)
     test_images = torch.rand(3, 3, size, size, generator=g)
     test_maps = 2 * torch.rand(3, *per_image, size, size, generator=g)
-    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True)
+    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True, cap=cap)
     assert np.allclose(export_predict.thumbnails(test_images.numpy(), THUMB),
                        thumbnails(test_images).numpy(), atol=1e-6)
     if isinstance(ref, NearestNormal):
@@ -134,5 +135,10 @@ def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image):
     else:
         normal = {"mean": ref.mean.tolist(), "std": ref.std.tolist(), "two_sided": True}
         bank = None
-    ours = export_predict.in_normal_units(test_maps.numpy(), test_images.numpy(), normal, bank)
+    ours = export_predict.in_normal_units(test_maps.numpy(), test_images.numpy(),
+                                          normal | {"map_cap": cap}, bank)
     assert np.allclose(ours, ref(test_maps, test_images).numpy(), rtol=1e-4, atol=1e-4)
+    if per_image and cap:  # the cap bit: uncapped sums are larger
+        plain = export_predict.in_normal_units(test_maps.numpy(), test_images.numpy(), normal,
+                                               bank)
+        assert (plain > ours + 0.1).any()
