@@ -106,8 +106,8 @@ def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> 
     """(B, S, S) maps of `batch`, or (B, M, S, S): M maps of each image → (B, S, S) z-scores
     against the normal maps' mean and spread (the nearest `neighbours` of `bank`'s when given);
     |z| when two-sided; an image's M maps each capped at `map_cap` (when > 0), then summed.
-    Each spread map is floored at a tenth of its
-    median and a thousandth of its mean map's median magnitude, as the run did."""
+    Each spread map is floored at a tenth of its median and a thousandth of its mean map's
+    median magnitude, as the run did."""
     if "neighbours" in normal:
         k = normal["neighbours"]
         dist = ((thumbnails(batch, normal["thumbnail"])[:, None] - bank["keys"][None]) ** 2).sum(-1)

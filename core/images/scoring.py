@@ -195,8 +195,8 @@ class PixelErrorStats:
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) or (B, M, H, W) → (B, H, W) z-scores against the normal images (their
-        absolute value when two-sided; summed over M). `images` is not needed: every image has
-        the same reference."""
+        absolute value when two-sided; each capped at `cap`, then summed over M). `images` is
+        not needed: every image has the same reference."""
         return _z(maps, self.mean, self.std, self.two_sided, self.cap)
 
     @property
@@ -223,7 +223,7 @@ class NearestNormal:
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """maps (B, H, W) or (B, M, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z|
-        when two-sided; summed over M)."""
+        when two-sided; each capped at `cap`, then summed over M)."""
         near = torch.cdist(thumbnails(images), self.keys).topk(  # (B, neighbours)
             self.neighbours, dim=1, largest=False).indices
         ref = self.maps[near].float()  # (B, neighbours, [M,] H, W)
