@@ -10,8 +10,8 @@ reconstruction error, the head's probability, and its features' distance to the 
 which is put in units of the normal training images' maps at each pixel (their distance from
 normal either way, when two-sided): of all of them, or (`neighbours` in model.json) of those
 whose thumbnails lie nearest the image's, read from normal_maps.npz beside model.json; the
-maps' z-scores are added; the image score is the mean of
-the map's top share of pixels (or its maximum); flagged above `threshold`.
+maps' z-scores, each capped at `map_cap`, are added; the image score is the mean of the map's
+top share of pixels (or its maximum); flagged above `threshold`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
 made it.)"""
 import argparse

@@ -17,8 +17,8 @@ from core.devices import explain_oom, resolve_device
 from core.fileio import write_json
 from core.images.files import ImageFiles
 from core.images.data import ImageItem, load_image_dataset, summarize_images
-from core.images.stages import image_metrics, score_items, scored_size, write_maps, \
-    write_overlays, write_scores
+from core.images.stages import image_metrics, measured_as, score_items, scored_size, \
+    write_maps, write_overlays, write_scores
 from core.images.trained import STREAM, TrainedImages, load_trained
 from core.runner import Context, Skip
 
@@ -62,14 +62,9 @@ def score(ctx: Context) -> None:
     write_maps(out.maps, scored.maps, names)
     write_overlays(out.overlays, scored, names, trained.cfg.score.overlays)
     flagged = int((scored.scores > threshold).sum())
-    write_json(out.scoring, {
+    write_json(out.scoring, measured_as(trained.detector, trained.normal) | {
         "threshold": threshold, "percentile": trained.percentile,
-        "method": trained.cfg.score.method, "mode": trained.cfg.score.mode,
-        "image_score": trained.cfg.score.image_score,
         "rows": len(names), "normalized_by": trained.normalized_by,
-        "two_sided": bool(trained.normal and trained.normal.two_sided),
-        "map_cap": trained.normal.cap if trained.normal else 0.0,
-        "neighbours": None if trained.normal is None else trained.normal.neighbours,
         "coarse": scored.coarse, "flagged": flagged, "image_size": scored_size(trained.cfg),
         "from_run": str(trained.run_dir)})
     ctx.state[f"{STREAM}.scored"] = scored

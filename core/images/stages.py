@@ -312,6 +312,19 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
                   coarse and {"sigma": coarse.sigma, "weight": coarse.weight})
 
 
+def measured_as(detector: AnomalyMaps, normal: NormalReference | None) -> dict:
+    """scoring.json's account of how the maps were made and measured, the same for a run and
+    for a scoring run with its model, so Results describes both alike and `load_trained`
+    rebuilds the detector from it."""
+    sc = detector.cfg
+    return {"method": sc.method, "mode": sc.mode, "image_score": sc.image_score,
+            "two_sided": bool(normal and normal.two_sided),
+            "map_cap": normal.cap if normal else 0.0,  # each of several maps' z capped; 0: none
+            "neighbours": None if normal is None else normal.neighbours,  # 0: against all
+            # a third map: the head features' distance to the bank's
+            "head_knn": detector.head is not None and detector.bank is not None}
+
+
 def save_normal_reference(path: Path, normal: NormalReference) -> None:
     """What scoring runs and exports measure new maps against: the per-pixel mean and spread,
     or the normal maps (float16) with their thumbnails and the neighbour count."""
@@ -361,15 +374,10 @@ def score(ctx: Context) -> None:
     write_scores(out.scores, data.target, names, target.scores, threshold)
     write_maps(out.maps, target.maps, names)
     write_overlays(out.overlays, target, names, cfg.score.overlays)
-    write_json(out.scoring, {
-        "threshold": threshold, "percentile": pct, "method": cfg.score.method,
-        "mode": cfg.score.mode, "image_score": cfg.score.image_score, "rows": len(names),
+    write_json(out.scoring, measured_as(detector, normal) | {
+        "threshold": threshold, "percentile": pct, "rows": len(names),
         "normalized_by": min(len(data.fit), cfg.score.normal_images) if normal else None,
-        "two_sided": bool(normal and normal.two_sided),
-        "map_cap": normal.cap if normal else 0.0,  # each of several maps' z capped; 0: none
-        "neighbours": None if normal is None else normal.neighbours,  # 0: against all
         "coarse": target.coarse,  # the pixel maps' coarse scale; None: fine only
-        "head_knn": head is not None and bank is not None,  # a third map: head features' distance
         "flagged": int((target.scores > threshold).sum()), "image_size": scored_size(cfg),
         "baseline_threshold": metrics.threshold_from_normal(val.base_scores, pct)})
     ctx.state[f"{STREAM}.scored"] = target
