@@ -177,6 +177,8 @@ def test_the_score_title_names_what_made_the_maps():
     assert "probability and their features' distance to normal ones, their z-scores" in with_bank
     capped = img._score_title({"method": "head", "map_cap": 10.0} | normal, cfg)
     assert "their z-scores, each capped at 10, added" in capped
+    by_shape = img._score_title({"method": "head", "match_shape": True} | normal, cfg)
+    assert "of the 20 normal images most like it in shape, above or below it" in by_shape
     for before in ({}, {"method": "reconstruction"}):  # runs scored before the head existed
         title = img._score_title(before, cfg)
         assert "squared error, pixels in [0, 1]" in title and "head" not in title

@@ -143,6 +143,8 @@ class ImageScoreConfig(Section):
     normal_images: int = number(ge=2)  # training images whose maps give those statistics
     neighbours: int = number(ge=0)  # an image is measured against this many of them, those
     # whose thumbnails lie nearest its own; 0: against all
+    match_shape: bool  # neighbours > 0: thumbnails compared less their mean and over their
+    # spread, so neighbours share the part's shape and framing whatever its lighting
     image_score: Literal["topk_mean", "max"]
     topk: float = number(gt=0.0, le=1.0)  # share of the map's pixels for topk_mean
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of held-out normal scores

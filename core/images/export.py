@@ -40,7 +40,8 @@ def _normal_map(normal: NormalReference) -> dict:
     file with the normal maps and thumbnails and how many of them each image is measured
     against."""
     if isinstance(normal, NearestNormal):
-        return {"neighbours": normal.neighbours, "thumbnail": THUMB, "file": NORMAL_MAPS}
+        return {"neighbours": normal.neighbours, "thumbnail": THUMB, "file": NORMAL_MAPS,
+                "match_shape": normal.match_shape}
     return {"mean": normal.mean.tolist(), "std": normal.std.tolist()}
 
 

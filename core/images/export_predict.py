@@ -9,7 +9,8 @@ model's mode, fitted to its square (bilinear; stretched, or padded with black), 
 reconstruction error, the head's probability, and its features' distance to the normal ones),
 which is put in units of the normal training images' maps at each pixel (their distance from
 normal either way, when two-sided): of all of them, or (`neighbours` in model.json) of those
-whose thumbnails lie nearest the image's, read from normal_maps.npz beside model.json; the
+whose thumbnails lie nearest the image's (each thumbnail less its mean and over its spread
+first, when `match_shape`), read from normal_maps.npz beside model.json; the
 maps' z-scores, each capped at `map_cap`, are added; the image score is the mean of the map's
 top share of pixels (or its maximum); flagged above `threshold`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
@@ -102,6 +103,12 @@ def thumbnails(batch: np.ndarray, side: int) -> np.ndarray:
                      for a, b in edges for c, d in edges], axis=1)
 
 
+def shape_only(thumbs: np.ndarray) -> np.ndarray:
+    """(N, T) thumbnails, each less its mean and over its spread (ddof 1, as torch's std)."""
+    return (thumbs - thumbs.mean(axis=1, keepdims=True)) \
+        / (thumbs.std(axis=1, ddof=1, keepdims=True) + 1e-6)
+
+
 def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> np.ndarray:
     """(B, S, S) maps of `batch`, or (B, M, S, S): M maps of each image → (B, S, S) z-scores
     against the normal maps' mean and spread (the nearest `neighbours` of `bank`'s when given);
@@ -110,7 +117,10 @@ def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> 
     median magnitude, as the run did."""
     if "neighbours" in normal:
         k = normal["neighbours"]
-        dist = ((thumbnails(batch, normal["thumbnail"])[:, None] - bank["keys"][None]) ** 2).sum(-1)
+        query, keys = thumbnails(batch, normal["thumbnail"]), bank["keys"]  # (B, T), (N, T)
+        if normal.get("match_shape"):  # absent before shape matching
+            query, keys = shape_only(query), shape_only(keys)
+        dist = ((query[:, None] - keys[None]) ** 2).sum(-1)
         ref = bank["maps"][np.argsort(dist, axis=1, kind="stable")[:, :k]]  # (B, k, [M,] S, S)
         mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)
     else:

@@ -154,6 +154,12 @@ def thumbnails(images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(images.float().mean(dim=1, keepdim=True), THUMB).flatten(1)
 
 
+def shape_only(thumbs: torch.Tensor) -> torch.Tensor:
+    """(N, T) thumbnails → (N, T), each less its mean and over its spread: what is left is the
+    part's shape and framing, not its brightness or contrast (`score.match_shape`)."""
+    return (thumbs - thumbs.mean(dim=1, keepdim=True)) / (thumbs.std(dim=1, keepdim=True) + 1e-6)
+
+
 def _z(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, two_sided: bool,
        cap: float = 0.0) -> torch.Tensor:
     """Maps (B, H, W) or (B, M, H, W) in units of `std` from `mean` (shapes broadcast); |z|
@@ -220,11 +226,16 @@ class NearestNormal:
     neighbours: int  # 2 <= neighbours < N
     two_sided: bool
     cap: float = 0.0  # as PixelErrorStats.cap
+    match_shape: bool = False  # nearest by `shape_only` thumbnails; runs scored before it
+    # matched the thumbnails themselves (shape and lighting)
 
     def __call__(self, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """maps (B, H, W) or (B, M, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z|
         when two-sided; each capped at `cap`, then summed over M)."""
-        near = torch.cdist(thumbnails(images), self.keys).topk(  # (B, neighbours)
+        query, keys = thumbnails(images), self.keys  # (B, T), (N, T)
+        if self.match_shape:
+            query, keys = shape_only(query), shape_only(keys)
+        near = torch.cdist(query, keys).topk(  # (B, neighbours)
             self.neighbours, dim=1, largest=False).indices
         ref = self.maps[near].float()  # (B, neighbours, [M,] H, W)
         return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided, self.cap)
@@ -276,12 +287,14 @@ class CoarseScale:
 
 
 def normal_reference(maps: torch.Tensor, keys: torch.Tensor, neighbours: int,
-                     two_sided: bool, cap: float = 0.0) -> NormalReference:
+                     two_sided: bool, cap: float = 0.0,
+                     match_shape: bool = False) -> NormalReference:
     """The reference of N >= 2 normal maps (N, [M,] H, W) with their thumbnails (N, T): the
-    `neighbours` nearest of them per image, or all (one mean and spread) when `neighbours` is 0
-    or leaves none out."""
+    `neighbours` nearest of them per image (by shape alone when `match_shape`), or all (one
+    mean and spread) when `neighbours` is 0 or leaves none out."""
     if 0 < neighbours < len(maps):
-        return NearestNormal(maps.half(), keys.float(), max(2, neighbours), two_sided, cap)
+        return NearestNormal(maps.half(), keys.float(), max(2, neighbours), two_sided, cap,
+                             match_shape)
     return PixelErrorStats.fit(maps, two_sided, cap)
 
 

@@ -82,9 +82,11 @@ def load_trained(run_dir: Path) -> TrainedImages:
                             "which runs save since scoring runs exist: train again to use this "
                             "model")
         # runs from before two-sided maps set their threshold on signed ones, runs from
-        # before the cap on uncapped sums
+        # before the cap on uncapped sums, runs from before shape matching on neighbours
+        # matched by the thumbnails themselves
         normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)),
-                                       float(scoring.get("map_cap") or 0.0))
+                                       float(scoring.get("map_cap") or 0.0),
+                                       bool(scoring.get("match_shape", False)))
     if head is not None and (normal is None or normal.maps_per_image != 2 + (bank is not None)):
         raise DataError(f"run {run_dir.name}: its defect head made the maps alone (before they "
                         "were added to the reconstruction error's); train again to use this "

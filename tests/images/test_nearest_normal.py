@@ -41,6 +41,40 @@ def test_an_image_is_measured_against_the_normal_images_most_like_it():
     assert z_all[1, 20, 8] < 1 and z_all[1].flatten().argmax() != 20 * 32 + 8
 
 
+def _lit(shape: str, lighting: torch.Tensor) -> torch.Tensor:
+    """Parts (n, 1, 32, 32) of one shape under the given lightings (n,): shape "left" is
+    twice as bright on its left half as on its right, "right" the other way round."""
+    pattern = torch.full((32, 32), 0.5)
+    if shape == "left":
+        pattern[:, :16] = 1.0
+    else:
+        pattern[:, 16:] = 1.0
+    return lighting[:, None, None, None] * pattern
+
+
+def test_shape_matching_finds_parts_of_the_same_shape_under_other_lighting():
+    """Left-shaped parts were only seen dim, right-shaped ones bright; the model is always hot
+    on a part's bright half. A brightly lit left-shaped part looks more like the bright
+    right-shaped ones than like its dim kin: matched by its thumbnail its normal hot half
+    stands out; matched by shape (`match_shape`) it is normal, and a real defect still shows."""
+    g = torch.Generator().manual_seed(5)
+    images = torch.cat([_lit("left", 0.2 + 0.05 * torch.rand(10, generator=g)),
+                        _lit("right", 0.8 + 0.05 * torch.rand(10, generator=g))])
+    maps = 1.0 + 0.1 * torch.rand(20, 32, 32, generator=g)
+    maps[:10, :, :16] += 4.0
+    maps[10:, :, 16:] += 4.0
+    test_image = _lit("left", torch.tensor([0.8, 0.8]))
+    test_maps = 1.05 + torch.zeros(2, 32, 32)
+    test_maps[:, :, :16] += 4.0
+    test_maps[1, 8, 24] += 1.0  # a defect on the dim half of the second one
+    by_look = normal_reference(maps, thumbnails(images), 8, two_sided=True)
+    by_shape = normal_reference(maps, thumbnails(images), 8, two_sided=True, match_shape=True)
+    assert by_look(test_maps, test_image)[0].amax() > 20  # its own normal half, against the
+    # right-shaped parts
+    z = by_shape(test_maps, test_image)
+    assert z[0].amax() < 3 and z[1].flatten().argmax() == 8 * 32 + 24 and z[1].amax() > 20
+
+
 def test_a_neighbour_count_that_leaves_none_out_is_one_reference_for_all():
     g = torch.Generator().manual_seed(1)
     images, maps = _two_kinds(4, g)
@@ -119,18 +153,21 @@ def test_a_map_that_hardly_varies_does_not_explode(neighbours):
 @pytest.mark.parametrize("neighbours", [0, 4])
 @pytest.mark.parametrize("per_image", [(), (2,)])  # one map per image, or two (defect head)
 @pytest.mark.parametrize("cap", [0.0, 1.0])  # score.map_cap: 1 bites on these maps
-def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image, cap):
+@pytest.mark.parametrize("match_shape", [False, True])
+def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image, cap, match_shape):
     """export_predict.py (numpy, no torch) against the run's torch reference."""
     g = torch.Generator().manual_seed(3)
     images = torch.rand(12, 3, size, size, generator=g)
     maps = torch.rand(12, *per_image, size, size, generator=g)
     test_images = torch.rand(3, 3, size, size, generator=g)
     test_maps = 2 * torch.rand(3, *per_image, size, size, generator=g)
-    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True, cap=cap)
+    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True, cap=cap,
+                           match_shape=match_shape)
     assert np.allclose(export_predict.thumbnails(test_images.numpy(), THUMB),
                        thumbnails(test_images).numpy(), atol=1e-6)
     if isinstance(ref, NearestNormal):
-        normal = {"neighbours": neighbours, "thumbnail": THUMB, "two_sided": True}
+        normal = {"neighbours": neighbours, "thumbnail": THUMB, "two_sided": True,
+                  "match_shape": match_shape}
         bank = {"maps": ref.maps.float().numpy(), "keys": ref.keys.numpy()}
     else:
         normal = {"mean": ref.mean.tolist(), "std": ref.std.tolist(), "two_sided": True}
