@@ -30,7 +30,10 @@ structural defects) is smoothed with a Gaussian, then (`normalize`) expressed in
 images' error at that pixel, so places where the model is always poor (edges, background strips)
 do not outshine a defect. The normal images an image is measured against are the `neighbours`
 training images whose thumbnails lie nearest its own (all of them when 0): parts that differ in
-shape, framing or lighting are then compared with parts like them. `two_sided` counts an error
+shape or framing are then compared with parts like them. With `match_shape` (the default) the
+thumbnails are compared less their mean and over their spread, so the neighbours share the
+part's shape whatever their lighting (magnetic tile, five seeds: image AUROC 0.896 -> 0.946;
+the raw thumbnails had matched brightness first and shape second). `two_sided` counts an error
 far below normal as well (the absolute z-score): a defect that removes texture is easier to
 reconstruct than the part around it. The image score is the map's maximum or the mean of its
 top-k share of pixels.
