@@ -83,7 +83,8 @@ class TrainConfig(Section):
     warmup_frac: float = number(ge=0.0, le=0.5)  # share of all steps with linear warm-up
     min_lr_frac: float = number(ge=0.0, le=1.0)  # cosine floor, as a share of lr
     grad_clip: float = number(ge=0.0)  # max grad norm; 0 disables clipping
-    patience: int = number(ge=0)  # epochs without a better val loss before stopping; 0: never
+    patience: int = number("epochs without a better validation loss before training stops "
+                           "early; 0: never", ge=0)
     max_steps_per_epoch: int = number(ge=0)  # 0: all windows; else a random subset per epoch
     log_every: int = number(ge=1)  # steps between metrics.jsonl lines
 

@@ -62,6 +62,7 @@ TRAIN_FIELDS = (  # the Train form's fields every stream's training loop has
     FormField("train.epochs", "Epochs"),
     FormField("train.batch_size", "Batch size"),
     FormField("train.lr", "Learning rate"),
+    FormField("train.patience", "Early-stop patience (epochs)"),
 )
 
 

@@ -175,7 +175,7 @@ def set_number(page: Page, label: str, value: int) -> None:
     box.press("Enter")
 
 
-def train_tiny(page: Page, dataset: str, epochs: int) -> None:
+def train_tiny(page: Page, dataset: str, epochs: int, patience: int | None = None) -> None:
     open_page(page, "Train")
     # the page's first run checks every stored dataset (cached after) and draws the last run:
     # widgets clicked before it ends can wait for it past the click's timeout on a busy machine
@@ -189,6 +189,8 @@ def train_tiny(page: Page, dataset: str, epochs: int) -> None:
     expect(page.get_by_label("Window (time steps)", exact=True).first).to_have_value(
         "40", timeout=30_000)
     set_number(page, "Epochs", epochs)
+    if patience is not None:
+        set_number(page, "Early-stop patience (epochs)", patience)
     page.get_by_test_id("stFormSubmitButton").filter(has_text="Train").locator("button").click()
 
 
@@ -269,11 +271,15 @@ def test_upload_new_data_score_it_and_see_its_scores(page: Page, screenshot, tmp
 
 
 def test_reload_mid_training_then_stop(page: Page, screenshot):
-    train_tiny(page, "sample", epochs=400)
+    # no early stop: the tiny run stops itself in about 40 epochs (15 s here), which a busy
+    # machine's reload and redraw outlasted: no Stop button left to click
+    train_tiny(page, "sample", epochs=400, patience=0)
     expect(page.get_by_text(re.compile(r"step \d+/\d+ · ETA"))).to_be_visible(timeout=90_000)
     page.reload()  # the live run, first on the page, with the settings it was started with
     expect(page.get_by_text(re.compile(r"step \d+/\d+ · ETA"))).to_be_visible(timeout=30_000)
     expect(page.get_by_label("Epochs", exact=True).first).to_have_value("400")
+    expect(page.get_by_label("Early-stop patience (epochs)", exact=True).first
+           ).to_have_value("0")
     expect(page.get_by_label("Window (time steps)", exact=True).first).to_have_value("40")  # tiny
     loss = page.get_by_test_id("stPlotlyChart").nth(1)
     expect(loss).to_contain_text("patchtst train", timeout=30_000)
