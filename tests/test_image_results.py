@@ -195,8 +195,8 @@ def test_load_reads_the_run_and_its_dataset(run_dir, res):
     assert res.data_root == run_dir.parent.parent.parent / "images" and res.data_note is None
     assert set(res.metrics["baselines"]) == {"mean_image"}
     assert res.checkpoint == run_dir / "swinmae" / "best.pt"
-    assert "top 1%" in res.score_title and scoring["neighbours"] == 20  # the default
-    assert "units of the error at each pixel of the 20 normal images most like it" \
+    assert "top 1%" in res.score_title and scoring["neighbours"] == 10  # the default
+    assert "units of the error at each pixel of the 10 normal images most like it" \
         in res.score_title
     assert "above or below" in res.score_title  # two-sided maps, the default
     assert res.method == scoring["method"] and f"score.method: {res.method}" in res.maps_caption

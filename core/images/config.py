@@ -143,6 +143,8 @@ class ImageScoreConfig(Section):
     normal_images: int = number(ge=2)  # training images whose maps give those statistics
     neighbours: int = number(ge=0)  # an image is measured against this many of them, those
     # whose thumbnails lie nearest its own; 0: against all
+    baseline_neighbours: int = number(ge=0)  # the same for the mean-image baseline's maps, at
+    # its own best (fewer neighbours help the model and weaken the baseline)
     match_shape: bool  # neighbours > 0: thumbnails compared less their mean and over their
     # spread, so neighbours share the part's shape and framing whatever its lighting
     image_score: Literal["topk_mean", "max"]

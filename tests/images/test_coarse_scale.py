@@ -113,6 +113,6 @@ def test_scored_images_keep_their_fine_scores_and_only_the_maps_change(monkeypat
         assert scored.coarse is None
         np.testing.assert_allclose(scored.maps, fine.numpy(), rtol=1e-6)
     else:
-        assert scored.coarse == {"sigma": 16.0, "weight": 1.0}
+        assert scored.coarse == {"sigma": 16.0, "weight": 2.0}
         area = _faint_area()
         assert scored.maps[1][area.numpy()].mean() > 2 * fine[1][area].mean()

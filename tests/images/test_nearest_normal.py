@@ -3,11 +3,14 @@ the reference picks images that look alike, saves and loads exactly, and predict
 copy of it gives the same z-scores as the run."""
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
 
-from core.images import export_predict
+from core.config import load_config
+from core.images import export_predict, stages
 from core.images.scoring import (THUMB, NearestNormal, PixelErrorStats, image_scores,
                                  normal_reference, thumbnails)
 from core.images.stages import load_normal_reference, save_normal_reference
@@ -73,6 +76,32 @@ def test_shape_matching_finds_parts_of_the_same_shape_under_other_lighting():
     # right-shaped parts
     z = by_shape(test_maps, test_image)
     assert z[0].amax() < 3 and z[1].flatten().argmax() == 8 * 32 + 24 and z[1].amax() > 20
+
+
+def test_the_run_measures_the_model_and_the_baseline_each_against_its_own_neighbours(
+        monkeypatch):
+    """The score stage's references: the model's maps against `score.neighbours` normal
+    images found by shape, the mean-image baseline's against `score.baseline_neighbours`
+    found by the thumbnails as they are (its own best on the tiles, a stronger baseline)."""
+    g = torch.Generator().manual_seed(2)
+    images, maps = _two_kinds(15, g)
+    batch = {"image": images, "index": torch.arange(30)}
+    monkeypatch.setattr(stages, "_maps", lambda *a, **k: iter([(maps, batch)]))
+
+    class Baseline:
+        def maps(self, imgs, sigma):
+            return maps + 1.0
+
+    cfg = load_config(["swinmae.score.neighbours=6", "swinmae.score.baseline_neighbours=9"])
+    model, base = stages._normal_references(types.SimpleNamespace(cfg=cfg), None, Baseline(),
+                                            [None] * 30)
+    assert (model.neighbours, model.match_shape) == (6, True)
+    assert (base.neighbours, base.match_shape) == (9, False)
+    assert torch.equal(base.maps.float(), (maps + 1.0).half().float())
+    cfg = load_config(["swinmae.score.baseline_neighbours=0"])  # 0: against all of them
+    _, base = stages._normal_references(types.SimpleNamespace(cfg=cfg), None, Baseline(),
+                                        [None] * 30)
+    assert isinstance(base, PixelErrorStats)
 
 
 def test_a_neighbour_count_that_leaves_none_out_is_one_reference_for_all():
