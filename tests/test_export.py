@@ -40,9 +40,9 @@ def test_one_folder_per_stream_with_model_json_and_predict(exported):
     assert ts["threshold"] == read_json(run / "patchtst" / "scoring.json")["threshold"]
     img = json.loads((out / "swinmae" / "model.json").read_text())
     assert (img["image_size"], img["channels"], img["mode"]) == (64, 1, "L")
-    normal = img["normal_map"]  # each image against its 20 nearest normal training images
+    normal = img["normal_map"]  # each image against its 10 nearest normal training images
     assert (normal["neighbours"], normal["file"], normal["two_sided"]) == \
-        (20, "normal_maps.npz", True)  # as the run scored: predict.py takes |z|
+        (10, "normal_maps.npz", True)  # as the run scored: predict.py takes |z|
     with np.load(out / "swinmae" / "normal_maps.npz") as bank:
         assert bank["maps"].shape == (normal["images"], 64, 64)
         assert bank["keys"].shape == (normal["images"], normal["thumbnail"] ** 2)

@@ -294,7 +294,8 @@ def test_form_values_overrides_and_preview():
     stream = STREAMS["patchtst"]
     tiny = preset_values(stream, "tiny")
     assert tiny == {"train.epochs": 3, "train.batch_size": 32, "train.lr": 0.001,
-                    "data.window": 40, "model.patch_len": 8, "model.mask_ratio": 0.4}
+                    "train.patience": 3, "data.window": 40, "model.patch_len": 8,
+                    "model.mask_ratio": 0.4}
     overrides = training_overrides({"patchtst": Path("/data/x")}, {"patchtst": "tiny"},
                                    {"patchtst": tiny | {"train.epochs": 7}},
                                    {"device": "cpu", "precision": "bf16", "nproc": 2})

@@ -36,6 +36,7 @@ from core.images.swinmae import SwinMAE
 PROJECTED = 64  # width of the random projection the k-centre selection compares in
 CANDIDATES = 16  # about this many candidates per bank entry go into the selection: a random
 # share of each image's patches first, so its cost (N × K × Dp) and memory stay bounded
+SHORTLIST = 4  # entries nearest by the fast expansion whose distances are measured exactly
 
 
 @torch.no_grad()
@@ -146,11 +147,14 @@ class MemoryBank(nn.Module):
         if exclude is not None:
             own = self.owner[None, :] == exclude.to(self.owner.device)[:, None]  # (B, K)
             sq = sq.masked_fill(own[:, None, :], float("inf"))
-        # the expansion finds the nearest entry; its distance is measured directly: near an
-        # entry the expansion is a small difference of large squares, which float32 rounds
-        # differently in torch and in the exported ONNX model
-        nearest = self.bank[sq.argmin(dim=-1)]  # (B, h w, F)
-        return (q - nearest).pow(2).sum(dim=-1).sqrt().view(B, h, w)
+        # the expansion is a small difference of large squares near an entry, which float32
+        # rounds differently in torch and in the exported ONNX model: it only shortlists the
+        # nearest entries, whose distances are then measured directly, so both find the same
+        # nearest distance (the argmin of the expansion alone could pick an entry 1 % farther)
+        close, shortlist = sq.topk(min(SHORTLIST, sq.shape[-1]), dim=-1, largest=False)
+        direct = (q[:, :, None] - self.bank[shortlist]).pow(2).sum(dim=-1)  # (B, h w, c)
+        direct = direct.masked_fill(close.isinf(), float("inf"))  # an image's own entries
+        return direct.min(dim=-1).values.sqrt().view(B, h, w)
 
 
 @torch.no_grad()

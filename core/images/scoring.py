@@ -238,8 +238,10 @@ class NearestNormal:
         query, keys = thumbnails(images), self.keys  # (B, T), (N, T)
         if self.match_shape:
             query, keys = shape_only(query), shape_only(keys)
-        near = torch.cdist(query, keys).topk(  # (B, neighbours)
-            self.neighbours, dim=1, largest=False).indices
+        # distances from differences, not from |q|² + |k|² - 2 q·k: that loses the digits
+        # that tell near neighbours apart, and the exported predict.py (numpy) would pick others
+        near = torch.cdist(query, keys, compute_mode="donot_use_mm_for_euclid_dist").topk(
+            self.neighbours, dim=1, largest=False).indices  # (B, neighbours)
         ref = self.maps[near].float()  # (B, neighbours, [M,] H, W)
         return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided, self.cap)
 

@@ -31,6 +31,20 @@ def test_the_distance_is_to_the_nearest_entry():
     assert torch.allclose(bank(feats), torch.tensor([[[1.0, 1.0]]]))
 
 
+def test_the_nearest_distance_is_exact_where_the_fast_expansion_cannot_tell_entries_apart():
+    """Far from the origin |q|² + |k|² - 2 q·k rounds away differences of a few hundredths in
+    float32, so it may rank the farther of two entries first; the shortlist's distances are
+    measured directly, and the nearest one wins."""
+    far = torch.full((1, 64), 300.0)
+    near, farther = far.clone(), far.clone()
+    near[0, 0] += 0.03
+    farther[0, 1] += 0.05
+    for order in ([near, farther], [farther, near]):
+        bank = MemoryBank(torch.cat(order), torch.tensor([0, 1]))
+        dist = bank(far.view(1, 64, 1, 1))  # (1, 1, 1)
+        assert dist.item() == pytest.approx(0.03, rel=1e-3)
+
+
 def test_a_standardised_bank_measures_each_channel_by_its_spread():
     spreads = torch.tensor([100.0, 0.01])[None, :, None, None]  # channel 0 10,000 times wider
     normal = torch.randn(8, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * spreads \
