@@ -13,9 +13,10 @@ map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first r
 is its own settings, whose figures must equal the run's metrics.json (printed beside them:
 the check that this script scores as the product does). Prints image AUROC, image AUPRC, pixel
 AUROC and image AUROC per defect kind for each run and setting, then the mean and the standard
-deviation over the runs. Caches go to `--cache-dir` (default: `rescore_cache/` beside the
-runs' `runs/` folder), one `<run id>.npz` each (~60 MB for the magnetic tiles): a second call
-on the same runs takes seconds."""
+deviation over the runs, and ends with `image_auroc=… pixel_auroc=… baseline_image_auroc=…
+baseline_pixel_auroc=…`: the means of the last setting. Caches go to `--cache-dir` (default:
+`rescore_cache/` beside the runs' `runs/` folder), one `<run id>.npz` each (~60 MB for the
+magnetic tiles): a second call on the same runs takes seconds."""
 from __future__ import annotations
 
 import argparse
@@ -157,6 +158,11 @@ def main() -> None:
                  + (f" ({statistics.stdev(r[k] for r in per_run):.3f})" if len(per_run) > 1
                     else "") for k in keys]
         print(f"  {name:42s} " + "  ".join(cells))
+    last = list(rows)[-2:]  # the last setting's model and baseline rows
+    means = {f"{prefix}{k}": statistics.mean(r[k] for r in rows[name])
+             for prefix, name in zip(("", "baseline_"), last)
+             for k in ("image_auroc", "pixel_auroc")}
+    print(" ".join(f"{k}={v:.4f}" for k, v in means.items()))
 
 
 if __name__ == "__main__":
