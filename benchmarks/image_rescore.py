@@ -3,7 +3,8 @@ training again: each run's detector (Swin MAE, the defect head, the memory bank,
 `load_trained` rebuilds them) maps its normal training images and its test images once; the
 raw maps are cached; then, for each setting, they are measured against the nearest normal
 images, given the coarse scale and scored through the product's own functions
-(`normal_reference`, `CoarseScale`, `image_scores`), beside the mean-image baseline.
+(`normal_reference`, `CoarseScale`, and the score stage's `measure`), beside the mean-image
+baseline.
 
     python benchmarks/image_rescore.py RUN [RUN ...] [--try neighbours=20 ...]
         [--try neighbours=10,coarse_weight=1] [--cache-dir DIR]
@@ -36,9 +37,8 @@ from core.images.baselines import MeanImageBaseline
 from core.images.config import ImageScoreConfig
 from core.images.data import ImageFolderDataset
 from core.images.files import ImageFiles
-from core.images.scoring import (THUMB, CoarseScale, image_scores, normal_reference,
-                                 thumbnails)
-from core.images.stages import load, per_type_auroc, pixel_auroc, scored_size
+from core.images.scoring import THUMB, CoarseScale, normal_reference, thumbnails
+from core.images.stages import load, measure, per_type_auroc, pixel_auroc, scored_size
 from core.images.trained import load_trained
 
 CHUNK = 32  # images measured at once: K neighbours × M maps × S² floats each
@@ -100,12 +100,9 @@ def detect(cache: dict, cfg: ImageScoreConfig, baseline: bool) -> tuple[np.ndarr
                            False if baseline else cfg.match_shape)
     coarse = CoarseScale.of(ref, cfg)
     raw_all, images_all = cache[f"test_{prefix}"], as_images(torch.from_numpy(cache["test_keys"]))
-    scores, maps = [], []
-    for i in range(0, len(raw_all), CHUNK):
-        raw, images = torch.from_numpy(raw_all[i:i + CHUNK]).float(), images_all[i:i + CHUNK]
-        z = ref(raw, images)
-        scores.append(image_scores(z, cfg.image_score, cfg.topk))
-        maps.append(coarse(z, raw, images) if coarse else z)
+    scores, maps = zip(*(measure(torch.from_numpy(raw_all[i:i + CHUNK]).float(),
+                                 images_all[i:i + CHUNK], ref, coarse, cfg)
+                         for i in range(0, len(raw_all), CHUNK)))
     return torch.cat(scores).numpy(), torch.cat(maps).numpy()
 
 

@@ -283,6 +283,15 @@ def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageB
                              cfg.two_sided))
 
 
+def measure(raw: torch.Tensor, images: torch.Tensor, normal: NormalReference | None,
+            coarse: CoarseScale | None, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw maps (B, [M,] S, S) of `images` (B, C, S, S) → (image scores (B,), pixel maps (B, S,
+    S)): the maps in units of `normal`'s (None: as they are), scored from those fine maps under
+    `cfg` (`ImageScoreConfig`); the pixel maps add the coarse scale when there is one."""
+    z = normal(raw, images) if normal else raw  # (B, S, S)
+    return image_scores(z, cfg.image_score, cfg.topk), coarse(z, raw, images) if coarse else z
+
+
 def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline | None,
                 items: list[ImageItem], normal: NormalReference | None,
                 base_normal: NormalReference | None = None) -> Scored:
@@ -297,9 +306,9 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
 
     def add(prefix: str, raw: torch.Tensor, ref: NormalReference | None,
             scale: CoarseScale | None, images: torch.Tensor) -> None:
-        z = ref(raw, images) if ref else raw  # (B, H, W)
-        parts[f"{prefix}scores"].append(image_scores(z, cfg.image_score, cfg.topk))
-        parts[f"{prefix}maps"].append(scale(z, raw, images) if scale else z)
+        scores, maps = measure(raw, images, ref, scale, cfg)
+        parts[f"{prefix}scores"].append(scores)
+        parts[f"{prefix}maps"].append(maps)
 
     for maps, batch in _maps(ctx, detector, items, with_masks=True):
         add("", maps, normal, coarse, batch["image"])
