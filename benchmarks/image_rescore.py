@@ -10,7 +10,7 @@ baseline.
         [--try neighbours=10,coarse_weight=1] [--cache-dir DIR]
 
 A `--try` changes keys of `swinmae.score` (neighbours, baseline_neighbours, match_shape,
-map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first row of each run
+match_head, map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first row of each run
 is its own settings, whose figures must equal the run's metrics.json (printed beside them:
 the check that this script scores as the product does). Prints image AUROC, image AUPRC, pixel
 AUROC and image AUROC per defect kind for each run and setting, then the mean and the standard
@@ -37,7 +37,7 @@ from core.images.baselines import MeanImageBaseline
 from core.images.config import ImageScoreConfig
 from core.images.data import ImageFolderDataset
 from core.images.files import ImageFiles
-from core.images.scoring import THUMB, CoarseScale, normal_reference, thumbnails
+from core.images.scoring import THUMB, AnomalyMaps, CoarseScale, normal_reference
 from core.images.stages import load, measure, per_type_auroc, pixel_auroc, scored_size
 from core.images.trained import load_trained
 
@@ -47,12 +47,16 @@ CHUNK = 32  # images measured at once: K neighbours × M maps × S² floats each
 def cache_maps(run: Path, path: Path) -> None:
     """The run's raw maps (N, [M,] S, S) float16 of its first `score.normal_images` training
     images (each with its own bank entries left out, as the score stage does) and of its test
-    images, their thumbnails (N, T), the mean-image baseline's raw maps, the test images'
-    masks, labels and defect kinds: into `path`."""
+    images, their keys (N, T [+ D]: with a head its descriptor too, whatever the run matched
+    by, so that `match_head` can be tried), the mean-image baseline's raw maps, the test
+    images' masks, labels and defect kinds: into `path`."""
     cfg = read_config(run / "run.yaml")
     data, _ = load(cfg)
     trained = load_trained(run)
     sc, size = trained.cfg.score, scored_size(trained.cfg)
+    detector = trained.detector
+    detector = AnomalyMaps(detector.model, sc.model_copy(update={"match_head": 1.0}),
+                           detector.head, detector.bank)
 
     def batches(items, masks=False):
         dataset = ImageFolderDataset(items, size, data.channels, trained.cfg.data.resize,
@@ -67,8 +71,9 @@ def cache_maps(run: Path, path: Path) -> None:
         masks, known = [], []
         with torch.no_grad():
             for b in batches(items, masks=not own):
-                maps.append(trained.detector(b["image"], b["index"] if own else None).half())
-                keys.append(thumbnails(b["image"]))
+                mapped, keyed = detector.keyed(b["image"], b["index"] if own else None)
+                maps.append(mapped.half())
+                keys.append(keyed)
                 base.append(baseline.maps(b["image"], sc.sigma).half())
                 if not own:
                     masks.append(b["mask"])
@@ -83,25 +88,22 @@ def cache_maps(run: Path, path: Path) -> None:
     np.savez(path, **out)
 
 
-def as_images(keys: torch.Tensor) -> torch.Tensor:
-    """Thumbnails (N, T) as images (N, 1, THUMB, THUMB) whose thumbnails they are: what a
-    reference needs of an image to find its neighbours, without keeping the images."""
-    return keys.view(-1, 1, THUMB, THUMB)
-
-
 def detect(cache: dict, cfg: ImageScoreConfig, baseline: bool) -> tuple[np.ndarray, np.ndarray]:
     """(image scores (N,), pixel maps (N, S, S)) of the test images, the model's or the
     mean-image baseline's, post-processed as the score stage does under `cfg`."""
     prefix = "base" if baseline else "maps"
-    keys = torch.from_numpy(cache["fit_keys"])
+    width = THUMB * THUMB if baseline else None  # the baseline matches by thumbnails alone
+    keys, test_keys = (torch.from_numpy(cache[f"{part}_keys"])[:, :width]
+                       for part in ("fit", "test"))
     ref = normal_reference(torch.from_numpy(cache[f"fit_{prefix}"]).float(), keys,
                            cfg.baseline_neighbours if baseline else cfg.neighbours,
                            cfg.two_sided, 0.0 if baseline else cfg.map_cap,
-                           False if baseline else cfg.match_shape)
+                           False if baseline else cfg.match_shape,
+                           0.0 if baseline else cfg.match_head)
     coarse = CoarseScale.of(ref, cfg)
-    raw_all, images_all = cache[f"test_{prefix}"], as_images(torch.from_numpy(cache["test_keys"]))
+    raw_all = cache[f"test_{prefix}"]
     scores, maps = zip(*(measure(torch.from_numpy(raw_all[i:i + CHUNK]).float(),
-                                 images_all[i:i + CHUNK], ref, coarse, cfg)
+                                 test_keys[i:i + CHUNK], ref, coarse, cfg)
                          for i in range(0, len(raw_all), CHUNK)))
     return torch.cat(scores).numpy(), torch.cat(maps).numpy()
 
@@ -137,8 +139,12 @@ def main() -> None:
             cache_maps(run, path)
         with np.load(path, allow_pickle=False) as z:
             cache = dict(z)
-        own = read_config(run / "run.yaml").swinmae.score  # what its score stage ran with
-        product = read_json(ImageFiles(run / "swinmae").metrics) or {}
+        files = ImageFiles(run / "swinmae")
+        own = read_config(run / "run.yaml").swinmae.score  # what its score stage ran with,
+        # and what it matched by (runs from before head matching: the thumbnails alone)
+        own = own.model_copy(update={
+            "match_head": float((read_json(files.scoring) or {}).get("match_head") or 0.0)})
+        product = read_json(files.metrics) or {}
         print(f"\n{run.name}: metrics.json image AUROC {product.get('image_auroc', 'n/a')}, "
               f"pixel AUROC {product.get('pixel_auroc', 'n/a')}")
         for label, change in [("as run", {})] + [(",".join(f"{k}={v}" for k, v in t.items()), t)

@@ -179,6 +179,9 @@ def test_the_score_title_names_what_made_the_maps():
     assert "their z-scores, each capped at 10, added" in capped
     by_shape = img._score_title({"method": "head", "match_shape": True} | normal, cfg)
     assert "of the 20 normal images most like it in shape, above or below it" in by_shape
+    by_head = img._score_title({"method": "head", "match_shape": True, "match_head": 0.5}
+                               | normal, cfg)
+    assert "most like it in shape and in what its defect heads see, above or below" in by_head
     for before in ({}, {"method": "reconstruction"}):  # runs scored before the head existed
         title = img._score_title(before, cfg)
         assert "squared error, pixels in [0, 1]" in title and "head" not in title

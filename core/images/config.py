@@ -147,6 +147,9 @@ class ImageScoreConfig(Section):
     # its own best (fewer neighbours help the model and weaken the baseline)
     match_shape: bool  # neighbours > 0: thumbnails compared less their mean and over their
     # spread, so neighbours share the part's shape and framing whatever its lighting
+    match_head: float = number(ge=0.0)  # method head, neighbours > 0: the weight of what the
+    # defect heads see (each image's mean and spread of their deepest features) beside the
+    # thumbnail in finding neighbours; 0: the thumbnail alone
     image_score: Literal["topk_mean", "max"]
     topk: float = number(gt=0.0, le=1.0)  # share of the map's pixels for topk_mean
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of held-out normal scores

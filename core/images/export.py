@@ -1,5 +1,5 @@
 """The image stream's export: the run's smoothed anomaly maps (Swin MAE's error, or its defect
-head's segmentation) as model.onnx, the rest of the scoring recipe (image size and mode,
+head's segmentation) and each image's key to its nearest normal images as model.onnx, the rest of the scoring recipe (image size and mode,
 normal-map statistics, score method, threshold) as model.json (with normal_maps.npz when each
 image is measured against its nearest normal images), and `export_predict.py` as predict.py."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from core.onnx_export import to_onnx
 from core.fileio import atomic_path, write_json
-from core.images.scoring import THUMB, NearestNormal, NormalReference
+from core.images.scoring import THUMB, AnomalyMaps, NearestNormal, NormalReference
 from core.images.stages import scored_size
 from core.images.trained import STREAM, TrainedImages, load_trained
 
@@ -37,12 +37,23 @@ def spec(trained: TrainedImages) -> dict:
 
 def _normal_map(normal: NormalReference) -> dict:
     """model.json's reference: the per-pixel mean and spread, or (nearest normal images) the
-    file with the normal maps and thumbnails and how many of them each image is measured
+    file with the normal maps and keys and how many of them each image is measured
     against."""
     if isinstance(normal, NearestNormal):
         return {"neighbours": normal.neighbours, "thumbnail": THUMB, "file": NORMAL_MAPS,
-                "match_shape": normal.match_shape}
+                "match_shape": normal.match_shape, "match_head": normal.head_weight}
     return {"mean": normal.mean.tolist(), "std": normal.std.tolist()}
+
+
+class Keyed(torch.nn.Module):
+    """The detector as model.onnx runs it: images → (maps, keys) (`AnomalyMaps.keyed`)."""
+
+    def __init__(self, detector: AnomalyMaps):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.detector.keyed(images)
 
 
 def export(run_dir: Path, folder: Path) -> None:
@@ -50,7 +61,8 @@ def export(run_dir: Path, folder: Path) -> None:
     size = scored_size(trained.cfg)
     example = torch.rand(2, trained.channels, size, size)  # (B, C, S, S)
     with torch.no_grad():
-        to_onnx(trained.detector, example, folder / "model.onnx", "images", "maps")
+        to_onnx(Keyed(trained.detector), example, folder / "model.onnx", "images",
+                ["maps", "keys"])
     if isinstance(trained.normal, NearestNormal):
         with atomic_path(folder / NORMAL_MAPS) as tmp, open(tmp, "wb") as f:
             np.savez(f, maps=trained.normal.maps.numpy(),

@@ -6,11 +6,13 @@ file. The folder is read as the run read its data: an MVTec layout scores its te
 images (else train/good/), any other folder the images in it. Each image is converted to the
 model's mode, fitted to its square (bilinear; stretched, or padded with black), scaled to
 [0, 1]; model.onnx gives its smoothed anomaly map (with a defect head two or three: the
-reconstruction error, the head's probability, and its features' distance to the normal ones),
-which is put in units of the normal training images' maps at each pixel (their distance from
+reconstruction error, the head's probability, and its features' distance to the normal ones)
+and its key (a 16 x 16 thumbnail, then with `match_head` what the defect heads see), and the map
+is put in units of the normal training images' maps at each pixel (their distance from
 normal either way, when two-sided): of all of them, or (`neighbours` in model.json) of those
-whose thumbnails lie nearest the image's (each thumbnail less its mean and over its spread
-first, when `match_shape`), read from normal_maps.npz beside model.json; the
+whose keys lie nearest the image's (each thumbnail less its mean and over its spread first,
+when `match_shape`; the heads' part standardised over the normal images and weighted by
+`match_head`), read from normal_maps.npz beside model.json; the
 maps' z-scores, each capped at `map_cap`, are added; the image score is the mean of the map's
 top share of pixels (or its maximum); flagged above `threshold`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
@@ -94,33 +96,42 @@ def image_scores(maps: np.ndarray, how: str, topk: float) -> np.ndarray:
     return np.sort(flat, axis=1)[:, -k:].mean(axis=1)
 
 
-def thumbnails(batch: np.ndarray, side: int) -> np.ndarray:
-    """(B, C, S, S) → (B, side²): the channel mean averaged over side × side bins, bin i
-    spanning pixels floor(i·S/side) to ceil((i+1)·S/side) (as torch's adaptive pooling)."""
-    gray, size = batch.mean(axis=1), batch.shape[-1]
-    edges = [(i * size // side, -(-(i + 1) * size // side)) for i in range(side)]
-    return np.stack([gray[:, a:b, c:d].mean(axis=(1, 2))
-                     for a, b in edges for c, d in edges], axis=1)
-
-
 def shape_only(thumbs: np.ndarray) -> np.ndarray:
     """(N, T) thumbnails, each less its mean and over its spread (ddof 1, as torch's std)."""
     return (thumbs - thumbs.mean(axis=1, keepdims=True)) \
         / (thumbs.std(axis=1, ddof=1, keepdims=True) + 1e-6)
 
 
-def in_normal_units(maps: np.ndarray, batch: np.ndarray, normal: dict, bank) -> np.ndarray:
-    """(B, S, S) maps of `batch`, or (B, M, S, S): M maps of each image → (B, S, S) z-scores
+def comparable(query: np.ndarray, keys: np.ndarray, normal: dict) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """Query keys (B, T [+ D]) and the normal ones (N, T [+ D]) as the run compared them: the
+    thumbnails (by shape when `match_shape`), and with `match_head` the heads' part
+    standardised over the normal images, each part's distance per number, that one weighted."""
+    t = normal["thumbnail"] ** 2
+    q, k = query[:, :t], keys[:, :t]
+    if normal.get("match_shape"):  # absent before shape matching
+        q, k = shape_only(q), shape_only(k)
+    weight = normal.get("match_head") or 0.0  # absent before head matching
+    if weight <= 0:
+        return q, k
+    dq, dk = query[:, t:], keys[:, t:]
+    mean, std = dk.mean(axis=0), dk.std(axis=0, ddof=1) + 1e-6
+    w = weight / np.sqrt(dk.shape[1])
+    return (np.concatenate([q / np.sqrt(t), w * (dq - mean) / std], axis=1),
+            np.concatenate([k / np.sqrt(t), w * (dk - mean) / std], axis=1))
+
+
+def in_normal_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> np.ndarray:
+    """(B, S, S) maps of images with `keys` (B, T [+ D]), or (B, M, S, S): M maps of each
+    image → (B, S, S) z-scores
     against the normal maps' mean and spread (the nearest `neighbours` of `bank`'s when given);
     |z| when two-sided; an image's M maps each capped at `map_cap` (when > 0), then summed.
     Each spread map is floored at a tenth of its median and a thousandth of its mean map's
     median magnitude, as the run did."""
     if "neighbours" in normal:
         k = normal["neighbours"]
-        query, keys = thumbnails(batch, normal["thumbnail"]), bank["keys"]  # (B, T), (N, T)
-        if normal.get("match_shape"):  # absent before shape matching
-            query, keys = shape_only(query), shape_only(keys)
-        dist = ((query[:, None] - keys[None]) ** 2).sum(-1)
+        query, near = comparable(keys, bank["keys"], normal)  # (B, K), (N, K)
+        dist = ((query[:, None] - near[None]) ** 2).sum(-1)
         ref = bank["maps"][np.argsort(dist, axis=1, kind="stable")[:, :k]]  # (B, k, [M,] S, S)
         mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)
     else:
@@ -151,9 +162,9 @@ def score(folder: Path, spec: dict, session) -> pd.DataFrame:
     for i in range(0, len(items), spec["batch_size"]):
         batch = np.stack([load_image(p, spec["image_size"], spec["channels"], spec["resize"])
                           for p, _ in items[i:i + spec["batch_size"]]])  # (B, C, S, S)
-        maps = session.run(None, {"images": batch})[0]  # (B, S, S)
+        maps, keys = session.run(None, {"images": batch})  # (B, [M,] S, S), (B, T [+ D])
         if normal:
-            maps = in_normal_units(maps, batch, normal, bank)
+            maps = in_normal_units(maps, keys, normal, bank)
         scores.append(image_scores(maps, spec["image_score"], spec["topk"]))
     scores = np.concatenate(scores)
     return pd.DataFrame({"file": [p.relative_to(root).as_posix() for p, _ in items],

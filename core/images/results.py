@@ -176,7 +176,8 @@ def _score_title(scoring: dict, score_cfg: dict) -> str:
         value = {"head": "maps", "knn": "distance"}.get(method, "error")
         unit = (f"in units of normal images' {value} at each pixel" if not near else
                 f"in units of the {value} at each pixel of the {near} normal images most like "
-                "it" + (" in shape" if scoring.get("match_shape") else "")) \
+                "it" + (" in shape" if scoring.get("match_shape") else "")
+                + (" and in what its defect heads see" if scoring.get("match_head") else "")) \
             + (", above or below it" if scoring.get("two_sided") else "")
     return f"anomaly score ({what}; {error}, {unit})"
 

@@ -59,7 +59,7 @@ from core.images.config import ImageScoreConfig
 from core.images.head import DefectHead, head_outputs, masked_reconstructions
 from core.images.knn import MemoryBank, distance_maps, knn_maps
 from core.images.swinmae import SwinMAE
-from core.images.tiling import tiled
+from core.images.tiling import per_image, stitched, tiles_of
 from core.masking import masked_error
 
 
@@ -96,7 +96,6 @@ def pixel_error(recon: torch.Tensor, imgs: torch.Tensor, cfg: ImageScoreConfig) 
     return err
 
 
-@torch.no_grad()
 def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
                  head: DefectHead | None = None, bank: MemoryBank | None = None,
                  exclude: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,8 +106,19 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
     ones. With a memory bank alone (`score.method: knn`) (B, H, W) of the encoder features'
     distances. A bank leaves each image's own entries out when `exclude` (B,) names it (a
     training image)."""
+    return described_maps(model, imgs, cfg, head, bank, exclude)[0]
+
+
+@torch.no_grad()
+def described_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
+                   head: DefectHead | None = None, bank: MemoryBank | None = None,
+                   exclude: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`anomaly_maps`, and with a defect head each image's `head_descriptor` (B, D) (None
+    without one)."""
     if bank is not None and head is None:
-        return gaussian_blur(knn_maps(model, bank, imgs, cfg.knn.stages, exclude), cfg.sigma)
+        return gaussian_blur(knn_maps(model, bank, imgs, cfg.knn.stages, exclude),
+                             cfg.sigma), None
     passes = masked_reconstructions(model, imgs) \
         if cfg.mode == "masked" or head is not None else None
     if cfg.mode == "full":
@@ -119,20 +129,28 @@ def anomaly_maps(model: SwinMAE, imgs: torch.Tensor, cfg: ImageScoreConfig,
             lambda pr: pr[0].hidden) / sum(p.hidden for p, _ in passes)  # (H, W): 1 or 2
     err = gaussian_blur(err.float(), cfg.sigma)
     if head is None:
-        return err
+        return err, None
     probability, features = head_outputs(model, head, imgs, passes)  # (B, H, W), (B, F, g, g)
     maps = [err, gaussian_blur(probability, cfg.sigma)]
     if bank is not None:
         maps.append(gaussian_blur(distance_maps(bank, features, imgs.shape[-2:], exclude),
                                   cfg.sigma))
-    return torch.stack(maps, dim=1)
+    return torch.stack(maps, dim=1), head_descriptor(features)
+
+
+def head_descriptor(features: torch.Tensor) -> torch.Tensor:
+    """The heads' deepest features (B, F, g, g) → (B, 2F): each channel's mean and spread over
+    the image's places: what kind of surface the heads see, wherever it lies."""
+    flat = features.flatten(2)  # (B, F, g g)
+    return torch.cat([flat.mean(dim=2), flat.std(dim=2)], dim=1)
 
 
 class AnomalyMaps(torch.nn.Module):
     """A run's detector: images (B, C, S, S) in [0, 1] → smoothed anomaly maps (B, [M,] S, S)
     as scoring computes them (`anomaly_maps`), with the defect head or the memory bank when the
-    run has one. Scoring, scoring runs and the ONNX export all call this; `exclude` (B,) is for
-    the training images' own maps (`anomaly_maps`), never exported."""
+    run has one, and (`keyed`) the keys that find each image's nearest normal images. Scoring,
+    scoring runs and the ONNX export all call this; `exclude` (B,) is for the training images'
+    own maps (`anomaly_maps`), never exported."""
 
     def __init__(self, model: SwinMAE, cfg: ImageScoreConfig, head: DefectHead | None = None,
                  bank: MemoryBank | None = None):
@@ -142,10 +160,21 @@ class AnomalyMaps(torch.nn.Module):
     def forward(self, images: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """images (B, C, Z, Z), Z a multiple of the model's image size S (`data.zoom`): every
         S × S tile mapped, the maps put back in place (`core.images.tiling`)."""
-        tile = self.model.cfg.image_size
-        per_tile = None if exclude is None else exclude.repeat((images.shape[-1] // tile) ** 2)
-        return tiled(lambda tiles: anomaly_maps(self.model, tiles, self.cfg, self.head,
-                                                self.bank, per_tile), images, tile)
+        return self.keyed(images, exclude)[0]
+
+    def keyed(self, images: torch.Tensor, exclude: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`'s maps (B, [M,] Z, Z), and each image's key (B, T [+ D]): its thumbnail,
+        then, with a head and `score.match_head`, its `head_descriptor` (zoomed: the mean of its
+        tiles')."""
+        n = images.shape[-1] // self.model.cfg.image_size
+        per_tile = None if exclude is None else exclude.repeat(n * n)
+        maps, described = described_maps(self.model, tiles_of(images, self.model.cfg.image_size),
+                                         self.cfg, self.head, self.bank, per_tile)
+        keys = thumbnails(images)  # (B, T)
+        if described is not None and self.cfg.match_head > 0:
+            keys = torch.cat([keys, per_image(described, n)], dim=1)  # (B, T + D)
+        return stitched(maps, n), keys
 
 
 THUMB = 16  # side of the thumbnails that find an image's nearest normal images
@@ -202,9 +231,9 @@ class PixelErrorStats:
         mean = maps.mean(dim=0)
         return cls(mean, _floored(maps.std(dim=0), mean), two_sided, cap)
 
-    def __call__(self, maps: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, maps: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) or (B, M, H, W) → (B, H, W) z-scores against the normal images (their
-        absolute value when two-sided; each capped at `cap`, then summed over M). `images` is
+        absolute value when two-sided; each capped at `cap`, then summed over M). `keys` are
         not needed: every image has the same reference."""
         return _z(maps, self.mean, self.std, self.two_sided, self.cap)
 
@@ -220,30 +249,45 @@ class PixelErrorStats:
 
 @dataclass
 class NearestNormal:
-    """Normal images' anomaly maps and thumbnails: each image's map is measured against the
-    per-pixel mean and spread of the `neighbours` normal maps whose thumbnails lie nearest its
-    own (Euclidean), so a tile is compared with tiles of its shape and lighting."""
+    """Normal images' anomaly maps and keys (`AnomalyMaps.keyed`): each image's map is measured
+    against the per-pixel mean and spread of the `neighbours` normal maps whose keys lie nearest
+    its own (Euclidean), so a tile is compared with tiles of its shape and lighting, and (with
+    `head_weight`) of the surface the defect heads see."""
     maps: torch.Tensor  # (N, H, W) or (N, M, H, W) float16: what the run saves, so later
     # scoring runs and exports measure against exactly what the run did (and half the memory)
-    keys: torch.Tensor  # (N, T) float32 thumbnails of those images
+    keys: torch.Tensor  # (N, T [+ D]) float32 thumbnails of those images [, head descriptors]
     neighbours: int  # 2 <= neighbours < N
     two_sided: bool
     cap: float = 0.0  # as PixelErrorStats.cap
     match_shape: bool = False  # nearest by `shape_only` thumbnails; runs scored before it
     # matched the thumbnails themselves (shape and lighting)
+    head_weight: float = 0.0  # `score.match_head`: the head descriptors' weight beside the
+    # thumbnails (each part's distance per number, the descriptors standardised over the
+    # normal images); 0: thumbnails alone (runs scored before it; keys past T are not read)
 
-    def __call__(self, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """maps (B, H, W) or (B, M, H, W) of `images` (B, C, S, S) → (B, H, W) z-scores (|z|
-        when two-sided; each capped at `cap`, then summed over M)."""
-        query, keys = thumbnails(images), self.keys  # (B, T), (N, T)
-        if self.match_shape:
-            query, keys = shape_only(query), shape_only(keys)
+    def __call__(self, maps: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """maps (B, H, W) or (B, M, H, W) of images with `keys` (B, T [+ D]) → (B, H, W)
+        z-scores (|z| when two-sided; each capped at `cap`, then summed over M)."""
         # distances from differences, not from |q|² + |k|² - 2 q·k: that loses the digits
         # that tell near neighbours apart, and the exported predict.py (numpy) would pick others
-        near = torch.cdist(query, keys, compute_mode="donot_use_mm_for_euclid_dist").topk(
-            self.neighbours, dim=1, largest=False).indices  # (B, neighbours)
+        near = torch.cdist(*self._comparable(keys), compute_mode="donot_use_mm_for_euclid_dist"
+                           ).topk(self.neighbours, dim=1, largest=False).indices  # (B, k)
         ref = self.maps[near].float()  # (B, neighbours, [M,] H, W)
         return _z(maps, ref.mean(dim=1), ref.std(dim=1), self.two_sided, self.cap)
+
+    def _comparable(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query keys (B, T [+ D]) and the normal keys as the distance compares them."""
+        T = THUMB * THUMB
+        q, k = query[:, :T].float(), self.keys[:, :T]
+        if self.match_shape:
+            q, k = shape_only(q), shape_only(k)
+        if self.head_weight <= 0:
+            return q, k
+        dq, dk = query[:, T:].float(), self.keys[:, T:]  # (B, D), (N, D)
+        mean, std = dk.mean(dim=0), dk.std(dim=0) + 1e-6
+        w = self.head_weight / math.sqrt(dk.shape[1])
+        return (torch.cat([q / math.sqrt(T), w * (dq - mean) / std], dim=1),
+                torch.cat([k / math.sqrt(T), w * (dk - mean) / std], dim=1))
 
     @property
     def maps_per_image(self) -> int:
@@ -284,22 +328,24 @@ class CoarseScale:
                               for i in range(0, len(heads), 64)])  # 64 at a time: memory
         return cls(replace(normal, maps=smoothed), sigma, cfg.coarse_weight)
 
-    def __call__(self, z: torch.Tensor, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """The fine z-maps (B, H, W) of raw `maps` (B, 2, H, W) of `images` (B, C, S, S) →
-        (B, H, W) pixel maps."""
+    def __call__(self, z: torch.Tensor, maps: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """The fine z-maps (B, H, W) of raw `maps` (B, M, H, W) of images with `keys` (B, T [+
+        D]) → (B, H, W) pixel maps."""
         head = gaussian_blur(maps[:, HEAD_MAP].float(), self.sigma)  # (B, H, W)
-        return z + self.weight * self.reference(head, images)
+        return z + self.weight * self.reference(head, keys)
 
 
 def normal_reference(maps: torch.Tensor, keys: torch.Tensor, neighbours: int,
-                     two_sided: bool, cap: float = 0.0,
-                     match_shape: bool = False) -> NormalReference:
-    """The reference of N >= 2 normal maps (N, [M,] H, W) with their thumbnails (N, T): the
-    `neighbours` nearest of them per image (by shape alone when `match_shape`), or all (one
-    mean and spread) when `neighbours` is 0 or leaves none out."""
+                     two_sided: bool, cap: float = 0.0, match_shape: bool = False,
+                     head_weight: float = 0.0) -> NormalReference:
+    """The reference of N >= 2 normal maps (N, [M,] H, W) with their keys (N, T [+ D]): the
+    `neighbours` nearest of them per image (by shape alone when `match_shape`; the head
+    descriptors at `head_weight` beside, when the keys have them), or all (one mean and spread)
+    when `neighbours` is 0 or leaves none out."""
     if 0 < neighbours < len(maps):
+        described = keys.shape[1] > THUMB * THUMB
         return NearestNormal(maps.half(), keys.float(), max(2, neighbours), two_sided, cap,
-                             match_shape)
+                             match_shape, head_weight if described else 0.0)
     return PixelErrorStats.fit(maps, two_sided, cap)
 
 

@@ -34,7 +34,7 @@ from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_i
     summarize_images
 from core.images.overlays import save_overlay
 from core.images.scoring import (AnomalyMaps, CoarseScale, NearestNormal, NormalReference,
-                                 PixelErrorStats, image_scores, normal_reference, thumbnails)
+                                 PixelErrorStats, THUMB, image_scores, normal_reference)
 from core.images.swinmae import SwinMAE
 from core.images.tiling import tiled
 from core.runner import Context, Skip, TrainReporter, stream_runtime
@@ -230,14 +230,15 @@ def _batches(ctx: Context, items: list[ImageItem],
 
 
 def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem], with_masks: bool,
-          own: bool = False) -> Iterator[tuple[torch.Tensor, dict]]:
-    """(smoothed anomaly maps (B, [M,] S, S) on the CPU, the loader's batch) for batches of
-    `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
+          own: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
+    """(smoothed anomaly maps (B, [M,] S, S) and the images' keys (B, T [+ D]) on the CPU, the
+    loader's batch) for batches of `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
     bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it.
     `own`: items are the first of `data.fit`, whose patches the memory bank holds (knn): each
     is scored with its own left out."""
     for imgs, batch in _batches(ctx, items, with_masks):
-        yield detector(imgs, batch["index"] if own else None).cpu(), batch
+        maps, keys = detector.keyed(imgs, batch["index"] if own else None)
+        yield maps.cpu(), keys.cpu(), batch
 
 
 def build_bank(ctx: Context, mae: SwinMAE, head: DefectHead | None,
@@ -269,27 +270,30 @@ def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageB
     detectors' maps get the same post-processing otherwise."""
     cfg = ctx.cfg.swinmae.score
     model_maps, base_maps, keys = [], [], []
-    for maps, batch in _maps(ctx, detector, items[:cfg.normal_images], False, own=True):
+    for maps, batch_keys, batch in _maps(ctx, detector, items[:cfg.normal_images], False,
+                                         own=True):
         model_maps.append(maps)
         base_maps.append(baseline.maps(batch["image"], cfg.sigma))
-        keys.append(thumbnails(batch["image"]))
-    keys = torch.cat(keys)  # (N, T)
+        keys.append(batch_keys)
+    keys = torch.cat(keys)  # (N, T [+ D])
     # the baseline compares raw pixels, so it keeps neighbours of its lighting (matched by
-    # shape alone: magnetic tile image AUROC 0.78 -> 0.62), and as many as suit it (at the
-    # model's 10 instead of 20: 0.78 -> 0.74): the model is measured against its best
+    # shape alone: magnetic tile image AUROC 0.78 -> 0.62; it has no head to match by), and as
+    # many as suit it (at the model's 10 instead of 20: 0.78 -> 0.74): the model is measured
+    # against its best
     return (normal_reference(torch.cat(model_maps), keys, cfg.neighbours, cfg.two_sided,
-                             cfg.map_cap, cfg.match_shape),
-            normal_reference(torch.cat(base_maps), keys, cfg.baseline_neighbours,
-                             cfg.two_sided))
+                             cfg.map_cap, cfg.match_shape, cfg.match_head),
+            normal_reference(torch.cat(base_maps), keys[:, :THUMB * THUMB],
+                             cfg.baseline_neighbours, cfg.two_sided))
 
 
-def measure(raw: torch.Tensor, images: torch.Tensor, normal: NormalReference | None,
+def measure(raw: torch.Tensor, keys: torch.Tensor, normal: NormalReference | None,
             coarse: CoarseScale | None, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw maps (B, [M,] S, S) of `images` (B, C, S, S) → (image scores (B,), pixel maps (B, S,
-    S)): the maps in units of `normal`'s (None: as they are), scored from those fine maps under
-    `cfg` (`ImageScoreConfig`); the pixel maps add the coarse scale when there is one."""
-    z = normal(raw, images) if normal else raw  # (B, S, S)
-    return image_scores(z, cfg.image_score, cfg.topk), coarse(z, raw, images) if coarse else z
+    """Raw maps (B, [M,] S, S) of images with `keys` (B, T [+ D]) → (image scores (B,), pixel
+    maps (B, S, S)): the maps in units of `normal`'s (None: as they are), scored from those
+    fine maps under `cfg` (`ImageScoreConfig`); the pixel maps add the coarse scale when there
+    is one."""
+    z = normal(raw, keys) if normal else raw  # (B, S, S)
+    return image_scores(z, cfg.image_score, cfg.topk), coarse(z, raw, keys) if coarse else z
 
 
 def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline | None,
@@ -305,16 +309,16 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
                                                "masks", "known", "images")}
 
     def add(prefix: str, raw: torch.Tensor, ref: NormalReference | None,
-            scale: CoarseScale | None, images: torch.Tensor) -> None:
-        scores, maps = measure(raw, images, ref, scale, cfg)
+            scale: CoarseScale | None, keys: torch.Tensor) -> None:
+        scores, maps = measure(raw, keys, ref, scale, cfg)
         parts[f"{prefix}scores"].append(scores)
         parts[f"{prefix}maps"].append(maps)
 
-    for maps, batch in _maps(ctx, detector, items, with_masks=True):
-        add("", maps, normal, coarse, batch["image"])
+    for maps, keys, batch in _maps(ctx, detector, items, with_masks=True):
+        add("", maps, normal, coarse, keys)
         if baseline is not None:
             add("base_", baseline.maps(batch["image"], cfg.sigma), base_normal, base_coarse,
-                batch["image"])
+                keys[:, :THUMB * THUMB])
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
         parts["images"].append(batch["image"].half())
@@ -337,13 +341,14 @@ def measured_as(detector: AnomalyMaps, normal: NormalReference | None) -> dict:
             "map_cap": normal.cap if normal else 0.0,  # each of several maps' z capped; 0: none
             "neighbours": None if normal is None else normal.neighbours,  # 0: against all
             "match_shape": isinstance(normal, NearestNormal) and normal.match_shape,
+            "match_head": normal.head_weight if isinstance(normal, NearestNormal) else 0.0,
             # a third map: the head features' distance to the bank's
             "head_knn": detector.head is not None and detector.bank is not None}
 
 
 def save_normal_reference(path: Path, normal: NormalReference) -> None:
     """What scoring runs and exports measure new maps against: the per-pixel mean and spread,
-    or the normal maps (float16) with their thumbnails and the neighbour count."""
+    or the normal maps (float16) with their keys and the neighbour count."""
     if isinstance(normal, NearestNormal):
         arrays = {"maps": normal.maps.numpy(),
                   "keys": normal.keys.numpy(),
@@ -356,14 +361,16 @@ def save_normal_reference(path: Path, normal: NormalReference) -> None:
 
 
 def load_normal_reference(path: Path, two_sided: bool, cap: float = 0.0,
-                          match_shape: bool = False) -> NormalReference:
+                          match_shape: bool = False, head_weight: float = 0.0
+                          ) -> NormalReference:
     """The reference `save_normal_reference` wrote (runs from before nearest normal images
     saved the mean and spread only), measuring as the run did (`two_sided`, `cap`,
-    `match_shape`: what its scoring.json says)."""
+    `match_shape`, `head_weight`: what its scoring.json says)."""
     with np.load(path, allow_pickle=False) as z:
         if "maps" in z:
             return NearestNormal(torch.from_numpy(z["maps"]), torch.from_numpy(z["keys"]),
-                                 int(z["neighbours"]), two_sided, cap, match_shape)
+                                 int(z["neighbours"]), two_sided, cap, match_shape,
+                                 head_weight)
         return PixelErrorStats(torch.from_numpy(z["mean"]), torch.from_numpy(z["std"]),
                                two_sided, cap)
 

@@ -68,9 +68,11 @@ def load_trained(run_dir: Path) -> TrainedImages:
                         f"{ImageFiles.summary}), found none")
     model, extra = load_model(out.dir)
     cfg = from_dict(SwinMAEConfig, extra["config"], STREAM)
-    # runs scored before the defect head existed made their maps from the reconstruction error
+    # runs scored before the defect head existed made their maps from the reconstruction error;
+    # runs scored before head matching found neighbours by their thumbnails alone
     method = scoring.get("method", "reconstruction")
-    cfg = cfg.model_copy(update={"score": cfg.score.model_copy(update={"method": method})})
+    cfg = cfg.model_copy(update={"score": cfg.score.model_copy(update={
+        "method": method, "match_head": float(scoring.get("match_head") or 0.0)})})
     head = load_head(out.dir) if method == "head" else None
     bank = MemoryBank.load(out.knn_bank) \
         if method == "knn" or (head is not None and scoring.get("head_knn")) else None
@@ -86,7 +88,8 @@ def load_trained(run_dir: Path) -> TrainedImages:
         # matched by the thumbnails themselves
         normal = load_normal_reference(out.normal_stats, bool(scoring.get("two_sided", False)),
                                        float(scoring.get("map_cap") or 0.0),
-                                       bool(scoring.get("match_shape", False)))
+                                       bool(scoring.get("match_shape", False)),
+                                       cfg.score.match_head)
     if head is not None and (normal is None or normal.maps_per_image != 2 + (bank is not None)):
         raise DataError(f"run {run_dir.name}: its defect head made the maps alone (before they "
                         "were added to the reconstruction error's); train again to use this "

@@ -59,8 +59,9 @@ def test_a_large_faint_defect_stands_out_at_the_coarse_scale_and_a_sharp_one_sta
     coarse = CoarseScale.of(normal, _score_cfg(coarse_sigma=0.25, coarse_weight=1.0))
     assert coarse is not None and coarse.sigma == 16.0
     assert coarse.reference.maps.shape == (30, SIDE, SIDE)  # the head maps only
-    fine = normal(test_maps, test_images)  # (4, S, S)
-    both = coarse(fine, test_maps, test_images)
+    test_keys = thumbnails(test_images)
+    fine = normal(test_maps, test_keys)  # (4, S, S)
+    both = coarse(fine, test_maps, test_keys)
     truth = torch.zeros(4, SIDE, SIDE, dtype=torch.bool)
     truth[1] = _faint_area()
     fine_auroc, both_auroc = (roc_auc_score(truth.flatten(), m.flatten()) for m in (fine, both))
@@ -94,7 +95,8 @@ def test_scored_images_keep_their_fine_scores_and_only_the_maps_change(monkeypat
     base_normal = normal_reference(maps[:, 0], thumbnails(images), 10, two_sided=True)
     batch = {"image": test_images, "mask": torch.zeros(4, SIDE, SIDE, dtype=torch.uint8),
              "mask_known": torch.ones(4, dtype=torch.bool)}
-    monkeypatch.setattr(stages, "_maps", lambda *a, **k: iter([(test_maps, batch)]))
+    monkeypatch.setattr(stages, "_maps",
+                        lambda *a, **k: iter([(test_maps, thumbnails(test_images), batch)]))
 
     class Baseline:  # one map per image, as the mean-image baseline's
         def maps(self, imgs, sigma):
@@ -104,7 +106,8 @@ def test_scored_images_keep_their_fine_scores_and_only_the_maps_change(monkeypat
     score_cfg = cfg.swinmae.score
     scored = stages.score_items(types.SimpleNamespace(cfg=cfg), None, Baseline(), [None] * 4,
                                 normal, base_normal)
-    fine, base_fine = normal(test_maps, test_images), base_normal(test_maps[:, 0], test_images)
+    test_keys = thumbnails(test_images)
+    fine, base_fine = normal(test_maps, test_keys), base_normal(test_maps[:, 0], test_keys)
     for scores, z in ((scored.scores, fine), (scored.base_scores, base_fine)):
         np.testing.assert_allclose(
             scores, image_scores(z, score_cfg.image_score, score_cfg.topk).numpy(), rtol=1e-6)

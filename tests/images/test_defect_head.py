@@ -165,6 +165,33 @@ def test_a_detector_with_a_head_makes_the_error_map_and_the_head_map(one_torch_t
     assert torch.allclose(maps[:, 1], gaussian_blur(head_outputs(mae, head, images)[0], cfg.sigma))
 
 
+def test_a_detector_keys_each_image_by_its_thumbnail_and_what_its_heads_see(one_torch_thread):
+    """`AnomalyMaps.keyed`: the maps as the detector makes them, and each image's key: its
+    thumbnail, then with a head and `match_head` each deepest feature channel's mean and
+    spread over the image; zoomed, the mean of its tiles' descriptors."""
+    from core.config import load_config
+    from core.images.scoring import THUMB, AnomalyMaps, thumbnails
+    from core.images.tiling import tiles_of
+    torch.manual_seed(0)
+    mae, head = SwinMAE(preset("tiny", in_chans=1)).eval(), DefectHead(3, 4).eval()
+    cfg = load_config([]).swinmae.score
+    images = _parts(3)
+    maps, keys = AnomalyMaps(mae, cfg, head).keyed(images)
+    assert torch.equal(maps, AnomalyMaps(mae, cfg, head)(images))
+    features = head_outputs(mae, head, images)[1].flatten(2)  # (3, 32, 64 places)
+    assert keys.shape == (3, THUMB * THUMB + 2 * 32)
+    assert torch.equal(keys[:, :THUMB * THUMB], thumbnails(images))
+    assert torch.allclose(keys[:, THUMB * THUMB:],
+                          torch.cat([features.mean(2), features.std(2)], 1), atol=1e-5)
+    off = cfg.model_copy(update={"match_head": 0.0})
+    assert torch.equal(AnomalyMaps(mae, off, head).keyed(images)[1], thumbnails(images))
+    assert torch.equal(AnomalyMaps(mae, cfg).keyed(images)[1], thumbnails(images))  # no head
+    zoomed = torch.nn.functional.interpolate(images, scale_factor=2.0, mode="bilinear")
+    keys = AnomalyMaps(mae, cfg, head).keyed(zoomed)[1]  # 2 x 2 tiles of 64 px each
+    tiles = AnomalyMaps(mae, cfg, head).keyed(tiles_of(zoomed, 64))[1][:, THUMB * THUMB:]
+    assert torch.allclose(keys[:, THUMB * THUMB:], tiles.view(4, 3, -1).mean(0), atol=1e-5)
+
+
 def test_the_heads_deepest_features_come_with_the_same_logits():
     torch.manual_seed(0)
     head = DefectHead(3, 4, count=2).eval()

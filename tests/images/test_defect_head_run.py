@@ -47,12 +47,13 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     assert scoring["head_knn"] and (run / "swinmae" / ImageFiles.knn_bank).is_file()
     assert scoring["map_cap"] == 10.0 and load_trained(run).normal.cap == 10.0
     assert scoring["match_shape"] and load_trained(run).normal.match_shape
+    assert scoring["match_head"] == 0.5 and load_trained(run).normal.head_weight == 0.5
     shown = load_image_results(run)
     assert shown.head_knn and "score.head_knn" in shown.maps_caption  # Results says so
     again = scoring_run(run, "--img-data", data) / "swinmae"
     assert_same_scores(pd.read_csv(again / "scores.csv"), ran, "file")  # it used the head
     measured = ("method", "mode", "image_score", "two_sided", "map_cap", "neighbours",
-                "match_shape", "head_knn", "coarse")  # so Results describes the scoring run's
+                "match_shape", "match_head", "head_knn", "coarse")  # so Results describes the scoring run's
     # maps as the run's
     assert {k: read_json(again / "scoring.json")[k] for k in measured} == \
         {k: scoring[k] for k in measured}
@@ -62,7 +63,7 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     spec = read_json(run / "export" / "swinmae" / "model.json")
     assert spec["method"] == "head" and spec["normal_map"]["map_cap"] == 10.0
-    assert spec["normal_map"]["match_shape"] is True
+    assert spec["normal_map"]["match_shape"] is True and spec["normal_map"]["match_head"] == 0.5
     predicted = bare_predict(run / "export" / "swinmae" / "predict.py", data,
                               tmp_path / "scores.csv")
     assert_same_scores(predicted, ran, "file")
@@ -71,16 +72,18 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     with np.load(stats) as z:
         arrays = dict(z)
     assert arrays["maps"].shape[1] == 3  # (N, 3, S, S): the error's, the head's, the bank's
-    # a head run from before the bank, the cap and shape matching (none in scoring.json, two
-    # maps) still loads, and measures as it did
+    assert arrays["keys"].shape[1] == 16 * 16 + 2 * 3 * 8 * 4  # thumbnail, 3 heads' mean, std
+    # a head run from before the bank, the cap, shape and head matching (none in
+    # scoring.json, two maps, thumbnails for keys) still loads, and measures as it did
     (run / "swinmae" / ImageFiles.knn_bank).unlink()
     write_json(run / "swinmae" / "scoring.json", {k: v for k, v in scoring.items()
                                                   if k not in ("head_knn", "map_cap",
-                                                               "match_shape")})
-    np.savez(stats, **arrays | {"maps": arrays["maps"][:, :2]})
+                                                               "match_shape", "match_head")})
+    np.savez(stats, **arrays | {"maps": arrays["maps"][:, :2], "keys": arrays["keys"][:, :256]})
     before = load_trained(run)
     assert before.detector.bank is None and before.normal.maps_per_image == 2
     assert before.normal.cap == 0.0 and not before.normal.match_shape
+    assert before.normal.head_weight == 0.0 and before.detector.cfg.match_head == 0.0
     # a head run from before the two maps were added kept its head's maps alone: refused
     np.savez(stats, **arrays | {"maps": arrays["maps"][:, 1]})
     with pytest.raises(DataError, match="defect head made the maps alone"):

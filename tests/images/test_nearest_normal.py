@@ -37,7 +37,8 @@ def test_an_image_is_measured_against_the_normal_images_most_like_it():
     near = normal_reference(maps, thumbnails(images), 10, two_sided=True)
     everyone = normal_reference(maps, thumbnails(images), 0, two_sided=True)
     assert isinstance(near, NearestNormal) and isinstance(everyone, PixelErrorStats)
-    z_near, z_all = near(test_maps, test_images), everyone(test_maps, test_images)
+    keys = thumbnails(test_images)
+    z_near, z_all = near(test_maps, keys), everyone(test_maps, keys)
     assert image_scores(z_near, "max", 0.01).argmax() == 1
     assert z_near[1].flatten().argmax() == 20 * 32 + 8
     assert z_near[3:].amax() < z_near[1, 20, 8] / 4  # a bright part's hot half is normal
@@ -72,10 +73,40 @@ def test_shape_matching_finds_parts_of_the_same_shape_under_other_lighting():
     test_maps[1, 8, 24] += 1.0  # a defect on the dim half of the second one
     by_look = normal_reference(maps, thumbnails(images), 8, two_sided=True)
     by_shape = normal_reference(maps, thumbnails(images), 8, two_sided=True, match_shape=True)
-    assert by_look(test_maps, test_image)[0].amax() > 20  # its own normal half, against the
+    assert by_look(test_maps, thumbnails(test_image))[0].amax() > 20  # its own normal half, against the
     # right-shaped parts
-    z = by_shape(test_maps, test_image)
+    z = by_shape(test_maps, thumbnails(test_image))
     assert z[0].amax() < 3 and z[1].flatten().argmax() == 8 * 32 + 24 and z[1].amax() > 20
+
+
+def test_head_matching_finds_the_normal_images_whose_surface_the_heads_see_alike():
+    """One shape, two surfaces the thumbnails cannot tell apart and the heads' descriptors can
+    (the keys' columns past the thumbnail); the model is always hot on the second surface's
+    left half. By the thumbnail alone a faint defect there on the first surface is lost in a
+    mix of both; with `match_head` it is measured against its own surface and stands out, and
+    the second surface's hot half is normal."""
+    g = torch.Generator().manual_seed(6)
+    images = 0.5 + 0.01 * torch.rand(20, 1, 32, 32, generator=g)
+    surface = torch.cat([torch.zeros(10, 6), torch.full((10, 6), 5.0)]) \
+        + 0.1 * torch.rand(20, 6, generator=g)
+    keys = torch.cat([thumbnails(images), surface], dim=1)
+    maps = 1.0 + 0.1 * torch.rand(20, 32, 32, generator=g)
+    maps[10:, :, :16] += 4.0
+    test_keys = torch.cat([thumbnails(0.5 + 0.01 * torch.rand(2, 1, 32, 32, generator=g)),
+                           torch.tensor([[0.05] * 6, [5.05] * 6])], dim=1)
+    test_maps = 1.05 + torch.zeros(2, 32, 32)
+    test_maps[0, 20, 8] += 1.5  # a faint defect on the first surface's left half
+    test_maps[1, :, :16] += 4.0  # the second surface, as it always is
+    by_thumbnail = normal_reference(maps, keys, 8, two_sided=True)
+    by_head = normal_reference(maps, keys, 8, two_sided=True, head_weight=0.5)
+    assert by_thumbnail.head_weight == 0 and by_head.head_weight == 0.5
+    z = by_thumbnail(test_maps, test_keys)
+    assert z[0, 20, 8] < 2  # within the mixed neighbours' spread
+    z = by_head(test_maps, test_keys)
+    assert z[0].flatten().argmax() == 20 * 32 + 8 and z[0, 20, 8] > 10
+    assert z[1].amax() < z[0, 20, 8] / 3  # the second surface's hot half is normal
+    plain = normal_reference(maps, thumbnails(images), 8, two_sided=True, head_weight=0.5)
+    assert plain.head_weight == 0  # keys without a head's part: thumbnails alone
 
 
 def test_the_run_measures_the_model_and_the_baseline_each_against_its_own_neighbours(
@@ -86,7 +117,8 @@ def test_the_run_measures_the_model_and_the_baseline_each_against_its_own_neighb
     g = torch.Generator().manual_seed(2)
     images, maps = _two_kinds(15, g)
     batch = {"image": images, "index": torch.arange(30)}
-    monkeypatch.setattr(stages, "_maps", lambda *a, **k: iter([(maps, batch)]))
+    keys = torch.cat([thumbnails(images), torch.rand(30, 8, generator=g)], dim=1)  # a head's
+    monkeypatch.setattr(stages, "_maps", lambda *a, **k: iter([(maps, keys, batch)]))
 
     class Baseline:
         def maps(self, imgs, sigma):
@@ -95,8 +127,10 @@ def test_the_run_measures_the_model_and_the_baseline_each_against_its_own_neighb
     cfg = load_config(["swinmae.score.neighbours=6", "swinmae.score.baseline_neighbours=9"])
     model, base = stages._normal_references(types.SimpleNamespace(cfg=cfg), None, Baseline(),
                                             [None] * 30)
-    assert (model.neighbours, model.match_shape) == (6, True)
-    assert (base.neighbours, base.match_shape) == (9, False)
+    assert (model.neighbours, model.match_shape, model.head_weight) == (6, True, 0.5)
+    assert torch.equal(model.keys, keys)
+    assert (base.neighbours, base.match_shape, base.head_weight) == (9, False, 0.0)
+    assert torch.equal(base.keys, thumbnails(images))  # it has no head to match by
     assert torch.equal(base.maps.float(), (maps + 1.0).half().float())
     cfg = load_config(["swinmae.score.baseline_neighbours=0"])  # 0: against all of them
     _, base = stages._normal_references(types.SimpleNamespace(cfg=cfg), None, Baseline(),
@@ -130,7 +164,8 @@ def test_saved_reference_loads_to_the_same_z_scores(tmp_path, neighbours):
     save_normal_reference(tmp_path / "normal_stats.npz", ref)
     back = load_normal_reference(tmp_path / "normal_stats.npz", two_sided=True)
     assert type(back) is type(ref)
-    assert torch.equal(back(test_maps, test_images), ref(test_maps, test_images))
+    keys = thumbnails(test_images)
+    assert torch.equal(back(test_maps, keys), ref(test_maps, keys))
 
 
 def test_old_runs_mean_and_std_still_load(tmp_path):
@@ -154,8 +189,9 @@ def test_two_maps_of_an_image_are_each_measured_against_their_kind_then_added(ne
     keys = thumbnails(images)
     both = normal_reference(torch.stack([error, probability], dim=1), keys, neighbours, True)
     assert both.maps_per_image == 2
-    z = both(torch.stack([test_error, test_probability], dim=1), test_images)  # (4, 32, 32)
-    apart = [normal_reference(m, keys, neighbours, True)(t, test_images)
+    test_keys = thumbnails(test_images)
+    z = both(torch.stack([test_error, test_probability], dim=1), test_keys)  # (4, 32, 32)
+    apart = [normal_reference(m, keys, neighbours, True)(t, test_keys)
              for m, t in ((error, test_error), (probability, test_probability))]
     assert z.shape == (4, 32, 32) and torch.allclose(z, apart[0] + apart[1], atol=1e-5)
     assert z[0].flatten().argmax() == 5 * 32 + 5  # the small-scale map's defect counts
@@ -169,42 +205,45 @@ def test_a_map_that_hardly_varies_does_not_explode(neighbours):
     images = torch.rand(12, 1, 32, 32, generator=g)
     maps = (0.4688 + 1e-6 * torch.rand(12, 32, 32, generator=g)).half().float()
     ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True)
-    z = ref(torch.full((2, 32, 32), 0.4690), torch.rand(2, 1, 32, 32, generator=g))
+    test_keys = thumbnails(torch.rand(2, 1, 32, 32, generator=g))
+    z = ref(torch.full((2, 32, 32), 0.4690), test_keys)
     assert z.max() < 1  # 0.0002 apart at a floor of 0.00047
     bank = {"maps": maps.numpy(), "keys": thumbnails(images).numpy()} if neighbours else None
     normal = {"neighbours": neighbours, "thumbnail": THUMB, "two_sided": True} if neighbours \
         else {"mean": ref.mean.tolist(), "std": ref.std.tolist(), "two_sided": True}
     assert export_predict.in_normal_units(np.full((2, 32, 32), 0.4690, np.float32),
-                                          np.random.rand(2, 1, 32, 32), normal, bank).max() < 1
+                                          test_keys.numpy(), normal, bank).max() < 1
 
 
-@pytest.mark.parametrize("size", [64, 72])  # 72: bins of unequal width, as adaptive pooling
+@pytest.mark.parametrize("size", [64, 72])  # 72: thumbnail bins of unequal width
 @pytest.mark.parametrize("neighbours", [0, 4])
 @pytest.mark.parametrize("per_image", [(), (2,)])  # one map per image, or two (defect head)
 @pytest.mark.parametrize("cap", [0.0, 1.0])  # score.map_cap: 1 bites on these maps
-@pytest.mark.parametrize("match_shape", [False, True])
-def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image, cap, match_shape):
-    """export_predict.py (numpy, no torch) against the run's torch reference."""
+@pytest.mark.parametrize("match_shape, match_head", [(False, 0.0), (True, 0.0), (True, 0.5)])
+def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image, cap, match_shape,
+                                              match_head):
+    """export_predict.py (numpy, no torch) against the run's torch reference, given the keys
+    model.onnx gives it (thumbnails, then with a head its descriptor)."""
     g = torch.Generator().manual_seed(3)
     images = torch.rand(12, 3, size, size, generator=g)
     maps = torch.rand(12, *per_image, size, size, generator=g)
     test_images = torch.rand(3, 3, size, size, generator=g)
     test_maps = 2 * torch.rand(3, *per_image, size, size, generator=g)
-    ref = normal_reference(maps, thumbnails(images), neighbours, two_sided=True, cap=cap,
-                           match_shape=match_shape)
-    assert np.allclose(export_predict.thumbnails(test_images.numpy(), THUMB),
-                       thumbnails(test_images).numpy(), atol=1e-6)
+    keys, test_keys = (torch.cat([thumbnails(x), 5 * torch.rand(len(x), 6, generator=g)], dim=1)
+                       for x in (images, test_images))
+    ref = normal_reference(maps, keys, neighbours, two_sided=True, cap=cap,
+                           match_shape=match_shape, head_weight=match_head)
     if isinstance(ref, NearestNormal):
         normal = {"neighbours": neighbours, "thumbnail": THUMB, "two_sided": True,
-                  "match_shape": match_shape}
+                  "match_shape": match_shape, "match_head": match_head}
         bank = {"maps": ref.maps.float().numpy(), "keys": ref.keys.numpy()}
     else:
         normal = {"mean": ref.mean.tolist(), "std": ref.std.tolist(), "two_sided": True}
         bank = None
-    ours = export_predict.in_normal_units(test_maps.numpy(), test_images.numpy(),
+    ours = export_predict.in_normal_units(test_maps.numpy(), test_keys.numpy(),
                                           normal | {"map_cap": cap}, bank)
-    assert np.allclose(ours, ref(test_maps, test_images).numpy(), rtol=1e-4, atol=1e-4)
+    assert np.allclose(ours, ref(test_maps, test_keys).numpy(), rtol=1e-4, atol=1e-4)
     if per_image and cap:  # the cap bit: uncapped sums are larger
-        plain = export_predict.in_normal_units(test_maps.numpy(), test_images.numpy(), normal,
+        plain = export_predict.in_normal_units(test_maps.numpy(), test_keys.numpy(), normal,
                                                bank)
         assert (plain > ours + 0.1).any()
