@@ -10,14 +10,14 @@ baseline.
         [--try neighbours=10,coarse_weight=1] [--cache-dir DIR]
 
 A `--try` changes keys of `swinmae.score` (neighbours, baseline_neighbours, match_shape,
-match_head, map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first row of each run
-is its own settings, whose figures must equal the run's metrics.json (printed beside them:
-the check that this script scores as the product does). Prints image AUROC, image AUPRC, pixel
-AUROC and image AUROC per defect kind for each run and setting, then the mean and the standard
-deviation over the runs, and ends with `image_auroc=… pixel_auroc=… baseline_image_auroc=…
-baseline_pixel_auroc=…`: the means of the last setting. Caches go to `--cache-dir` (default:
-`rescore_cache/` beside the runs' `runs/` folder), one `<run id>.npz` each (~60 MB for the
-magnetic tiles): a second call on the same runs takes seconds."""
+match_head, map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first row
+of each run is its own settings, whose figures must equal the run's metrics.json (printed
+beside them: the check that this script scores as the product does). Prints image AUROC, image
+AUPRC, pixel AUROC and image AUROC per defect kind for each run and setting, then the mean and
+the standard deviation over the runs, and ends with `image_auroc=… pixel_auroc=…
+baseline_image_auroc=… baseline_pixel_auroc=…`: the means of the last setting. Caches go to
+`--cache-dir` (default: `rescore_cache/` beside the runs' `runs/` folder), one `<run id>.npz`
+each (~60 MB for the magnetic tiles): a second call on the same runs takes seconds."""
 from __future__ import annotations
 
 import argparse
@@ -37,7 +37,7 @@ from core.images.baselines import MeanImageBaseline
 from core.images.config import ImageScoreConfig
 from core.images.data import ImageFolderDataset
 from core.images.files import ImageFiles
-from core.images.scoring import THUMB, AnomalyMaps, CoarseScale, normal_reference
+from core.images.scoring import AnomalyMaps, CoarseScale, normal_reference, thumbnail_part
 from core.images.stages import load, measure, per_type_auroc, pixel_auroc, scored_size
 from core.images.trained import load_trained
 
@@ -92,9 +92,9 @@ def detect(cache: dict, cfg: ImageScoreConfig, baseline: bool) -> tuple[np.ndarr
     """(image scores (N,), pixel maps (N, S, S)) of the test images, the model's or the
     mean-image baseline's, post-processed as the score stage does under `cfg`."""
     prefix = "base" if baseline else "maps"
-    width = THUMB * THUMB if baseline else None  # the baseline matches by thumbnails alone
-    keys, test_keys = (torch.from_numpy(cache[f"{part}_keys"])[:, :width]
-                       for part in ("fit", "test"))
+    keys, test_keys = (torch.from_numpy(cache[f"{part}_keys"]) for part in ("fit", "test"))
+    if baseline:  # it matches by the thumbnails alone
+        keys, test_keys = thumbnail_part(keys), thumbnail_part(test_keys)
     ref = normal_reference(torch.from_numpy(cache[f"fit_{prefix}"]).float(), keys,
                            cfg.baseline_neighbours if baseline else cfg.neighbours,
                            cfg.two_sided, 0.0 if baseline else cfg.map_cap,

@@ -1,7 +1,8 @@
 """The image stream's export: the run's smoothed anomaly maps (Swin MAE's error, or its defect
-head's segmentation) and each image's key to its nearest normal images as model.onnx, the rest of the scoring recipe (image size and mode,
-normal-map statistics, score method, threshold) as model.json (with normal_maps.npz when each
-image is measured against its nearest normal images), and `export_predict.py` as predict.py."""
+head's segmentation) and each image's key to its nearest normal images as model.onnx, the rest
+of the scoring recipe (image size and mode, normal-map statistics, score method, threshold) as
+model.json (with normal_maps.npz when each image is measured against its nearest normal
+images), and `export_predict.py` as predict.py."""
 from __future__ import annotations
 
 import shutil

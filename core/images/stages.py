@@ -34,7 +34,8 @@ from core.images.data import ImageDataset, ImageFolderDataset, ImageItem, load_i
     summarize_images
 from core.images.overlays import save_overlay
 from core.images.scoring import (AnomalyMaps, CoarseScale, NearestNormal, NormalReference,
-                                 PixelErrorStats, THUMB, image_scores, normal_reference)
+                                 PixelErrorStats, image_scores, normal_reference,
+                                 thumbnail_part)
 from core.images.swinmae import SwinMAE
 from core.images.tiling import tiled
 from core.runner import Context, Skip, TrainReporter, stream_runtime
@@ -232,8 +233,9 @@ def _batches(ctx: Context, items: list[ImageItem],
 def _maps(ctx: Context, detector: AnomalyMaps, items: list[ImageItem], with_masks: bool,
           own: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
     """(smoothed anomaly maps (B, [M,] S, S) and the images' keys (B, T [+ D]) on the CPU, the
-    loader's batch) for batches of `items`. In fp32 whatever the training precision: the exported model.onnx is fp32, and
-    bf16's rounding (~0.004 in a map) would set the run's scores and threshold apart from it.
+    loader's batch) for batches of `items`. In fp32 whatever the training precision: the
+    exported model.onnx is fp32, and bf16's rounding (~0.004 in a map) would set the run's
+    scores and threshold apart from it.
     `own`: items are the first of `data.fit`, whose patches the memory bank holds (knn): each
     is scored with its own left out."""
     for imgs, batch in _batches(ctx, items, with_masks):
@@ -282,7 +284,7 @@ def _normal_references(ctx: Context, detector: AnomalyMaps, baseline: MeanImageB
     # against its best
     return (normal_reference(torch.cat(model_maps), keys, cfg.neighbours, cfg.two_sided,
                              cfg.map_cap, cfg.match_shape, cfg.match_head),
-            normal_reference(torch.cat(base_maps), keys[:, :THUMB * THUMB],
+            normal_reference(torch.cat(base_maps), thumbnail_part(keys),
                              cfg.baseline_neighbours, cfg.two_sided))
 
 
@@ -318,7 +320,7 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
         add("", maps, normal, coarse, keys)
         if baseline is not None:
             add("base_", baseline.maps(batch["image"], cfg.sigma), base_normal, base_coarse,
-                keys[:, :THUMB * THUMB])
+                thumbnail_part(keys))
         parts["masks"].append(batch["mask"])
         parts["known"].append(batch["mask_known"])
         parts["images"].append(batch["image"].half())

@@ -53,8 +53,8 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     again = scoring_run(run, "--img-data", data) / "swinmae"
     assert_same_scores(pd.read_csv(again / "scores.csv"), ran, "file")  # it used the head
     measured = ("method", "mode", "image_score", "two_sided", "map_cap", "neighbours",
-                "match_shape", "match_head", "head_knn", "coarse")  # so Results describes the scoring run's
-    # maps as the run's
+                "match_shape", "match_head", "head_knn", "coarse")  # so Results describes
+    # the scoring run's maps as the run's
     assert {k: read_json(again / "scoring.json")[k] for k in measured} == \
         {k: scoring[k] for k in measured}
     with np.load(again / "maps.npz") as ours, np.load(run / "swinmae" / "maps.npz") as theirs:

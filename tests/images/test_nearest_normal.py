@@ -73,8 +73,8 @@ def test_shape_matching_finds_parts_of_the_same_shape_under_other_lighting():
     test_maps[1, 8, 24] += 1.0  # a defect on the dim half of the second one
     by_look = normal_reference(maps, thumbnails(images), 8, two_sided=True)
     by_shape = normal_reference(maps, thumbnails(images), 8, two_sided=True, match_shape=True)
-    assert by_look(test_maps, thumbnails(test_image))[0].amax() > 20  # its own normal half, against the
-    # right-shaped parts
+    # its own normal half, against the right-shaped parts:
+    assert by_look(test_maps, thumbnails(test_image))[0].amax() > 20
     z = by_shape(test_maps, thumbnails(test_image))
     assert z[0].amax() < 3 and z[1].flatten().argmax() == 8 * 32 + 24 and z[1].amax() > 20
 
