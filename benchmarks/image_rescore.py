@@ -141,9 +141,12 @@ def main() -> None:
             cache = dict(z)
         files = ImageFiles(run / "swinmae")
         own = read_config(run / "run.yaml").swinmae.score  # what its score stage ran with,
-        # and what it matched by (runs from before head matching: the thumbnails alone)
+        # what it matched by (runs from before head matching: the thumbnails alone) and its
+        # coarse scale's neighbours (before they had their own count: the fine maps')
+        scoring = read_json(files.scoring) or {}
         own = own.model_copy(update={
-            "match_head": float((read_json(files.scoring) or {}).get("match_head") or 0.0)})
+            "match_head": float(scoring.get("match_head") or 0.0),
+            "coarse_neighbours": int((scoring.get("coarse") or {}).get("neighbours") or 0)})
         product = read_json(files.metrics) or {}
         print(f"\n{run.name}: metrics.json image AUROC {product.get('image_auroc', 'n/a')}, "
               f"pixel AUROC {product.get('pixel_auroc', 'n/a')}")

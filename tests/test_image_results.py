@@ -221,6 +221,9 @@ def test_the_maps_caption_says_when_the_maps_add_a_coarse_scale(res):
     assert "image score reads the fine map only" in head.maps_caption
     assert "score.head_knn" not in head.maps_caption
     assert "score.head_knn" in replace(head, head_knn=True).maps_caption
+    assert "against normal images' smoothed alike" in head.maps_caption  # before the count
+    counted = replace(head, coarse=head.coarse | {"neighbours": 40}).maps_caption
+    assert "against its 40 nearest normal images' smoothed alike" in counted
 
 
 @pytest.mark.slow

@@ -133,6 +133,8 @@ class ImageScoreConfig(Section):
     # the head's map smoothed with this sigma as a share of the map's side (0: the fine scale
     # only; needs neighbours > 0)
     coarse_weight: float = number(ge=0.0)  # the coarse z-map's weight in the pixel maps
+    coarse_neighbours: int = number(ge=0)  # the coarse scale is measured against this many
+    # nearest normal images (found as the fine maps' are); 0: as many as `neighbours`
     head_knn: bool  # method head: a third map, the distance of the head's deepest features to
     # the nearest normal ones (a memory bank of knn.bank_size entries), added as the others are
     normalize: bool  # maps in units of normal images' error at each pixel (a z-score)

@@ -67,8 +67,10 @@ class ImageResults:
                      "the nearest normal place's (score.head_knn).")
         if not self.coarse:
             return what
+        near = self.coarse.get("neighbours")  # absent before coarse_neighbours
+        against = f"its {near} nearest normal images'" if near else "normal images'"
         return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the heads' map "
-                f"smoothed at {self.coarse['sigma']:g} px, against normal images' smoothed "
+                f"smoothed at {self.coarse['sigma']:g} px, against {against} smoothed "
                 "alike, is added, so large faint areas show; the image score reads the fine map "
                 "only (score.coarse_sigma).")
 

@@ -317,7 +317,9 @@ class CoarseScale:
     low, broad probability that stands out only at this scale (magnetic tile, five seeds: pixel
     AUROC 0.769 -> 0.828; the bundled sample unchanged). The image score keeps reading the fine
     map. Only head runs have one: the reconstruction error smoothed so much spreads small
-    strong defects into halos (the sample: pixel AUROC 0.963 -> 0.893)."""
+    strong defects into halos (the sample: pixel AUROC 0.963 -> 0.893). Its reference takes
+    more neighbours than the fine maps' (`coarse_neighbours`): smoothed that much, maps vary
+    less from tile to tile, and a per-pixel spread of 10 of them is mostly noise."""
     reference: NearestNormal  # the normal images' head maps (N, H, W) smoothed at `sigma`
     sigma: float  # pixels
     weight: float
@@ -334,7 +336,9 @@ class CoarseScale:
         heads = normal.maps[:, HEAD_MAP]  # (N, H, W) float16
         smoothed = torch.cat([gaussian_blur(heads[i:i + 64].float(), sigma).half()
                               for i in range(0, len(heads), 64)])  # 64 at a time: memory
-        return cls(replace(normal, maps=smoothed), sigma, cfg.coarse_weight)
+        neighbours = min(cfg.coarse_neighbours or normal.neighbours, len(smoothed) - 1)
+        return cls(replace(normal, maps=smoothed, neighbours=neighbours), sigma,
+                   cfg.coarse_weight)
 
     def __call__(self, z: torch.Tensor, maps: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """The fine z-maps (B, H, W) of raw `maps` (B, M, H, W) of images with `keys` (B, T [+

@@ -330,7 +330,8 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
                   torch.cat(parts["base_scores"]).numpy() if base else None,
                   torch.cat(parts["masks"]).numpy(), torch.cat(parts["known"]).numpy(),
                   torch.cat(parts["images"]).numpy(),
-                  coarse and {"sigma": coarse.sigma, "weight": coarse.weight})
+                  coarse and {"sigma": coarse.sigma, "weight": coarse.weight,
+                              "neighbours": coarse.reference.neighbours})
 
 
 def measured_as(detector: AnomalyMaps, normal: NormalReference | None) -> dict:

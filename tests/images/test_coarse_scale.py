@@ -69,6 +69,29 @@ def test_a_large_faint_defect_stands_out_at_the_coarse_scale_and_a_sharp_one_sta
     assert both[2].flatten().argmax() == 50 * SIDE + 10  # still the sharp defect's pixel
 
 
+def test_the_coarse_scale_takes_its_own_count_of_the_same_nearest_normal_images():
+    """`coarse_neighbours`: the smoothed head maps are measured against that many nearest
+    normal images (found by the same keys as the fine maps'), at most all but one; 0: as many
+    as the fine maps'."""
+    g = torch.Generator().manual_seed(3)
+    images, maps = _normals(30, g)
+    keys = thumbnails(images)
+    normal = normal_reference(maps, keys, 10, two_sided=True, match_shape=True)
+    for asked, taken in ((20, 20), (0, 10), (100, 29)):
+        coarse = CoarseScale.of(normal, _score_cfg(coarse_neighbours=asked))
+        assert coarse.reference.neighbours == taken
+        assert coarse.reference.match_shape and torch.equal(coarse.reference.keys, normal.keys)
+    test_images, test_maps = _test_set(g)
+    test_keys, normal_ones = thumbnails(test_images), [0, 3]  # images 0 and 3 are normal
+
+    def coarse_z(count: int) -> torch.Tensor:  # the normal test images' coarse z-maps
+        coarse = CoarseScale.of(normal, _score_cfg(coarse_neighbours=count, coarse_weight=1.0))
+        fine = normal(test_maps, test_keys)
+        return (coarse(fine, test_maps, test_keys) - fine)[normal_ones]
+    # a spread from a few smoothed maps is noise: normal images stray far from it
+    assert coarse_z(3).abs().mean() > 1.5 * coarse_z(29).abs().mean()
+
+
 def test_no_coarse_scale_when_off_for_one_map_or_with_only_a_mean_and_spread():
     g = torch.Generator().manual_seed(2)
     images, maps = _normals(8, g)
@@ -116,6 +139,6 @@ def test_scored_images_keep_their_fine_scores_and_only_the_maps_change(monkeypat
         assert scored.coarse is None
         np.testing.assert_allclose(scored.maps, fine.numpy(), rtol=1e-6)
     else:
-        assert scored.coarse == {"sigma": 16.0, "weight": 2.0}
+        assert scored.coarse == {"sigma": 16.0, "weight": 4.0, "neighbours": 29}  # of 30
         area = _faint_area()
         assert scored.maps[1][area.numpy()].mean() > 2 * fine[1][area].mean()
