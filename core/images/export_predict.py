@@ -123,11 +123,10 @@ def comparable(query: np.ndarray, keys: np.ndarray, normal: dict) -> tuple[np.nd
 
 def in_normal_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> np.ndarray:
     """(B, S, S) maps of images with `keys` (B, T [+ D]), or (B, M, S, S): M maps of each
-    image → (B, S, S) z-scores
-    against the normal maps' mean and spread (the nearest `neighbours` of `bank`'s when given);
-    |z| when two-sided; an image's M maps each capped at `map_cap` (when > 0), then summed.
-    Each spread map is floored at a tenth of its median and a thousandth of its mean map's
-    median magnitude, as the run did."""
+    image → (B, S, S) z-scores against the normal maps' mean and spread (the nearest
+    `neighbours` of `bank`'s when given); |z| when two-sided; an image's M maps each capped
+    at `map_cap` (when > 0), then summed. Each spread map is floored at a tenth of its median
+    and a thousandth of its mean map's median magnitude, as the run did."""
     if "neighbours" in normal:
         k = normal["neighbours"]
         query, near = comparable(keys, bank["keys"], normal)  # (B, K), (N, K)
