@@ -54,9 +54,9 @@ def cache_maps(run: Path, path: Path) -> None:
     data, _ = load(cfg)
     trained = load_trained(run)
     sc, size = trained.cfg.score, scored_size(trained.cfg)
-    detector = trained.detector
-    detector = AnomalyMaps(detector.model, sc.model_copy(update={"match_head": 1.0}),
-                           detector.head, detector.bank)
+    ran = trained.detector
+    detector = AnomalyMaps(ran.model, sc.model_copy(update={"match_head": 1.0}), ran.head,
+                           ran.bank)
 
     def batches(items, masks=False):
         dataset = ImageFolderDataset(items, size, data.channels, trained.cfg.data.resize,

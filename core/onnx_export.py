@@ -13,7 +13,7 @@ from torch import nn
 
 
 def to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
-            output_names: str | list[str]) -> None:
+            output_names: list[str]) -> None:
     """`module` (one tensor in; one out, or a tuple of as many as `output_names`) as an ONNX
     file whose first dimension (the batch) is free."""
     batch = torch.export.Dim("batch", min=1)
@@ -24,7 +24,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: st
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), (example,), str(path), input_names=[input_name],
-                              output_names=[output_names] if isinstance(output_names, str) else output_names, dynamic_shapes=({0: batch},),
+                              output_names=output_names, dynamic_shapes=({0: batch},),
                               dynamo=True, external_data=False, verbose=False)
     finally:
         exporter_log.setLevel(level)

@@ -49,6 +49,6 @@ def export(run_dir: Path, folder: Path) -> None:
     example = torch.zeros(2, trained.window, len(trained.channels))  # (B, L, C)
     with torch.no_grad():
         to_onnx(WindowErrors(trained.model, trained.cfg.score.mode), example,
-                folder / "model.onnx", "windows", "errors")
+                folder / "model.onnx", "windows", ["errors"])
     write_json(folder / "model.json", spec(trained))
     shutil.copyfile(PREDICT, folder / "predict.py")
