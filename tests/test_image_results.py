@@ -224,6 +224,8 @@ def test_the_maps_caption_says_when_the_maps_add_a_coarse_scale(res):
     assert "against normal images' smoothed alike" in head.maps_caption  # before the count
     counted = replace(head, coarse=head.coarse | {"neighbours": 40}).maps_caption
     assert "against its 40 nearest normal images' smoothed alike" in counted
+    above = replace(head, coarse=head.coarse | {"neighbours": 40, "two_sided": False})
+    assert "where it rises above its 40 nearest normal images' smoothed" in above.maps_caption
 
 
 @pytest.mark.slow

@@ -54,8 +54,8 @@ class ImageResults:
     vmax: float  # map value at which the heat colours saturate (the same for every image)
     score_title: str  # the score's axis title, with its unit
     method: str  # what made the maps: "reconstruction", "head" or "knn" (scoring.json's)
-    coarse: dict | None = None  # the maps' coarse scale {"sigma": pixels, "weight": w}; None:
-    # the fine scale only (and runs from before it)
+    coarse: dict | None = None  # the maps' coarse scale {"sigma": pixels, "weight": w,
+    # "neighbours": k, "two_sided": bool} (keys absent from older runs); None: the fine scale only
     head_knn: bool = False  # the head's maps add its features' distance to normal ones
 
     @property
@@ -69,8 +69,10 @@ class ImageResults:
             return what
         near = self.coarse.get("neighbours")  # absent before coarse_neighbours
         against = f"its {near} nearest normal images'" if near else "normal images'"
+        # two-sided (|z|) before the coarse scale counted only a rise
+        where = "against" if self.coarse.get("two_sided", True) else "where it rises above"
         return (f"{what} Shown at two scales: {self.coarse['weight']:g} × the heads' map "
-                f"smoothed at {self.coarse['sigma']:g} px, against {against} smoothed "
+                f"smoothed at {self.coarse['sigma']:g} px, {where} {against} smoothed "
                 "alike, is added, so large faint areas show; the image score reads the fine map "
                 "only (score.coarse_sigma).")
 

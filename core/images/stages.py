@@ -216,7 +216,7 @@ class Scored:
     mask_known: np.ndarray  # (N,) bool: the mask is real ground truth
     images: np.ndarray  # (N, C, S, S) float16, for the overlays
     coarse: dict | None = None  # the model's pixel maps' coarse scale, {"sigma": pixels,
-    # "weight": w} (scoring.json's); None: the fine maps only
+    # "weight": w, "neighbours": k, "two_sided": bool} (scoring.json's); None: fine maps only
 
 
 def _batches(ctx: Context, items: list[ImageItem],
@@ -331,7 +331,8 @@ def score_items(ctx: Context, detector: AnomalyMaps, baseline: MeanImageBaseline
                   torch.cat(parts["masks"]).numpy(), torch.cat(parts["known"]).numpy(),
                   torch.cat(parts["images"]).numpy(),
                   coarse and {"sigma": coarse.sigma, "weight": coarse.weight,
-                              "neighbours": coarse.reference.neighbours})
+                              "neighbours": coarse.reference.neighbours,
+                              "two_sided": coarse.reference.two_sided})
 
 
 def measured_as(detector: AnomalyMaps, normal: NormalReference | None) -> dict:

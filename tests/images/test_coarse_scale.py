@@ -69,6 +69,25 @@ def test_a_large_faint_defect_stands_out_at_the_coarse_scale_and_a_sharp_one_sta
     assert both[2].flatten().argmax() == 50 * SIDE + 10  # still the sharp defect's pixel
 
 
+def test_the_coarse_scale_counts_a_rise_of_the_heads_map_and_not_a_fall():
+    """A broad area where the head sees less defect than in normal images is not a defect:
+    the coarse scale adds nothing there (the fine maps, two-sided, still count it); the same
+    area raised by as much stands out."""
+    g = torch.Generator().manual_seed(4)
+    images, maps = _normals(30, g)
+    normal = normal_reference(maps, thumbnails(images), 10, two_sided=True)
+    coarse = CoarseScale.of(normal, _score_cfg(coarse_sigma=0.25, coarse_weight=1.0))
+    assert not coarse.reference.two_sided and normal.two_sided
+    test_images, test_maps = _normals(2, g)
+    test_maps[0, 1][_faint_area()] -= 0.012
+    test_maps[1, 1][_faint_area()] += 0.012
+    keys = thumbnails(test_images)
+    fine = normal(test_maps, keys)
+    added = coarse(fine, test_maps, keys) - fine  # (2, S, S): the coarse z-maps
+    fell, rose = added[0][_faint_area()], added[1][_faint_area()]
+    assert fell.max() < 0 and rose.min() > 3
+
+
 def test_the_coarse_scale_takes_its_own_count_of_the_same_nearest_normal_images():
     """`coarse_neighbours`: the smoothed head maps are measured against that many nearest
     normal images (found by the same keys as the fine maps'), at most all but one; 0: as many
@@ -139,6 +158,7 @@ def test_scored_images_keep_their_fine_scores_and_only_the_maps_change(monkeypat
         assert scored.coarse is None
         np.testing.assert_allclose(scored.maps, fine.numpy(), rtol=1e-6)
     else:
-        assert scored.coarse == {"sigma": 16.0, "weight": 4.0, "neighbours": 29}  # of 30
+        assert scored.coarse == {"sigma": 16.0, "weight": 4.0, "neighbours": 29,  # of 30
+                                 "two_sided": False}
         area = _faint_area()
         assert scored.maps[1][area.numpy()].mean() > 2 * fine[1][area].mean()
