@@ -43,7 +43,9 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     ran = pd.read_csv(run / "swinmae" / "scores.csv")
 
     scoring = read_json(run / "swinmae" / "scoring.json")
-    assert scoring["coarse"] == {"sigma": 16.0, "weight": 4.0, "neighbours": 40}  # 64 px / 4
+    assert scoring["coarse"] == {"sigma": 16.0, "weight": 4.0, "neighbours": 40,  # 64 px / 4
+                                 "two_sided": False}  # a rise only, though the fine maps are
+    assert scoring["two_sided"]
     assert scoring["head_knn"] and (run / "swinmae" / ImageFiles.knn_bank).is_file()
     assert scoring["map_cap"] == 10.0 and load_trained(run).normal.cap == 10.0
     assert scoring["match_shape"] and load_trained(run).normal.match_shape
