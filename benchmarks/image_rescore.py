@@ -13,9 +13,9 @@ A `--try` changes keys of `swinmae.score` (neighbours, baseline_neighbours, matc
 match_head, map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first row
 of each run is its own settings, whose figures must equal the run's metrics.json (printed
 beside them: the check that this script scores as the product does; for runs scored before the
-coarse scale counted a rise only, 2026-12-03, the pixel AUROC is today's, not theirs). Prints image AUROC, image
-AUPRC, pixel AUROC and image AUROC per defect kind for each run and setting, then the mean and
-the standard deviation over the runs, and ends with `image_auroc=… pixel_auroc=…
+coarse scale counted a rise only, 2026-12-03, the pixel AUROC is today's, not theirs). Prints
+image AUROC, image AUPRC, pixel AUROC and image AUROC per defect kind for each run and setting,
+then the mean and the standard deviation over the runs, and ends with `image_auroc=… pixel_auroc=…
 baseline_image_auroc=… baseline_pixel_auroc=…`: the means of the last setting. Caches go to
 `--cache-dir` (default: `rescore_cache/` beside the runs' `runs/` folder), one `<run id>.npz`
 each (~60 MB for the magnetic tiles): a second call on the same runs takes seconds."""

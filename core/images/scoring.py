@@ -42,9 +42,9 @@ mean of its top-k share of pixels.
 
 With the head, the pixel maps shown and evaluated add a coarse scale (`coarse_sigma`,
 `CoarseScale`): the head's map smoothed at a quarter of its side, where it rises above the
-nearest normal images' head maps smoothed alike. Large faint defects (magnetic tile's Uneven areas) stand out
-there and not at 2 px; the image score keeps reading the fine map, where small defects are
-sharpest.
+nearest normal images' head maps smoothed alike. Large faint defects (magnetic tile's Uneven
+areas) stand out there and not at 2 px; the image score keeps reading the fine map, where small
+defects are sharpest.
 
 Dimension names: B images, C channels, H = W = image size, h = w = patch grid side, K masks,
 N normal images, T = THUMB² thumbnail pixels, M maps per image (with the head: error,
