@@ -134,12 +134,13 @@ def scoring_run(run: Path, option: str, data: Path) -> Path:
     return next(p for p in run.parent.iterdir() if p not in before and p.is_dir())
 
 
-def bare_predict(script: Path, data: Path, out: Path) -> pd.DataFrame:
-    """An exported predict.py run on `data` in a bare process (`BARE`); its scores.csv."""
+def bare_predict(script: Path, data: Path, out: Path, *options: str) -> pd.DataFrame:
+    """An exported predict.py run on `data` (with `options`) in a bare process (`BARE`); its
+    scores.csv."""
     env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-I", "-c", BARE, str(REPO), str(script), str(data),
-                          "--out", str(out)], cwd=out.parent, env=env, capture_output=True,
-                         text=True, timeout=300)
+                          "--out", str(out), *options], cwd=out.parent, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     return pd.read_csv(out)
 

@@ -2,7 +2,8 @@
 head's segmentation) and each image's key to its nearest normal images as model.onnx, the rest
 of the scoring recipe (image size and mode, normal-map statistics, score method, threshold) as
 model.json (with normal_maps.npz when each image is measured against its nearest normal
-images), and `export_predict.py` as predict.py."""
+images: their maps, keys and, for the pixel maps' coarse scale, their smoothed head maps), and
+`export_predict.py` as predict.py."""
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,9 @@ import torch
 
 from core.onnx_export import to_onnx
 from core.fileio import atomic_path, write_json
-from core.images.scoring import THUMB, AnomalyMaps, NearestNormal, NormalReference
+from core.images.config import ImageScoreConfig
+from core.images.scoring import (THUMB, AnomalyMaps, CoarseScale, NearestNormal,
+                                 NormalReference)
 from core.images.stages import scored_size
 from core.images.trained import STREAM, TrainedImages, load_trained
 
@@ -33,7 +36,7 @@ def spec(trained: TrainedImages) -> dict:
             "threshold_percentile": trained.percentile,
             "normal_map": None if normal is None else _normal_map(normal) | {
                 "two_sided": normal.two_sided, "map_cap": normal.cap,
-                "images": trained.normalized_by}}
+                "images": trained.normalized_by, "coarse": _coarse(normal, sc)}}
 
 
 def _normal_map(normal: NormalReference) -> dict:
@@ -44,6 +47,14 @@ def _normal_map(normal: NormalReference) -> dict:
         return {"neighbours": normal.neighbours, "thumbnail": THUMB, "file": NORMAL_MAPS,
                 "match_shape": normal.match_shape, "match_head": normal.head_weight}
     return {"mean": normal.mean.tolist(), "std": normal.std.tolist()}
+
+
+def _coarse(normal: NormalReference, cfg: ImageScoreConfig) -> dict | None:
+    """model.json's coarse scale of the pixel maps (`CoarseScale`, counted above its reference
+    only), for predict.py's `--maps`; None when the run's maps have none."""
+    coarse = CoarseScale.of(normal, cfg)
+    return coarse and {"sigma": coarse.sigma, "weight": coarse.weight,
+                       "neighbours": coarse.reference.neighbours}
 
 
 class Keyed(torch.nn.Module):
@@ -65,8 +76,10 @@ def export(run_dir: Path, folder: Path) -> None:
         to_onnx(Keyed(trained.detector), example, folder / "model.onnx", "images",
                 ["maps", "keys"])
     if isinstance(trained.normal, NearestNormal):
+        coarse = CoarseScale.of(trained.normal, trained.cfg.score)
+        smoothed = {} if coarse is None else {"coarse": coarse.reference.maps.numpy()}
         with atomic_path(folder / NORMAL_MAPS) as tmp, open(tmp, "wb") as f:
-            np.savez(f, maps=trained.normal.maps.numpy(),
-                     keys=trained.normal.keys.numpy())
+            np.savez(f, maps=trained.normal.maps.numpy(), keys=trained.normal.keys.numpy(),
+                     **smoothed)  # (N, [M,] S, S), (N, T [+ D]), (N, S, S) float16
     write_json(folder / "model.json", spec(trained))
     shutil.copyfile(PREDICT, folder / "predict.py")

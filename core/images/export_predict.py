@@ -1,5 +1,5 @@
 """Score an image folder with an exported Swin MAE model:
-`python predict.py IMAGE_FOLDER --out scores.csv`.
+`python predict.py IMAGE_FOLDER --out scores.csv [--maps maps.npz]`.
 
 Needs only numpy, pandas, pillow and onnxruntime; model.onnx and model.json sit beside this
 file. The folder is read as the run read its data: an MVTec layout scores its test/<type>/
@@ -14,7 +14,10 @@ whose keys lie nearest the image's (each thumbnail less its mean and over its sp
 when `match_shape`; the heads' part standardised over the normal images and weighted by
 `match_head`), read from normal_maps.npz beside model.json; the
 maps' z-scores, each capped at `map_cap`, are added; the image score is the mean of the map's
-top share of pixels (or its maximum); flagged above `threshold`.
+top share of pixels (or its maximum); flagged above `threshold`. `--maps` also writes each
+image's pixel map as the run's Results shows it: with a defect head and model.json's `coarse`,
+plus the head's map smoothed at `coarse.sigma` pixels in units of its `coarse.neighbours` nearest
+normal images' (normal_maps.npz's `coarse`), counted only above them, times `coarse.weight`.
 (Shipped verbatim by `python -m core.pipeline export`; it imports nothing of the project that
 made it.)"""
 import argparse
@@ -121,27 +124,36 @@ def comparable(query: np.ndarray, keys: np.ndarray, normal: dict) -> tuple[np.nd
             np.concatenate([k / np.sqrt(t), w * (dk - mean) / std], axis=1))
 
 
-def in_normal_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> np.ndarray:
-    """(B, S, S) maps of images with `keys` (B, T [+ D]), or (B, M, S, S): M maps of each
-    image → (B, S, S) z-scores against the normal maps' mean and spread (the nearest
-    `neighbours` of `bank`'s when given); |z| when two-sided; an image's M maps each capped
-    at `map_cap` (when > 0), then summed. Each spread map is floored at a tenth of its median
-    and a thousandth of its mean map's median magnitude, as the run did."""
-    if "neighbours" in normal:
-        k = normal["neighbours"]
-        query, near = comparable(keys, bank["keys"], normal)  # (B, K), (N, K)
-        dist = ((query[:, None] - near[None]) ** 2).sum(-1)
-        ref = bank["maps"][np.argsort(dist, axis=1, kind="stable")[:, :k]]  # (B, k, [M,] S, S)
-        mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)
-    else:
-        mean, std = (np.asarray(normal[key], np.float32) for key in ("mean", "std"))
+def nearest(keys: np.ndarray, normal: dict, bank_keys: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) indices of the `k` normal images whose keys lie nearest each of `keys` (B, T [+
+    D]), compared as the run compared them (`comparable`)."""
+    query, near = comparable(keys, bank_keys, normal)  # (B, K), (N, K)
+    dist = ((query[:, None] - near[None]) ** 2).sum(-1)
+    return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
+
+def floored_z(maps: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(maps - mean) / std, each spread map floored at a tenth of its median and a thousandth
+    of its mean map's median magnitude, as the run did (shapes broadcast, (..., S, S))."""
     def median(m: np.ndarray) -> np.ndarray:  # (..., S, S) → (..., 1, 1): the lower middle
         # value, as torch's median
         flat = m.reshape(*m.shape[:-2], -1)
         return np.quantile(flat, 0.5, axis=-1, method="lower")[..., None, None]
     floor = np.maximum(0.1 * median(std), 1e-3 * median(np.abs(mean))) + 1e-12
-    z = (maps - mean) / np.maximum(std, floor)
+    return (maps - mean) / np.maximum(std, floor)
+
+
+def in_normal_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> np.ndarray:
+    """(B, S, S) maps of images with `keys` (B, T [+ D]), or (B, M, S, S): M maps of each
+    image → (B, S, S) z-scores against the normal maps' mean and spread (the nearest
+    `neighbours` of `bank`'s when given); |z| when two-sided; an image's M maps each capped
+    at `map_cap` (when > 0), then summed."""
+    if "neighbours" in normal:
+        ref = bank["maps"][nearest(keys, normal, bank["keys"], normal["neighbours"])]
+        mean, std = ref.mean(axis=1), ref.std(axis=1, ddof=1)  # ref: (B, k, [M,] S, S)
+    else:
+        mean, std = (np.asarray(normal[key], np.float32) for key in ("mean", "std"))
+    z = floored_z(maps, mean, std)
     z = np.abs(z) if normal.get("two_sided") else z  # absent before two-sided maps
     if z.ndim == 3:
         return z
@@ -149,25 +161,68 @@ def in_normal_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> n
     return (np.minimum(z, cap) if cap > 0 else z).sum(axis=1)
 
 
-def score(folder: Path, spec: dict, session) -> pd.DataFrame:
+def blur(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """(B, S, S) → (B, S, S) float32: a Gaussian of `sigma` pixels with reflected borders, cut
+    at 3 sigma or at the side, as the run smoothed (a blur matrix A: A · map · Aᵀ)."""
+    side = maps.shape[-1]
+    radius = max(1, min(int(np.ceil(3 * sigma)), side - 1))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    source = np.abs(np.arange(side)[:, None] + offsets[None])  # (S, taps), reflected at 0
+    source = np.where(source > side - 1, 2 * (side - 1) - source, source)  # and at S - 1
+    matrix = np.zeros((side, side))
+    np.add.at(matrix, (np.repeat(np.arange(side), len(offsets)), source.ravel()),
+              np.tile(kernel, side))
+    return (matrix @ maps.astype(np.float64) @ matrix.T).astype(np.float32)
+
+
+def coarse_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> np.ndarray:
+    """An image's maps (B, M, S, S) → (B, S, S): the coarse scale the run's pixel maps add
+    (model.json's `coarse`): the head's map (the second) smoothed at `sigma` pixels, in units
+    of its `neighbours` nearest normal images' head maps smoothed alike (`bank["coarse"]`,
+    saved by the export as the run smoothed and rounded them), counted only above them, times
+    `weight`."""
+    coarse = normal["coarse"]
+    ref = bank["coarse"][nearest(keys, normal, bank["keys"], coarse["neighbours"])]
+    z = floored_z(blur(maps[:, 1], coarse["sigma"]), ref.mean(axis=1), ref.std(axis=1, ddof=1))
+    return coarse["weight"] * z
+
+
+def load_bank(normal: dict):
+    """normal_maps.npz beside model.json: the normal images' maps and keys, and with a coarse
+    scale their head maps smoothed as the run smoothed them; None without."""
+    if not normal or "neighbours" not in normal:
+        return None
+    with np.load(HERE / normal["file"], allow_pickle=False) as z:
+        return {name: z[name].astype(np.float32) for name in ("maps", "keys", "coarse")
+                if name in z.files}  # coarse: absent before exports carried the coarse scale
+
+
+def score(folder: Path, spec: dict, session, maps_out: Path | None = None) -> pd.DataFrame:
+    """The images of `folder` scored and flagged; with `maps_out`, their pixel maps as the
+    run's Results shows them (with its coarse scale) written there beside the file names."""
     root, items = list_images(folder)
     if not items:
         sys.exit(f"{folder}: expected PNG, JPEG, BMP or TIFF images, found none")
-    normal, bank = spec["normal_map"], None
-    if normal and "neighbours" in normal:
-        with np.load(HERE / normal["file"], allow_pickle=False) as z:
-            bank = {"maps": z["maps"].astype(np.float32), "keys": z["keys"]}
-    scores = []
+    normal = spec["normal_map"]
+    bank = load_bank(normal)
+    scores, shown = [], []
     for i in range(0, len(items), spec["batch_size"]):
         batch = np.stack([load_image(p, spec["image_size"], spec["channels"], spec["resize"])
                           for p, _ in items[i:i + spec["batch_size"]]])  # (B, C, S, S)
         maps, keys = session.run(None, {"images": batch})  # (B, [M,] S, S), (B, T [+ D])
-        if normal:
-            maps = in_normal_units(maps, keys, normal, bank)
-        scores.append(image_scores(maps, spec["image_score"], spec["topk"]))
+        z = in_normal_units(maps, keys, normal, bank) if normal else maps
+        scores.append(image_scores(z, spec["image_score"], spec["topk"]))
+        if maps_out is not None:
+            coarse = bank is not None and "coarse" in bank
+            shown.append((z + coarse_units(maps, keys, normal, bank) if coarse else z
+                          ).astype(np.float16))
     scores = np.concatenate(scores)
-    return pd.DataFrame({"file": [p.relative_to(root).as_posix() for p, _ in items],
-                         "defect_type": [d for _, d in items], "score": scores,
+    files = [p.relative_to(root).as_posix() for p, _ in items]
+    if maps_out is not None:
+        np.savez_compressed(maps_out, maps=np.concatenate(shown), files=np.array(files))
+    return pd.DataFrame({"file": files, "defect_type": [d for _, d in items], "score": scores,
                          "is_anomaly": (scores > spec["threshold"]).astype(np.int8),
                          "label": [int(d != "good") for _, d in items]})
 
@@ -177,13 +232,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="a folder of images (or an MVTec layout)")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"))
+    parser.add_argument("--maps", type=Path, help="also write the pixel anomaly maps (float16, "
+                        "as the run's Results shows them) and the file names to this .npz")
     args = parser.parse_args()
     spec = json.loads((HERE / "model.json").read_text(encoding="utf-8"))
     session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-    frame = score(args.folder, spec, session)
+    frame = score(args.folder, spec, session, args.maps)
     frame.to_csv(args.out, index=False, float_format="%.6g")
     print(f"{len(frame)} images scored, {int(frame['is_anomaly'].sum())} above the threshold "
-          f"{spec['threshold']:.4g}: {args.out}")
+          f"{spec['threshold']:.4g}: {args.out}" + (f"; maps: {args.maps}" if args.maps else ""))
 
 
 if __name__ == "__main__":

@@ -66,9 +66,14 @@ def test_a_defect_head_run_scores_new_images_and_exports_with_its_head(tmp_path)
     spec = read_json(run / "export" / "swinmae" / "model.json")
     assert spec["method"] == "head" and spec["normal_map"]["map_cap"] == 10.0
     assert spec["normal_map"]["match_shape"] is True and spec["normal_map"]["match_head"] == 0.5
+    assert spec["normal_map"]["coarse"] == {"sigma": 16.0, "weight": 4.0, "neighbours": 40}
     predicted = bare_predict(run / "export" / "swinmae" / "predict.py", data,
-                              tmp_path / "scores.csv")
+                              tmp_path / "scores.csv", "--maps", str(tmp_path / "maps.npz"))
     assert_same_scores(predicted, ran, "file")
+    with np.load(tmp_path / "maps.npz") as ours, np.load(run / "swinmae" / "maps.npz") as theirs:
+        assert ours["files"].tolist() == theirs["files"].tolist()
+        # the maps Results shows, both scales: float16 maps of z-scores in the tens
+        np.testing.assert_allclose(ours["maps"], theirs["maps"], atol=2e-2, rtol=2e-3)
 
     stats = run / "swinmae" / ImageFiles.normal_stats
     with np.load(stats) as z:

@@ -11,8 +11,8 @@ import torch
 
 from core.config import load_config
 from core.images import export_predict, stages
-from core.images.scoring import (THUMB, NearestNormal, PixelErrorStats, image_scores,
-                                 normal_reference, thumbnails)
+from core.images.scoring import (THUMB, CoarseScale, NearestNormal, PixelErrorStats,
+                                 gaussian_blur, image_scores, normal_reference, thumbnails)
 from core.images.stages import load_normal_reference, save_normal_reference
 
 
@@ -247,3 +247,36 @@ def test_predict_measures_maps_as_the_run_did(size, neighbours, per_image, cap, 
         plain = export_predict.in_normal_units(test_maps.numpy(), test_keys.numpy(), normal,
                                                bank)
         assert (plain > ours + 0.1).any()
+
+
+@pytest.mark.parametrize("sigma, side", [(0.5, 16), (2.0, 32), (16.0, 64), (40.0, 64)])
+def test_predict_smooths_as_the_run_does(sigma, side):
+    """predict.py's blur matrix against the run's separable Gaussian with reflected borders,
+    the kernel cut at the side when 3 sigma is longer (40 px on 64)."""
+    maps = torch.rand(3, side, side, generator=torch.Generator().manual_seed(8))
+    ours = export_predict.blur(maps.numpy(), sigma)
+    assert ours.shape == (3, side, side)
+    np.testing.assert_allclose(ours, gaussian_blur(maps, sigma).numpy(), atol=1e-5)
+
+
+def test_predict_draws_the_pixel_maps_as_the_run_does():
+    """`--maps`: predict.py's pixel maps (the fine z-maps plus the coarse scale, counted above
+    its reference only) against the score stage's `measure` on the same maps and keys."""
+    g = torch.Generator().manual_seed(9)
+    images, test_images = (torch.rand(n, 1, 32, 32, generator=g) for n in (30, 4))
+    maps, test_maps = (torch.rand(n, 3, 32, 32, generator=g) for n in (30, 4))
+    test_maps[1, 1, 8:24, 8:24] += 0.3  # a broad rise of the head's map
+    keys, test_keys = thumbnails(images), thumbnails(test_images)
+    cfg = load_config(["swinmae.score.coarse_neighbours=12"]).swinmae.score
+    ref = normal_reference(maps, keys, 5, two_sided=True, cap=10.0, match_shape=True)
+    coarse = CoarseScale.of(ref, cfg)
+    _, shown = stages.measure(test_maps, test_keys, ref, coarse, cfg)
+    normal = {"neighbours": 5, "thumbnail": THUMB, "two_sided": True, "match_shape": True,
+              "map_cap": 10.0, "coarse": {"sigma": coarse.sigma, "weight": coarse.weight,
+                                          "neighbours": 12}}
+    bank = {"maps": ref.maps.float().numpy(), "keys": ref.keys.numpy(),
+            "coarse": coarse.reference.maps.float().numpy()}  # as the export saves them
+    fine = export_predict.in_normal_units(test_maps.numpy(), test_keys.numpy(), normal, bank)
+    ours = fine + export_predict.coarse_units(test_maps.numpy(), test_keys.numpy(), normal, bank)
+    np.testing.assert_allclose(ours, shown.numpy(), rtol=1e-3, atol=1e-3)
+    assert (ours - fine)[1, 8:24, 8:24].mean() > 5  # the coarse scale is there
