@@ -1,6 +1,7 @@
 """Use a trained model end to end on real data, through the real CLI: `run` → `score` another
 file → `export` → the exported predict.py in a bare process (no torch, not this project) on that
-file; compares predict.py's scores.csv with the scoring run's and prints the time of each step.
+file; compares predict.py's scores.csv with the scoring run's (images: its `--maps` with the
+scoring run's maps.npz too) and prints the time of each step.
 
     .venv/bin/python benchmarks/use_model.py --ts-data ../shared/datasets/smd/machine-1-2 \\
         --ts-score ../shared/datasets/smd/machine-1-3/test.csv.gz [--set KEY=VALUE ...]
@@ -8,7 +9,8 @@ file; compares predict.py's scores.csv with the scoring run's and prints the tim
         --img-score ../shared/datasets/magnetic_tile --set swinmae.preset=tiny
 
 Ends with `max_rel_diff=… flagged_mismatch=…` per stream (the export must give ≤ 1e-3
-and 0; relative to the score, or to the score's spread where a fused log score crosses 0)."""
+and 0; relative to the score, or to the score's spread where a fused log score crosses 0), and
+for images `maps_max_rel_diff=…` (relative to the pixel's value or 1: float16 gives ~1e-3)."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +60,15 @@ def compare(stream: str, key: str, scored: Path, predicted: Path) -> None:
           f"max_rel_diff={rel:.2e} flagged_mismatch={mismatch}")
 
 
+def compare_maps(scored: Path, predicted: Path) -> None:
+    """predict.py's pixel maps against the scoring run's maps.npz, both float16."""
+    with np.load(predicted) as ours, np.load(scored) as theirs:
+        assert ours["files"].tolist() == theirs["files"].tolist(), "images differ"
+        mine, run = (z["maps"].astype(np.float32) for z in (ours, theirs))
+    rel = (np.abs(mine - run) / np.maximum(np.abs(run), 1.0)).max()
+    print(f"swinmae maps: {mine.shape}, values up to {run.max():.1f}; maps_max_rel_diff={rel:.2e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ts-data")
@@ -85,12 +96,15 @@ def main() -> None:
     for stream, source, key in checks:
         if not source:
             continue
-        out = ws / f"{stream}-predicted.csv"
+        out, maps = ws / f"{stream}-predicted.csv", ws / f"{stream}-maps.npz"
+        with_maps = ["--maps", str(maps)] if stream == "swinmae" else []
         timed(f"{stream} predict.py (bare)",
               [sys.executable, "-I", "-c", BARE, str(ws / "exported" / stream / "predict.py"),
-               str(Path(source).resolve()), "--out", str(out)], cwd=ws, env=env)
+               str(Path(source).resolve()), "--out", str(out), *with_maps], cwd=ws, env=env)
         scored = scoring / stream / "scores.csv"
         compare(stream, key if key in pd.read_csv(scored, nrows=1) else "index", scored, out)
+        if with_maps:
+            compare_maps(scoring / stream / "maps.npz", maps)
     print(f"workspace: {ws}")
 
 
