@@ -178,7 +178,7 @@ def blur(maps: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def coarse_units(maps: np.ndarray, keys: np.ndarray, normal: dict, bank) -> np.ndarray:
-    """An image's maps (B, M, S, S) → (B, S, S): the coarse scale the run's pixel maps add
+    """Images' maps (B, M, S, S) → (B, S, S): the coarse scale the run's pixel maps add
     (model.json's `coarse`): the head's map (the second) smoothed at `sigma` pixels, in units
     of its `neighbours` nearest normal images' head maps smoothed alike (`bank["coarse"]`,
     saved by the export as the run smoothed and rounded them), counted only above them, times

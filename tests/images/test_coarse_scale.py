@@ -84,8 +84,10 @@ def test_the_coarse_scale_counts_a_rise_of_the_heads_map_and_not_a_fall():
     keys = thumbnails(test_images)
     fine = normal(test_maps, keys)
     added = coarse(fine, test_maps, keys) - fine  # (2, S, S): the coarse z-maps
-    fell, rose = added[0][_faint_area()], added[1][_faint_area()]
+    area = _faint_area()
+    fell, rose = added[0][area], added[1][area]
     assert fell.max() < 0 and rose.min() > 3
+    assert fine[0][area].mean() > fine[0][~area].mean() + 0.1  # the fine maps see the fall
 
 
 def test_the_coarse_scale_takes_its_own_count_of_the_same_nearest_normal_images():
