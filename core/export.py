@@ -3,8 +3,9 @@
 `torch.onnx`), `model.json` (everything else scoring needs: channels, normalisation, windows,
 scales, post-processing, threshold; image size, mode, normal-map statistics, score method) and
 `predict.py` (numpy, pandas, pillow and onnxruntime only), which writes the same scores.csv as
-the run. Each stream's exporter (its spec's `exporter`) has `export(run_dir, folder)` and
-traces its network with `core.onnx_export`. Importing this module does not import torch."""
+the run (the image one, with `--maps`, its pixel maps as well). Each stream's exporter (its
+spec's `exporter`) has `export(run_dir, folder)` and traces its network with
+`core.onnx_export`. Importing this module does not import torch."""
 from __future__ import annotations
 
 import importlib

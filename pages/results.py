@@ -80,7 +80,8 @@ def export_button(run_dir: Path) -> None:
         "Download the model export (zip)", lambda: export_zip(run_dir),
         file_name=f"{run_dir.name}-export.zip", mime="application/zip", key="results_export",
         on_click="ignore", help="Per stream: model.onnx, model.json and predict.py, which "
-        "needs only numpy, pandas, pillow and onnxruntime (built on first download, ~1 min)")
+        "needs only numpy, pandas, pillow and onnxruntime (built on first download, ~1 min); "
+        "the image predict.py writes the pixel maps too with --maps maps.npz")
 
 
 st.title("Results")
