@@ -10,7 +10,8 @@ baseline.
         [--try neighbours=10,coarse_weight=1] [--cache-dir DIR]
 
 A `--try` changes keys of `swinmae.score` (neighbours, baseline_neighbours, match_shape,
-match_head, map_cap, two_sided, coarse_sigma, coarse_weight, image_score, topk); the first row
+match_head, map_cap, two_sided, coarse_sigma, coarse_weight, coarse_neighbours, image_score,
+topk); the first row
 of each run is its own settings, whose figures must equal the run's metrics.json (printed
 beside them: the check that this script scores as the product does; for runs scored before the
 coarse scale counted a rise only, 2026-12-03, the pixel AUROC is today's, not theirs). Prints

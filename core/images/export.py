@@ -14,7 +14,6 @@ import torch
 
 from core.onnx_export import to_onnx
 from core.fileio import atomic_path, write_json
-from core.images.config import ImageScoreConfig
 from core.images.scoring import (THUMB, AnomalyMaps, CoarseScale, NearestNormal,
                                  NormalReference)
 from core.images.stages import scored_size
@@ -25,8 +24,9 @@ NORMAL_MAPS = "normal_maps.npz"  # beside model.json when images are measured ag
 # nearest normal images
 
 
-def spec(trained: TrainedImages) -> dict:
-    """model.json: what predict.py needs beside the network."""
+def spec(trained: TrainedImages, coarse: CoarseScale | None) -> dict:
+    """model.json: what predict.py needs beside the network (`coarse`: the run's pixel maps'
+    coarse scale, or None)."""
     sc, normal = trained.cfg.score, trained.normal
     return {"stream": STREAM, "from_run": trained.run_dir.name,
             "image_size": scored_size(trained.cfg), "channels": trained.channels,
@@ -36,7 +36,9 @@ def spec(trained: TrainedImages) -> dict:
             "threshold_percentile": trained.percentile,
             "normal_map": None if normal is None else _normal_map(normal) | {
                 "two_sided": normal.two_sided, "map_cap": normal.cap,
-                "images": trained.normalized_by, "coarse": _coarse(normal, sc)}}
+                "images": trained.normalized_by, "coarse": coarse and {
+                    "sigma": coarse.sigma, "weight": coarse.weight,
+                    "neighbours": coarse.reference.neighbours}}}
 
 
 def _normal_map(normal: NormalReference) -> dict:
@@ -47,14 +49,6 @@ def _normal_map(normal: NormalReference) -> dict:
         return {"neighbours": normal.neighbours, "thumbnail": THUMB, "file": NORMAL_MAPS,
                 "match_shape": normal.match_shape, "match_head": normal.head_weight}
     return {"mean": normal.mean.tolist(), "std": normal.std.tolist()}
-
-
-def _coarse(normal: NormalReference, cfg: ImageScoreConfig) -> dict | None:
-    """model.json's coarse scale of the pixel maps (`CoarseScale`, counted above its reference
-    only), for predict.py's `--maps`; None when the run's maps have none."""
-    coarse = CoarseScale.of(normal, cfg)
-    return coarse and {"sigma": coarse.sigma, "weight": coarse.weight,
-                       "neighbours": coarse.reference.neighbours}
 
 
 class Keyed(torch.nn.Module):
@@ -75,11 +69,12 @@ def export(run_dir: Path, folder: Path) -> None:
     with torch.no_grad():
         to_onnx(Keyed(trained.detector), example, folder / "model.onnx", "images",
                 ["maps", "keys"])
+    coarse = CoarseScale.of(trained.normal, trained.cfg.score)  # counted above its
+    # reference only; None without nearest normal images or a head
     if isinstance(trained.normal, NearestNormal):
-        coarse = CoarseScale.of(trained.normal, trained.cfg.score)
         smoothed = {} if coarse is None else {"coarse": coarse.reference.maps.numpy()}
         with atomic_path(folder / NORMAL_MAPS) as tmp, open(tmp, "wb") as f:
             np.savez(f, maps=trained.normal.maps.numpy(), keys=trained.normal.keys.numpy(),
                      **smoothed)  # (N, [M,] S, S), (N, T [+ D]), (N, S, S) float16
-    write_json(folder / "model.json", spec(trained))
+    write_json(folder / "model.json", spec(trained, coarse))
     shutil.copyfile(PREDICT, folder / "predict.py")

@@ -207,6 +207,7 @@ def score(folder: Path, spec: dict, session, maps_out: Path | None = None) -> pd
         sys.exit(f"{folder}: expected PNG, JPEG, BMP or TIFF images, found none")
     normal = spec["normal_map"]
     bank = load_bank(normal)
+    coarse = bank is not None and "coarse" in bank  # the pixel maps add a coarse scale
     scores, shown = [], []
     for i in range(0, len(items), spec["batch_size"]):
         batch = np.stack([load_image(p, spec["image_size"], spec["channels"], spec["resize"])
@@ -215,7 +216,6 @@ def score(folder: Path, spec: dict, session, maps_out: Path | None = None) -> pd
         z = in_normal_units(maps, keys, normal, bank) if normal else maps
         scores.append(image_scores(z, spec["image_score"], spec["topk"]))
         if maps_out is not None:
-            coarse = bank is not None and "coarse" in bank
             shown.append((z + coarse_units(maps, keys, normal, bank) if coarse else z
                           ).astype(np.float16))
     scores = np.concatenate(scores)

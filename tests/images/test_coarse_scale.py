@@ -79,12 +79,12 @@ def test_the_coarse_scale_counts_a_rise_of_the_heads_map_and_not_a_fall():
     coarse = CoarseScale.of(normal, _score_cfg(coarse_sigma=0.25, coarse_weight=1.0))
     assert not coarse.reference.two_sided and normal.two_sided
     test_images, test_maps = _normals(2, g)
-    test_maps[0, 1][_faint_area()] -= 0.012
-    test_maps[1, 1][_faint_area()] += 0.012
+    area = _faint_area()
+    test_maps[0, 1][area] -= 0.012
+    test_maps[1, 1][area] += 0.012
     keys = thumbnails(test_images)
     fine = normal(test_maps, keys)
     added = coarse(fine, test_maps, keys) - fine  # (2, S, S): the coarse z-maps
-    area = _faint_area()
     fell, rose = added[0][area], added[1][area]
     assert fell.max() < 0 and rose.min() > 3
     assert fine[0][area].mean() > fine[0][~area].mean() + 0.1  # the fine maps see the fall
