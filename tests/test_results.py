@@ -7,8 +7,10 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,11 +72,42 @@ def test_top_anomalies_ranks_by_peak_and_names_channels():
     assert table["start"].tolist() == [6, 2] and table["end"].tolist() == [6, 3]
     assert table["length (rows)"].tolist() == [1, 2]
     assert table["peak score"].tolist() == [9.0, 6.0]
-    assert table["top channels"].tolist() == ["y 100% · x 0%", "x 75% · y 25%"]
+    assert table["top channels"].tolist() == ["y 100%", "x 75% · y 25%"]  # none at 0 %
     stamps = np.array([f"t{i}" for i in range(10)])
     assert ts_results.top_anomalies(scores, errors, ["x", "y"], 1.0, k=1,
                                  timestamps=stamps)["start"].tolist() == ["t6"]
     assert ts_results.top_anomalies(scores, errors, ["x", "y"], threshold=10.0).empty
+
+
+def _contributions_of(errors: np.ndarray, normal: dict | None) -> np.ndarray:
+    scores = pd.DataFrame({"index": range(len(errors)), "score": 0.0, "is_anomaly": 0})
+    res = ts_results.TSResults("r", "patchtst", Path("r"), scores, errors, ["noisy", "quiet"],
+                               1.0, 99.0, None, None, None, None, channel_normal=normal)
+    return res.contributions
+
+
+def test_top_channels_count_the_error_above_each_channels_normal_error():
+    """A noisy channel that errs as much as it does on normal data adds nothing: the quiet one
+    that rises is named first, however large the noisy one's error."""
+    errors = np.tile([5.0, 1.0], (10, 1))  # (T, C): both at their normal error...
+    errors[4:7, 1] = 3.0  # ...until the quiet one triples for three rows
+    scores = np.where(np.arange(10) // 4 == 1, 5.0, 0.0)  # rows 4-7 flagged
+    contributions = _contributions_of(errors, {"noisy": 5.0, "quiet": 1.0})
+    assert contributions[:, 0].tolist() == [0.0] * 10
+    assert contributions[4:7, 1].tolist() == [2.0] * 3
+    table = ts_results.top_anomalies(scores, contributions, ["noisy", "quiet"], threshold=1.0)
+    assert table["top channels"].tolist() == ["quiet 100%"]
+    assert ts_results.top_channels(contributions, ["noisy", "quiet"], scores > 1.0) == [
+        "quiet", "noisy"]
+    # a run scored before channel_normal was recorded ranks the errors themselves
+    assert (_contributions_of(errors, None) == errors).all()
+    by_error = ts_results.top_anomalies(scores, errors, ["noisy", "quiet"], threshold=1.0)
+    # 4 x 5 against 3 x 3 + 1
+    assert by_error["top channels"].tolist() == ["noisy 67% · quiet 33%"]
+    # flagged with no channel above its normal error (the PCA part or smoothing raised it)
+    calm = _contributions_of(np.tile([5.0, 1.0], (10, 1)), {"noisy": 5.0, "quiet": 1.0})
+    assert ts_results.top_anomalies(scores, calm, ["noisy", "quiet"], 1.0)[
+        "top channels"].tolist() == [ts_results.NONE_ABOVE_NORMAL]
 
 
 def test_metrics_table_and_verdict():
@@ -188,11 +221,15 @@ def test_missing_scored_file_still_shows_scores(run_dir, tmp_path):
 
 def test_top_anomalies_finds_the_planted_spike(run_dir):
     res = ts_results.load_ts_results(run_dir)
-    top = ts_results.top_anomalies(res.score, res.errors, res.channels, res.threshold)
+    with np.load(run_dir / "patchtst" / "channel_scores.npz") as npz:  # scaled, like errors
+        normal = npz["val_errors"].mean(axis=0)
+    assert [res.channel_normal[c] for c in res.channels] == pytest.approx(normal.tolist())
+    top = ts_results.top_anomalies(res.score, res.contributions, res.channels, res.threshold)
     first = top.iloc[0]
     assert first["start"] <= 202 and first["end"] >= 200, top
     assert first["top channels"].split(" ")[0] == "b", top
-    assert ts_results.top_channels(res.errors, res.channels, res.score > res.threshold)[0] == "b"
+    assert ts_results.top_channels(res.contributions, res.channels,
+                                   res.score > res.threshold)[0] == "b"
 
 
 def test_runs_tables_and_finished_runs(run_dir):

@@ -25,6 +25,7 @@ from core.timeseries.data import load_ts_dataset
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "best_f1": "best F1",
                  "f1": "F1 at threshold", "pa_f1": "PA-F1 (point-adjusted)"}
 TOP_CHANNELS = 3  # channels named per anomaly in `top_anomalies`
+NONE_ABOVE_NORMAL = "no channel above its normal error"  # the PCA part or nearby rows flagged it
 # per kind of score: a short axis title (it must fit the score panel's height) and the sentence
 # under the chart that says what the unit is
 SCORE_TITLES = {"plain": "anomaly score (MSE)", "scaled": "anomaly score (÷ normal MSE)",
@@ -47,7 +48,7 @@ class TSResults:
     stream: str
     stream_dir: Path
     scores: pd.DataFrame  # scores.csv: timestamp|index, score, is_anomaly[, label]; T rows
-    errors: np.ndarray  # (T, C) per-channel reconstruction error, normalised units
+    errors: np.ndarray  # (T, C) per-channel reconstruction error, in units of `channel_scale`
     channels: list[str]  # C names
     threshold: float  # the run's threshold (score > threshold is flagged)
     percentile: float | None  # the percentile of validation scores it sits at
@@ -58,6 +59,19 @@ class TSResults:
     channel_scale: dict[str, float] | None = None  # errors were divided by these (scoring.json)
     notes: list[str] = field(default_factory=list)  # what a person should know before trusting it
     parts: list[str] = field(default_factory=lambda: ["reconstruction"])  # fused into the score
+    channel_normal: dict[str, float] | None = None  # each channel's mean error on normal data
+
+    @property
+    def contributions(self) -> np.ndarray:  # (T, C)
+        """Each channel's error above its mean on normal validation data (`channel_normal`, in
+        the units of `errors`), clipped at 0: a channel erring as it does on normal data adds
+        nothing. What the top anomalies and the default channels rank (against SMD's
+        interpretation labels, benchmarks/ts_attribution.py). Runs scored before the mean was
+        recorded rank the errors themselves."""
+        if not self.channel_normal:
+            return self.errors
+        normal = np.array([self.channel_normal[c] for c in self.channels])  # (C,)
+        return np.maximum(self.errors - normal, 0.0)
 
     @property
     def score(self) -> np.ndarray:  # (T,)
@@ -124,7 +138,7 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
                      float(scoring["threshold"]), scoring.get("percentile"),
                      read_json(out.metrics), signal, note, scoring.get("scored_file"),
                      scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring),
-                     scoring.get("parts") or ["reconstruction"])
+                     scoring.get("parts") or ["reconstruction"], scoring.get("channel_normal"))
 
 
 def _notes(run_dir: Path, stream: str, scoring: dict) -> list[str]:
@@ -163,9 +177,11 @@ def top_anomalies(scores: np.ndarray, errors: np.ndarray, channels: list[str],
                   timestamps: np.ndarray | None = None) -> pd.DataFrame:
     """The k flagged segments with the highest peak score, highest first.
 
-    scores (T,), errors (T, C). Columns: start, end (timestamps when known, else rows; end is
-    the last flagged row), length (rows), peak score, top channels ("b 91% · a 6% · c 3%": the
-    channels with the biggest share of the segment's summed reconstruction error)."""
+    scores (T,), errors (T, C): each channel's contribution (`TSResults.contributions`).
+    Columns: start, end (timestamps when known, else rows; end is the last flagged row), length
+    (rows), peak score, top channels ("b 91% · a 6% · c 3%": the channels with the biggest share
+    of the segment's summed contributions; channels with none are left out, and a segment where
+    no channel has any says so)."""
     columns = ["start", "end", "length (rows)", "peak score", "top channels"]
     scores, errors = np.asarray(scores, dtype=float), np.asarray(errors, dtype=float)
     segs = np.array(segments(scores > threshold), dtype=int).reshape(-1, 2)  # (S, 2)
@@ -183,8 +199,9 @@ def top_anomalies(scores: np.ndarray, errors: np.ndarray, channels: list[str],
     rows = []
     for i in order:
         (start, stop), best = segs[i], np.argsort(-share[i], kind="stable")[:TOP_CHANNELS]
+        named = " · ".join(f"{channels[c]} {share[i, c]:.0%}" for c in best if share[i, c] > 0)
         rows.append([at(start), at(stop - 1), int(stop - start), float(peak[i]),
-                     " · ".join(f"{channels[c]} {share[i, c]:.0%}" for c in best)])
+                     named or NONE_ABOVE_NORMAL])
     frame = pd.DataFrame(rows, columns=columns)
     frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
     return frame
@@ -192,8 +209,9 @@ def top_anomalies(scores: np.ndarray, errors: np.ndarray, channels: list[str],
 
 def top_channels(errors: np.ndarray, channels: list[str], mask: np.ndarray | None = None,
                  n: int = 4) -> list[str]:
-    """The n channels with the biggest summed error over the flagged rows `mask` (T,), or over
-    all rows when nothing is flagged: the default channels to plot."""
+    """The n channels with the biggest summed contribution (errors (T, C), as in
+    `top_anomalies`) over the flagged rows `mask` (T,), or over all rows when nothing is
+    flagged: the default channels to plot."""
     errors = np.asarray(errors, dtype=float)
     rows = errors[mask] if mask is not None and np.any(mask) else errors
     return [channels[c] for c in np.argsort(-rows.sum(axis=0), kind="stable")[:n]]

@@ -74,6 +74,7 @@ def score(ctx: Context) -> None:
         "parts": list(parts), "log_units": source.get("log_units", {}),
         "rows": len(scores), "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(trained.channels, trained.scale.tolist())),
+        "channel_normal": trained.normal,
         "constant_in_training": constant, "out_of_range": far,
         "scored_file": data.target.source, "from_run": str(trained.run_dir),
         "val_score_quantiles": source.get("val_score_quantiles")})

@@ -180,6 +180,7 @@ def score(ctx: Context) -> None:
         "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
         "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),
+        "channel_normal": dict(zip(channels, val_errors.mean(axis=0).tolist())),
         "constant_in_training": constant, "out_of_range": far,
         "scored_file": data.target.source,
         "val_score_quantiles": {str(q): float(np.quantile(val_scores, q / 100))

@@ -38,6 +38,7 @@ class TrainedSeries:
     percentile: float  # of the validation scores, where the threshold sits
     pca: PCAFit | None = None  # fused into the score (score.fuse_pca), fitted on training rows
     units: dict[str, tuple[float, float]] | None = None  # each fused part's validation unit
+    normal: dict[str, float] | None = None  # each channel's mean scaled error on validation
 
     @property
     def window(self) -> int:
@@ -87,7 +88,7 @@ def load_trained(run_dir: Path) -> TrainedSeries:
     return TrainedSeries(run_dir, model, cfg, channels, Normalizer.from_dict(extra["normalizer"]),
                          np.array([by_name[c] for c in channels], np.float32),
                          float(scoring["threshold"]), float(scoring["percentile"]),
-                         *_fused_pca(run_dir, scoring))
+                         *_fused_pca(run_dir, scoring), scoring.get("channel_normal"))
 
 
 def _fused_pca(run_dir: Path, scoring: dict) -> tuple[PCAFit | None, dict | None]:

@@ -18,6 +18,10 @@ def load(run_dir: str, stream: str, stamp: int) -> ts_results.TSResults:
     return ts_results.load_ts_results(Path(run_dir), stream)  # stamp: reload when re-scored
 
 
+TOP_CHANNELS_CAPTION = ("Top channels: each channel's share of the segment's reconstruction error "
+                        "above that channel's mean error on normal data.")
+
+
 def metrics_block(res: ts_results.TSResults) -> None:
     if res.metrics is None:
         st.info("The scored data had no labels: no metrics. The scores are below.")
@@ -31,7 +35,7 @@ def metrics_block(res: ts_results.TSResults) -> None:
 
 
 def controls(res: ts_results.TSResults, key: str) -> tuple[list[str], float, bool, bool]:
-    default = ts_results.top_channels(res.errors, res.channels, res.score > res.threshold)
+    default = ts_results.top_channels(res.contributions, res.channels, res.score > res.threshold)
     left, right = st.columns(2)
     picked = left.multiselect("Channels to plot", res.channels, default=default,
                               key=f"{key}_channels", disabled=res.signal is None)
@@ -69,9 +73,10 @@ def view(res: ts_results.TSResults) -> None:
                     key=f"{key}_chart")
     st.caption(res.score_meaning)
     st.markdown("**Top anomalies** (flagged segments by peak score)")
-    st.dataframe(ts_results.top_anomalies(res.score, res.errors, res.channels, threshold,
+    st.dataframe(ts_results.top_anomalies(res.score, res.contributions, res.channels, threshold,
                                        timestamps=res.timestamps), width="stretch")
-    st.caption("Top channels: each channel's share of the segment's summed error (as scored).")
+    st.caption(TOP_CHANNELS_CAPTION if res.channel_normal else
+               "Top channels: each channel's share of the segment's summed error (as scored).")
     downloads(res, key)
 
 
