@@ -1,7 +1,8 @@
 """Use a trained model end to end on real data, through the real CLI: `run` → `score` another
 file → `export` → the exported predict.py in a bare process (no torch, not this project) on that
 file; compares predict.py's scores.csv with the scoring run's (images: its `--maps` with the
-scoring run's maps.npz too) and prints the time of each step.
+scoring run's maps.npz too; time series: its `--channels` with the scoring run's
+channel_scores.npz) and prints the time of each step.
 
     .venv/bin/python benchmarks/use_model.py --ts-data ../shared/datasets/smd/machine-1-2 \\
         --ts-score ../shared/datasets/smd/machine-1-3/test.csv.gz [--set KEY=VALUE ...]
@@ -10,7 +11,8 @@ scoring run's maps.npz too) and prints the time of each step.
 
 Ends with `max_rel_diff=… flagged_mismatch=…` per stream (the export must give ≤ 1e-3
 and 0; relative to the score, or to the score's spread where a fused log score crosses 0), and
-for images `maps_max_rel_diff=…` (relative to the pixel's value or 1: float16 gives ~1e-3)."""
+for images `maps_max_rel_diff=…` (relative to the pixel's value or 1: float16 gives ~1e-3), for
+time series `channels_max_rel_diff=…` (relative to the error or 1)."""
 from __future__ import annotations
 
 import argparse
@@ -69,6 +71,15 @@ def compare_maps(scored: Path, predicted: Path) -> None:
     print(f"swinmae maps: {mine.shape}, values up to {run.max():.1f}; maps_max_rel_diff={rel:.2e}")
 
 
+def compare_channels(scored: Path, predicted: Path) -> None:
+    """predict.py's per-channel errors against the scoring run's channel_scores.npz."""
+    with np.load(scored) as npz:
+        run, names = npz["errors"].astype(np.float64), [str(c) for c in npz["channels"]]
+    mine = pd.read_csv(predicted)[names].to_numpy(dtype=np.float64)  # (T, C)
+    rel = (np.abs(mine - run) / np.maximum(np.abs(run), 1.0)).max()
+    print(f"patchtst channels: {mine.shape}; channels_max_rel_diff={rel:.2e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ts-data")
@@ -97,14 +108,17 @@ def main() -> None:
         if not source:
             continue
         out, maps = ws / f"{stream}-predicted.csv", ws / f"{stream}-maps.npz"
-        with_maps = ["--maps", str(maps)] if stream == "swinmae" else []
+        per_channel = ws / f"{stream}-channels.csv"
+        more = ["--maps", str(maps)] if stream == "swinmae" else ["--channels", str(per_channel)]
         timed(f"{stream} predict.py (bare)",
               [sys.executable, "-I", "-c", BARE, str(ws / "exported" / stream / "predict.py"),
-               str(Path(source).resolve()), "--out", str(out), *with_maps], cwd=ws, env=env)
+               str(Path(source).resolve()), "--out", str(out), *more], cwd=ws, env=env)
         scored = scoring / stream / "scores.csv"
         compare(stream, key if key in pd.read_csv(scored, nrows=1) else "index", scored, out)
-        if with_maps:
+        if stream == "swinmae":
             compare_maps(scoring / stream / "maps.npz", maps)
+        else:
+            compare_channels(scoring / stream / "channel_scores.npz", per_channel)
     print(f"workspace: {ws}")
 
 

@@ -54,11 +54,22 @@ def test_bare_predict_matches_score_on_new_series(exported, tmp_path):
     new.loc[new.index[300:320], ["temp_c", "fan_rpm"]] *= 2.0  # something to flag
     data = tmp_path / "tomorrow.csv"
     new.to_csv(data, index=False)
-    scored = pd.read_csv(scoring_run(run, "--ts-data", data) / "patchtst" / "scores.csv")
-    predicted = bare_predict(out / "patchtst" / "predict.py", data, tmp_path / "scores.csv")
+    scoring = scoring_run(run, "--ts-data", data) / "patchtst"
+    scored = pd.read_csv(scoring / "scores.csv")
+    predicted = bare_predict(out / "patchtst" / "predict.py", data, tmp_path / "scores.csv",
+                             "--channels", str(tmp_path / "channels.csv"))
     assert list(predicted.columns) == list(scored.columns)
     assert_same_scores(predicted, scored, "timestamp")
     assert predicted["is_anomaly"].any()  # the comparison covers flagged rows too
+    # each row's per-channel error, as the scoring run's channel_scores.npz holds it
+    per_channel = pd.read_csv(tmp_path / "channels.csv")
+    spec = json.loads((out / "patchtst" / "model.json").read_text())
+    assert list(per_channel.columns) == ["timestamp", *spec["channels"]]
+    assert per_channel["timestamp"].tolist() == scored["timestamp"].tolist()
+    with np.load(scoring / "channel_scores.npz") as npz:
+        np.testing.assert_allclose(per_channel[spec["channels"]].to_numpy(), npz["errors"],
+                                   rtol=1e-3, atol=1e-5)
+    assert spec["channel_normal"] == read_json(scoring / "scoring.json")["channel_normal"]
 
 
 def test_bare_predict_matches_score_on_new_images(exported, tmp_path):

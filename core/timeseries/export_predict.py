@@ -9,6 +9,9 @@ channels; a centred moving mean over `smooth` steps. When model.json has a `pca`
 residual of the standardised rows is a second part, smoothed the same way, and the score is
 the mean of the two parts' log scores, each standardised with its `log_units` (mean, std of
 its log score on the run's validation rows). Flagged above `threshold`.
+`--channels channels.csv` also writes each row's per-channel error in units of its scale (what
+the run's channel_scores.npz holds; the console's top channels rank each channel's error above
+its `channel_normal`, its mean error on normal data).
 (This file is shipped verbatim by `python -m core.pipeline export`; it imports nothing of the
 project that made it.)"""
 import argparse
@@ -110,7 +113,9 @@ def fused(parts: dict, units: dict) -> np.ndarray:
                     for name, p in parts.items()], axis=0)
 
 
-def score(path: Path, spec: dict, session) -> pd.DataFrame:
+def score(path: Path, spec: dict, session) -> tuple:
+    """(scores: first column, score, is_anomaly[, label]; channel errors (T, C) in units of each
+    channel's scale)."""
     values, (first, column), labels = read_rows(path, spec["channels"])
     if len(values) < spec["window"]:
         sys.exit(f"{path.name}: {len(values)} rows are fewer than the model's window of "
@@ -129,7 +134,7 @@ def score(path: Path, spec: dict, session) -> pd.DataFrame:
                           "is_anomaly": (scores > spec["threshold"]).astype(np.int8)})
     if labels is not None:
         frame["label"] = labels
-    return frame
+    return frame, errors
 
 
 def main() -> None:
@@ -137,13 +142,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, help="a CSV file with the model's channel columns")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"))
+    parser.add_argument("--channels", type=Path, default=None,
+                        help="also write each row's per-channel error (a CSV, a column each)")
     args = parser.parse_args()
     spec = json.loads((HERE / "model.json").read_text(encoding="utf-8"))
     session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-    frame = score(args.data, spec, session)
+    frame, errors = score(args.data, spec, session)
     frame.to_csv(args.out, index=False, float_format="%.6g")
+    if args.channels:
+        per_channel = pd.DataFrame(errors, columns=spec["channels"])
+        per_channel.insert(0, frame.columns[0], frame.iloc[:, 0])
+        per_channel.to_csv(args.channels, index=False, float_format="%.6g")
     print(f"{len(frame)} rows scored, {int(frame['is_anomaly'].sum())} above the threshold "
-          f"{spec['threshold']:.4g}: {args.out}")
+          f"{spec['threshold']:.4g}: {args.out}" + (f", {args.channels}" if args.channels else ""))
 
 
 if __name__ == "__main__":
