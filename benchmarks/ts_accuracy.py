@@ -31,7 +31,8 @@ from cli import ROOT, run_pipeline
 from core import metrics
 from core.config import defaults, read_config
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import channel_scale, detector_scores, smooth, step_scores
+from core.timeseries.scoring import (channel_scale, detector_scores, reconstruction_parts,
+                                     smooth)
 from core.timeseries.stages import load
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -39,7 +40,7 @@ SMD = [f"machine-{m}" for m in ("1-2", "1-3", "1-4", "1-6", "2-1", "2-3", "2-7",
                                 "3-10")]
 DATASETS = SMD + ["skab"]
 KEYS = ["auprc", "best_f1", "auroc"]
-WHO = ["model", "reconstruction", "pca", "random"]  # reconstruction: the model's own part
+WHO = ["model", "reconstruction", "top_channels", "pca", "random"]  # the model, its own parts
 
 
 def skab_folder(workdir: Path) -> Path:
@@ -77,7 +78,8 @@ def table_row(m: dict, pointwise: bool) -> list[float | None]:
 
 def rescored(run: Path, change: dict) -> tuple[float, float]:
     """(model AUPRC, PCA AUPRC) of a finished run re-scored from its saved errors with one
-    score setting changed (`scale_floor`, `channel_cap`, `smooth` or `fuse_pca`)."""
+    score setting changed (`scale_floor`, `channel_cap`, `top_quantile`, `smooth` or
+    `fuse_pca`)."""
     cfg = read_config(run / "run.yaml")
     sc = cfg.patchtst.score
     today = defaults("patchtst.score")
@@ -91,8 +93,9 @@ def rescored(run: Path, change: dict) -> tuple[float, float]:
     data, _ = load(cfg)
     labels = data.target.labels
     pca_val, pca = pca_scores(data.train, [data.val, data.target_values])
-    parts = {"reconstruction": (step_scores(raw_val / scale, sc.channel_cap),
-                                step_scores(raw / scale, sc.channel_cap))}
+    val_parts, target_parts = (reconstruction_parts(e / scale, sc.channel_cap, sc.top_quantile)
+                               for e in (raw_val, raw))
+    parts = {name: (val_parts[name], target_parts[name]) for name in target_parts}
     if sc.fuse_pca:
         parts["pca"] = (pca_val, pca)
     _, model, _ = detector_scores(parts, sc.smooth)
@@ -100,8 +103,10 @@ def rescored(run: Path, change: dict) -> tuple[float, float]:
             metrics.evaluate(smooth(pca, sc.smooth), labels, 0.0)["auprc"])
 
 
-POSTHOC = ("scale_floor", "channel_cap", "smooth", "fuse_pca")  # need no new errors
-ABLATIONS = {"defaults": {}, "fuse_pca=false": {"fuse_pca": False}, "scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
+POSTHOC = ("scale_floor", "channel_cap", "top_quantile", "smooth", "fuse_pca")  # no new errors
+ABLATIONS = {"defaults": {}, "fuse_pca=false": {"fuse_pca": False},
+             "top_quantile=0": {"top_quantile": 0.0}, "top_quantile=0.9": {"top_quantile": 0.9},
+             "scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
              "smooth=1": {"smooth": 1}, "smooth=5": {"smooth": 5}, "smooth=20": {"smooth": 20},
              "smooth=50": {"smooth": 50}}
 

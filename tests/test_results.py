@@ -196,11 +196,12 @@ def test_load_ts_results(run_dir):
     assert res.timestamps[0] == "2026-01-02 00:00:00"
     assert [s.name for s in results.result_streams(run_dir)] == ["patchtst"]
     assert set(res.channel_scale) == {"a", "b", "c"}  # per-channel scaling is the default
-    assert res.parts == ["reconstruction", "pca"]  # the PCA fusion is the default
+    assert res.parts == ["reconstruction", "top_channels", "pca"]  # the default parts
     assert res.score_title == ts_results.SCORE_TITLES["fused"]
-    assert "PCA" in res.score_meaning and "standard deviations" in res.score_meaning
-    assert list(ts_results.metrics_table(res.metrics).index[:4]) == [
-        "model", "reconstruction", "pca", "random"]
+    assert res.score_meaning.startswith("Anomaly score: the mean of 3 log scores")
+    assert "most-erring channels" in res.score_meaning and "PCA" in res.score_meaning
+    assert list(ts_results.metrics_table(res.metrics).index[:5]) == [
+        "model", "reconstruction", "top_channels", "pca", "random"]
     res.parts = ["reconstruction"]
     assert res.score_title == ts_results.SCORE_TITLES["scaled"]
     assert "each channel's divided by its mean error" in res.score_meaning

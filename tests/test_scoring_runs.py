@@ -4,12 +4,15 @@ before anything is computed, naming file and column."""
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY, make_series, run_cli
+from conftest import TINY, make_series, run_cli, scoring_run
 from core.fileio import read_json
 from core.config import read_config
 from core.streams import stage_names
@@ -58,6 +61,23 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
     assert metrics["auroc"] == pytest.approx(read_json(model_run / "patchtst" /
                                                        "metrics.json")["auroc"])
     assert read_json(run / "validation.json")["ok"] is True
+
+
+def test_a_model_run_made_before_the_top_channels_part_scores_as_it_did(model_run, tmp_path):
+    """A run whose scoring.json fused the reconstruction and the PCA only (and recorded no
+    channel_normal) scores new data with those two parts, whatever today's config adds."""
+    old = tmp_path / "ws" / "runs" / model_run.name
+    shutil.copytree(model_run, old)
+    path = old / "patchtst" / "scoring.json"
+    scoring = read_json(path)
+    scoring["parts"] = ["reconstruction", "pca"]
+    del scoring["log_units"]["top_channels"], scoring["channel_normal"]
+    path.write_text(json.dumps(scoring))
+    run = scoring_run(old, "--ts-data", Path(scoring["scored_file"]))
+    rescored = read_json(run / "patchtst" / "scoring.json")
+    assert rescored["parts"] == ["reconstruction", "pca"] and rescored["channel_normal"] is None
+    ours, today = (pd.read_csv(r / "patchtst" / "scores.csv")["score"] for r in (run, model_run))
+    assert not np.allclose(ours, today)  # two parts, not today's three
 
 
 def test_provenance_names_data_hashes_versions_command_and_the_model(model_run):

@@ -40,6 +40,9 @@ class TSScoreConfig(Section):
     # training cannot turn a small change into a huge score
     scale_floor: float = number(ge=0.0, le=1.0)
     channel_cap: float = number(ge=0.0)  # a channel counts at most this; 0: no cap
+    # a second part of the score: each step's quantile over channels of their scaled error,
+    # uncapped, high only when several channels (one of few) err far above normal; 0: no part
+    top_quantile: float = number(ge=0.0, lt=1.0)
     smooth: int = number(ge=1)  # centred moving mean of the step score, model and baselines
     # the score is the mean of the reconstruction's and a PCA's log scores, each standardised on
     # the validation split: PCA sees a broken correlation under a shift that drowns the model

@@ -37,7 +37,7 @@ def spec(trained: TrainedSeries) -> dict:
             "window": trained.window, "stride": sc.stride, "patch_len": trained.cfg.model.patch_len,
             "mode": sc.mode, "batch_size": score_batch_size(sc, torch.device("cpu")),
             "channel_scale": trained.scale.tolist(), "channel_cap": sc.channel_cap,
-            "channel_normal": trained.normal,
+            "channel_normal": trained.normal, "top_quantile": trained.top_quantile,
             "smooth": sc.smooth, "threshold": trained.threshold,
             "threshold_percentile": trained.percentile,
             "pca": None if trained.pca is None else {"mean": trained.pca.mean.tolist(),

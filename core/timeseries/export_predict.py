@@ -5,10 +5,11 @@ steps are those of the run that was exported: the channels named in model.json, 
 standardised with the training mean and std; windows every `stride` rows (the last one ending
 at the last row) reconstructed by model.onnx, each step's squared error per channel averaged
 over the windows that cover it; each channel divided by its scale and capped; the mean over
-channels; a centred moving mean over `smooth` steps. When model.json has a `pca`, the PCA's
-residual of the standardised rows is a second part, smoothed the same way, and the score is
-the mean of the two parts' log scores, each standardised with its `log_units` (mean, std of
-its log score on the run's validation rows). Flagged above `threshold`.
+channels; a centred moving mean over `smooth` steps. When model.json has a `top_quantile`, that
+quantile over channels of the scaled errors (uncapped) is another part, and when it has a `pca`,
+the PCA's residual of the standardised rows is another, each smoothed the same way; the score
+is then the mean of the parts' log scores, each standardised with its `log_units` (mean, std
+of its log score on the run's validation rows). Flagged above `threshold`.
 `--channels channels.csv` also writes each row's per-channel error in units of its scale (what
 the run's channel_scores.npz holds; the console's top channels rank each channel's error above
 its `channel_normal`, its mean error on normal data).
@@ -125,11 +126,13 @@ def score(path: Path, spec: dict, session) -> tuple:
     errors = channel_errors(session, series, spec["window"], spec["stride"], spec["batch_size"])
     errors = errors / np.asarray(spec["channel_scale"], np.float32)
     cap = spec["channel_cap"]
-    point = (np.minimum(errors, cap) if cap > 0 else errors).mean(axis=1)
-    scores = moving_mean(point, spec["smooth"])
+    parts = {"reconstruction": (np.minimum(errors, cap) if cap > 0 else errors).mean(axis=1)}
+    if spec.get("top_quantile"):
+        parts["top_channels"] = np.quantile(errors, spec["top_quantile"], axis=1)
     if spec.get("pca"):
-        pca = moving_mean(pca_residual(series, spec["pca"]), spec["smooth"])
-        scores = fused({"reconstruction": scores, "pca": pca}, spec["log_units"])
+        parts["pca"] = pca_residual(series, spec["pca"])
+    parts = {name: moving_mean(p, spec["smooth"]) for name, p in parts.items()}
+    scores = fused(parts, spec["log_units"]) if len(parts) > 1 else parts["reconstruction"]
     frame = pd.DataFrame({first: column, "score": scores,
                           "is_anomaly": (scores > spec["threshold"]).astype(np.int8)})
     if labels is not None:

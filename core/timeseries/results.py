@@ -35,10 +35,11 @@ SCORE_MEANINGS = {
              "normalised units.",
     "scaled": "Anomaly score: the reconstruction's squared error averaged over channels, each "
               "channel's divided by its mean error on normal validation data.",
-    "fused": "Anomaly score: the mean of two log scores, the reconstruction's and a PCA's (fitted "
-             "on the training data), each in standard deviations of its scores on normal "
-             "validation data.",
 }
+PART_WORDS = {"reconstruction": "the reconstruction's error averaged over channels",
+              "top_channels": "its error in the most-erring channels (a high quantile over "
+                              "channels)",
+              "pca": "a PCA's residual (fitted on the training data)"}
 
 
 @dataclass
@@ -108,7 +109,11 @@ class TSResults:
 
     @property
     def score_meaning(self) -> str:
-        return SCORE_MEANINGS[self.score_kind]
+        if self.score_kind != "fused":
+            return SCORE_MEANINGS[self.score_kind]
+        words = [PART_WORDS.get(name, name) for name in self.parts]
+        return (f"Anomaly score: the mean of {len(words)} log scores, {'; '.join(words)}; each in "
+                f"standard deviations of its scores on normal validation data.")
 
     @property
     def checkpoint(self) -> Path | None:

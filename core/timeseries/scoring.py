@@ -85,6 +85,25 @@ def step_scores(errors: np.ndarray, cap: float = 0.0) -> np.ndarray:
     return (np.minimum(errors, cap) if cap > 0 else errors).mean(axis=1)
 
 
+def top_channel_scores(errors: np.ndarray, quantile: float) -> np.ndarray:
+    """(T, C) scaled channel errors → (T,) each step's `quantile` over its channels, uncapped:
+    how far the most-erring channels are (at 0.95 about the 3rd largest of 38 channels, near the
+    largest of 8), however far, where `step_scores`' cap stops counting. On many channels one
+    channel alone cannot raise it."""
+    return np.quantile(errors, quantile, axis=1)
+
+
+def reconstruction_parts(errors: np.ndarray, cap: float, top_quantile: float
+                         ) -> dict[str, np.ndarray]:
+    """(T, C) scaled channel errors → the reconstruction's point-wise parts of the score, each
+    (T,): `reconstruction` (the capped mean, `step_scores`) and, when top_quantile > 0,
+    `top_channels` (`top_channel_scores`)."""
+    parts = {"reconstruction": step_scores(errors, cap)}
+    if top_quantile > 0:
+        parts["top_channels"] = top_channel_scores(errors, top_quantile)
+    return parts
+
+
 def smooth(scores: np.ndarray, window: int) -> np.ndarray:
     """(T,) → (T,) centred moving mean over `window` steps (1: unchanged), edges padded with the
     first and last value: an anomaly lasts several steps, a noise spike does not. The same

@@ -27,7 +27,7 @@ from core.timeseries.channels import (constant_channels, constant_notes, out_of_
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import (channel_errors, channel_scale, detector_scores,
-                                     score_batch_size, smooth, step_scores)
+                                     reconstruction_parts, score_batch_size, smooth)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
 from core.timeseries.files import SeriesFiles
@@ -37,8 +37,10 @@ STREAM = "patchtst"
 POSTPROCESS_NOTE = ("the headline metrics and `baselines` are after a centred moving mean of "
                     "`postprocess.smooth` steps, applied alike to every detector; `pointwise` "
                     "has all of them without it")
-PARTS_NOTE = ("the model's score fuses `parts` (the reconstruction error and a PCA fitted on the "
-              "training data); each part is also scored alone, with the same post-processing")
+PARTS_NOTE = ("the model's score fuses `parts` (the reconstruction error averaged over channels, "
+              "its quantile over channels (`top_channels`) and a PCA fitted on the training "
+              "data, those the config turns on); each part is also scored alone, with the same "
+              "post-processing")
 PA_F1_NOTE = ("pa_f1 is point-adjusted F1, only for comparison with published tables: point "
               "adjustment flatters every detector (random scores reach ~0.7 in published studies)")
 
@@ -158,7 +160,9 @@ def score(ctx: Context) -> None:
         errors = channel_errors(model, data.target_values, sc, device, ctx.should_stop)  # (T, C)
     scale = channel_scale(val_errors, sc.normalize_channels, sc.scale_floor)  # (C,)
     val_errors, errors = val_errors / scale, errors / scale
-    parts = {"reconstruction": tuple(step_scores(e, sc.channel_cap) for e in (val_errors, errors))}
+    val_parts, target_parts = (reconstruction_parts(e, sc.channel_cap, sc.top_quantile)
+                               for e in (val_errors, errors))  # each {name: (T_val,) or (T,)}
+    parts = {name: (val_parts[name], target_parts[name]) for name in target_parts}
     if sc.fuse_pca:
         pca = fit_pca(data.train)
         parts["pca"] = (pca.scores(data.val), pca.scores(data.target_values))  # (T_val,), (T,)

@@ -19,7 +19,7 @@ from core.timeseries.baselines import PCAFit
 from core.timeseries.config import PatchTSTConfig
 from core.timeseries.files import SeriesFiles
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import channel_errors, fuse, smooth, step_scores
+from core.timeseries.scoring import channel_errors, fuse, reconstruction_parts, smooth
 from core.timeseries.windows import Normalizer
 
 STREAM = "patchtst"
@@ -39,6 +39,7 @@ class TrainedSeries:
     pca: PCAFit | None = None  # fused into the score (score.fuse_pca), fitted on training rows
     units: dict[str, tuple[float, float]] | None = None  # each fused part's validation unit
     normal: dict[str, float] | None = None  # each channel's mean scaled error on validation
+    top_quantile: float = 0.0  # > 0: the run's score has a `top_channels` part
 
     @property
     def window(self) -> int:
@@ -53,9 +54,9 @@ class TrainedSeries:
 
     def parts(self, normalised: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
         """Standardised rows (T, C) and their scaled errors (T, C) → each part's point-wise
-        score (T,): the reconstruction (the capped mean over channels) and, when the run fused
-        one, the PCA's residual."""
-        parts = {"reconstruction": step_scores(errors, self.cfg.score.channel_cap)}
+        score (T,): the reconstruction (the capped mean over channels), when the run had them its
+        top channels (a quantile over channels) and the PCA's residual."""
+        parts = reconstruction_parts(errors, self.cfg.score.channel_cap, self.top_quantile)
         if self.pca is not None:
             parts["pca"] = self.pca.scores(normalised)
         return parts
@@ -85,22 +86,35 @@ def load_trained(run_dir: Path) -> TrainedSeries:
     if sorted(by_name) != sorted(channels):
         raise DataError(f"run {run_dir.name}: {STREAM}/scoring.json holds channel scales for "
                         f"{sorted(by_name)}, expected the model's channels {channels}")
+    parts = scoring.get("parts") or ["reconstruction"]
     return TrainedSeries(run_dir, model, cfg, channels, Normalizer.from_dict(extra["normalizer"]),
                          np.array([by_name[c] for c in channels], np.float32),
                          float(scoring["threshold"]), float(scoring["percentile"]),
-                         *_fused_pca(run_dir, scoring), scoring.get("channel_normal"))
+                         _fused_pca(run_dir, parts), _units(run_dir, scoring, parts),
+                         scoring.get("channel_normal"),
+                         cfg.score.top_quantile if "top_channels" in parts else 0.0)
 
 
-def _fused_pca(run_dir: Path, scoring: dict) -> tuple[PCAFit | None, dict | None]:
-    """The PCA the run fused into its score and every part's validation unit, or (None, None)
-    for a run that scored the reconstruction alone."""
-    if "pca" not in (scoring.get("parts") or []):
-        return None, None
+def _fused_pca(run_dir: Path, parts: list[str]) -> PCAFit | None:
+    """The PCA the run fused into its score (pca.npz), None when it fused none."""
+    if "pca" not in parts:
+        return None
     path = SeriesFiles(run_dir / STREAM).pca
-    units = scoring.get("log_units") or {}
-    if not path.is_file() or sorted(units) != sorted(scoring["parts"]):
-        raise DataError(f"run {run_dir.name}: its score fuses a PCA, but {STREAM}/{path.name} or "
-                        f"the parts' log_units in {STREAM}/scoring.json are missing")
+    if not path.is_file():
+        raise DataError(f"run {run_dir.name}: its score fuses a PCA, but {STREAM}/{path.name} "
+                        f"is missing")
     with np.load(path) as npz:
-        pca = PCAFit(npz["mean"], npz["axes"])
-    return pca, {name: (float(m), float(s)) for name, (m, s) in units.items()}
+        return PCAFit(npz["mean"], npz["axes"])
+
+
+def _units(run_dir: Path, scoring: dict, parts: list[str]
+           ) -> dict[str, tuple[float, float]] | None:
+    """Each fused part's validation unit (scoring.json's log_units), None for a run whose score
+    is the reconstruction alone."""
+    if len(parts) == 1:
+        return None
+    units = scoring.get("log_units") or {}
+    if sorted(units) != sorted(parts):
+        raise DataError(f"run {run_dir.name}: its score fuses {parts}, but {STREAM}/scoring.json "
+                        f"holds log_units for {sorted(units)}")
+    return {name: (float(m), float(s)) for name, (m, s) in units.items()}

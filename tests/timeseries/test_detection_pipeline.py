@@ -1,5 +1,6 @@
 """The time-series detector end to end through the CLI (tiny preset): the post-processing is the
-same for the model and its baselines, the cross-channel block runs on and off, a validation
+same for the model, its parts and its baselines, the cross-channel block runs on and off, a
+validation
 shift is said in the log, the live panel and Results, and a channel constant in training is
 named when it changes."""
 from __future__ import annotations
@@ -17,7 +18,7 @@ from core.fileio import read_json
 from core.train_view import live_view
 from core.timeseries.results import load_ts_results
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import detector_scores, smooth, step_scores
+from core.timeseries.scoring import detector_scores, smooth, step_scores, top_channel_scores
 from core.timeseries.stages import load
 
 pytestmark = pytest.mark.slow
@@ -39,25 +40,29 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory):
-    """The same data without the cross-channel block and without the PCA fusion (one run for
-    both: each test below looks at one of the two)."""
+    """The same data without the cross-channel block and with the reconstruction's mean alone as
+    the score (one run for both: each test below looks at one of the two)."""
     from conftest import tiny_dataset
     root = tmp_path_factory.mktemp("plain")
     return run_tiny(tiny_dataset.__wrapped__(root), root / "ws",
-                    "patchtst.model.cross_channel=false", "patchtst.score.fuse_pca=false")
+                    "patchtst.model.cross_channel=false", "patchtst.score.fuse_pca=false",
+                    "patchtst.score.top_quantile=0")
 
 
 def test_postprocessing_is_identical_for_the_model_its_parts_and_its_baselines(tiny_run):
     cfg = read_config(tiny_run / "run.yaml")
     sc = cfg.patchtst.score
-    assert sc.smooth > 1 and sc.fuse_pca  # the defaults: otherwise this test proves less
+    assert sc.smooth > 1 and sc.fuse_pca and sc.top_quantile > 0  # else this proves less
     scores = pd.read_csv(tiny_run / "patchtst" / "scores.csv")
     labels = scores["label"].to_numpy()
     with np.load(tiny_run / "patchtst" / "channel_scores.npz") as npz:
         val_point, point = (step_scores(npz[k], sc.channel_cap) for k in ("val_errors", "errors"))
+        val_top, top = (top_channel_scores(npz[k], sc.top_quantile)
+                        for k in ("val_errors", "errors"))
     data, _ = load(cfg)
     pca_val, pca = pca_scores(data.train, [data.val, data.target_values])
-    parts = {"reconstruction": (val_point, point), "pca": (pca_val, pca)}
+    parts = {"reconstruction": (val_point, point), "top_channels": (val_top, top),
+             "pca": (pca_val, pca)}
     fused = {w: detector_scores(parts, w)[1] for w in (sc.smooth, 1)}
     np.testing.assert_allclose(scores["score"], fused[sc.smooth], rtol=1e-4, atol=1e-5)
 
@@ -66,13 +71,14 @@ def test_postprocessing_is_identical_for_the_model_its_parts_and_its_baselines(t
     expect = {("model", True): fused[sc.smooth], ("model", False): fused[1],
               ("reconstruction", True): smooth(point, sc.smooth),
               ("reconstruction", False): point,
+              ("top_channels", True): smooth(top, sc.smooth), ("top_channels", False): top,
               ("pca", True): smooth(pca, sc.smooth), ("pca", False): pca}
     for (who, post), values in expect.items():
         found = {"model": m, **m["parts"], **m["baselines"]}[who] if post else m["pointwise"][who]
         assert found["auprc"] == pytest.approx(
             metrics.evaluate(values, labels, 0.0)["auprc"], rel=1e-4), (who, post)
     assert m["baselines"]["random"]["auprc"] != m["pointwise"]["random"]["auprc"]
-    assert list(m["parts"]) == ["reconstruction"] and "pca" in m["baselines"]
+    assert list(m["parts"]) == ["reconstruction", "top_channels"] and "pca" in m["baselines"]
 
 
 def test_the_reconstruction_alone_when_fusion_is_off(plain_run):

@@ -1,6 +1,6 @@
 """Tests of the step score's post-processing (core/timeseries/scoring.py): the channel scale's
-floor, the per-channel cap, the moving mean, the fusion of several parts, and the constant-channel facts
-(core/timeseries/channels.py)."""
+floor, the per-channel cap, the top channels' part, the moving mean, the fusion of several parts,
+and the constant-channel facts (core/timeseries/channels.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +10,9 @@ from core.config import defaults
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
 from core.timeseries.config import TSScoreConfig
-from core.timeseries.scoring import (channel_scale, detector_scores, log_standard, smooth,
-                                     standardised, step_scores)
+from core.timeseries.scoring import (channel_scale, detector_scores, log_standard,
+                                     reconstruction_parts, smooth, standardised, step_scores,
+                                     top_channel_scores)
 from core.timeseries.windows import Normalizer
 
 DEFAULT = defaults("patchtst.score")
@@ -61,6 +62,38 @@ def test_step_scores_cap_each_channel():
     errors = np.array([[1.0, 1000.0], [3.0, 5.0]])
     assert step_scores(errors).tolist() == [500.5, 4.0]
     assert step_scores(errors, cap=10.0).tolist() == [5.5, 4.0]
+
+
+def test_the_top_channels_part_counts_how_far_several_channels_are():
+    """The capped mean stops counting at the cap; the top channels' part (a quantile over
+    channels, uncapped) tells 10 channels at 30,000 from 10 at 3,000, and one channel alone
+    cannot raise it on 38 channels."""
+    val, test = errors_with_a_constant_channel()
+    test[300:305, 1:11] = 3000.0
+    test[400:405, 1:11] = 30000.0
+    scale = channel_scale(val, DEFAULT.normalize_channels, DEFAULT.scale_floor)
+    parts = reconstruction_parts(test / scale, DEFAULT.channel_cap, DEFAULT.top_quantile)
+    mean, top = parts["reconstruction"], parts["top_channels"]
+    assert list(parts) == ["reconstruction", "top_channels"]
+    assert mean[300] == pytest.approx(mean[400], rel=0.01)  # past the cap: the mean cannot tell
+    assert top[400] == pytest.approx(10 * top[300], rel=1e-3)  # the top part can
+    normal = np.delete(top, np.r_[100:105, 200:205, 300:305, 400:405])
+    assert top[100:105].max() < normal.max()  # the constant channel alone: no rise
+    assert top[200:205].min() > 4 * normal.max()  # ten channels at 30: a rise
+    assert top_channel_scores(np.array([[1.0, 2.0, 3.0, 4.0, 100.0]]), 0.5).tolist() == [3.0]
+    assert list(reconstruction_parts(test, 0.0, 0.0)) == ["reconstruction"]  # 0: no part
+
+
+def test_a_constant_training_channel_stays_visible_in_the_fused_score():
+    """Fused with the top channels' part (which does not rise for one channel), the capped mean
+    still shows the constant channel's move above every normal row, below the real anomaly."""
+    val, test = errors_with_a_constant_channel()
+    scale = channel_scale(val, DEFAULT.normalize_channels, DEFAULT.scale_floor)
+    val_parts, test_parts = (reconstruction_parts(e / scale, DEFAULT.channel_cap,
+                                                  DEFAULT.top_quantile) for e in (val, test))
+    _, score, _ = detector_scores({k: (val_parts[k], test_parts[k]) for k in test_parts}, 1)
+    normal = np.delete(score, np.r_[100:105, 200:205])
+    assert normal.max() < score[100:105].min() < score[200:205].min()
 
 
 def test_smooth_is_a_centred_moving_mean_that_keeps_the_length():
