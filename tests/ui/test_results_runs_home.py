@@ -67,8 +67,9 @@ def test_results_page_chart_and_live_threshold(ws, finished):
     assert len(at.get("plotly_chart")) == 1
     assert "AUPRC" in at.markdown[0].value  # the sentence beside the baselines
     assert at.dataframe[0].value.index.tolist() == [
-        "model", "reconstruction", "pca", "random", "model · point-wise",
-        "reconstruction · point-wise", "pca · point-wise", "random · point-wise"]
+        "model", "reconstruction", "top_channels", "pca", "random", "model · point-wise",
+        "reconstruction · point-wise", "top_channels · point-wise", "pca · point-wise",
+        "random · point-wise"]
     assert any("moving mean" in c.value for c in at.caption)  # the smoothing is named
     assert {d.proto.label for d in at.get("download_button")} == {
         "Download scores.csv", "Download model checkpoint (best.pt)",
