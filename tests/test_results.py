@@ -17,8 +17,8 @@ import yaml
 from conftest import TINY, only_run_dir, run_cli, tiny_dataset
 from core import jobs, results, runs_tables
 from core.curves import loss_curves
-from core.figures.results import (MAX_BANDS, SCORE_AXIS, display_segments, ranges_differ,
-                                  signal_score_figure)
+from core.figures.results import (MAX_BANDS, SCORE_AXIS, bucket_max, contributions_figure,
+                                  display_segments, ranges_differ, signal_score_figure)
 from core.figures.runs import overlay_loss_figure
 from core.progress import process_start, read_metrics
 from core.runs import RunIndex
@@ -108,6 +108,23 @@ def test_top_channels_count_the_error_above_each_channels_normal_error():
     calm = _contributions_of(np.tile([5.0, 1.0], (10, 1)), {"noisy": 5.0, "quiet": 1.0})
     assert ts_results.top_anomalies(scores, calm, ["noisy", "quiet"], 1.0)[
         "top channels"].tolist() == [ts_results.NONE_ABOVE_NORMAL]
+
+
+def test_the_contributions_heatmap_keeps_a_one_row_peak_on_a_long_series():
+    contributions = np.zeros((100_000, 3))
+    contributions[54_321, 2] = 7.0  # one row of channel c
+    starts, peaks = bucket_max(contributions, max_points=1000)
+    assert len(starts) == 1000 and peaks.shape == (1000, 3) and peaks[:, 2].max() == 7.0
+    fig = contributions_figure(contributions, ["a", "b", "c"], ["c", "a"], max_points=1000)
+    heat = fig.data[0]
+    values = np.asarray(heat.customdata)  # the contributions; z is their log10, floored
+    assert list(heat.y) == ["c", "a"] and values.shape == np.asarray(heat.z).shape == (2, 1000)
+    assert values[0].max() == 7.0 and values[1].max() == 0.0
+    assert np.asarray(heat.z)[0].max() == pytest.approx(np.log10(7.0))
+    assert np.asarray(heat.z).min() == -1.0  # zero: the floor's palest colour
+    assert heat.x[values[0].argmax()] == 54_300  # the bucket of rows 54,300-54,399
+    short = contributions_figure(np.eye(3), ["a", "b", "c"], ["a"])  # fewer rows than points
+    assert np.asarray(short.data[0].customdata).tolist() == [[1.0, 0.0, 0.0]]
 
 
 def test_metrics_table_and_verdict():

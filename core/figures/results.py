@@ -1,7 +1,7 @@
 """The Results page's charts: the signal over the anomaly score, flagged and labelled segments
 shaded across both, downsampled so a long series stays fast to draw (peaks kept,
-`core.downsample`); the score
-histogram (normal vs defect) with the threshold."""
+`core.downsample`); the channels' contributions over time; the score histogram (normal vs
+defect) with the threshold."""
 from __future__ import annotations
 
 import numpy as np
@@ -112,6 +112,38 @@ def signal_score_figure(score: np.ndarray, threshold: float,
     fig.update_xaxes(title_text=x_title, row=score_row, col=1)
     fig.update_layout(height=580 if two else 380, margin=dict(l=10, r=10, t=30, b=10),
                       hovermode="x unified", legend=dict(orientation="h", y=1.08, x=0))
+    return fig
+
+
+LOG_FLOOR = 0.1  # contributions at or below it share the heatmap's palest colour
+
+
+def bucket_max(values: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(T, C) → (first row of each bucket (B,), each bucket's max (B, C)): at most `max_points`
+    buckets of consecutive rows, so a one-row peak survives on a long series."""
+    starts = np.arange(0, len(values), max(1, -(-len(values) // max_points)))  # (B,)
+    return starts, np.maximum.reduceat(values, starts, axis=0)
+
+
+def contributions_figure(contributions: np.ndarray, channels: list[str], shown: list[str],
+                         timestamps: np.ndarray | None = None,
+                         max_points: int = MAX_POINTS) -> go.Figure:
+    """A heatmap of the `shown` channels' contributions (T, C) over time, one row per channel in
+    the order given (first on top), each bucket of rows drawn at its max, on a log colour scale
+    (contributions span orders of magnitude; 0.1 and below share the palest colour)."""
+    x, x_title = time_axis(timestamps, len(contributions))
+    columns = [channels.index(name) for name in shown]
+    starts, peaks = bucket_max(np.asarray(contributions, dtype=float)[:, columns], max_points)
+    logs = np.log10(np.maximum(peaks.T, LOG_FLOOR))  # (len(shown), B)
+    decades = np.arange(-1, max(int(np.ceil(logs.max())), 0) + 1)
+    fig = go.Figure(go.Heatmap(
+        x=x[starts], y=shown, z=logs, colorscale="Reds", zmin=-1, customdata=peaks.T,
+        hovertemplate="%{y}: %{customdata:.3g}<extra></extra>",
+        colorbar=dict(title="above normal", tickvals=decades,
+                      ticktext=[f"{10.0 ** d:g}" for d in decades])))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=120 + 24 * len(shown), margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis_title=x_title)
     return fig
 
 

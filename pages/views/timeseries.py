@@ -1,12 +1,13 @@
 """The time-series stream's Results section: metrics beside the baselines, a threshold by share
-of rows flagged, the signal over the anomaly score, the top anomalies and downloads."""
+of rows flagged, the signal over the anomaly score, the channels' contributions over time, the
+top anomalies and downloads."""
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from core import results
-from core.figures.results import ranges_differ, signal_score_figure
+from core.figures.results import contributions_figure, ranges_differ, signal_score_figure
 from core.run_files import RunFiles
 from core.streams import Stream
 from core.timeseries import results as ts_results
@@ -18,6 +19,9 @@ def load(run_dir: str, stream: str, stamp: int) -> ts_results.TSResults:
     return ts_results.load_ts_results(Path(run_dir), stream)  # stamp: reload when re-scored
 
 
+CONTRIBUTION_ROWS = 10  # channels in the contributions heatmap
+CONTRIBUTIONS_CAPTION = ("Each channel's reconstruction error above its mean error on normal data; "
+                         "the channels with the most over the flagged rows, most first.")
 TOP_CHANNELS_CAPTION = ("Top channels: each channel's share of the segment's reconstruction error "
                         "above that channel's mean error on normal data.")
 
@@ -72,6 +76,14 @@ def view(res: ts_results.TSResults) -> None:
                                         res.timestamps, standardise, log_score, res.score_title),
                     key=f"{key}_chart")
     st.caption(res.score_meaning)
+    with st.expander("Channel contributions over time"):
+        shown = ts_results.top_channels(res.contributions, res.channels,
+                                        res.score > threshold, n=CONTRIBUTION_ROWS)
+        st.plotly_chart(contributions_figure(res.contributions, res.channels, shown,
+                                             res.timestamps), key=f"{key}_contributions")
+        st.caption(CONTRIBUTIONS_CAPTION if res.channel_normal else
+                   "Each channel's reconstruction error (as scored); the channels with the most "
+                   "over the flagged rows, most first.")
     st.markdown("**Top anomalies** (flagged segments by peak score)")
     st.dataframe(ts_results.top_anomalies(res.score, res.contributions, res.channels, threshold,
                                        timestamps=res.timestamps), width="stretch")

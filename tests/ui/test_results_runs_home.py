@@ -64,7 +64,8 @@ def metric(at: AppTest, label: str) -> str:
 def test_results_page_chart_and_live_threshold(ws, finished):
     at = page("results.py")
     assert at.selectbox(key="results_pick").value == finished.name
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 2  # the signal over the score; the contributions
+    assert "Channel contributions over time" in [e.label for e in at.expander]
     assert "AUPRC" in at.markdown[0].value  # the sentence beside the baselines
     assert at.dataframe[0].value.index.tolist() == [
         "model", "reconstruction", "top_channels", "pca", "random", "model · point-wise",
@@ -121,7 +122,7 @@ def test_results_page_without_labels_or_signal(ws, finished):
         assert "no labels" in at.info[0].value and "gone" in at.warning[0].value
         assert [m.label for m in at.metric] == ["Flagged rows", "Share flagged",
                                                 "Flagged segments"]
-        assert len(at.get("plotly_chart")) == 1
+        assert len(at.get("plotly_chart")) == 2  # the score, the contributions: no signal needed
     finally:
         shutil.rmtree(bare)
         RunIndex(ws).remove(bare.name)
