@@ -44,8 +44,8 @@ class TSScoreConfig(Section):
     # uncapped, high only when several channels (one of few) err far above normal; 0: no part
     top_quantile: float = number(ge=0.0, lt=1.0)
     smooth: int = number(ge=1)  # centred moving mean of the step score, model and baselines
-    # the score is the mean of the reconstruction's and a PCA's log scores, each standardised on
-    # the validation split: PCA sees a broken correlation under a shift that drowns the model
+    # a PCA's residual as one more part of the score (the mean of the parts' log scores, each
+    # standardised on the validation split): PCA tolerates a shift that drowns the model
     fuse_pca: bool
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of validation-split scores
 
