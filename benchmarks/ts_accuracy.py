@@ -31,8 +31,8 @@ from cli import ROOT, run_pipeline
 from core import metrics
 from core.config import defaults, read_config
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import (channel_scale, detector_scores, reconstruction_parts,
-                                     smooth)
+from core.timeseries.scoring import (channel_scale, detector_scores,
+                                     paired_reconstruction_parts, smooth)
 from core.timeseries.stages import load
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -93,9 +93,7 @@ def rescored(run: Path, change: dict) -> tuple[float, float]:
     data, _ = load(cfg)
     labels = data.target.labels
     pca_val, pca = pca_scores(data.train, [data.val, data.target_values])
-    val_parts, target_parts = (reconstruction_parts(e / scale, sc.channel_cap, sc.top_quantile)
-                               for e in (raw_val, raw))
-    parts = {name: (val_parts[name], target_parts[name]) for name in target_parts}
+    parts = paired_reconstruction_parts(raw_val / scale, raw / scale, sc)
     if sc.fuse_pca:
         parts["pca"] = (pca_val, pca)
     _, model, _ = detector_scores(parts, sc.smooth)

@@ -72,9 +72,7 @@ def pca_residuals(run: Path) -> np.ndarray:
     """(T, C) squared residual of the run's fused PCA on its scored rows."""
     data, _ = load(read_config(run / "run.yaml"))
     with np.load(run / "patchtst" / "pca.npz") as npz:
-        pca = PCAFit(npz["mean"], npz["axes"])
-    centred = data.target_values.astype(np.float64) - pca.mean
-    return (centred - (centred @ pca.axes.T) @ pca.axes) ** 2
+        return PCAFit(npz["mean"], npz["axes"]).channel_residuals(data.target_values)
 
 
 def main() -> None:

@@ -53,14 +53,20 @@ def _principal_axes(train: np.ndarray, variance: float) -> tuple[np.ndarray, np.
     return pca.mean_.astype(np.float64), pca.components_[:k].astype(np.float64)
 
 
+def _squared_residuals(x: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """(t, C) rows → (t, C) float64 squared PCA reconstruction error per channel. mean: (C,),
+    axes: (k, C) orthonormal rows."""
+    centred = x.astype(np.float64) - mean  # (t, C)
+    return (centred - (centred @ axes.T) @ axes) ** 2
+
+
 def _residual_scores(x: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Mean over channels of the squared PCA reconstruction error of x (T, C), in chunks of
-    CHUNK_ROWS rows. mean: (C,), axes: (k, C) orthonormal rows. Returns (T,) float64."""
+    CHUNK_ROWS rows. Returns (T,) float64."""
     out = np.empty(x.shape[0], dtype=np.float64)
     for start in range(0, x.shape[0], CHUNK_ROWS):
-        centred = x[start : start + CHUNK_ROWS].astype(np.float64) - mean  # (t, C)
-        residual = centred - (centred @ axes.T) @ axes  # (t, C)
-        out[start : start + CHUNK_ROWS] = np.mean(residual**2, axis=1)
+        out[start : start + CHUNK_ROWS] = _squared_residuals(
+            x[start : start + CHUNK_ROWS], mean, axes).mean(axis=1)
     return out
 
 
@@ -73,6 +79,10 @@ class PCAFit:
     def scores(self, x: np.ndarray, name: str = "series") -> np.ndarray:
         """(T, C) → (T,) float64: the mean squared PCA reconstruction error per time step."""
         return _residual_scores(_check_2d(name, x, len(self.mean)), self.mean, self.axes)
+
+    def channel_residuals(self, x: np.ndarray, name: str = "series") -> np.ndarray:
+        """(T, C) → (T, C) float64: each channel's squared PCA reconstruction error."""
+        return _squared_residuals(_check_2d(name, x, len(self.mean)), self.mean, self.axes)
 
 
 def fit_pca(train: np.ndarray, variance: float = 0.90) -> PCAFit:

@@ -7,6 +7,7 @@ No torch and no streamlit here: the Results page imports this at load."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,8 @@ class TSResults:
     parts: list[str] = field(default_factory=lambda: ["reconstruction"])  # fused into the score
     channel_normal: dict[str, float] | None = None  # each channel's mean error on normal data
 
-    @property
-    def contributions(self) -> np.ndarray:  # (T, C)
+    @cached_property
+    def contributions(self) -> np.ndarray:  # (T, C); once per object: the page reads it often
         """Each channel's error above its mean on normal validation data (`channel_normal`, in
         the units of `errors`), clipped at 0: a channel erring as it does on normal data adds
         nothing. What the top anomalies and the default channels rank (against SMD's

@@ -104,6 +104,15 @@ def reconstruction_parts(errors: np.ndarray, cap: float, top_quantile: float
     return parts
 
 
+def paired_reconstruction_parts(val_errors: np.ndarray, errors: np.ndarray, cfg: TSScoreConfig
+                                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Scaled validation (T_val, C) and target (T, C) errors → {part: ((T_val,), (T,))}, the
+    `reconstruction_parts` of both with the score config's cap and top quantile."""
+    val, target = (reconstruction_parts(e, cfg.channel_cap, cfg.top_quantile)
+                   for e in (val_errors, errors))
+    return {name: (val[name], target[name]) for name in target}
+
+
 def smooth(scores: np.ndarray, window: int) -> np.ndarray:
     """(T,) → (T,) centred moving mean over `window` steps (1: unchanged), edges padded with the
     first and last value: an anomaly lasts several steps, a noise spike does not. The same

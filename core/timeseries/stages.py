@@ -27,7 +27,7 @@ from core.timeseries.channels import (constant_channels, constant_notes, out_of_
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import (channel_errors, channel_scale, detector_scores,
-                                     reconstruction_parts, score_batch_size, smooth)
+                                     paired_reconstruction_parts, score_batch_size, smooth)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
 from core.timeseries.files import SeriesFiles
@@ -160,9 +160,7 @@ def score(ctx: Context) -> None:
         errors = channel_errors(model, data.target_values, sc, device, ctx.should_stop)  # (T, C)
     scale = channel_scale(val_errors, sc.normalize_channels, sc.scale_floor)  # (C,)
     val_errors, errors = val_errors / scale, errors / scale
-    val_parts, target_parts = (reconstruction_parts(e, sc.channel_cap, sc.top_quantile)
-                               for e in (val_errors, errors))  # each {name: (T_val,) or (T,)}
-    parts = {name: (val_parts[name], target_parts[name]) for name in target_parts}
+    parts = paired_reconstruction_parts(val_errors, errors, sc)  # {name: ((T_val,), (T,))}
     if sc.fuse_pca:
         pca = fit_pca(data.train)
         parts["pca"] = (pca.scores(data.val), pca.scores(data.target_values))  # (T_val,), (T,)

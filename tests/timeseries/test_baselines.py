@@ -26,6 +26,9 @@ def test_pca_scores_off_subspace_point_scores_far_higher():
     # Off-plane residual: 2^2 / 5 channels = 0.8; on-plane: ~3 x 0.01^2 / 5 = 6e-5.
     assert off_scores[0] == pytest.approx(0.8, rel=0.05)
     assert off_scores[0] > 100 * on_scores.max()
+    per_channel = baselines.fit_pca(train).channel_residuals(off)  # (1, 5): (2 * normal_dir)²
+    np.testing.assert_allclose(per_channel[0], (2.0 * normal_dir) ** 2, rtol=0.05, atol=1e-3)
+    np.testing.assert_allclose(per_channel.mean(axis=1), off_scores, rtol=1e-12)
 
 
 def test_pca_scores_chunked_equals_unchunked(monkeypatch):
