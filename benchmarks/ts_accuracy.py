@@ -36,7 +36,7 @@ from core import metrics
 from core.config import defaults, read_config
 from core.timeseries.baselines import pca_scores
 from core.timeseries.scoring import (channel_scale, detector_scores,
-                                     paired_reconstruction_parts, smooth)
+                                     paired_reconstruction_parts, usable_long_window)
 from core.timeseries.stages import load
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -84,7 +84,8 @@ def rescored(run: Path, changes: list[dict]) -> np.ndarray:
     """(len(changes), 2) (model AUPRC, PCA AUPRC) of a finished run re-scored from its saved
     errors, once per change: today's score defaults (the run's `normalize_channels`) with the
     change's post-hoc settings (`scale_floor`, `channel_cap`, `top_quantile`, `smooth`,
-    `fuse_pca`) on top. The data, the errors and the PCA are read and fitted once."""
+    `smooth_long`, `fuse_pca`) on top; the PCA gets the same post-processing. The data, the
+    errors and the PCA are read and fitted once."""
     cfg = read_config(run / "run.yaml")
     normalize = cfg.patchtst.score.normalize_channels
     with np.load(run / "patchtst" / "channel_scores.npz") as npz:
@@ -99,18 +100,25 @@ def rescored(run: Path, changes: list[dict]) -> np.ndarray:
         parts = paired_reconstruction_parts(raw_val / scale, raw / scale, sc)
         if sc.fuse_pca:
             parts["pca"] = (pca_val, pca)
-        _, model, _ = detector_scores(parts, sc.smooth)
+        windows = sc.smooth, usable_long_window(sc.smooth_long, len(pca_val))
+        _, model, _ = detector_scores(parts, *windows)
+        _, baseline, _ = detector_scores({"pca": (pca_val, pca)}, *windows)
         out.append((metrics.evaluate(model, labels, 0.0)["auprc"],
-                    metrics.evaluate(smooth(pca, sc.smooth), labels, 0.0)["auprc"]))
+                    metrics.evaluate(baseline, labels, 0.0)["auprc"]))
     return np.array(out)
 
 
+ONE_SCALE = {"smooth_long": 0}
 ABLATIONS = {"defaults": {}, "fuse_pca=false": {"fuse_pca": False},
              "top_quantile=0": {"top_quantile": 0.0}, "top_quantile=0.9": {"top_quantile": 0.9},
              "scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
-             "smooth=1": {"smooth": 1}, "smooth=5": {"smooth": 5}, "smooth=20": {"smooth": 20},
-             "smooth=30": {"smooth": 30}, "smooth=50": {"smooth": 50},
-             "fuse_pca=false,smooth=30": {"fuse_pca": False, "smooth": 30}}
+             "smooth=5": {"smooth": 5}, "smooth=20": {"smooth": 20},
+             "smooth_long=30": {"smooth_long": 30}, "smooth_long=100": {"smooth_long": 100},
+             "smooth_long=0": ONE_SCALE, "smooth_long=0,smooth=1": ONE_SCALE | {"smooth": 1},
+             "smooth_long=0,smooth=30": ONE_SCALE | {"smooth": 30},
+             "smooth_long=0,smooth=50": ONE_SCALE | {"smooth": 50},
+             "smooth_long=0,fuse_pca=false,smooth=30": ONE_SCALE | {"fuse_pca": False,
+                                                                    "smooth": 30}}
 
 
 def held_out_picks(auprc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,8 +177,10 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         runs, walls, found = map(list, zip(*pool.map(one, args.datasets)))
     walls = [w for w in walls if w is not None] or [float("nan")]
-    smooth_window = found[0]["postprocess"]["smooth"]
-    means = print_table(f"after the configured post-processing (moving mean of {smooth_window} "
+    post = found[0]["postprocess"]
+    scales = f"{post['smooth']}" + (f" and {post['smooth_long']}" if post.get("smooth_long")
+                                     else "")
+    means = print_table(f"after the configured post-processing (moving means of {scales} "
                         "steps on every detector)", args.datasets,
                         [table_row(m, False) for m in found])
     print_table("point-wise (no post-processing)", args.datasets,
@@ -180,7 +190,7 @@ def main() -> None:
         print("\nablations (re-scored from saved errors): mean AUPRC model / pca")
         scores = np.stack([rescored(run, list(ABLATIONS.values())) for run in runs], axis=1)
         for label, pairs in zip(ABLATIONS, scores):  # pairs: (datasets, 2)
-            print(f"{label:>24}  model {pairs[:, 0].mean():.3f}  pca {pairs[:, 1].mean():.3f}  "
+            print(f"{label:>40}  model {pairs[:, 0].mean():.3f}  pca {pairs[:, 1].mean():.3f}  "
                   "per dataset " + " ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs), flush=True)
         if len(runs) > 2:
             picks, held = held_out_picks(scores[:, :, 0])

@@ -279,6 +279,13 @@ def test_decoder_dim_must_be_a_multiple_of_decoder_heads():
     assert "patchtst.model.decoder_dim (30)" in msg and "patchtst.model.decoder_heads (4)" in msg
 
 
+def test_the_long_time_scale_must_be_longer_than_the_short_one():
+    msg = config_error(["patchtst.score.smooth_long=10", "patchtst.score.smooth=10"])
+    assert "patchtst.score.smooth_long (10)" in msg and "patchtst.score.smooth (10)" in msg
+    assert "0 (one time scale)" in msg
+    assert load_config(["patchtst.score.smooth_long=0"]).patchtst.score.smooth_long == 0
+
+
 # ---------------------------------------------------------------- run.yaml
 
 

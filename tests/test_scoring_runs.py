@@ -64,18 +64,22 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
 
 
 def test_a_model_run_made_before_the_top_channels_part_scores_as_it_did(model_run, tmp_path):
-    """A run whose scoring.json fused the reconstruction and the PCA only (and recorded no
-    channel_normal) scores new data with those two parts, whatever today's config adds."""
+    """A run whose scoring.json fused the reconstruction and the PCA only, at one time scale
+    (and recorded no channel_normal and no smooth_long), scores new data with those two parts
+    at that one scale, whatever today's config adds."""
     old = tmp_path / "ws" / "runs" / model_run.name
     shutil.copytree(model_run, old)
     path = old / "patchtst" / "scoring.json"
     scoring = read_json(path)
+    assert scoring["smooth_long"] > 0  # today's run has two scales, else this proves less
     scoring["parts"] = ["reconstruction", "pca"]
-    del scoring["log_units"]["top_channels"], scoring["channel_normal"]
+    scoring["log_units"] = {k: scoring["log_units"][k] for k in scoring["parts"]}
+    del scoring["channel_normal"], scoring["smooth_long"]
     path.write_text(json.dumps(scoring))
     run = scoring_run(old, "--ts-data", Path(scoring["scored_file"]))
     rescored = read_json(run / "patchtst" / "scoring.json")
     assert rescored["parts"] == ["reconstruction", "pca"] and rescored["channel_normal"] is None
+    assert rescored["smooth_long"] == 0
     ours, today = (pd.read_csv(r / "patchtst" / "scores.csv")["score"] for r in (run, model_run))
     assert not np.allclose(ours, today)  # two parts, not today's three
 

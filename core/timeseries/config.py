@@ -44,10 +44,20 @@ class TSScoreConfig(Section):
     # uncapped, high only when several channels (one of few) err far above normal; 0: no part
     top_quantile: float = number(ge=0.0, lt=1.0)
     smooth: int = number(ge=1)  # centred moving mean of the step score, model and baselines
+    # a second, longer moving mean (0: none): every part, and every baseline, is also smoothed
+    # over this many steps and fused beside the short one in its own validation units, so a
+    # sustained anomaly counts at its own scale while a short one keeps the short view
+    smooth_long: int = number(ge=0)
     # a PCA's residual as one more part of the score (the mean of the parts' log scores, each
     # standardised on the validation split): PCA tolerates a shift that drowns the model
     fuse_pca: bool
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of validation-split scores
+
+    def check(self) -> None:
+        """Rules that tie several fields together."""
+        if self.smooth_long and self.smooth_long <= self.smooth:
+            raise ConfigError(f"patchtst.score.smooth_long ({self.smooth_long}) must be 0 (one "
+                              f"time scale) or longer than patchtst.score.smooth ({self.smooth})")
 
 
 class PatchTSTConfig(Section):
@@ -59,6 +69,7 @@ class PatchTSTConfig(Section):
 
     def check(self) -> None:
         """Rules that tie several fields together."""
+        self.score.check()
         if self.data.window % self.model.patch_len:
             raise ConfigError(
                 f"patchtst.data.window ({self.data.window}) must be a multiple of "

@@ -7,9 +7,11 @@ at the last row) reconstructed by model.onnx, each step's squared error per chan
 over the windows that cover it; each channel divided by its scale and capped; the mean over
 channels; a centred moving mean over `smooth` steps. When model.json has a `top_quantile`, that
 quantile over channels of the scaled errors (uncapped) is another part, and when it has a `pca`,
-the PCA's residual of the standardised rows is another, each smoothed the same way; the score
-is then the mean of the parts' log scores, each standardised with its `log_units` (mean, std
-of its log score on the run's validation rows). Flagged above `threshold`.
+the PCA's residual of the standardised rows is another, each smoothed the same way; when it has
+a `smooth_long`, every part is also smoothed over that many steps, as a term named
+`part@smooth_long`. With several terms the score is the mean of their log scores, each
+standardised with its `log_units` (mean, std of its log score on the run's validation rows).
+Flagged above `threshold`.
 `--channels channels.csv` also writes each row's per-channel error in units of its scale (what
 the run's channel_scores.npz holds; the console's top channels rank each channel's error above
 its `channel_normal`, its mean error on normal data).
@@ -108,10 +110,20 @@ def pca_residual(series: np.ndarray, pca: dict) -> np.ndarray:
     return np.mean((centred - (centred @ axes.T) @ axes) ** 2, axis=1)
 
 
-def fused(parts: dict, units: dict) -> np.ndarray:
-    """Smoothed (T,) parts → the mean of their logs, each in its validation (mean, std)."""
+def smoothed(parts: dict, window: int, long_window: int) -> dict:
+    """Point-wise (T,) parts → the terms: each over `window` steps, and over `long_window`
+    steps too (named `part@long_window`) when that is above 0."""
+    terms = {name: moving_mean(p, window) for name, p in parts.items()}
+    if long_window > 0:
+        terms |= {f"{name}@{long_window}": moving_mean(p, long_window)
+                  for name, p in parts.items()}
+    return terms
+
+
+def fused(terms: dict, units: dict) -> np.ndarray:
+    """Smoothed (T,) terms → the mean of their logs, each in its validation (mean, std)."""
     return np.mean([(np.log(p + 1e-12) - units[name][0]) / units[name][1]
-                    for name, p in parts.items()], axis=0)
+                    for name, p in terms.items()], axis=0)
 
 
 def score(path: Path, spec: dict, session) -> tuple:
@@ -131,8 +143,8 @@ def score(path: Path, spec: dict, session) -> tuple:
         parts["top_channels"] = np.quantile(errors, spec["top_quantile"], axis=1)
     if spec.get("pca"):
         parts["pca"] = pca_residual(series, spec["pca"])
-    parts = {name: moving_mean(p, spec["smooth"]) for name, p in parts.items()}
-    scores = fused(parts, spec["log_units"]) if len(parts) > 1 else parts["reconstruction"]
+    terms = smoothed(parts, spec["smooth"], spec.get("smooth_long") or 0)
+    scores = fused(terms, spec["log_units"]) if len(terms) > 1 else terms["reconstruction"]
     frame = pd.DataFrame({first: column, "score": scores,
                           "is_anomaly": (scores > spec["threshold"]).astype(np.int8)})
     if labels is not None:

@@ -237,12 +237,16 @@ def metrics_table(m: dict) -> pd.DataFrame:
 
 def postprocess_caption(m: dict) -> str | None:
     """What post-processing the headline rows had, in words; None when the run had none."""
-    window = (m.get("postprocess") or {}).get("smooth", 1)
-    if window <= 1:
+    post = m.get("postprocess") or {}
+    window, long_window = post.get("smooth", 1), post.get("smooth_long") or 0
+    if window <= 1 and not long_window:
         return None
+    means = f"a centred {window}-step moving mean" + (
+        f" fused with a {long_window}-step one (each in its units on normal validation data), "
+        "so short and sustained anomalies both show" if long_window else "")
     fused = " Each of the model's parts is also scored alone." if m.get("parts") else ""
-    return (f"Every detector's score after a centred {window}-step moving mean, applied alike "
-            f"to all; the point-wise rows are without it.{fused}")
+    return (f"Every detector's score after {means}, applied alike to all; the point-wise rows "
+            f"are without it.{fused}")
 
 
 def baseline_verdict(m: dict) -> str:

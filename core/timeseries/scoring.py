@@ -140,24 +140,53 @@ def standardised(scores: np.ndarray, unit: tuple[float, float]) -> np.ndarray:
 
 
 def fuse(smoothed: dict[str, np.ndarray], units: dict[str, tuple[float, float]]) -> np.ndarray:
-    """Smoothed (T,) scores of several parts → (T,) the mean of their `standardised` logs, each
-    in its own part's validation `units` (so scoring new data uses the model run's units)."""
+    """Smoothed (T,) scores of several terms → (T,) the mean of their `standardised` logs, each
+    in its own term's validation `units` (so scoring new data uses the model run's units)."""
     return np.mean([standardised(scores, units[name]) for name, scores in smoothed.items()],
                    axis=0)
 
 
-def detector_scores(parts: dict[str, tuple[np.ndarray, np.ndarray]], window: int
+LONG_WINDOWS_NEEDED = 10  # validation rows per step of the long window, at the least
+
+
+def usable_long_window(long_window: int, val_rows: int) -> int:
+    """The second time scale a run can use: `long_window`, or 0 (one scale) when the validation
+    split holds fewer than LONG_WINDOWS_NEEDED such windows. Its unit on normal data would then
+    rest on a few stretches, too narrow a spread, and that one term could drown the others."""
+    return long_window if val_rows >= LONG_WINDOWS_NEEDED * long_window else 0
+
+
+def smoothing_terms(parts: list[str], window: int, long_window: int = 0
+                    ) -> dict[str, tuple[str, int]]:
+    """The terms a detector fuses, {term: (part, moving-mean window)}: each part over `window`
+    steps, named as the part, and when long_window > 0 also over `long_window` steps, named
+    `part@long_window`."""
+    terms = {name: (name, window) for name in parts}
+    if long_window > 0:
+        terms |= {f"{name}@{long_window}": (name, long_window) for name in parts}
+    return terms
+
+
+def smoothed_terms(parts: dict[str, np.ndarray], window: int, long_window: int = 0
+                   ) -> dict[str, np.ndarray]:
+    """Point-wise parts {name: (T,)} → their `smoothing_terms`, {term: (T,)} smoothed."""
+    return {term: smooth(parts[name], w)
+            for term, (name, w) in smoothing_terms(list(parts), window, long_window).items()}
+
+
+def detector_scores(parts: dict[str, tuple[np.ndarray, np.ndarray]], window: int,
+                    long_window: int = 0
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[float, float]]]:
     """The detector's (validation, target) scores from its parts' point-wise (val (T_val,),
-    target (T,)) scores: each part smoothed over `window` steps; one part is the score itself,
-    several are `fuse`d in units of their validation scores, so detectors in different units
-    weigh alike and a part that fails on some data cannot silence the other. Also returns each
-    part's validation unit (empty for one part)."""
-    smoothed = {name: (smooth(val, window), smooth(target, window))
-                for name, (val, target) in parts.items()}
-    if len(smoothed) == 1:
-        (val, target), = smoothed.values()
-        return val, target, {}
-    units = {name: log_standard(val) for name, (val, _) in smoothed.items()}
-    return (fuse({name: val for name, (val, _) in smoothed.items()}, units),
-            fuse({name: target for name, (_, target) in smoothed.items()}, units), units)
+    target (T,)) scores: each part smoothed over `window` steps (and over `long_window` too when
+    it is > 0: `smoothed_terms`); a single term is the score itself, several are `fuse`d in
+    units of their validation scores, so detectors in different units, or one detector at two
+    time scales, weigh alike and a term that fails on some data cannot silence the other. Also
+    returns each term's validation unit (empty for one term)."""
+    val = smoothed_terms({name: v for name, (v, _) in parts.items()}, window, long_window)
+    target = smoothed_terms({name: t for name, (_, t) in parts.items()}, window, long_window)
+    if len(target) == 1:
+        (name,) = target
+        return val[name], target[name], {}
+    units = {name: log_standard(v) for name, v in val.items()}
+    return fuse(val, units), fuse(target, units), units

@@ -71,6 +71,7 @@ def score(ctx: Context) -> None:
     write_json(out.scoring, {
         "threshold": threshold, "percentile": trained.percentile,
         "mode": trained.cfg.score.mode, "smooth": trained.cfg.score.smooth,
+        "smooth_long": trained.long_window,
         "parts": list(parts), "log_units": source.get("log_units", {}),
         "rows": len(scores), "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(trained.channels, trained.scale.tolist())),
@@ -93,7 +94,8 @@ def evaluate(ctx: Context) -> None:
         raise Skip("no labels for the scored data")
     scores, threshold = ctx.state[f"{STREAM}.scores"], data.trained.threshold
     result = metrics.evaluate(scores, data.target.labels, threshold) | {
-        "baselines": {}, "postprocess": {"smooth": data.trained.cfg.score.smooth},
+        "baselines": {}, "postprocess": {"smooth": data.trained.cfg.score.smooth,
+                                         "smooth_long": data.trained.long_window},
         "notes": {"baselines": NO_BASELINES}}
     write_json(out.metrics, result)
     ctx.log.info("    auprc %s, auroc %s, f1 at the threshold %s",

@@ -27,7 +27,8 @@ from core.timeseries.channels import (constant_channels, constant_notes, out_of_
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import (channel_errors, channel_scale, detector_scores,
-                                     paired_reconstruction_parts, score_batch_size, smooth)
+                                     paired_reconstruction_parts, score_batch_size,
+                                     usable_long_window)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
 from core.timeseries.files import SeriesFiles
@@ -35,8 +36,9 @@ from core.training import fit, load_checkpoint
 
 STREAM = "patchtst"
 POSTPROCESS_NOTE = ("the headline metrics and `baselines` are after a centred moving mean of "
-                    "`postprocess.smooth` steps, applied alike to every detector; `pointwise` "
-                    "has all of them without it")
+                    "`postprocess.smooth` steps and, when `postprocess.smooth_long` is above 0, "
+                    "one of that many steps fused beside it (each in its validation units), "
+                    "applied alike to every detector; `pointwise` has all of them without it")
 PARTS_NOTE = ("the model's score fuses `parts` (the reconstruction error averaged over channels, "
               "its quantile over channels (`top_channels`) and a PCA fitted on the training "
               "data, those the config turns on); each part is also scored alone, with the same "
@@ -166,7 +168,11 @@ def score(ctx: Context) -> None:
         parts["pca"] = (pca.scores(data.val), pca.scores(data.target_values))  # (T_val,), (T,)
         with atomic_path(out.pca) as tmp, open(tmp, "wb") as f:
             np.savez(f, mean=pca.mean, axes=pca.axes)
-    val_scores, scores, units = detector_scores(parts, sc.smooth)  # (T_val,), (T,)
+    long_window = usable_long_window(sc.smooth_long, len(data.val))
+    if long_window != sc.smooth_long:
+        ctx.log.info("    one time scale: the validation split's %d rows are too few for the "
+                     "%d-step one (patchtst.score.smooth_long)", len(data.val), sc.smooth_long)
+    val_scores, scores, units = detector_scores(parts, sc.smooth, long_window)  # (T_val,), (T,)
     threshold = metrics.threshold_from_normal(val_scores, sc.threshold_percentile)
     write_scores(out.scores, data.target, scores, threshold)
     with atomic_path(out.channels) as tmp, open(tmp, "wb") as f:
@@ -178,7 +184,8 @@ def score(ctx: Context) -> None:
     far = out_of_range(data.target_values, channels, constant)
     write_json(out.scoring, {
         "threshold": threshold, "percentile": sc.threshold_percentile,
-        "mode": sc.mode, "smooth": sc.smooth, "rows": len(scores),
+        "mode": sc.mode, "smooth": sc.smooth, "smooth_long": long_window,
+        "rows": len(scores),
         "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
         "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),
@@ -188,6 +195,7 @@ def score(ctx: Context) -> None:
         "val_score_quantiles": {str(q): float(np.quantile(val_scores, q / 100))
                                 for q in (50, 90, 99, 100)}})
     ctx.state[f"{STREAM}.parts"] = parts
+    ctx.state[f"{STREAM}.long_window"] = long_window
     ctx.log.info("    %d rows scored, %d above the threshold %.4g", len(scores),
                  int((scores > threshold).sum()), threshold)
     for line in constant_notes(constant) + out_of_range_note(far, len(channels)):
@@ -219,23 +227,27 @@ def evaluate(ctx: Context) -> None:
     rnd_val, rnd_test = random_scores([len(data.val), len(labels)], ctx.cfg.pipeline.seed or 0)
     baselines = {"pca": pca, "random": (rnd_val, rnd_test)}  # the fused PCA is the baseline's fit
 
-    def scored(window: int) -> dict:
-        """Each detector's metrics after a moving mean over `window` steps: the model, its parts
-        when it fuses several, the baselines."""
-        detectors = {"model": detector_scores(parts, window)[:2]}
-        if len(parts) > 1:
-            detectors |= {name: (smooth(v, window), smooth(t, window))
-                          for name, (v, t) in parts.items() if name not in baselines}
-        detectors |= {name: (smooth(v, window), smooth(t, window))
-                      for name, (v, t) in baselines.items()}
-        return {name: metrics.evaluate(test, labels, metrics.threshold_from_normal(
-            val, sc.threshold_percentile)) for name, (val, test) in detectors.items()}
+    def scored(*windows: int) -> dict:
+        """Each detector's metrics after the same post-processing (`detector_scores` over
+        `windows`): the model, its parts when it fuses several, the baselines."""
+        detectors = {"model": parts}
+        if len(parts) > 1:  # each of the model's own parts alone too
+            detectors |= {name: {name: pair} for name, pair in parts.items()
+                          if name not in baselines}
+        detectors |= {name: {name: pair} for name, pair in baselines.items()}
+        found = {}
+        for name, detector in detectors.items():
+            val, test, _ = detector_scores(detector, *windows)
+            found[name] = metrics.evaluate(test, labels, metrics.threshold_from_normal(
+                val, sc.threshold_percentile))
+        return found
 
-    post, point = scored(sc.smooth), scored(1)
+    long_window = ctx.state[f"{STREAM}.long_window"]
+    post, point = scored(sc.smooth, long_window), scored(1)
     result = post.pop("model") | {
         "parts": {name: post.pop(name) for name in list(post) if name not in baselines},
         "baselines": post,
-        "postprocess": {"smooth": sc.smooth},
+        "postprocess": {"smooth": sc.smooth, "smooth_long": long_window},
         "pointwise": point,
         "notes": {"pa_f1": PA_F1_NOTE, "postprocess": POSTPROCESS_NOTE}}
     if not result["parts"]:

@@ -19,7 +19,8 @@ from core.timeseries.baselines import PCAFit
 from core.timeseries.config import PatchTSTConfig
 from core.timeseries.files import SeriesFiles
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import channel_errors, fuse, reconstruction_parts, smooth
+from core.timeseries.scoring import (channel_errors, fuse, reconstruction_parts, smoothed_terms,
+                                     smoothing_terms)
 from core.timeseries.windows import Normalizer
 
 STREAM = "patchtst"
@@ -37,9 +38,10 @@ class TrainedSeries:
     threshold: float  # a step score above it is flagged
     percentile: float  # of the validation scores, where the threshold sits
     pca: PCAFit | None = None  # fused into the score (score.fuse_pca), fitted on training rows
-    units: dict[str, tuple[float, float]] | None = None  # each fused part's validation unit
+    units: dict[str, tuple[float, float]] | None = None  # each fused term's validation unit
     normal: dict[str, float] | None = None  # each channel's mean scaled error on validation
     top_quantile: float = 0.0  # > 0: the run's score has a `top_channels` part
+    long_window: int = 0  # > 0: the run also smoothed each part over this many steps
 
     @property
     def window(self) -> int:
@@ -62,10 +64,11 @@ class TrainedSeries:
         return parts
 
     def score(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        """Point-wise parts → the run's post-processed score (T,): each part smoothed, then
-        fused in the run's own validation units when there are several."""
-        smoothed = {name: smooth(p, self.cfg.score.smooth) for name, p in parts.items()}
-        return fuse(smoothed, self.units) if len(smoothed) > 1 else smoothed["reconstruction"]
+        """Point-wise parts → the run's post-processed score (T,): each part smoothed (at the
+        run's one or two time scales), then fused in the run's own validation units when that
+        makes several terms."""
+        terms = smoothed_terms(parts, self.cfg.score.smooth, self.long_window)
+        return fuse(terms, self.units) if len(terms) > 1 else terms["reconstruction"]
 
 
 def load_trained(run_dir: Path) -> TrainedSeries:
@@ -87,12 +90,14 @@ def load_trained(run_dir: Path) -> TrainedSeries:
         raise DataError(f"run {run_dir.name}: {STREAM}/scoring.json holds channel scales for "
                         f"{sorted(by_name)}, expected the model's channels {channels}")
     parts = scoring.get("parts") or ["reconstruction"]
+    long_window = int(scoring.get("smooth_long") or 0)  # runs before the second scale: none
+    terms = list(smoothing_terms(parts, cfg.score.smooth, long_window))
     return TrainedSeries(run_dir, model, cfg, channels, Normalizer.from_dict(extra["normalizer"]),
                          np.array([by_name[c] for c in channels], np.float32),
                          float(scoring["threshold"]), float(scoring["percentile"]),
-                         _fused_pca(run_dir, parts), _units(run_dir, scoring, parts),
+                         _fused_pca(run_dir, parts), _units(run_dir, scoring, terms),
                          scoring.get("channel_normal"),
-                         cfg.score.top_quantile if "top_channels" in parts else 0.0)
+                         cfg.score.top_quantile if "top_channels" in parts else 0.0, long_window)
 
 
 def _fused_pca(run_dir: Path, parts: list[str]) -> PCAFit | None:
@@ -107,14 +112,14 @@ def _fused_pca(run_dir: Path, parts: list[str]) -> PCAFit | None:
         return PCAFit(npz["mean"], npz["axes"])
 
 
-def _units(run_dir: Path, scoring: dict, parts: list[str]
+def _units(run_dir: Path, scoring: dict, terms: list[str]
            ) -> dict[str, tuple[float, float]] | None:
-    """Each fused part's validation unit (scoring.json's log_units), None for a run whose score
-    is the reconstruction alone."""
-    if len(parts) == 1:
+    """Each fused term's validation unit (scoring.json's log_units), None for a run whose score
+    is the reconstruction alone at one time scale."""
+    if len(terms) == 1:
         return None
     units = scoring.get("log_units") or {}
-    if sorted(units) != sorted(parts):
-        raise DataError(f"run {run_dir.name}: its score fuses {parts}, but {STREAM}/scoring.json "
+    if sorted(units) != sorted(terms):
+        raise DataError(f"run {run_dir.name}: its score fuses {terms}, but {STREAM}/scoring.json "
                         f"holds log_units for {sorted(units)}")
     return {name: (float(m), float(s)) for name, (m, s) in units.items()}

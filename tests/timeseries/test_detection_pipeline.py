@@ -16,9 +16,9 @@ from core.config import read_config
 from core.curves import shift_warning
 from core.fileio import read_json
 from core.train_view import live_view
-from core.timeseries.results import load_ts_results
+from core.timeseries.results import load_ts_results, postprocess_caption
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import detector_scores, smooth, step_scores, top_channel_scores
+from core.timeseries.scoring import detector_scores, step_scores, top_channel_scores
 from core.timeseries.stages import load
 
 pytestmark = pytest.mark.slow
@@ -53,6 +53,7 @@ def test_postprocessing_is_identical_for_the_model_its_parts_and_its_baselines(t
     cfg = read_config(tiny_run / "run.yaml")
     sc = cfg.patchtst.score
     assert sc.smooth > 1 and sc.fuse_pca and sc.top_quantile > 0  # else this proves less
+    assert sc.smooth_long > sc.smooth and len(load(cfg)[0].val) >= 10 * sc.smooth_long
     scores = pd.read_csv(tiny_run / "patchtst" / "scores.csv")
     labels = scores["label"].to_numpy()
     with np.load(tiny_run / "patchtst" / "channel_scores.npz") as npz:
@@ -63,16 +64,16 @@ def test_postprocessing_is_identical_for_the_model_its_parts_and_its_baselines(t
     pca_val, pca = pca_scores(data.train, [data.val, data.target_values])
     parts = {"reconstruction": (val_point, point), "top_channels": (val_top, top),
              "pca": (pca_val, pca)}
-    fused = {w: detector_scores(parts, w)[1] for w in (sc.smooth, 1)}
-    np.testing.assert_allclose(scores["score"], fused[sc.smooth], rtol=1e-4, atol=1e-5)
+    windows = (sc.smooth, sc.smooth_long)  # both time scales, for every detector alike
+    fused = detector_scores(parts, *windows)[1]
+    np.testing.assert_allclose(scores["score"], fused, rtol=1e-4, atol=1e-5)
 
     m = read_json(tiny_run / "patchtst" / "metrics.json")
-    assert m["postprocess"] == {"smooth": sc.smooth}
-    expect = {("model", True): fused[sc.smooth], ("model", False): fused[1],
-              ("reconstruction", True): smooth(point, sc.smooth),
-              ("reconstruction", False): point,
-              ("top_channels", True): smooth(top, sc.smooth), ("top_channels", False): top,
-              ("pca", True): smooth(pca, sc.smooth), ("pca", False): pca}
+    assert m["postprocess"] == {"smooth": sc.smooth, "smooth_long": sc.smooth_long}
+    expect = {("model", False): detector_scores(parts, 1)[1], ("model", True): fused}
+    for name, pair in parts.items():
+        expect[name, True] = detector_scores({name: pair}, *windows)[1]
+        expect[name, False] = pair[1]
     for (who, post), values in expect.items():
         found = {"model": m, **m["parts"], **m["baselines"]}[who] if post else m["pointwise"][who]
         assert found["auprc"] == pytest.approx(
@@ -85,11 +86,27 @@ def test_the_reconstruction_alone_when_fusion_is_off(plain_run):
     run = plain_run
     sc = read_config(run / "run.yaml").patchtst.score
     with np.load(run / "patchtst" / "channel_scores.npz") as npz:
-        point = step_scores(npz["errors"], sc.channel_cap)
+        val, point = (step_scores(npz[k], sc.channel_cap) for k in ("val_errors", "errors"))
     scores = pd.read_csv(run / "patchtst" / "scores.csv")["score"]
-    np.testing.assert_allclose(scores, smooth(point, sc.smooth), rtol=1e-5)
+    # the reconstruction's mean alone, at the two time scales
+    alone = detector_scores({"reconstruction": (val, point)}, sc.smooth, sc.smooth_long)[1]
+    np.testing.assert_allclose(scores, alone, rtol=1e-4, atol=1e-5)
+    assert read_json(run / "patchtst" / "scoring.json")["parts"] == ["reconstruction"]
     assert "parts" not in read_json(run / "patchtst" / "metrics.json")
     assert not (run / "patchtst" / "pca.npz").exists()
+
+
+def test_a_validation_split_too_short_for_the_long_scale_scores_at_one(tmp_path):
+    from conftest import tiny_dataset
+    run = run_tiny(tiny_dataset.__wrapped__(tmp_path), tmp_path / "ws",
+                   "patchtst.score.smooth_long=100")  # 160 validation rows hold 1.6 such windows
+    assert "one time scale: the validation split's 160 rows are too few for the 100-step one" \
+        in (run / "pipeline.log").read_text()
+    scoring = read_json(run / "patchtst" / "scoring.json")
+    assert scoring["smooth_long"] == 0 and not any("@" in t for t in scoring["log_units"])
+    assert read_json(run / "patchtst" / "metrics.json")["postprocess"]["smooth_long"] == 0
+    assert "fused with" not in postprocess_caption(
+        read_json(run / "patchtst" / "metrics.json"))
 
 
 def test_cross_channel_block_on_and_off(tiny_run, plain_run):

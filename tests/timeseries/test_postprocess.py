@@ -1,6 +1,6 @@
 """Tests of the step score's post-processing (core/timeseries/scoring.py): the channel scale's
-floor, the per-channel cap, the top channels' part, the moving mean, the fusion of several parts,
-and the constant-channel facts (core/timeseries/channels.py)."""
+floor, the per-channel cap, the top channels' part, the moving mean and its second time scale,
+the fusion of several parts, and the constant-channel facts (core/timeseries/channels.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,9 +10,9 @@ from core.config import defaults
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
 from core.timeseries.config import TSScoreConfig
-from core.timeseries.scoring import (channel_scale, detector_scores, log_standard,
-                                     reconstruction_parts, smooth, standardised, step_scores,
-                                     top_channel_scores)
+from core.timeseries.scoring import (LONG_WINDOWS_NEEDED, channel_scale, detector_scores,
+                                     log_standard, reconstruction_parts, smooth, standardised,
+                                     step_scores, top_channel_scores, usable_long_window)
 from core.timeseries.windows import Normalizer
 
 DEFAULT = defaults("patchtst.score")
@@ -162,3 +162,29 @@ def test_a_flat_validation_score_does_not_divide_by_zero():
     mean, std = log_standard(np.full(10, 2.0))
     assert mean == pytest.approx(np.log(2.0)) and std == 1e-6
     assert np.isfinite(standardised(np.array([0.0, 2.0, 3.0]), (mean, std))).all()
+
+
+def test_a_second_time_scale_lifts_a_sustained_rise_and_keeps_short_spikes():
+    """A point-wise score ~|N(0, 1)| + 1; test rows 1000-1299 sit 40 % higher (sustained,
+    mild), rows 300, 2000 and 2500 start 5-row spikes at 3x (short, strong)."""
+    rng = np.random.default_rng(0)
+    val, test = (np.abs(rng.normal(size=n)) + 1 for n in (2000, 3000))
+    test[1000:1300] *= 1.4
+    spikes = (300, 2000, 2500)
+    for s in spikes:
+        test[s:s + 5] *= 3
+    normal = np.r_[0:250, 400:900, 1400:1900, 2100:2400, 2600:3000]  # away from both
+    shares = {}
+    for windows in ((10,), (10, 50)):
+        _, score, units = detector_scores({"reconstruction": (val, test)}, *windows)
+        top = score[normal].max()
+        shares[windows] = (score[1000:1300] > top).mean()
+        assert all(score[s:s + 5].max() > top for s in spikes), windows
+    assert list(units) == ["reconstruction", "reconstruction@50"]  # each scale in its units
+    assert shares[10, 50] > 0.85 and shares[10,] < 0.75
+
+
+def test_the_second_time_scale_needs_enough_validation_rows():
+    assert usable_long_window(50, LONG_WINDOWS_NEEDED * 50) == 50
+    assert usable_long_window(50, LONG_WINDOWS_NEEDED * 50 - 1) == 0  # too few: one scale
+    assert usable_long_window(0, 10 ** 6) == 0
