@@ -168,6 +168,9 @@ def test_metrics_table_adds_point_wise_rows_and_the_caption_names_the_smoothing(
     assert ts_results.metrics_table(m).index.tolist() == [
         "model", "pca", "random", "model · point-wise", "pca · point-wise", "random · point-wise"]
     assert "10-step moving mean" in ts_results.postprocess_caption(m)
+    assert "fused with" not in ts_results.postprocess_caption(m)  # a run before two scales
+    two = ts_results.postprocess_caption(m | {"postprocess": {"smooth": 10, "smooth_long": 50}})
+    assert "10-step moving mean fused with a 50-step one" in two
     assert ts_results.postprocess_caption(row | {"postprocess": {"smooth": 1}}) is None
 
 
