@@ -209,7 +209,8 @@ def main() -> None:
         scores = np.stack([rescored(run, list(ABLATIONS.values())) for run in runs], axis=1)
         on_guard = None if guard is None else rescored(guard[0], list(ABLATIONS.values()))
         for i, (label, pairs) in enumerate(zip(ABLATIONS, scores)):  # pairs: (datasets, 2)
-            tail = "" if on_guard is None else f" | sample {on_guard[i, 0]:.2f}/{on_guard[i, 1]:.2f}"
+            tail = ("" if on_guard is None
+                    else f" | sample {on_guard[i, 0]:.2f}/{on_guard[i, 1]:.2f}")
             print(f"{label:>40}  model {pairs[:, 0].mean():.3f}  pca {pairs[:, 1].mean():.3f}  "
                   "per dataset " + " ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs) + tail,
                   flush=True)
