@@ -217,12 +217,17 @@ def test_load_ts_results(run_dir):
     assert [s.name for s in results.result_streams(run_dir)] == ["patchtst"]
     assert set(res.channel_scale) == {"a", "b", "c"}  # per-channel scaling is the default
     assert res.parts == ["reconstruction", "top_channels", "pca"]  # the default parts
+    assert res.windows == (10, 15)  # the tiny preset's two time scales
     assert res.score_title == ts_results.SCORE_TITLES["fused"]
-    assert res.score_meaning.startswith("Anomaly score: the mean of 3 log scores")
+    assert res.score_meaning.startswith("Anomaly score: the mean of 6 log scores")
     assert "most-erring channels" in res.score_meaning and "PCA" in res.score_meaning
+    assert "each over 10 and 15-step moving means" in res.score_meaning
     assert list(ts_results.metrics_table(res.metrics).index[:5]) == [
         "model", "reconstruction", "top_channels", "pca", "random"]
-    res.parts = ["reconstruction"]
+    res.parts = ["reconstruction"]  # one part at two scales: still log scores
+    assert res.score_title == ts_results.SCORE_TITLES["fused"]
+    assert res.score_meaning.startswith("Anomaly score: the mean of 2 log scores")
+    res.windows = (10,)  # one part at one scale: its own units
     assert res.score_title == ts_results.SCORE_TITLES["scaled"]
     assert "each channel's divided by its mean error" in res.score_meaning
 

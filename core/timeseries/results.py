@@ -62,6 +62,7 @@ class TSResults:
     notes: list[str] = field(default_factory=list)  # what a person should know before trusting it
     parts: list[str] = field(default_factory=lambda: ["reconstruction"])  # fused into the score
     channel_normal: dict[str, float] | None = None  # each channel's mean error on normal data
+    windows: tuple[int, ...] = (1,)  # the moving means each part was smoothed over (1 or 2)
 
     @cached_property
     def contributions(self) -> np.ndarray:  # (T, C); once per object: the page reads it often
@@ -99,7 +100,7 @@ class TSResults:
         """The score's unit: `fused` parts count in standard deviations of their log score on
         normal validation data; otherwise, with per-channel scaling (`scaled`), each channel's
         error counts in units of its own mean error there; else (`plain`) normalised units."""
-        if len(self.parts) > 1:
+        if len(self.parts) * len(self.windows) > 1:
             return "fused"
         scaled = self.channel_scale and any(v != 1 for v in self.channel_scale.values())
         return "scaled" if scaled else "plain"
@@ -112,9 +113,12 @@ class TSResults:
     def score_meaning(self) -> str:
         if self.score_kind != "fused":
             return SCORE_MEANINGS[self.score_kind]
-        words = [PART_WORDS.get(name, name) for name in self.parts]
-        return (f"Anomaly score: the mean of {len(words)} log scores, {'; '.join(words)}; each in "
-                f"standard deviations of its scores on normal validation data.")
+        words = "; ".join(PART_WORDS.get(name, name) for name in self.parts)
+        n = len(self.parts) * len(self.windows)
+        if len(self.windows) > 1:
+            words += f", each over {' and '.join(map(str, self.windows))}-step moving means"
+        return (f"Anomaly score: the mean of {n} log scores, {words}; each in standard "
+                f"deviations of its scores on normal validation data.")
 
     @property
     def checkpoint(self) -> Path | None:
@@ -144,7 +148,15 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
                      float(scoring["threshold"]), scoring.get("percentile"),
                      read_json(out.metrics), signal, note, scoring.get("scored_file"),
                      scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring),
-                     scoring.get("parts") or ["reconstruction"], scoring.get("channel_normal"))
+                     scoring.get("parts") or ["reconstruction"], scoring.get("channel_normal"),
+                     _windows(scoring))
+
+
+def _windows(scoring: dict) -> tuple[int, ...]:
+    """The moving means a run smoothed each part of its score over (scoring.json): `smooth`,
+    and `smooth_long` when the run had a second time scale."""
+    long_window = scoring.get("smooth_long") or 0
+    return (scoring.get("smooth", 1),) + ((long_window,) if long_window else ())
 
 
 def _notes(run_dir: Path, stream: str, scoring: dict) -> list[str]:
