@@ -41,7 +41,8 @@ OURS, THEIRS = "ours PatchTST", "HF PatchTSTForPretraining"
 
 def our_model() -> PatchTST:
     cfg = defaults("patchtst.model", patch_len=PATCH, d_model=D_MODEL, n_heads=HEADS,
-                   n_layers=LAYERS, d_ff=FFN, dropout=0.0, mask_ratio=MASK_RATIO, revin=False)
+                   n_layers=LAYERS, d_ff=FFN, dropout=0.0, mask_ratio=MASK_RATIO, revin=False,
+                   variance_head=False)  # HF's model has none: like for like
     return PatchTST(cfg, CHANNELS, WINDOW)
 
 

@@ -246,7 +246,7 @@ def test_loss_figure_traces_axes_and_log_scale(ws):
     assert (train.name, val.name) == ("patchtst train", "patchtst validation")
     assert list(train.x) == list(range(1, 31)) and list(val.x) == [10, 20, 30]
     assert fig.layout.xaxis.title.text == STEP_AXIS == "optimizer step"
-    assert fig.layout.yaxis.title.text == LOSS_AXIS == "loss (MSE, normalised units)"
+    assert fig.layout.yaxis.title.text == LOSS_AXIS == "loss (normalised units)"
     assert fig.layout.yaxis.type == "linear"
     assert loss_figure(curves, log_y=True).layout.yaxis.type == "log"
     empty = loss_figure({}, log_y=False)

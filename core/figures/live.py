@@ -20,7 +20,7 @@ STATE_COLOURS = {  # stage state → node colour; every state has its own, and a
     "skipped": "#e5e7eb",
 }
 STREAM_COLOURS = ("#2563eb", "#9333ea", "#0d9488", "#b45309")  # one per stream, in order
-LOSS_AXIS = "loss (MSE, normalised units)"
+LOSS_AXIS = "loss (normalised units)"  # MSE, plus the variance term of a model with one
 STEP_AXIS = "optimizer step"
 
 

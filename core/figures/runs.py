@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from core.streams import STREAMS
 
-LOSS_TITLE = "loss (MSE, normalised units)"
+LOSS_TITLE = "loss (normalised units)"
 
 
 def overlay_loss_figure(curves: Mapping[str, Mapping[str, Mapping]], log_y: bool = False

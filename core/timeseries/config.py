@@ -27,6 +27,8 @@ class PatchTSTModelConfig(Section):
     decoder_dim: int = number(ge=4)  # width of the light decoder after the visible-only encoder
     decoder_depth: int = number(ge=1, le=4)  # decoder blocks over all patches (FFN 2x its width)
     decoder_heads: int = number(ge=1)
+    # a head that predicts each value's variance; scoring divides each squared error by it
+    variance_head: bool
 
 
 class TSScoreConfig(Section):

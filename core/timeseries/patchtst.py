@@ -19,12 +19,20 @@ attends across the C channel tokens at each position (with a learned embedding p
 a hidden patch of one channel is predicted from the same moment in the others as well as from
 its own context.
 
+Also beyond the paper: an optional variance head (`variance_head`). A small MLP on the decoder's
+features predicts each value's log-variance, trained by the Gaussian negative log-likelihood of
+the (detached) squared errors, so the reconstruction itself is trained by MSE as before. Scoring
+divides each squared error by its predicted variance: an error at a moment the model knew to be
+hard to predict counts less than the same error at a moment it expected to fit closely.
+
 Differences from the paper, on purpose: pre-LayerNorm blocks instead of post-BatchNorm (BatchNorm
 and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; LayerNorm trains as
 well at this size) and dropout 0 by default (dropout cost ~43 % of CPU training throughput).
 On a CPU, several short series share one attention problem (`series_per_problem`): same
 result, fewer of the tiny problems whose count, not size, sets SDPA's cost there."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +103,8 @@ class RevIN(nn.Module):
         mean, std = stats
         return y * std + mean
 
+
+LOG_VAR_BOUND = 8.0  # predicted log-variances stay within ±8: variances from 3e-4 to 3e3
 
 PROBLEM_TOKENS = 24  # tokens per folded attention problem, at most (measured best for 6 and 10)
 
@@ -207,6 +217,13 @@ class PatchTST(nn.Module):
                                      for _ in range(cfg.decoder_depth))
         self.decoder_norm = nn.LayerNorm(Dd)
         self.head = nn.Linear(Dd, cfg.patch_len)
+        # last, so that every other weight initialises as it does without the head
+        self.log_var_head = (nn.Sequential(nn.Linear(Dd, Dd), nn.GELU(),
+                                           nn.Linear(Dd, cfg.patch_len))
+                             if cfg.variance_head else None)
+        if self.log_var_head is not None:  # starts at variance 1 everywhere
+            nn.init.zeros_(self.log_var_head[-1].weight)
+            nn.init.zeros_(self.log_var_head[-1].bias)
 
     def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Embedded patches (S, n, D) → decoder tokens (S, n, Dd); attention only to the tokens
@@ -217,20 +234,25 @@ class PatchTST(nn.Module):
         return self.to_decoder(self.norm(h))
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
-        """Tokens (S, N, Dd) at every patch position (mask tokens at hidden ones) → predicted
-        patches (S, N, P)."""
+        """Tokens (S, N, Dd) at every patch position (mask tokens at hidden ones) → the decoder's
+        normalised features (S, N, Dd), which `head` turns into predicted patches."""
         h = h + self.decoder_pos
         if self.mixer is not None:
             h = self.mixer(h)
         for block in self.decoder:
             h = block(h)
-        return self.head(self.decoder_norm(h))
+        return self.decoder_norm(h)
 
-    def reconstruct_patches(self, patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def log_variance(self, features: torch.Tensor) -> torch.Tensor:
+        """Decoder features (S, N, Dd) → each predicted value's log-variance (S, N, P), within
+        ±LOG_VAR_BOUND. Only for a model with the variance head."""
+        return self.log_var_head(features).clamp(-LOG_VAR_BOUND, LOG_VAR_BOUND)
+
+    def features(self, patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(S, N, P) normalised patches, S = B*C series in batch-major order, mask (S, N) True =
-        hidden or None → predictions (S, N, P). Any mask (rows may hide different counts, as
-        scoring's staggered masks do): the encoder runs on all N tokens, but no token attends to
-        a hidden one, and hidden ones leave as mask tokens, so a hidden patch's values cannot
+        hidden or None → decoder features (S, N, Dd). Any mask (rows may hide different counts,
+        as scoring's staggered masks do): the encoder runs on all N tokens, but no token attends
+        to a hidden one, and hidden ones leave as mask tokens, so a hidden patch's values cannot
         reach the output, just as in `loss`, where hidden patches are left out altogether."""
         tokens = self.embed(patches) + self.pos  # (S, N, D)
         if mask is None:
@@ -239,11 +261,27 @@ class PatchTST(nn.Module):
         h = torch.where(mask[..., None], self.mask_token.to(h.dtype), h)
         return self.decode(h)
 
+    def reconstruct_patches(self, patches: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(S, N, P) normalised patches, mask (S, N) or None → predictions (S, N, P)."""
+        return self.head(self.features(patches, mask))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, C), mask (B*C, N) or None → reconstruction (B, L, C) in x's scale."""
         z, stats = self.revin(x)
-        pred = self.reconstruct_patches(patchify(z, self.cfg.patch_len), mask)
+        pred = self.reconstruct_patches(patchify(z, self.cfg.patch_len), mask)  # (S, N, P)
         return self.revin.inverse(unpatchify(pred, self.n_channels), stats)
+
+    def errors(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, C), mask (B*C, N) or None → each value's squared reconstruction error
+        (B, L, C) in fp32: in x's scale, or, with the variance head, in the model's normalised
+        scale and divided by the variance it predicted for that value."""
+        if self.log_var_head is None:
+            return (self(x, mask).float() - x).pow(2)
+        z, _ = self.revin(x)
+        patches = patchify(z, self.cfg.patch_len)  # (S, N, P)
+        h = self.features(patches, mask)  # (S, N, Dd)
+        ratio = (self.head(h).float() - patches).pow(2) * torch.exp(-self.log_variance(h).float())
+        return unpatchify(ratio, self.n_channels)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only.
@@ -257,6 +295,19 @@ class PatchTST(nn.Module):
         # embedding every patch costs little (P → D); the position's gather has a cheap backward
         tokens = gather_units(self.embed(target) + self.pos, index)  # (S, n_keep, D)
         h = scatter_units(self.mask_token, self.encode(tokens), index, N)  # (S, N, Dd)
-        pred = self.decode(h)  # (S, N, P)
-        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (S, N)
+        h = self.decode(h)  # (S, N, Dd)
+        squared = (self.head(h).float() - target.float()).pow(2)  # (S, N, P)
+        per_patch = squared.mean(dim=-1)  # (S, N)
+        if self.log_var_head is not None:
+            per_patch = per_patch + variance_loss(squared.detach(),
+                                                  self.log_variance(h).float()).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
+
+
+def variance_loss(squared: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """The Gaussian negative log-likelihood (up to constants) of squared errors under predicted
+    log-variances, less its least value for each error (reached at log_var = log squared, within
+    ±LOG_VAR_BOUND): elementwise, ≥ 0, 0 where the predicted variance is the squared error, and
+    with the NLL's gradient, so a loss curve stays positive and comparable across epochs."""
+    best = squared.clamp(math.exp(-LOG_VAR_BOUND), math.exp(LOG_VAR_BOUND)).log()
+    return squared * (torch.exp(-log_var) - torch.exp(-best)) + log_var - best

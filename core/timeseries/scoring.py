@@ -23,13 +23,14 @@ from core.timeseries.windows import gather_windows, window_starts
 
 
 def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
-    """Squared reconstruction error (B, L, C) of windows x (B, L, C)."""
+    """Squared reconstruction error (B, L, C) of windows x (B, L, C), over the predicted variance
+    when the model has a variance head (`PatchTST.errors`)."""
     if mode == "full":
-        return (model(x).float() - x).pow(2)
+        return model.errors(x)
     B, L, C = x.shape
     masks = staggered_masks(model.n_patches, model.cfg.mask_ratio, C).to(x.device)  # (K, C, N)
     return masked_error(  # a mask's pattern is the same in every window
-        masks, lambda mask: (model(x, mask.repeat(B, 1)).float() - x).pow(2),
+        masks, lambda mask: model.errors(x, mask.repeat(B, 1)),
         lambda mask: mask.repeat_interleave(model.cfg.patch_len, dim=1).T)  # (L, C)
 
 

@@ -146,6 +146,8 @@ def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[Pa
     ckpt = load_checkpoint(checkpoint, device)
     saved = ckpt["extra"]["config"]
     require_visible_encoder(saved, checkpoint)
+    # trained before the variance head existed: the weights have none, and the run scored without
+    saved = {**saved, "model": {"variance_head": False, **saved["model"]}}
     cfg = from_dict(PatchTSTConfig, saved, "patchtst")
     model = PatchTST(cfg.model, ckpt["extra"]["n_channels"], cfg.data.window)
     model.load_state_dict(ckpt["model"])

@@ -1,6 +1,7 @@
 """Tests of core/timeseries/patchtst.py: patch layout and its exact inverse, the mask helpers'
 conventions (True = hidden), RevIN, and the model: shape, no NaN, hidden patches really hidden,
-a gradient for every parameter, and a loss that falls on a tiny problem."""
+a gradient for every parameter, a loss that falls on a tiny problem, and the variance head's
+loss and what it learns."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ from core.config import defaults
 from core.masking import gather_units, scatter_units, visible_index
 from core.timeseries.config import PatchTSTModelConfig
 from core.timeseries.patchtst import (PatchTST, RevIN, complementary_masks, patchify,
-                                      random_patch_mask, unpatchify)
+                                      random_patch_mask, unpatchify, variance_loss)
 
 TINY = defaults("patchtst.model", patch_len=4, d_model=16, n_heads=2, n_layers=1, d_ff=32,
                 dropout=0.0, mask_ratio=0.4, decoder_dim=8, decoder_heads=2)
@@ -162,7 +163,7 @@ def test_hidden_patches_never_reach_the_output():
 def test_loss_counts_only_hidden_patches(monkeypatch):
     """With a fixed mask, a prediction error on visible patches does not enter the loss."""
     import core.timeseries.patchtst as patchtst
-    model = tiny_model(n_channels=1, window=32)
+    model = tiny_model(n_channels=1, window=32, variance_head=False)
     fixed = torch.zeros(2, 8, dtype=torch.bool)
     fixed[:, :3] = True
     monkeypatch.setattr(patchtst, "random_patch_mask", lambda *a, **k: fixed)
@@ -197,13 +198,19 @@ def test_loss_path_and_masked_reconstruction_agree():
     index = visible_index(mask, 5)
     with torch.no_grad():
         h = model.encode(gather_units(model.embed(patches) + model.pos, index))
-        gathered = model.decode(scatter_units(model.mask_token, h, index, 8))
+        gathered = model.head(model.decode(scatter_units(model.mask_token, h, index, 8)))
         masked = model.reconstruct_patches(patches, mask)
     assert torch.allclose(gathered, masked, atol=1e-5)
 
 
 def test_every_parameter_gets_a_gradient():
+    """After one step: the variance head's last layer starts at zero (variance 1), so its first
+    layer gets no gradient until that layer has moved."""
     model = tiny_model(n_channels=2, window=32, n_layers=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.loss(torch.randn(6, 32, 2)).backward()
+    opt.step()
+    opt.zero_grad()
     model.loss(torch.randn(6, 32, 2)).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
@@ -212,7 +219,8 @@ def test_every_parameter_gets_a_gradient():
 
 
 def test_loss_falls_on_sine_waves():
-    model = tiny_model(n_channels=2, window=32)
+    """The reconstruction's MSE (the loss of a model without the variance head)."""
+    model = tiny_model(n_channels=2, window=32, variance_head=False)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     train = sines(64, 32, 2, seed=0)
     val = sines(64, 32, 2, seed=1)
@@ -307,7 +315,7 @@ def test_cross_channel_predicts_a_hidden_patch_from_a_copied_channel():
     data = torch.cat([noise, noise], dim=2)  # (256, 32, 2)
 
     def trained_loss(on: bool) -> float:
-        model = tiny_model(n_channels=2, window=32, cross_channel=on)
+        model = tiny_model(n_channels=2, window=32, cross_channel=on, variance_head=False)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         for step in range(120):
             batch = data[(step * 32) % 256:(step * 32) % 256 + 32]
@@ -352,3 +360,97 @@ def test_a_checkpoint_from_before_the_visible_only_encoder_is_refused_by_name(tm
     with pytest.raises(DataError, match=r"best.pt: trained by an earlier PatchTST.*train the "
                                         r"model again"):
         load_model(tmp_path)
+
+
+def test_a_checkpoint_from_before_the_variance_head_loads_without_it(tmp_path):
+    """Its saved config has no `variance_head` and its weights no such head: it loads as it was
+    trained, and its errors stay plain squared errors, whatever today's default."""
+    from core.config import to_dict
+    from core.timeseries.files import SeriesFiles
+    from core.timeseries.stages import load_model
+    from core.training import save_checkpoint
+    model = tiny_model(n_channels=2, window=32, variance_head=False).eval()
+    cfg = to_dict(defaults("patchtst"))
+    cfg["model"] |= to_dict(model.cfg)
+    cfg["data"]["window"] = 32
+    del cfg["model"]["variance_head"]
+    save_checkpoint(SeriesFiles(tmp_path).checkpoint, {"model": model.state_dict(), "extra": {
+        "config": cfg, "n_channels": 2}})
+    loaded, _ = load_model(tmp_path)
+    assert loaded.log_var_head is None
+    x = torch.randn(3, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.errors(x), (model(x) - x).pow(2))
+
+
+def test_variance_loss_is_zero_at_the_errors_own_variance_with_the_nll_gradient():
+    squared = torch.tensor([0.0, 1e-6, 0.04, 1.0, 30.0, 1e5])
+    best = squared.clamp(math.exp(-8), math.exp(8)).log()  # within the head's bounds
+    assert torch.allclose(variance_loss(squared, best), torch.zeros(6), atol=1e-5)
+    log_var = torch.linspace(-8, 8, 6).requires_grad_()
+    loss = variance_loss(squared, log_var)
+    assert (loss >= -1e-5).all() and (loss > 1e-3).sum() >= 4
+    loss.sum().backward()  # d/dlv of the Gaussian NLL  s·exp(-lv) + lv
+    torch.testing.assert_close(log_var.grad, 1 - squared * torch.exp(-log_var.detach()))
+
+
+def regime_windows(n: int, noise: float, seed: int) -> torch.Tensor:
+    """(n, 32, 1) sines with white noise of the given std: one noise regime per window."""
+    g = torch.Generator().manual_seed(seed)
+    return sines(n, 32, 1, seed=seed) + noise * torch.randn(n, 32, 1, generator=g)
+
+
+@pytest.fixture(scope="module")
+def two_regime_model() -> PatchTST:
+    """A tiny model with the variance head, trained on windows of a quiet (noise 0.05) and a
+    noisy (0.5) regime, each visible in a window's own patches (about 2 s on one thread)."""
+    model = tiny_model(n_channels=1, window=32)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    data = torch.cat([regime_windows(256, 0.05, 0), regime_windows(256, 0.5, 1)])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(600):
+        batch = data[torch.randint(len(data), (64,), generator=g)]
+        loss = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_variance_head_learns_which_windows_are_noisy(two_regime_model):
+    """Hidden patches of noisy windows get a far larger predicted variance than those of quiet
+    ones (the noise's ratio is 100), so their errors, divided by it, come out alike, where the
+    squared errors differ by over 10 times."""
+    model = two_regime_model
+    mask = torch.zeros(128, 8, dtype=torch.bool)
+    mask[:, 3:5] = True  # (S, N): patches 3 and 4 hidden
+    quiet, noisy = regime_windows(128, 0.05, 2), regime_windows(128, 0.5, 3)
+    with torch.no_grad():
+        def spread(x):
+            return model.log_variance(model.features(patchify(x, 4), mask)).exp()[mask].mean()
+
+        def both_errors(x):
+            hidden = mask.repeat_interleave(4, dim=1)[..., None]  # (B, L, 1)
+            squared = (model(x, mask) - x).pow(2)[hidden].mean()
+            return squared, model.errors(x, mask)[hidden].mean()
+
+        assert spread(noisy) > 5 * spread(quiet)
+        (sq_quiet, z_quiet), (sq_noisy, z_noisy) = both_errors(quiet), both_errors(noisy)
+    assert sq_noisy > 10 * sq_quiet
+    assert z_noisy < 3 * z_quiet
+
+
+def test_variance_head_scores_a_deviation_higher_where_the_series_was_quiet(two_regime_model):
+    """The same +1 deviation on a hidden patch: far more unusual in a quiet window than in a
+    noisy one, and the scored error says so (a plain squared error would rank them alike)."""
+    model = two_regime_model
+    mask = torch.zeros(64, 8, dtype=torch.bool)
+    mask[:, 4] = True
+    quiet, noisy = regime_windows(64, 0.05, 4), regime_windows(64, 0.5, 5)
+    with torch.no_grad():
+        def deviation_score(x):
+            bumped = x.clone()
+            bumped[:, 16:20] += 1.0  # patch 4
+            return (model.errors(bumped, mask) - model.errors(x, mask))[:, 16:20].mean()
+
+        assert deviation_score(quiet) > 5 * deviation_score(noisy)

@@ -36,10 +36,11 @@ def sine_series(n_rows: int, n_channels: int = 2, seed: int = 0) -> np.ndarray:
     return (x + 0.02 * rng.standard_normal(x.shape)).astype(np.float32)
 
 
-def tiny_model(seed: int = 0, n_channels: int = 2) -> PatchTST:
+def tiny_model(seed: int = 0, n_channels: int = 2, variance_head: bool = False) -> PatchTST:
+    """Without the variance head unless asked: these tests are about squared errors."""
     torch.manual_seed(seed)
     cfg = defaults("patchtst.model", patch_len=PATCH, d_model=16, n_heads=2, n_layers=1,
-                   d_ff=32, mask_ratio=0.25)
+                   d_ff=32, mask_ratio=0.25, variance_head=variance_head)
     return PatchTST(cfg, n_channels, WINDOW)
 
 
@@ -229,17 +230,21 @@ def test_channel_errors_do_not_depend_on_batch_size():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_masked_window_errors_count_each_step_once():
+@pytest.mark.parametrize("variance_head", [False, True])
+def test_masked_window_errors_count_each_step_once(variance_head):
     """In masked mode a step's error comes from the one mask that hides its patch in its
-    channel, so it equals the error of a forward pass with that mask."""
-    model = tiny_model(seed=7).eval()
+    channel, so it equals the error of a forward pass with that mask: the squared error, or
+    with the variance head that error over its predicted variance."""
+    model = tiny_model(seed=7, variance_head=variance_head).eval()
     x = torch.from_numpy(sine_series(WINDOW, seed=8))[None]  # (1, L, C)
     with torch.no_grad():
         err = window_errors(model, x, "masked")
         masks = staggered_masks(model.n_patches, model.cfg.mask_ratio, 2)  # (K, C, N)
         assert (masks.sum(dim=0) == 1).all()  # each (channel, patch) hidden exactly once
         for mask in masks:
-            pred_err = (model(x, mask) - x).pow(2)[0]  # (L, C)
+            pred_err = model.errors(x, mask)[0]  # (L, C)
+            if not variance_head:
+                torch.testing.assert_close(pred_err, (model(x, mask) - x).pow(2)[0])
             for c, i in mask.nonzero().tolist():
                 rows = slice(i * PATCH, (i + 1) * PATCH)
                 torch.testing.assert_close(err[0, rows, c], pred_err[rows, c])
