@@ -222,6 +222,8 @@ def test_load_ts_results(run_dir):
     assert res.score_meaning.startswith("Anomaly score: the mean of 6 log scores")
     assert "most-erring channels" in res.score_meaning and "PCA" in res.score_meaning
     assert "each over 10 and 15-step moving means" in res.score_meaning
+    assert res.variance_head  # the default model's: its caption says what the errors are
+    assert res.score_meaning.endswith(ts_results.VARIANCE_WORDS)
     assert list(ts_results.metrics_table(res.metrics).index[:5]) == [
         "model", "reconstruction", "top_channels", "pca", "random"]
     res.parts = ["reconstruction"]  # one part at two scales: still log scores
@@ -230,6 +232,8 @@ def test_load_ts_results(run_dir):
     res.windows = (10,)  # one part at one scale: its own units
     assert res.score_title == ts_results.SCORE_TITLES["scaled"]
     assert "each channel's divided by its mean error" in res.score_meaning
+    res.variance_head = False  # a run made before the variance head: no such sentence
+    assert "predicted" not in res.score_meaning
 
 
 def test_missing_scored_file_still_shows_scores(run_dir, tmp_path):

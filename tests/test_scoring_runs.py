@@ -57,6 +57,7 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
     assert scoring["threshold"] == source["threshold"]
     assert scoring["channel_scale"] == source["channel_scale"]
     assert scoring["channel_normal"] == source["channel_normal"]  # top channels rank alike
+    assert scoring["variance_head"] is source["variance_head"] is True  # the same errors
     metrics = read_json(run / "patchtst" / "metrics.json")
     assert metrics["auroc"] == pytest.approx(read_json(model_run / "patchtst" /
                                                        "metrics.json")["auroc"])

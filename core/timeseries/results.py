@@ -41,6 +41,8 @@ PART_WORDS = {"reconstruction": "the reconstruction's error averaged over channe
               "top_channels": "its error in the most-erring channels (a high quantile over "
                               "channels)",
               "pca": "a PCA's residual (fitted on the training data)"}
+VARIANCE_WORDS = (" Each squared error was first divided by the variance the model predicted for "
+                  "that value, so it counts more where the model expected a close fit.")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class TSResults:
     parts: list[str] = field(default_factory=lambda: ["reconstruction"])  # fused into the score
     channel_normal: dict[str, float] | None = None  # each channel's mean error on normal data
     windows: tuple[int, ...] = (1,)  # the moving means each part was smoothed over (1 or 2)
+    variance_head: bool = False  # each squared error was divided by the model's variance for it
 
     @cached_property
     def contributions(self) -> np.ndarray:  # (T, C); once per object: the page reads it often
@@ -111,6 +114,9 @@ class TSResults:
 
     @property
     def score_meaning(self) -> str:
+        return self._unit_meaning() + (VARIANCE_WORDS if self.variance_head else "")
+
+    def _unit_meaning(self) -> str:
         if self.score_kind != "fused":
             return SCORE_MEANINGS[self.score_kind]
         words = "; ".join(PART_WORDS.get(name, name) for name in self.parts)
@@ -149,7 +155,7 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
                      read_json(out.metrics), signal, note, scoring.get("scored_file"),
                      scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring),
                      scoring.get("parts") or ["reconstruction"], scoring.get("channel_normal"),
-                     _windows(scoring))
+                     _windows(scoring), bool(scoring.get("variance_head")))
 
 
 def _windows(scoring: dict) -> tuple[int, ...]:

@@ -187,7 +187,7 @@ def score(ctx: Context) -> None:
     write_json(out.scoring, {
         "threshold": threshold, "percentile": sc.threshold_percentile,
         "mode": sc.mode, "smooth": sc.smooth, "smooth_long": long_window,
-        "rows": len(scores),
+        "variance_head": model.log_var_head is not None, "rows": len(scores),
         "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
         "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),
