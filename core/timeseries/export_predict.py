@@ -5,8 +5,8 @@ steps are those of the run that was exported: the channels named in model.json, 
 standardised with the training mean and std; windows every `stride` rows (the last one ending
 at the last row) reconstructed by model.onnx, each step's squared error per channel (over the
 variance the model predicted for it, when the model has a variance head: model.onnx computes
-that too) averaged over the windows that cover it; each channel divided by its scale and capped; the mean over
-channels; a centred moving mean over `smooth` steps. When model.json has a `top_quantile`, that
+that too) averaged over the windows that cover it; each channel divided by its scale and
+capped; the mean over channels; a centred moving mean over `smooth` steps. When model.json has a `top_quantile`, that
 quantile over channels of the scaled errors (uncapped) is another part, and when it has a `pca`,
 the PCA's residual of the standardised rows is another, each smoothed the same way; when it has
 a `smooth_long`, every part is also smoothed over that many steps, as a term named
