@@ -6,8 +6,8 @@ standardised with the training mean and std; windows every `stride` rows (the la
 at the last row) reconstructed by model.onnx, each step's squared error per channel (over the
 variance the model predicted for it, when the model has a variance head: model.onnx computes
 that too) averaged over the windows that cover it; each channel divided by its scale and
-capped; the mean over channels; a centred moving mean over `smooth` steps. When model.json has a `top_quantile`, that
-quantile over channels of the scaled errors (uncapped) is another part, and when it has a `pca`,
+capped; the mean over channels; a centred moving mean over `smooth` steps. When model.json has
+a `top_quantile`, that quantile over channels of the scaled errors (uncapped) is another part, and when it has a `pca`,
 the PCA's residual of the standardised rows is another, each smoothed the same way; when it has
 a `smooth_long`, every part is also smoothed over that many steps, as a term named
 `part@smooth_long`. With several terms the score is the mean of their log scores, each
