@@ -5,13 +5,14 @@ steps are those of the run that was exported: the channels named in model.json, 
 standardised with the training mean and std; windows every `stride` rows (the last one ending
 at the last row) reconstructed by model.onnx, each step's squared error per channel (over the
 variance the model predicted for it, when the model has a variance head: model.onnx computes
-that too) averaged over the windows that cover it; each channel divided by its scale and
-capped; the mean over channels; a centred moving mean over `smooth` steps. When model.json has
-a `top_quantile`, that quantile over channels of the scaled errors (uncapped) is another part, and when it has a `pca`,
-the PCA's residual of the standardised rows is another, each smoothed the same way; when it has
-a `smooth_long`, every part is also smoothed over that many steps, as a term named
-`part@smooth_long`. With several terms the score is the mean of their log scores, each
-standardised with its `log_units` (mean, std of its log score on the run's validation rows).
+that too) averaged over the windows that cover it; each channel divided by its scale and capped;
+the mean over channels; a centred moving mean over `smooth` steps. When model.json has a
+`top_quantile`, that quantile over channels of the scaled errors (uncapped) is another part, and
+when it has a `pca`, the PCA's residual of the standardised rows is another, each smoothed the
+same way; when it has a `smooth_long`, every part is also smoothed over that many steps, as a
+term named `part@smooth_long`. With several terms the score is the mean of their log scores,
+each standardised with its `log_units` (mean, std of its log score on the run's validation
+rows).
 Flagged above `threshold`.
 `--channels channels.csv` also writes each row's per-channel error in units of its scale (what
 the run's channel_scores.npz holds; the console's top channels rank each channel's error above
