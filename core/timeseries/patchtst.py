@@ -284,9 +284,10 @@ class PatchTST(nn.Module):
         return unpatchify(ratio, self.n_channels)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only.
-        Every series hides the same number of patches, so its visible ones are gathered into
-        one dense (S, n_keep) batch for the encoder: hidden patches cost it nothing."""
+        """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only,
+        plus, with the variance head, its `variance_loss` on the same values. Every series hides
+        the same number of patches, so its visible ones are gathered into one dense (S, n_keep)
+        batch for the encoder: hidden patches cost it nothing."""
         z, _ = self.revin(x)
         target = patchify(z, self.cfg.patch_len)  # (S, N, P)
         S, N, _ = target.shape
