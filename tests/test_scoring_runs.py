@@ -58,6 +58,8 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
     assert scoring["channel_scale"] == source["channel_scale"]
     assert scoring["channel_normal"] == source["channel_normal"]  # top channels rank alike
     assert scoring["variance_head"] is source["variance_head"] is True  # the same errors
+    assert scoring["log_var_ceiling"] == source["log_var_ceiling"] and \
+        set(source["log_var_ceiling"]) == set(source["channel_scale"])  # one per channel
     metrics = read_json(run / "patchtst" / "metrics.json")
     assert metrics["auroc"] == pytest.approx(read_json(model_run / "patchtst" /
                                                        "metrics.json")["auroc"])

@@ -54,6 +54,9 @@ class TSScoreConfig(Section):
     # standardised on the validation split): PCA tolerates a shift that drowns the model
     fuse_pca: bool
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of validation-split scores
+    # with the variance head: the predicted variance divides an error by at most its channel's
+    # value at this quantile of the validation steps; 0: no ceiling
+    variance_ceiling: float = number(ge=0.0, le=1.0)
 
     def check(self) -> None:
         """Rules that tie several fields together."""

@@ -224,6 +224,9 @@ class PatchTST(nn.Module):
         if self.log_var_head is not None:  # starts at variance 1 everywhere
             nn.init.zeros_(self.log_var_head[-1].weight)
             nn.init.zeros_(self.log_var_head[-1].bias)
+        # (C,) or None: each channel's highest log-variance that `errors` divides by, set for
+        # scoring from normal data (`scoring.set_log_var_ceiling`); not a trained weight
+        self.log_var_ceiling: torch.Tensor | None = None
 
     def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Embedded patches (S, n, D) → decoder tokens (S, n, Dd); attention only to the tokens
@@ -274,14 +277,25 @@ class PatchTST(nn.Module):
     def errors(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, C), mask (B*C, N) or None → each value's squared reconstruction error
         (B, L, C) in fp32: in x's scale, or, with the variance head, in the model's normalised
-        scale and divided by the variance it predicted for that value."""
+        scale and divided by the variance it predicted for that value, that variance at most
+        its channel's `log_var_ceiling` when one is set."""
         if self.log_var_head is None:
             return (self(x, mask).float() - x).pow(2)
         z, _ = self.revin(x)
         patches = patchify(z, self.cfg.patch_len)  # (S, N, P)
         h = self.features(patches, mask)  # (S, N, Dd)
-        ratio = (self.head(h).float() - patches).pow(2) * torch.exp(-self.log_variance(h).float())
-        return unpatchify(ratio, self.n_channels)
+        squared = unpatchify((self.head(h).float() - patches).pow(2), self.n_channels)
+        log_var = unpatchify(self.log_variance(h).float(), self.n_channels)  # (B, L, C)
+        if self.log_var_ceiling is not None:
+            log_var = torch.minimum(log_var, self.log_var_ceiling.to(log_var))
+        return squared * torch.exp(-log_var)
+
+    def log_variances(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, C), mask (B*C, N) or None → each value's predicted log-variance (B, L, C) in
+        fp32, with no ceiling. Only for a model with the variance head."""
+        z, _ = self.revin(x)
+        h = self.features(patchify(z, self.cfg.patch_len), mask)  # (S, N, Dd)
+        return unpatchify(self.log_variance(h).float(), self.n_channels)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only,

@@ -25,12 +25,19 @@ from core.timeseries.windows import gather_windows, window_starts
 def window_errors(model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
     """Squared reconstruction error (B, L, C) of windows x (B, L, C), over the predicted variance
     when the model has a variance head (`PatchTST.errors`)."""
+    return per_window(model.errors, model, x, mode)
+
+
+def per_window(measure: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+               model: PatchTST, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """measure(x, mask) → (B, L, C) of windows x (B, L, C) as scoring takes it: with nothing
+    hidden (`full`), or (`masked`) each value from the one complementary mask that hides it."""
     if mode == "full":
-        return model.errors(x)
+        return measure(x, None)
     B, L, C = x.shape
     masks = staggered_masks(model.n_patches, model.cfg.mask_ratio, C).to(x.device)  # (K, C, N)
     return masked_error(  # a mask's pattern is the same in every window
-        masks, lambda mask: model.errors(x, mask.repeat(B, 1)),
+        masks, lambda mask: measure(x, mask.repeat(B, 1)),
         lambda mask: mask.repeat_interleave(model.cfg.patch_len, dim=1).T)  # (L, C)
 
 
@@ -41,13 +48,39 @@ def score_batch_size(cfg: TSScoreConfig, device: torch.device) -> int:
     return cfg.batch_size or (256 if device.type == "cuda" else 32)
 
 
-@torch.no_grad()
 def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
                    device: torch.device, should_stop: Callable[[], bool] = lambda: False
                    ) -> np.ndarray:
     """Per-step, per-channel reconstruction error (T, C) float32 of a normalised series (T, C),
     averaged over the windows that cover each step. In fp32 whatever the training precision,
     as the exported model.onnx computes it."""
+    return step_means(model.errors, model, values, cfg, device, should_stop)
+
+
+def set_log_var_ceiling(model: PatchTST, val: np.ndarray, cfg: TSScoreConfig,
+                        device: torch.device, should_stop: Callable[[], bool] = lambda: False
+                        ) -> np.ndarray | None:
+    """Cap what the variance head may discount: each channel's predicted log-variance on the
+    normal validation rows (T_val, C), per step, at the `cfg.variance_ceiling` quantile, set
+    as `model.log_var_ceiling` and returned (C,). Without a head or a ceiling: None, unset.
+
+    Trained longer, the head learns that unfamiliar moments are hard to predict and so would
+    excuse an anomaly's error; the ceiling lets it excuse no more than on normal data."""
+    model.log_var_ceiling = None
+    if model.log_var_head is None or cfg.variance_ceiling == 0:
+        return None
+    log_var = step_means(model.log_variances, model, val, cfg, device, should_stop)  # (T, C)
+    ceiling = np.quantile(log_var, cfg.variance_ceiling, axis=0).astype(np.float32)  # (C,)
+    model.log_var_ceiling = torch.from_numpy(ceiling)
+    return ceiling
+
+
+@torch.no_grad()
+def step_means(measure: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+               model: PatchTST, values: np.ndarray, cfg: TSScoreConfig, device: torch.device,
+               should_stop: Callable[[], bool]) -> np.ndarray:
+    """`per_window` measure of windows every `cfg.stride` rows over a normalised series
+    (T, C), averaged over the windows that cover each step: (T, C) float32."""
     model.eval().to(device)
     window = model.n_patches * model.cfg.patch_len
     series = torch.from_numpy(values)
@@ -61,7 +94,7 @@ def channel_errors(model: PatchTST, values: np.ndarray, cfg: TSScoreConfig,
             raise StopRequested("stopped while scoring")
         batch = starts[i:i + batch_size]
         x = gather_windows(series, batch, window).to(device, non_blocking=True)
-        err = window_errors(model, x, cfg.mode).cpu().double()  # (B, L, C)
+        err = per_window(measure, model, x, cfg.mode).cpu().double()  # (B, L, C)
         rows = (batch[:, None] + offsets).reshape(-1)  # (B*L,)
         total.index_add_(0, rows, err.reshape(-1, err.shape[-1]))
         count.index_add_(0, rows, torch.ones(len(rows), dtype=torch.float64))

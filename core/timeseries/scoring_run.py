@@ -73,6 +73,7 @@ def score(ctx: Context) -> None:
         "mode": trained.cfg.score.mode, "smooth": trained.cfg.score.smooth,
         "smooth_long": trained.long_window,
         "variance_head": trained.model.log_var_head is not None,
+        "log_var_ceiling": source.get("log_var_ceiling"),
         "parts": list(parts), "log_units": source.get("log_units", {}),
         "rows": len(scores), "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(trained.channels, trained.scale.tolist())),

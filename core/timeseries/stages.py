@@ -28,7 +28,7 @@ from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
 from core.timeseries.scoring import (channel_errors, channel_scale, detector_scores,
                                      paired_reconstruction_parts, score_batch_size,
-                                     usable_long_window)
+                                     set_log_var_ceiling, usable_long_window)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
                                      window_batches, window_starts)
 from core.timeseries.files import SeriesFiles
@@ -160,6 +160,7 @@ def score(ctx: Context) -> None:
     model, _ = load_model(out.dir, device)
     with explain_oom("scoring PatchTST", f"lower patchtst.score.batch_size (now "
                                          f"{score_batch_size(sc, device)})"):
+        ceiling = set_log_var_ceiling(model, data.val, sc, device, ctx.should_stop)  # (C,)
         val_errors = channel_errors(model, data.val, sc, device, ctx.should_stop)  # (T_val, C)
         errors = channel_errors(model, data.target_values, sc, device, ctx.should_stop)  # (T, C)
     scale = channel_scale(val_errors, sc.normalize_channels, sc.scale_floor)  # (C,)
@@ -188,6 +189,7 @@ def score(ctx: Context) -> None:
         "threshold": threshold, "percentile": sc.threshold_percentile,
         "mode": sc.mode, "smooth": sc.smooth, "smooth_long": long_window,
         "variance_head": model.log_var_head is not None, "rows": len(scores),
+        "log_var_ceiling": None if ceiling is None else dict(zip(channels, ceiling.tolist())),
         "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
         "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),

@@ -83,12 +83,15 @@ def load_trained(run_dir: Path) -> TrainedSeries:
                         f"({STREAM}/{out.checkpoint.name} and {STREAM}/{out.scoring.name}), "
                         f"found none")
     model, extra = load_model(out.dir)
+    ceiling = scoring.get("log_var_ceiling")  # runs before the ceiling, or without a head: none
     cfg = from_dict(PatchTSTConfig, extra["config"], STREAM)
     channels = [str(c) for c in extra["channels"]]
     by_name = scoring.get("channel_scale") or {}
     if sorted(by_name) != sorted(channels):
         raise DataError(f"run {run_dir.name}: {STREAM}/scoring.json holds channel scales for "
                         f"{sorted(by_name)}, expected the model's channels {channels}")
+    if ceiling is not None:
+        model.log_var_ceiling = torch.tensor([ceiling[c] for c in channels], dtype=torch.float32)
     parts = scoring.get("parts") or ["reconstruction"]
     long_window = int(scoring.get("smooth_long") or 0)  # runs before the second scale: none
     terms = list(smoothing_terms(parts, cfg.score.smooth, long_window))

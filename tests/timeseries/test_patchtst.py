@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -454,3 +455,34 @@ def test_variance_head_scores_a_deviation_higher_where_the_series_was_quiet(two_
             return (model.errors(bumped, mask) - model.errors(x, mask))[:, 16:20].mean()
 
         assert deviation_score(quiet) > 5 * deviation_score(noisy)
+
+
+def regime_series(n_rows: int, noise: float, seed: int) -> np.ndarray:
+    """(n_rows, 1) float32 sine of period 8 with white noise of the given std."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_rows)[:, None]
+    return (np.sin(2 * np.pi * t / 8) + noise * rng.standard_normal((n_rows, 1))).astype(np.float32)
+
+
+def test_the_variance_ceiling_stops_the_head_excusing_what_normal_data_never_showed(
+        two_regime_model):
+    """Set from quiet normal rows, the ceiling lets the head discount an error no more than it
+    did there: on a noisy stretch (unlike any normal row) the scored error rises many times,
+    while on quiet rows like the normal ones it barely moves."""
+    from core.config import defaults
+    from core.timeseries.scoring import channel_errors, set_log_var_ceiling
+    model = two_regime_model
+    cfg = defaults("patchtst.score", stride=4)
+    quiet, noisy = regime_series(400, 0.05, 6), regime_series(400, 0.5, 7)
+    model.log_var_ceiling = None
+    before = [channel_errors(model, x, cfg, torch.device("cpu")).mean() for x in (quiet, noisy)]
+    ceiling = set_log_var_ceiling(model, regime_series(400, 0.05, 8), cfg, torch.device("cpu"))
+    assert ceiling.shape == (1,) and torch.equal(model.log_var_ceiling, torch.from_numpy(ceiling))
+    after = [channel_errors(model, x, cfg, torch.device("cpu")).mean() for x in (quiet, noisy)]
+    model.log_var_ceiling = None  # the fixture is shared
+    assert after[1] > 4 * before[1]
+    assert after[0] < 1.5 * before[0]
+    assert set_log_var_ceiling(model, quiet, defaults("patchtst.score", variance_ceiling=0.0),
+                               torch.device("cpu")) is None and model.log_var_ceiling is None
+    plain = tiny_model(n_channels=1, window=32, variance_head=False)
+    assert set_log_var_ceiling(plain, quiet, cfg, torch.device("cpu")) is None
