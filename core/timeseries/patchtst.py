@@ -23,7 +23,8 @@ Also beyond the paper: an optional variance head (`variance_head`). A small MLP 
 features predicts each value's log-variance, trained by the Gaussian negative log-likelihood of
 the (detached) squared errors, so the reconstruction itself is trained by MSE as before. Scoring
 divides each squared error by its predicted variance: an error at a moment the model knew to be
-hard to predict counts less than the same error at a moment it expected to fit closely.
+hard to predict counts less than the same error at a moment it expected to fit closely. A
+per-channel `log_var_ceiling`, set at scoring from normal data, bounds that discount.
 
 Differences from the paper, on purpose: pre-LayerNorm blocks instead of post-BatchNorm (BatchNorm
 and its transposes were ~27 % of a CPU step in peer code, `../shared/PERF.md`; LayerNorm trains as

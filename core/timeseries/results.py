@@ -42,7 +42,8 @@ PART_WORDS = {"reconstruction": "the reconstruction's error averaged over channe
                               "channels)",
               "pca": "a PCA's residual (fitted on the training data)"}
 VARIANCE_WORDS = (" Each squared error was first divided by the variance the model predicted for "
-                  "that value, so it counts more where the model expected a close fit.")
+                  "that value (at most its channel's usual high on normal data), so it counts "
+                  "more where the model expected a close fit.")
 
 
 @dataclass
