@@ -161,19 +161,26 @@ def test_hidden_patches_never_reach_the_output():
     assert not torch.allclose(a, c)  # unmasked, the change is seen: the check above can fail
 
 
-def test_loss_counts_only_hidden_patches(monkeypatch):
-    """With a fixed mask, a prediction error on visible patches does not enter the loss."""
+@pytest.mark.parametrize("variance_head", [False, True])
+def test_loss_counts_only_hidden_patches(monkeypatch, variance_head):
+    """With a fixed mask, a prediction error on visible patches does not enter the loss: the
+    MSE, plus with the variance head its `variance_loss`, over the hidden patches."""
     import core.timeseries.patchtst as patchtst
-    model = tiny_model(n_channels=1, window=32, variance_head=False)
+    model = tiny_model(n_channels=1, window=32, variance_head=variance_head)
+    if variance_head:  # a head that predicts something other than its starting variance 1
+        torch.nn.init.normal_(model.log_var_head[-1].weight)
     fixed = torch.zeros(2, 8, dtype=torch.bool)
     fixed[:, :3] = True
     monkeypatch.setattr(patchtst, "random_patch_mask", lambda *a, **k: fixed)
     x = torch.randn(2, 32, 1)
     z, _ = model.revin(x)
     target = patchify(z, 4)
-    pred = model.reconstruct_patches(target, fixed)
-    expected = (pred - target).pow(2).mean(dim=-1)[:, :3].mean()
-    assert torch.allclose(model.loss(x), expected, atol=1e-6)
+    h = model.features(target, fixed)
+    squared = (model.head(h) - target).pow(2)  # (S, N, P)
+    per_patch = squared.mean(dim=-1)
+    if variance_head:
+        per_patch = per_patch + variance_loss(squared, model.log_variance(h)).mean(dim=-1)
+    assert torch.allclose(model.loss(x), per_patch[:, :3].mean(), atol=1e-6)
 
 
 def test_training_encodes_the_visible_patches_only():
