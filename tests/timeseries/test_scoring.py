@@ -236,6 +236,8 @@ def test_masked_window_errors_count_each_step_once(variance_head):
     channel, so it equals the error of a forward pass with that mask: the squared error, or
     with the variance head that error over its predicted variance."""
     model = tiny_model(seed=7, variance_head=variance_head).eval()
+    if variance_head:  # variances other than the head's starting 1, so the division shows
+        torch.nn.init.normal_(model.log_var_head[-1].weight)
     x = torch.from_numpy(sine_series(WINDOW, seed=8))[None]  # (1, L, C)
     with torch.no_grad():
         err = window_errors(model, x, "masked")
