@@ -87,9 +87,6 @@ class TrainConfig(Section):
                            "early; 0: never", ge=0)
     max_steps_per_epoch: int = number(ge=0)  # 0: all windows; else a random subset per epoch
     log_every: int = number(ge=1)  # steps between metrics.jsonl lines
-    # the weights the run scores and exports (its checkpoint): `best` the epoch with the lowest
-    # validation loss, `last` the last epoch's
-    keep: Literal["best", "last"]
 
 
 class RunConfig(Section):

@@ -36,8 +36,8 @@ class Layout:
 class StreamFiles(Layout):
     """`<run>/<stream>/`: what every stream writes there."""
     summary = RunFile("data_summary.json")  # the prepared data, for Results and the index
-    training = RunFile("training.json")  # how fit() ended: epochs, best and kept epoch, losses
-    checkpoint = RunFile("best.pt")  # the kept weights (`train.keep`): scoring, export
+    training = RunFile("training.json")  # how fit() ended: epochs, best epoch, losses
+    checkpoint = RunFile("best.pt")  # the best epoch's weights: scoring, export, resume source
     last = RunFile("last.pt")  # the last epoch's full state: resume
     scores = RunFile("scores.csv")  # one anomaly score per step / image
     scoring = RunFile("scoring.json")  # how the scores were made (and the numbers to redo it)

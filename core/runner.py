@@ -218,7 +218,5 @@ class TrainReporter:
         if self.ctx.is_main:
             write_json(StreamFiles(self.out_dir or self.ctx.stream_dir(self.stream)).training,
                        vars(result))
-        self.ctx.log.info("    best validation loss %.4f at epoch %d%s%s", result.best_val_loss,
-                          result.best_epoch, " (early stop)" if result.early_stopped else "",
-                          "" if result.kept_epoch == result.best_epoch else
-                          f"; the run keeps the last epoch's weights (epoch {result.kept_epoch})")
+        self.ctx.log.info("    best validation loss %.4f at epoch %d%s", result.best_val_loss,
+                          result.best_epoch, " (early stop)" if result.early_stopped else "")

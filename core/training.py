@@ -51,7 +51,6 @@ class FitResult:
     best_val_loss: float
     best_epoch: int
     early_stopped: bool
-    kept_epoch: int  # the epoch whose weights the run keeps (`TrainConfig.keep`): best or last
 
 
 def lr_at(step: int, total: int, base_lr: float, warmup_frac: float, min_lr_frac: float) -> float:
@@ -136,8 +135,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         rt: Runtime, out_dir: Path, extra: dict, reporter: Reporter, resume: bool = False,
         group: Solo = SOLO) -> FitResult:
     """Train `model` for `cfg.epochs` epochs of `n_batches` steps; checkpoints go to `out_dir`
-    (`best.pt`: the weights the run keeps, the lowest validation loss's or with `cfg.keep`
-    "last" the last epoch's; `last.pt`: latest state, for resume). `extra` (config,
+    (`best.pt`: lowest validation loss, `last.pt`: latest state, for resume). `extra` (config,
     normalisation statistics...) is saved in both so a checkpoint is self-contained. On a
     torchrun rank, `n_batches` and the batches are this rank's shard."""
     device = rt.device
@@ -152,13 +150,11 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
     total_steps = cfg.epochs * n_batches
     first_step = state.step + 1  # reported at once, so the console shows progress from the start
 
-    def checkpoint(path: Path, val_loss: float | None = None) -> None:
-        """The weights (and, to `last.pt`, the full state) after `state.epoch` epochs;
-        `val_loss`: that epoch's, else the best so far."""
+    def checkpoint(path: Path) -> None:
         if not group.is_main:
             return
         payload = {"model": model.state_dict(), "extra": extra, "epoch": state.epoch,
-                   "val_loss": state.best_val if val_loss is None else val_loss}
+                   "val_loss": state.best_val}
         if path == files.last:
             payload |= {"optimizer": opt.state_dict(), "scaler": step.scaler.state_dict(),
                         "state": vars(state).copy()}
@@ -200,10 +196,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
         improved = val_loss < state.best_val
         if improved:
             state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+            checkpoint(files.checkpoint)
         else:
             state.bad_epochs += 1
-        if improved or cfg.keep == "last":
-            checkpoint(files.checkpoint, val_loss)
         checkpoint(files.last)
         reporter.epoch(epoch=state.epoch, n_epochs=cfg.epochs, train_loss=train_loss,
                        val_loss=val_loss, best=improved)
@@ -212,8 +207,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[torch.Tensor]]
     early_stopped = state.epoch < cfg.epochs
     state.finished = True
     checkpoint(files.last)
-    kept = state.epoch if cfg.keep == "last" else state.best_epoch
-    return FitResult(state.epoch, state.best_val, state.best_epoch, early_stopped, kept)
+    return FitResult(state.epoch, state.best_val, state.best_epoch, early_stopped)
 
 
 def _gpu_memory_gb(device: torch.device) -> float | None:

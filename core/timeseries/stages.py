@@ -139,8 +139,7 @@ def require_visible_encoder(saved: dict, path: Path) -> None:
 
 
 def load_model(stream_dir: Path, device: torch.device | str = "cpu") -> tuple[PatchTST, dict]:
-    """The kept checkpoint (`best.pt`: the last epoch's weights by default, `train.keep`) as a
-    ready model, and its `extra` (config, channels, normaliser)."""
+    """The best checkpoint as a ready model, and its `extra` (config, channels, normaliser)."""
     from core.config import from_dict
     from core.timeseries.config import PatchTSTConfig
     checkpoint = SeriesFiles(stream_dir).checkpoint
