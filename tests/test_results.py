@@ -222,8 +222,11 @@ def test_load_ts_results(run_dir):
     assert res.score_meaning.startswith("Anomaly score: the mean of 6 log scores")
     assert "most-erring channels" in res.score_meaning and "PCA" in res.score_meaning
     assert "each over 10 and 15-step moving means" in res.score_meaning
-    assert res.variance_head  # the default model's: its caption says what the errors are
-    assert res.score_meaning.endswith(ts_results.VARIANCE_WORDS)
+    assert res.variance_head and res.variance_ceiling  # the default model's: its caption says
+    assert res.score_meaning.endswith(ts_results.variance_words(True))  # what the errors are
+    res.variance_ceiling = False  # `variance_ceiling: 0`: no word of a cap
+    assert res.score_meaning.endswith(ts_results.variance_words(False))
+    assert ts_results.CEILING_WORDS not in res.score_meaning
     assert list(ts_results.metrics_table(res.metrics).index[:5]) == [
         "model", "reconstruction", "top_channels", "pca", "random"]
     res.parts = ["reconstruction"]  # one part at two scales: still log scores

@@ -282,9 +282,7 @@ class PatchTST(nn.Module):
         its channel's `log_var_ceiling` when one is set."""
         if self.log_var_head is None:
             return (self(x, mask).float() - x).pow(2)
-        z, _ = self.revin(x)
-        patches = patchify(z, self.cfg.patch_len)  # (S, N, P)
-        h = self.features(patches, mask)  # (S, N, Dd)
+        patches, h = self._patches_and_features(x, mask)  # (S, N, P), (S, N, Dd)
         squared = unpatchify((self.head(h).float() - patches).pow(2), self.n_channels)
         log_var = unpatchify(self.log_variance(h).float(), self.n_channels)  # (B, L, C)
         if self.log_var_ceiling is not None:
@@ -294,9 +292,16 @@ class PatchTST(nn.Module):
     def log_variances(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, C), mask (B*C, N) or None → each value's predicted log-variance (B, L, C) in
         fp32, with no ceiling. Only for a model with the variance head."""
-        z, _ = self.revin(x)
-        h = self.features(patchify(z, self.cfg.patch_len), mask)  # (S, N, Dd)
+        _, h = self._patches_and_features(x, mask)  # (S, N, Dd)
         return unpatchify(self.log_variance(h).float(), self.n_channels)
+
+    def _patches_and_features(self, x: torch.Tensor, mask: torch.Tensor | None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, C), mask (B*C, N) or None → its normalised patches (S, N, P) and their
+        decoder features (S, N, Dd)."""
+        z, _ = self.revin(x)
+        patches = patchify(z, self.cfg.patch_len)
+        return patches, self.features(patches, mask)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """MSE between predicted and true (RevIN-normalised) patches, over hidden patches only,

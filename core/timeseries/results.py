@@ -41,9 +41,15 @@ PART_WORDS = {"reconstruction": "the reconstruction's error averaged over channe
               "top_channels": "its error in the most-erring channels (a high quantile over "
                               "channels)",
               "pca": "a PCA's residual (fitted on the training data)"}
-VARIANCE_WORDS = (" Each squared error was first divided by the variance the model predicted for "
-                  "that value (at most its channel's usual high on normal data), so it counts "
-                  "more where the model expected a close fit.")
+CEILING_WORDS = " (at most its channel's usual high on normal data)"
+
+
+def variance_words(ceiling: bool) -> str:
+    """What the variance head did to the errors; `ceiling`: its variances were capped
+    (`scoring.json` `log_var_ceiling`)."""
+    return (" Each squared error was first divided by the variance the model predicted for that "
+            f"value{CEILING_WORDS if ceiling else ''}, so it counts more where the model "
+            "expected a close fit.")
 
 
 @dataclass
@@ -67,6 +73,7 @@ class TSResults:
     channel_normal: dict[str, float] | None = None  # each channel's mean error on normal data
     windows: tuple[int, ...] = (1,)  # the moving means each part was smoothed over (1 or 2)
     variance_head: bool = False  # each squared error was divided by the model's variance for it
+    variance_ceiling: bool = False  # that variance was capped per channel (`log_var_ceiling`)
 
     @cached_property
     def contributions(self) -> np.ndarray:  # (T, C); once per object: the page reads it often
@@ -115,7 +122,8 @@ class TSResults:
 
     @property
     def score_meaning(self) -> str:
-        return self._unit_meaning() + (VARIANCE_WORDS if self.variance_head else "")
+        return self._unit_meaning() + (variance_words(self.variance_ceiling)
+                                       if self.variance_head else "")
 
     def _unit_meaning(self) -> str:
         if self.score_kind != "fused":
@@ -156,7 +164,8 @@ def load_ts_results(run_dir: Path, stream: str = "patchtst") -> TSResults:
                      read_json(out.metrics), signal, note, scoring.get("scored_file"),
                      scoring.get("channel_scale"), _notes(Path(run_dir), stream, scoring),
                      scoring.get("parts") or ["reconstruction"], scoring.get("channel_normal"),
-                     _windows(scoring), bool(scoring.get("variance_head")))
+                     _windows(scoring), bool(scoring.get("variance_head")),
+                     scoring.get("log_var_ceiling") is not None)
 
 
 def _windows(scoring: dict) -> tuple[int, ...]:
