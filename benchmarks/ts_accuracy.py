@@ -9,16 +9,16 @@ post-processing and point-wise, then the mean and spread.
         [--workdir DIR] [--ablate] [--jobs N] [--reuse]
 
 `--ablate` adds rows that re-score the same runs' saved errors with today's post-hoc score
-defaults and then one setting changed (the PCA fusion, the scale floor, the channel cap, the
-smoothing window), with the product's own scoring functions
-and the same post-processing on the baselines; the cross-channel block needs a run of its own
-(`--set patchtst.model.cross_channel=false`). It then leaves each dataset out in turn, picks the
-row best on the other datasets and scores it on the one left out: the mean of those held-out
-figures estimates how a default chosen on this dev data does on data it never saw, which is
-what the product is judged on (a row that wins only through one dataset does not survive it).
-The bundled sample runs beside the dev data as a guard (`--no-guard` skips it): its anomalies
-last 3-40 rows where the dev data's last hundreds, so a setting that only long anomalies like
-shows there. It is printed apart and never enters a mean or a pick.
+defaults and then one setting changed (the PCA fusion, its weight and the floor under each fused
+term, the scale floor, the channel cap, the smoothing window), with the product's own scoring
+functions and the same post-processing on the baselines; the cross-channel block needs a run of
+its own (`--set patchtst.model.cross_channel=false`). It then leaves each dataset out in turn,
+picks the row best on the other datasets and scores it on the one left out: the mean of those
+held-out figures estimates how a default chosen on this dev data does on data it never saw,
+which is what the product is judged on (a row that wins only through one dataset does not
+survive it). The bundled sample runs beside the dev data as a guard (`--no-guard` skips it):
+its anomalies last 3-40 rows where the dev data's last hundreds, so a setting that only long
+anomalies like shows there. It is printed apart and never enters a mean or a pick.
 Ends with one line
 `mean_auprc=… pca_mean_auprc=…` (both after the same post-processing). PA-F1 is left out: it
 flatters every detector. Runs go to a temporary workspace unless `--workdir` is given."""
@@ -38,7 +38,7 @@ from cli import ROOT, run_pipeline
 from core import metrics
 from core.config import defaults, read_config
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import (channel_scale, detector_scores,
+from core.timeseries.scoring import (Fusion, channel_scale, detector_scores,
                                      paired_reconstruction_parts, usable_long_window)
 from core.timeseries.stages import load
 
@@ -92,8 +92,9 @@ def rescored(run: Path, changes: list[dict]) -> np.ndarray:
     """(len(changes), 2) (model AUPRC, PCA AUPRC) of a finished run re-scored from its saved
     errors, once per change: today's score defaults (the run's `normalize_channels`) with the
     change's post-hoc settings (`scale_floor`, `channel_cap`, `top_quantile`, `smooth`,
-    `smooth_long`, `fuse_pca`) on top; the PCA gets the same post-processing. The data, the
-    errors and the PCA are read and fitted once."""
+    `smooth_long`, `fuse_pca`, `pca_weight`, `fuse_floor`) on top; the PCA gets the same
+    post-processing (and fusion of its two time scales). The data, the errors and the PCA are
+    read and fitted once."""
     cfg = read_config(run / "run.yaml")
     normalize = cfg.patchtst.score.normalize_channels
     with np.load(run / "patchtst" / "channel_scores.npz") as npz:
@@ -109,15 +110,21 @@ def rescored(run: Path, changes: list[dict]) -> np.ndarray:
         if sc.fuse_pca:
             parts["pca"] = (pca_val, pca)
         windows = sc.smooth, usable_long_window(sc.smooth_long, len(pca_val))
-        _, model, _ = detector_scores(parts, *windows)
-        _, baseline, _ = detector_scores({"pca": (pca_val, pca)}, *windows)
+        fusion = Fusion.of_config(sc)
+        _, model, _ = detector_scores(parts, *windows, fusion)
+        _, baseline, _ = detector_scores({"pca": (pca_val, pca)}, *windows, fusion)
         out.append((metrics.evaluate(model, labels, 0.0)["auprc"],
                     metrics.evaluate(baseline, labels, 0.0)["auprc"]))
     return np.array(out)
 
 
 ONE_SCALE = {"smooth_long": 0}
+PLAIN_MEAN = {"fuse_floor": None, "pca_weight": 1.0}
 ABLATIONS = {"defaults": {}, "fuse_pca=false": {"fuse_pca": False},
+             "fuse_floor=null": {"fuse_floor": None}, "pca_weight=1": {"pca_weight": 1.0},
+             "fuse_floor=null,pca_weight=1": PLAIN_MEAN,
+             "fuse_floor=0": {"fuse_floor": 0.0}, "fuse_floor=1": {"fuse_floor": 1.0},
+             "pca_weight=0.5": {"pca_weight": 0.5},
              "top_quantile=0": {"top_quantile": 0.0}, "top_quantile=0.9": {"top_quantile": 0.9},
              "scale_floor=0": {"scale_floor": 0.0}, "channel_cap=0": {"channel_cap": 0.0},
              "smooth=5": {"smooth": 5}, "smooth=20": {"smooth": 20},

@@ -38,6 +38,8 @@ def test_one_folder_per_stream_with_model_json_and_predict(exported):
     assert ts["channels"] == ["cpu_load", "mem_used", "temp_c", "fan_rpm", "net_mbps"]
     assert ts["window"] == 40 and ts["stride"] == 8 and ts["smooth"] == 10
     assert ts["smooth_long"] == 15 and "reconstruction@15" in ts["log_units"]  # two scales
+    assert ts["fusion"] == read_json(run / "patchtst" / "scoring.json")["fusion"]
+    assert ts["fusion"]["floor"] is not None and ts["fusion"]["weights"]  # the defaults' fusion
     assert ts["threshold"] == read_json(run / "patchtst" / "scoring.json")["threshold"]
     img = json.loads((out / "swinmae" / "model.json").read_text())
     assert (img["image_size"], img["channels"], img["mode"]) == (64, 1, "L")

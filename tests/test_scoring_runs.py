@@ -68,8 +68,8 @@ def test_scoring_the_same_file_reproduces_the_runs_scores(model_run):
 
 def test_a_model_run_made_before_the_top_channels_part_scores_as_it_did(model_run, tmp_path):
     """A run whose scoring.json fused the reconstruction and the PCA only, at one time scale
-    (and recorded no channel_normal and no smooth_long), scores new data with those two parts
-    at that one scale, whatever today's config adds."""
+    (and recorded no channel_normal, no smooth_long and no fusion), scores new data with those
+    two parts at that one scale and their plain mean, whatever today's config adds."""
     old = tmp_path / "ws" / "runs" / model_run.name
     shutil.copytree(model_run, old)
     path = old / "patchtst" / "scoring.json"
@@ -77,12 +77,13 @@ def test_a_model_run_made_before_the_top_channels_part_scores_as_it_did(model_ru
     assert scoring["smooth_long"] > 0  # today's run has two scales, else this proves less
     scoring["parts"] = ["reconstruction", "pca"]
     scoring["log_units"] = {k: scoring["log_units"][k] for k in scoring["parts"]}
-    del scoring["channel_normal"], scoring["smooth_long"]
+    assert scoring["fusion"]["floor"] is not None  # today's fusion has a floor
+    del scoring["channel_normal"], scoring["smooth_long"], scoring["fusion"]
     path.write_text(json.dumps(scoring))
     run = scoring_run(old, "--ts-data", Path(scoring["scored_file"]))
     rescored = read_json(run / "patchtst" / "scoring.json")
     assert rescored["parts"] == ["reconstruction", "pca"] and rescored["channel_normal"] is None
-    assert rescored["smooth_long"] == 0
+    assert rescored["smooth_long"] == 0 and rescored["fusion"] == {"floor": None, "weights": {}}
     ours, today = (pd.read_csv(r / "patchtst" / "scores.csv")["score"] for r in (run, model_run))
     assert not np.allclose(ours, today)  # two parts, not today's three
 

@@ -53,6 +53,11 @@ class TSScoreConfig(Section):
     # a PCA's residual as one more part of the score (the mean of the parts' log scores, each
     # standardised on the validation split): PCA tolerates a shift that drowns the model
     fuse_pca: bool
+    # the PCA part's weight in that mean, beside the model's parts' 1 each
+    pca_weight: float = number(gt=0.0, le=1.0)
+    # in that mean each term counts at least this many validation standard deviations above its
+    # normal mean (null: no floor): a term quieter than usual cannot cancel another's evidence
+    fuse_floor: float | None = number(ge=-10.0, le=10.0)
     threshold_percentile: float = number(gt=0.0, le=100.0)  # of validation-split scores
     # with the variance head: the predicted variance divides an error by at most its channel's
     # value at this quantile of the validation steps; 0: no ceiling

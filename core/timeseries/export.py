@@ -43,7 +43,7 @@ def spec(trained: TrainedSeries) -> dict:
             "threshold_percentile": trained.percentile,
             "pca": None if trained.pca is None else {"mean": trained.pca.mean.tolist(),
                                                      "axes": trained.pca.axes.tolist()},
-            "log_units": trained.units or {}}
+            "log_units": trained.units or {}, "fusion": trained.fusion.to_dict()}
 
 
 def export(run_dir: Path, folder: Path) -> None:

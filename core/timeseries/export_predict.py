@@ -12,7 +12,8 @@ when it has a `pca`, the PCA's residual of the standardised rows is another, eac
 same way; when it has a `smooth_long`, every part is also smoothed over that many steps, as a
 term named `part@smooth_long`. With several terms the score is the mean of their log scores,
 each standardised with its `log_units` (mean, std of its log score on the run's validation
-rows).
+rows), raised to at least the `fusion` floor when it has one, and weighted by its part's
+`fusion` weight (1 when none is given).
 Flagged above `threshold`.
 `--channels channels.csv` also writes each row's per-channel error in units of its scale (what
 the run's channel_scores.npz holds; the console's top channels rank each channel's error above
@@ -122,10 +123,17 @@ def smoothed(parts: dict, window: int, long_window: int) -> dict:
     return terms
 
 
-def fused(terms: dict, units: dict) -> np.ndarray:
-    """Smoothed (T,) terms → the mean of their logs, each in its validation (mean, std)."""
-    return np.mean([(np.log(p + 1e-12) - units[name][0]) / units[name][1]
-                    for name, p in terms.items()], axis=0)
+def fused(terms: dict, units: dict, fusion: dict) -> np.ndarray:
+    """Smoothed (T,) terms → the weighted mean of their logs, each in its validation
+    (mean, std) and at least `fusion["floor"]` when that is set; a term of part p (`p@...`)
+    weighs `fusion["weights"][p]`, 1 when absent."""
+    z = np.array([(np.log(p + 1e-12) - units[name][0]) / units[name][1]
+                  for name, p in terms.items()])  # (terms, T)
+    if fusion.get("floor") is not None:
+        z = np.maximum(z, fusion["floor"])
+    weights = fusion.get("weights") or {}
+    return np.average(z, axis=0, weights=[weights.get(name.partition("@")[0], 1.0)
+                                          for name in terms])
 
 
 def score(path: Path, spec: dict, session) -> tuple:
@@ -146,7 +154,8 @@ def score(path: Path, spec: dict, session) -> tuple:
     if spec.get("pca"):
         parts["pca"] = pca_residual(series, spec["pca"])
     terms = smoothed(parts, spec["smooth"], spec.get("smooth_long") or 0)
-    scores = fused(terms, spec["log_units"]) if len(terms) > 1 else terms["reconstruction"]
+    scores = (fused(terms, spec["log_units"], spec.get("fusion") or {}) if len(terms) > 1
+              else terms["reconstruction"])
     frame = pd.DataFrame({first: column, "score": scores,
                           "is_anomaly": (scores > spec["threshold"]).astype(np.int8)})
     if labels is not None:

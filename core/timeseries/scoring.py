@@ -9,6 +9,7 @@ predicted from its visible context and counted once (staggered over channels, so
 cross-channel model sees the other channels at a hidden moment); `full` reconstructs with nothing hidden."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -173,11 +174,45 @@ def standardised(scores: np.ndarray, unit: tuple[float, float]) -> np.ndarray:
     return (np.log(np.asarray(scores, dtype=np.float64) + LOG_EPS) - mean) / std
 
 
-def fuse(smoothed: dict[str, np.ndarray], units: dict[str, tuple[float, float]]) -> np.ndarray:
-    """Smoothed (T,) scores of several terms → (T,) the mean of their `standardised` logs, each
-    in its own term's validation `units` (so scoring new data uses the model run's units)."""
-    return np.mean([standardised(scores, units[name]) for name, scores in smoothed.items()],
-                   axis=0)
+def part_of(term: str) -> str:
+    """The part a term smooths: `pca@50` → `pca` (`smoothing_terms` names them so)."""
+    return term.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How `fuse` combines a detector's standardised terms (each a log score in standard
+    deviations from its validation mean): each counts at least `floor` (None: no floor), so a
+    term quieter than on normal data cannot cancel another term's evidence, and a term of part
+    p weighs `weights.get(p, 1)` in the mean. Fusion() is the plain mean."""
+    floor: float | None = None
+    weights: dict[str, float] = field(default_factory=dict)  # part → weight; others weigh 1
+
+    @classmethod
+    def of_config(cls, cfg: TSScoreConfig) -> Fusion:
+        """The configured fusion: `fuse_floor`, and `pca_weight` on the PCA part's terms."""
+        return cls(cfg.fuse_floor, {"pca": cfg.pca_weight} if cfg.pca_weight != 1 else {})
+
+    @classmethod
+    def from_dict(cls, saved: dict | None) -> Fusion:
+        """From scoring.json's `fusion`; a run scored before it was recorded: Fusion()."""
+        saved = saved or {}
+        return cls(saved.get("floor"), dict(saved.get("weights") or {}))
+
+    def to_dict(self) -> dict:
+        return {"floor": self.floor, "weights": dict(self.weights)}
+
+
+def fuse(smoothed: dict[str, np.ndarray], units: dict[str, tuple[float, float]],
+         fusion: Fusion = Fusion()) -> np.ndarray:
+    """Smoothed (T,) scores of several terms → (T,) the `fusion`'s weighted mean of their
+    `standardised` logs (each at least its floor), each in its own term's validation `units`
+    (so scoring new data uses the model run's units)."""
+    z = np.array([standardised(scores, units[name]) for name, scores in smoothed.items()])
+    if fusion.floor is not None:
+        z = np.maximum(z, fusion.floor)  # (terms, T)
+    weights = [fusion.weights.get(part_of(name), 1.0) for name in smoothed]
+    return np.average(z, axis=0, weights=weights)
 
 
 LONG_WINDOWS_NEEDED = 10  # validation rows per step of the long window, at the least
@@ -209,18 +244,18 @@ def smoothed_terms(parts: dict[str, np.ndarray], window: int, long_window: int =
 
 
 def detector_scores(parts: dict[str, tuple[np.ndarray, np.ndarray]], window: int,
-                    long_window: int = 0
+                    long_window: int = 0, fusion: Fusion = Fusion()
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[float, float]]]:
     """The detector's (validation, target) scores from its parts' point-wise (val (T_val,),
     target (T,)) scores: each part smoothed over `window` steps (and over `long_window` too when
-    it is > 0: `smoothed_terms`); a single term is the score itself, several are `fuse`d in
-    units of their validation scores, so detectors in different units, or one detector at two
-    time scales, weigh alike and a term that fails on some data cannot silence the other. Also
-    returns each term's validation unit (empty for one term)."""
+    it is > 0: `smoothed_terms`); a single term is the score itself, several are `fuse`d (as
+    `fusion` says) in units of their validation scores, so detectors in different units, or one
+    detector at two time scales, weigh alike and a term that fails on some data cannot silence
+    the other. Also returns each term's validation unit (empty for one term)."""
     val = smoothed_terms({name: v for name, (v, _) in parts.items()}, window, long_window)
     target = smoothed_terms({name: t for name, (_, t) in parts.items()}, window, long_window)
     if len(target) == 1:
         (name,) = target
         return val[name], target[name], {}
     units = {name: log_standard(v) for name, v in val.items()}
-    return fuse(val, units), fuse(target, units), units
+    return fuse(val, units, fusion), fuse(target, units, fusion), units

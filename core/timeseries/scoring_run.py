@@ -75,6 +75,7 @@ def score(ctx: Context) -> None:
         "variance_head": trained.model.log_var_head is not None,
         "log_var_ceiling": source.get("log_var_ceiling"),
         "parts": list(parts), "log_units": source.get("log_units", {}),
+        "fusion": trained.fusion.to_dict(),
         "rows": len(scores), "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(trained.channels, trained.scale.tolist())),
         "channel_normal": trained.normal,
@@ -97,7 +98,8 @@ def evaluate(ctx: Context) -> None:
     scores, threshold = ctx.state[f"{STREAM}.scores"], data.trained.threshold
     result = metrics.evaluate(scores, data.target.labels, threshold) | {
         "baselines": {}, "postprocess": {"smooth": data.trained.cfg.score.smooth,
-                                         "smooth_long": data.trained.long_window},
+                                         "smooth_long": data.trained.long_window,
+                                         "fuse_floor": data.trained.fusion.floor},
         "notes": {"baselines": NO_BASELINES}}
     write_json(out.metrics, result)
     ctx.log.info("    auprc %s, auroc %s, f1 at the threshold %s",

@@ -26,7 +26,7 @@ from core.timeseries.channels import (constant_channels, constant_notes, out_of_
                                       out_of_range_note)
 from core.timeseries.data import Series, TSDataset, load_ts_dataset, summarize
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import (channel_errors, channel_scale, detector_scores,
+from core.timeseries.scoring import (Fusion, channel_errors, channel_scale, detector_scores,
                                      paired_reconstruction_parts, score_batch_size,
                                      set_log_var_ceiling, usable_long_window)
 from core.timeseries.windows import (Normalizer, epoch_order, n_batches_of, split_train_val,
@@ -37,7 +37,8 @@ from core.training import fit, load_checkpoint
 STREAM = "patchtst"
 POSTPROCESS_NOTE = ("the headline metrics and `baselines` are after a centred moving mean of "
                     "`postprocess.smooth` steps and, when `postprocess.smooth_long` is above 0, "
-                    "one of that many steps fused beside it (each in its validation units), "
+                    "one of that many steps fused beside it (each in its validation units, "
+                    "counting at least `postprocess.fuse_floor` of them when that is set), "
                     "applied alike to every detector; `pointwise` has all of them without it")
 PARTS_NOTE = ("the model's score fuses `parts` (the reconstruction error averaged over channels, "
               "its quantile over channels (`top_channels`) and a PCA fitted on the training "
@@ -175,7 +176,9 @@ def score(ctx: Context) -> None:
     if long_window != sc.smooth_long:
         ctx.log.info("    one time scale: the validation split's %d rows are too few for the "
                      "%d-step one (patchtst.score.smooth_long)", len(data.val), sc.smooth_long)
-    val_scores, scores, units = detector_scores(parts, sc.smooth, long_window)  # (T_val,), (T,)
+    fusion = Fusion.of_config(sc)
+    val_scores, scores, units = detector_scores(parts, sc.smooth, long_window,
+                                                fusion)  # (T_val,), (T,)
     threshold = metrics.threshold_from_normal(val_scores, sc.threshold_percentile)
     write_scores(out.scores, data.target, scores, threshold)
     with atomic_path(out.channels) as tmp, open(tmp, "wb") as f:
@@ -191,7 +194,7 @@ def score(ctx: Context) -> None:
         "variance_head": model.log_var_head is not None, "rows": len(scores),
         "log_var_ceiling": None if ceiling is None else dict(zip(channels, ceiling.tolist())),
         "parts": list(parts), "log_units": {name: list(u) for name, u in units.items()},
-        "flagged": int((scores > threshold).sum()),
+        "fusion": fusion.to_dict(), "flagged": int((scores > threshold).sum()),
         "channel_scale": dict(zip(data.target.channels, scale.tolist())),
         "channel_normal": dict(zip(channels, val_errors.mean(axis=0).tolist())),
         "constant_in_training": constant, "out_of_range": far,
@@ -200,6 +203,7 @@ def score(ctx: Context) -> None:
                                 for q in (50, 90, 99, 100)}})
     ctx.state[f"{STREAM}.parts"] = parts
     ctx.state[f"{STREAM}.long_window"] = long_window
+    ctx.state[f"{STREAM}.fusion"] = fusion
     ctx.log.info("    %d rows scored, %d above the threshold %.4g", len(scores),
                  int((scores > threshold).sum()), threshold)
     for line in constant_notes(constant) + out_of_range_note(far, len(channels)):
@@ -241,17 +245,18 @@ def evaluate(ctx: Context) -> None:
         detectors |= {name: {name: pair} for name, pair in baselines.items()}
         found = {}
         for name, detector in detectors.items():
-            val, test, _ = detector_scores(detector, *windows)
+            val, test, _ = detector_scores(detector, *windows, fusion=fusion)
             found[name] = metrics.evaluate(test, labels, metrics.threshold_from_normal(
                 val, sc.threshold_percentile))
         return found
 
-    long_window = ctx.state[f"{STREAM}.long_window"]
+    long_window, fusion = ctx.state[f"{STREAM}.long_window"], ctx.state[f"{STREAM}.fusion"]
     post, point = scored(sc.smooth, long_window), scored(1)
     result = post.pop("model") | {
         "parts": {name: post.pop(name) for name in list(post) if name not in baselines},
         "baselines": post,
-        "postprocess": {"smooth": sc.smooth, "smooth_long": long_window},
+        "postprocess": {"smooth": sc.smooth, "smooth_long": long_window,
+                        "fuse_floor": fusion.floor},
         "pointwise": point,
         "notes": {"pa_f1": PA_F1_NOTE, "postprocess": POSTPROCESS_NOTE}}
     if not result["parts"]:

@@ -19,8 +19,8 @@ from core.timeseries.baselines import PCAFit
 from core.timeseries.config import PatchTSTConfig
 from core.timeseries.files import SeriesFiles
 from core.timeseries.patchtst import PatchTST
-from core.timeseries.scoring import (channel_errors, fuse, reconstruction_parts, smoothed_terms,
-                                     smoothing_terms)
+from core.timeseries.scoring import (Fusion, channel_errors, fuse, reconstruction_parts,
+                                     smoothed_terms, smoothing_terms)
 from core.timeseries.windows import Normalizer
 
 STREAM = "patchtst"
@@ -42,6 +42,7 @@ class TrainedSeries:
     normal: dict[str, float] | None = None  # each channel's mean scaled error on validation
     top_quantile: float = 0.0  # > 0: the run's score has a `top_channels` part
     long_window: int = 0  # > 0: the run also smoothed each part over this many steps
+    fusion: Fusion = Fusion()  # how the run fused its terms (scoring.json's `fusion`)
 
     @property
     def window(self) -> int:
@@ -66,9 +67,10 @@ class TrainedSeries:
     def score(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Point-wise parts → the run's post-processed score (T,): each part smoothed (at the
         run's one or two time scales), then fused in the run's own validation units when that
-        makes several terms."""
+        makes several terms, as the run's `fusion` says."""
         terms = smoothed_terms(parts, self.cfg.score.smooth, self.long_window)
-        return fuse(terms, self.units) if len(terms) > 1 else terms["reconstruction"]
+        return (fuse(terms, self.units, self.fusion) if len(terms) > 1
+                else terms["reconstruction"])
 
 
 def load_trained(run_dir: Path) -> TrainedSeries:
@@ -100,7 +102,8 @@ def load_trained(run_dir: Path) -> TrainedSeries:
                          float(scoring["threshold"]), float(scoring["percentile"]),
                          _fused_pca(run_dir, parts), _units(run_dir, scoring, terms),
                          scoring.get("channel_normal"),
-                         cfg.score.top_quantile if "top_channels" in parts else 0.0, long_window)
+                         cfg.score.top_quantile if "top_channels" in parts else 0.0, long_window,
+                         Fusion.from_dict(scoring.get("fusion")))  # before it: the plain mean
 
 
 def _fused_pca(run_dir: Path, parts: list[str]) -> PCAFit | None:

@@ -18,7 +18,7 @@ from core.fileio import read_json
 from core.train_view import live_view
 from core.timeseries.results import load_ts_results, postprocess_caption
 from core.timeseries.baselines import pca_scores
-from core.timeseries.scoring import detector_scores, step_scores, top_channel_scores
+from core.timeseries.scoring import Fusion, detector_scores, step_scores, top_channel_scores
 from core.timeseries.stages import load
 
 pytestmark = pytest.mark.slow
@@ -65,14 +65,18 @@ def test_postprocessing_is_identical_for_the_model_its_parts_and_its_baselines(t
     parts = {"reconstruction": (val_point, point), "top_channels": (val_top, top),
              "pca": (pca_val, pca)}
     windows = (sc.smooth, sc.smooth_long)  # both time scales, for every detector alike
-    fused = detector_scores(parts, *windows)[1]
+    fusion = Fusion.of_config(sc)
+    assert fusion.floor is not None and fusion.weights  # else this proves less
+    fused = detector_scores(parts, *windows, fusion)[1]
     np.testing.assert_allclose(scores["score"], fused, rtol=1e-4, atol=1e-5)
 
     m = read_json(tiny_run / "patchtst" / "metrics.json")
-    assert m["postprocess"] == {"smooth": sc.smooth, "smooth_long": sc.smooth_long}
-    expect = {("model", False): detector_scores(parts, 1)[1], ("model", True): fused}
-    for name, pair in parts.items():
-        expect[name, True] = detector_scores({name: pair}, *windows)[1]
+    assert m["postprocess"] == {"smooth": sc.smooth, "smooth_long": sc.smooth_long,
+                                "fuse_floor": fusion.floor}
+    expect = {("model", False): detector_scores(parts, 1, fusion=fusion)[1],
+              ("model", True): fused}
+    for name, pair in parts.items():  # the floor on each detector's two terms alike
+        expect[name, True] = detector_scores({name: pair}, *windows, fusion)[1]
         expect[name, False] = pair[1]
     for (who, post), values in expect.items():
         found = {"model": m, **m["parts"], **m["baselines"]}[who] if post else m["pointwise"][who]
@@ -89,7 +93,8 @@ def test_the_reconstruction_alone_when_fusion_is_off(plain_run):
         val, point = (step_scores(npz[k], sc.channel_cap) for k in ("val_errors", "errors"))
     scores = pd.read_csv(run / "patchtst" / "scores.csv")["score"]
     # the reconstruction's mean alone, at the two time scales
-    alone = detector_scores({"reconstruction": (val, point)}, sc.smooth, sc.smooth_long)[1]
+    alone = detector_scores({"reconstruction": (val, point)}, sc.smooth, sc.smooth_long,
+                            Fusion.of_config(sc))[1]
     np.testing.assert_allclose(scores, alone, rtol=1e-4, atol=1e-5)
     assert read_json(run / "patchtst" / "scoring.json")["parts"] == ["reconstruction"]
     assert "parts" not in read_json(run / "patchtst" / "metrics.json")

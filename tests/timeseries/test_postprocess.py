@@ -10,9 +10,10 @@ from core.config import defaults
 from core.timeseries.channels import (constant_channels, constant_notes, out_of_range,
                                       out_of_range_note)
 from core.timeseries.config import TSScoreConfig
-from core.timeseries.scoring import (LONG_WINDOWS_NEEDED, channel_scale, detector_scores,
-                                     log_standard, reconstruction_parts, smooth, standardised,
-                                     step_scores, top_channel_scores, usable_long_window)
+from core.timeseries.scoring import (LONG_WINDOWS_NEEDED, Fusion, channel_scale,
+                                     detector_scores, log_standard, reconstruction_parts, smooth,
+                                     smoothed_terms, standardised, step_scores,
+                                     top_channel_scores, usable_long_window)
 from core.timeseries.windows import Normalizer
 
 DEFAULT = defaults("patchtst.score")
@@ -188,3 +189,45 @@ def test_the_second_time_scale_needs_enough_validation_rows():
     assert usable_long_window(50, LONG_WINDOWS_NEEDED * 50) == 50
     assert usable_long_window(50, LONG_WINDOWS_NEEDED * 50 - 1) == 0  # too few: one scale
     assert usable_long_window(0, 10 ** 6) == 0
+
+
+def test_a_term_quieter_than_usual_cannot_cancel_anothers_evidence():
+    """At row 100 part a is far above normal while part b is far below it (reconstructed
+    better than ever): the plain mean lets b cancel a, a floor keeps a's evidence on top."""
+    rng = np.random.default_rng(2)
+    val = {name: rng.lognormal(size=500) for name in "ab"}
+    target = {name: rng.lognormal(size=300) for name in "ab"}
+    target["a"][100], target["b"][100] = 1e2, 1e-4
+    parts = {name: (val[name], target[name]) for name in "ab"}
+    _, plain, units = detector_scores(parts, 1)
+    _, floored, _ = detector_scores(parts, 1, fusion=Fusion(floor=0.5))
+    assert plain[100] < np.quantile(plain, 0.9)  # cancelled
+    assert floored.argmax() == 100
+    z = np.array([standardised(target[name], units[name]) for name in "ab"])
+    np.testing.assert_allclose(floored, np.maximum(z, 0.5).mean(axis=0))
+
+
+def test_a_parts_weight_counts_for_each_of_its_terms():
+    rng = np.random.default_rng(3)
+    parts = {name: (rng.lognormal(size=600), rng.lognormal(size=400))
+             for name in ("reconstruction", "pca")}
+    _, weighted, units = detector_scores(parts, 10, 50, Fusion(weights={"pca": 0.5}))
+    assert list(units) == ["reconstruction", "pca", "reconstruction@50", "pca@50"]
+    terms = smoothed_terms({name: t for name, (_, t) in parts.items()}, 10, 50)
+    z = {name: standardised(terms[name], units[name]) for name in units}
+    expect = (z["reconstruction"] + z["reconstruction@50"]
+              + 0.5 * (z["pca"] + z["pca@50"])) / 3
+    np.testing.assert_allclose(weighted, expect)
+    # one part alone: its weight cancels out, as for the PCA baseline beside a fused model
+    alone = {"pca": parts["pca"]}
+    np.testing.assert_allclose(detector_scores(alone, 10, 50, Fusion(weights={"pca": 0.5}))[1],
+                               detector_scores(alone, 10, 50)[1])
+
+
+def test_the_fusion_comes_from_the_config_and_a_run_from_before_it_fuses_plainly():
+    sc = defaults("patchtst.score", fuse_floor=0.5, pca_weight=0.7)
+    assert Fusion.of_config(sc) == Fusion(0.5, {"pca": 0.7})
+    assert Fusion.of_config(defaults("patchtst.score", fuse_floor=None, pca_weight=1.0)) \
+        == Fusion()
+    assert Fusion.from_dict(None) == Fusion()  # scoring.json before `fusion`
+    assert Fusion.from_dict(Fusion(0.5, {"pca": 0.7}).to_dict()) == Fusion(0.5, {"pca": 0.7})

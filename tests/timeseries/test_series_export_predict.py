@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.timeseries import export_predict
-from core.timeseries.scoring import smooth
+from core.timeseries.scoring import Fusion, smooth
 from core.timeseries.windows import window_starts
 
 
@@ -47,13 +47,15 @@ def test_pca_residual_is_the_projects_pca_score():
                                rtol=1e-10)
 
 
-def test_fused_is_the_projects_fuse():
+@pytest.mark.parametrize("fusion", [Fusion(), Fusion(0.5, {"pca": 0.7}), Fusion(-1.0)])
+def test_fused_is_the_projects_fuse(fusion):
     from core.timeseries.scoring import fuse
     rng = np.random.default_rng(1)
-    parts = {"reconstruction": rng.lognormal(size=40), "pca": rng.lognormal(size=40) * 100}
-    units = {"reconstruction": (0.1, 1.2), "pca": (4.0, 0.7)}
-    np.testing.assert_allclose(export_predict.fused(parts, units), fuse(parts, units),
-                               rtol=1e-10)
+    terms = {"reconstruction": rng.lognormal(size=40), "pca": rng.lognormal(size=40) * 100,
+             "pca@50": rng.lognormal(size=40) * 100}
+    units = {"reconstruction": (0.1, 1.2), "pca": (4.0, 0.7), "pca@50": (4.2, 0.3)}
+    np.testing.assert_allclose(export_predict.fused(terms, units, fusion.to_dict()),
+                               fuse(terms, units, fusion), rtol=1e-10)
 
 
 def test_a_cell_that_is_not_a_number_is_named(tmp_path):
