@@ -271,8 +271,8 @@ def postprocess_caption(m: dict) -> str | None:
         return None
     floor = post.get("fuse_floor")
     means = f"a centred {window}-step moving mean" + (
-        f" fused with a {long_window}-step one (each in its units on normal validation data"
-        + ("" if floor is None else f", none counting below {floor:+g} of them")
+        f" fused with a {long_window}-step one (each in standard deviations of its scores on "
+        "normal validation data" + ("" if floor is None else f", none counting below {floor:+g}")
         + "), so short and sustained anomalies both show" if long_window else "")
     fused = " Each of the model's parts is also scored alone." if m.get("parts") else ""
     return (f"Every detector's score after {means}, applied alike to all; the point-wise rows "
