@@ -170,7 +170,7 @@ def test_metrics_table_adds_point_wise_rows_and_the_caption_names_the_smoothing(
     assert "10-step moving mean" in ts_results.postprocess_caption(m)
     assert "fused with" not in ts_results.postprocess_caption(m)  # a run before two scales
     two = ts_results.postprocess_caption(m | {"postprocess": {"smooth": 10, "smooth_long": 50}})
-    assert "10-step moving mean fused with a 50-step one" in two and "at least" not in two
+    assert "10-step moving mean fused with a 50-step one" in two and "below" not in two
     floored = ts_results.postprocess_caption(m | {"postprocess": {
         "smooth": 10, "smooth_long": 50, "fuse_floor": 0.5}})
     assert "on normal validation data, none counting below +0.5)" in floored
