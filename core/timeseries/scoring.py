@@ -191,7 +191,7 @@ class Fusion:
     @classmethod
     def of_config(cls, cfg: TSScoreConfig) -> Fusion:
         """The configured fusion: `fuse_floor`, and `pca_weight` on the PCA part's terms."""
-        return cls(cfg.fuse_floor, {"pca": cfg.pca_weight} if cfg.pca_weight != 1 else {})
+        return cls(cfg.fuse_floor, {"pca": cfg.pca_weight})
 
     @classmethod
     def from_dict(cls, saved: dict | None) -> Fusion:

@@ -228,6 +228,6 @@ def test_the_fusion_comes_from_the_config_and_a_run_from_before_it_fuses_plainly
     sc = defaults("patchtst.score", fuse_floor=0.5, pca_weight=0.7)
     assert Fusion.of_config(sc) == Fusion(0.5, {"pca": 0.7})
     assert Fusion.of_config(defaults("patchtst.score", fuse_floor=None, pca_weight=1.0)) \
-        == Fusion()
+        == Fusion(None, {"pca": 1.0})  # weighs as the plain mean
     assert Fusion.from_dict(None) == Fusion()  # scoring.json before `fusion`
     assert Fusion.from_dict(Fusion(0.5, {"pca": 0.7}).to_dict()) == Fusion(0.5, {"pca": 0.7})
